@@ -1,0 +1,3 @@
+/* permutation folding -- to be written. */
+#include "pivot.h"
+#include "pv-pivot.h"

@@ -1,0 +1,349 @@
+/* Graph IR: values, nodes, attributes, metadata. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pivot.h"
+#include "pv-pivot.h"
+#include "internal.h"
+
+static char *xstrdup(const char *s) {
+  return s ? strdup(s) : NULL;
+}
+
+static int grow(void **arr, int *cap, int need, size_t elem) {
+  if (need <= *cap) return 0;
+  int nc = *cap ? *cap * 2 : 16;
+  while (nc < need) nc *= 2;
+  void *p = realloc(*arr, (size_t)nc * elem);
+  if (!p) return pv_error(PV_ENOMEM, "out of memory growing graph");
+  memset((char *)p + (size_t)*cap * elem, 0, (size_t)(nc - *cap) * elem);
+  *arr = p;
+  *cap = nc;
+  return 0;
+}
+
+pv_graph *pv_graph_new(void) {
+  pv_graph *g = calloc(1, sizeof *g);
+  if (!g) pv_error(PV_ENOMEM, "out of memory");
+  return g;
+}
+
+static void attr_clear(pv_attr *a) {
+  free(a->name);
+  free(a->s);
+  free(a->ints);
+  free(a->floats);
+  if (a->strings)
+    for (int i = 0; i < a->n; i++) free(a->strings[i]);
+  free(a->strings);
+  pv_free(a->t.data);
+  memset(a, 0, sizeof *a);
+}
+
+static void node_clear(pv_node *n) {
+  free(n->name);
+  free(n->op);
+  free(n->domain);
+  free(n->in);
+  free(n->out);
+  for (int i = 0; i < n->n_attrs; i++) attr_clear(&n->attrs[i]);
+  free(n->attrs);
+  memset(n, 0, sizeof *n);
+}
+
+/* Whether p points inside the graph's external storage (not owned). */
+static bool in_storage(const pv_graph *g, const void *p);
+
+void pv_graph_free(pv_graph *g) {
+  if (!g) return;
+  for (int i = 0; i < g->n_values; i++) {
+    pv_value *v = &g->values[i];
+    free(v->name);
+    if (v->data && !in_storage(g, v->data)) pv_free(v->data);
+    if (v->pivot) pv_pivot_free(v->pivot);
+    free(v->chan_perm);
+  }
+  free(g->values);
+  for (int i = 0; i < g->n_nodes; i++) node_clear(&g->nodes[i]);
+  free(g->nodes);
+  free(g->inputs);
+  free(g->outputs);
+  for (int i = 0; i < g->n_meta; i++) {
+    free(g->meta[i].key);
+    free(g->meta[i].value);
+  }
+  free(g->meta);
+  free(g->name);
+  if (g->storage_free) g->storage_free(g->storage);
+  free(g);
+}
+
+static bool in_storage(const pv_graph *g, const void *p) {
+  if (!g->storage) return false;
+  const pv_storage_hdr *h = g->storage;
+  return (const char *)p >= h->base && (const char *)p < h->base + h->len;
+}
+
+int pv_graph_add_value(pv_graph *g, const char *name) {
+  int rc = grow((void **)&g->values, &g->cap_values, g->n_values + 1,
+                sizeof *g->values);
+  if (rc) return rc;
+  pv_value *v = &g->values[g->n_values];
+  memset(v, 0, sizeof *v);
+  v->name = xstrdup(name ? name : "");
+  if (!v->name) return pv_error(PV_ENOMEM, "out of memory");
+  v->ndim = -1;
+  v->producer = -1;
+  return g->n_values++;
+}
+
+int pv_graph_find_value(const pv_graph *g, const char *name) {
+  for (int i = g->n_values - 1; i >= 0; i--)
+    if (g->values[i].name && !strcmp(g->values[i].name, name)) return i;
+  return -1;
+}
+
+int pv_graph_add_node(pv_graph *g, const char *name, const char *op,
+                      const int *in, int n_in, const int *out, int n_out) {
+  int rc = grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1,
+                sizeof *g->nodes);
+  if (rc) return rc;
+  pv_node *n = &g->nodes[g->n_nodes];
+  memset(n, 0, sizeof *n);
+  n->name = xstrdup(name ? name : "");
+  n->op = xstrdup(op);
+  n->domain = xstrdup("");
+  n->in = malloc(sizeof(int) * (n_in ? n_in : 1));
+  n->out = malloc(sizeof(int) * (n_out ? n_out : 1));
+  if (!n->name || !n->op || !n->domain || !n->in || !n->out) {
+    node_clear(n);
+    return pv_error(PV_ENOMEM, "out of memory");
+  }
+  if (n_in) memcpy(n->in, in, sizeof(int) * n_in);
+  if (n_out) memcpy(n->out, out, sizeof(int) * n_out);
+  n->n_in = n_in;
+  n->n_out = n_out;
+  int idx = g->n_nodes++;
+  for (int i = 0; i < n_out; i++)
+    if (out[i] >= 0 && out[i] < g->n_values) g->values[out[i]].producer = idx;
+  return idx;
+}
+
+int pv_node_add_attr(pv_graph *g, int node, const pv_attr *a) {
+  pv_node *n = &g->nodes[node];
+  pv_attr *na = realloc(n->attrs, sizeof *na * (n->n_attrs + 1));
+  if (!na) return pv_error(PV_ENOMEM, "out of memory");
+  n->attrs = na;
+  pv_attr *d = &na[n->n_attrs];
+  memset(d, 0, sizeof *d);
+  d->name = xstrdup(a->name);
+  d->type = a->type;
+  d->i = a->i;
+  d->f = a->f;
+  d->n = a->n;
+  d->s = xstrdup(a->s);
+  if (a->ints && a->n) {
+    d->ints = malloc(sizeof(int64_t) * a->n);
+    if (d->ints) memcpy(d->ints, a->ints, sizeof(int64_t) * a->n);
+  }
+  if (a->floats && a->n) {
+    d->floats = malloc(sizeof(float) * a->n);
+    if (d->floats) memcpy(d->floats, a->floats, sizeof(float) * a->n);
+  }
+  if (a->strings && a->n) {
+    d->strings = calloc(a->n, sizeof(char *));
+    if (d->strings)
+      for (int i = 0; i < a->n; i++) d->strings[i] = xstrdup(a->strings[i]);
+  }
+  d->t = a->t;
+  d->t.data = NULL;
+  if (a->type == PV_ATTR_TENSOR && a->t.data) {
+    size_t nb = pv_tensor_nbytes(&a->t);
+    d->t.data = pv_aligned_alloc(nb);
+    if (d->t.data) memcpy(d->t.data, a->t.data, nb);
+  }
+  n->n_attrs++;
+  return 0;
+}
+
+int pv_graph_set_meta(pv_graph *g, const char *key, const char *value) {
+  for (int i = 0; i < g->n_meta; i++)
+    if (!strcmp(g->meta[i].key, key)) {
+      char *v = xstrdup(value);
+      if (!v) return pv_error(PV_ENOMEM, "out of memory");
+      free(g->meta[i].value);
+      g->meta[i].value = v;
+      return 0;
+    }
+  int rc = grow((void **)&g->meta, &g->cap_meta, g->n_meta + 1, sizeof *g->meta);
+  if (rc) return rc;
+  g->meta[g->n_meta].key = xstrdup(key);
+  g->meta[g->n_meta].value = xstrdup(value);
+  if (!g->meta[g->n_meta].key || !g->meta[g->n_meta].value)
+    return pv_error(PV_ENOMEM, "out of memory");
+  g->n_meta++;
+  return 0;
+}
+
+const char *pv_graph_get_meta(const pv_graph *g, const char *key) {
+  for (int i = 0; i < g->n_meta; i++)
+    if (!strcmp(g->meta[i].key, key)) return g->meta[i].value;
+  return NULL;
+}
+
+void pv_graph_link(pv_graph *g) {
+  for (int i = 0; i < g->n_values; i++) g->values[i].producer = -1;
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int j = 0; j < g->nodes[i].n_out; j++) {
+      int v = g->nodes[i].out[j];
+      if (v >= 0) g->values[v].producer = i;
+    }
+}
+
+int pv_graph_consumers(const pv_graph *g, int v, int *nodes, int max) {
+  int count = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *n = &g->nodes[i];
+    if (!n->op) continue;
+    for (int j = 0; j < n->n_in; j++)
+      if (n->in[j] == v) {
+        if (nodes && count < max) nodes[count] = i;
+        count++;
+        break;
+      }
+  }
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->outputs[i] == v) {
+      if (nodes && count < max) nodes[count] = -1;
+      count++;
+    }
+  return count;
+}
+
+/* Kahn's algorithm over value dependencies; stable for sorted input. */
+static int toposort(pv_graph *g) {
+  int n = g->n_nodes;
+  if (n == 0) return 0;
+  char *avail = calloc(g->n_values, 1);
+  char *done = calloc(n, 1);
+  pv_node *sorted = malloc(sizeof *sorted * n);
+  if (!avail || !done || !sorted) {
+    free(avail);
+    free(done);
+    free(sorted);
+    return pv_error(PV_ENOMEM, "out of memory");
+  }
+  for (int v = 0; v < g->n_values; v++) avail[v] = 1;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < g->nodes[i].n_out; j++)
+      if (g->nodes[i].out[j] >= 0) avail[g->nodes[i].out[j]] = 0;
+  int k = 0;
+  bool progress = true;
+  while (k < n && progress) {
+    progress = false;
+    for (int i = 0; i < n; i++) {
+      if (done[i]) continue;
+      pv_node *nd = &g->nodes[i];
+      bool ready = true;
+      for (int j = 0; j < nd->n_in; j++)
+        if (nd->in[j] >= 0 && !avail[nd->in[j]]) {
+          ready = false;
+          break;
+        }
+      if (!ready) continue;
+      sorted[k++] = *nd;
+      done[i] = 1;
+      progress = true;
+      for (int j = 0; j < nd->n_out; j++)
+        if (nd->out[j] >= 0) avail[nd->out[j]] = 1;
+    }
+  }
+  int rc = 0;
+  if (k < n) {
+    int bad = 0;
+    while (done[bad]) bad++;
+    rc = pv_error(PV_EFORMAT,
+                  "graph has a cycle or a missing input at node '%s' (%s)",
+                  g->nodes[bad].name, g->nodes[bad].op);
+  } else {
+    memcpy(g->nodes, sorted, sizeof *sorted * n);
+  }
+  free(sorted);
+  free(avail);
+  free(done);
+  if (!rc) pv_graph_link(g);
+  return rc;
+}
+
+int pv_graph_compact(pv_graph *g) {
+  int w = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    if (!g->nodes[i].op) {
+      node_clear(&g->nodes[i]);
+      continue;
+    }
+    if (w != i) g->nodes[w] = g->nodes[i];
+    w++;
+  }
+  g->n_nodes = w;
+  /* Drop constant values nobody reads (data freed; index kept so value
+   * ids stay stable). */
+  char *used = calloc(g->n_values ? g->n_values : 1, 1);
+  if (!used) return pv_error(PV_ENOMEM, "out of memory");
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int j = 0; j < g->nodes[i].n_in; j++)
+      if (g->nodes[i].in[j] >= 0) used[g->nodes[i].in[j]] = 1;
+  for (int i = 0; i < g->n_outputs; i++) used[g->outputs[i]] = 1;
+  for (int i = 0; i < g->n_inputs; i++) used[g->inputs[i]] = 1;
+  for (int v = 0; v < g->n_values; v++) {
+    pv_value *val = &g->values[v];
+    if (used[v]) continue;
+    if (val->data && !in_storage(g, val->data)) pv_free(val->data);
+    val->data = NULL;
+    val->nbytes = 0;
+    if (val->pivot) pv_pivot_free(val->pivot);
+    val->pivot = NULL;
+  }
+  free(used);
+  return toposort(g);
+}
+
+const pv_attr *pv_node_attr(const pv_node *n, const char *name) {
+  for (int i = 0; i < n->n_attrs; i++)
+    if (!strcmp(n->attrs[i].name, name)) return &n->attrs[i];
+  return NULL;
+}
+
+int64_t pv_attr_int(const pv_node *n, const char *name, int64_t dflt) {
+  const pv_attr *a = pv_node_attr(n, name);
+  return a && a->type == PV_ATTR_INT ? a->i : dflt;
+}
+
+float pv_attr_float(const pv_node *n, const char *name, float dflt) {
+  const pv_attr *a = pv_node_attr(n, name);
+  if (!a) return dflt;
+  if (a->type == PV_ATTR_FLOAT) return a->f;
+  if (a->type == PV_ATTR_INT) return (float)a->i;
+  return dflt;
+}
+
+const char *pv_attr_str(const pv_node *n, const char *name, const char *dflt) {
+  const pv_attr *a = pv_node_attr(n, name);
+  return a && a->type == PV_ATTR_STRING && a->s ? a->s : dflt;
+}
+
+int pv_attr_ints(const pv_node *n, const char *name, const int64_t **out) {
+  const pv_attr *a = pv_node_attr(n, name);
+  if (!a || a->type != PV_ATTR_INTS) return -1;
+  *out = a->ints;
+  return a->n;
+}
+
+pv_tensor pv_value_tensor(const pv_value *v) {
+  pv_tensor t = {0};
+  t.dtype = v->dtype;
+  t.ndim = v->ndim < 0 ? 0 : v->ndim;
+  for (int i = 0; i < t.ndim; i++) t.dims[i] = v->dims[i];
+  t.data = v->data;
+  return t;
+}

@@ -1,0 +1,3 @@
+/* .pvm format -- to be written. */
+#include "pivot.h"
+#include "pv-pivot.h"

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install what pivotd needs to build, run and test, from Debian's packages,
+# only when something is missing. Usage: scripts/deps.sh [build|test]
+set -e
+want=build
+[ -n "$1" ] && want=$1
+
+pkgs="build-essential autoconf automake libtool pkg-config
+  libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcjson-dev libuv1-dev
+  ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libsystemd-dev
+  libcurl4-openssl-dev libjpeg-dev libpng-dev libopenblas-dev libcunit1-dev"
+if [ "$want" = test ]; then
+  pkgs="$pkgs python3-torch python3-torchvision python3-onnx python3-numpy
+    nodejs npm darknet clang libclang-rt-14-dev prometheus valgrind wrk curl
+    dataset-fashion-mnist"
+fi
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "deps: installing$missing"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
