@@ -161,10 +161,11 @@ static bool location_ok(const char *loc) {
   return true;
 }
 
-/* Read `nbytes` of external data described by tp->external_data into dst,
- * checking offset and length against the file's size. */
+/* Read `nbytes` of external data described by tp->external_data into a
+ * new 64-byte-aligned buffer *dst (the caller frees it with pv_free),
+ * allocated only once offset and length are known to fit the file. */
 static int read_external(const onnx_ctx *c, const Onnx__TensorProto *tp,
-                         const char *what, size_t nbytes, void *dst) {
+                         const char *what, size_t nbytes, void **dst) {
   const char *loc = NULL;
   int64_t off = 0, len = -1;
   for (size_t i = 0; i < tp->n_external_data; i++) {
@@ -227,26 +228,50 @@ static int read_external(const onnx_ctx *c, const Onnx__TensorProto *tp,
                   "dims need %zu bytes", what, (long long)len, nbytes);
     goto out;
   }
+  char *buf = pv_aligned_alloc(nbytes);
+  if (!buf) {
+    rc = pv_error(PV_ENOMEM, "%s: cannot allocate %zu bytes", what, nbytes);
+    goto out;
+  }
   for (size_t done = 0; done < nbytes;) {
-    ssize_t r = pread(fd, (char *)dst + done, nbytes - done,
+    ssize_t r = pread(fd, buf + done, nbytes - done,
                       (off_t)(off + (int64_t)done));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       rc = pv_error(PV_EIO, "%s: cannot read external data '%s': %s", what,
                     path, r < 0 ? strerror(errno) : "file shrank");
+      pv_free(buf);
       goto out;
     }
     done += (size_t)r;
   }
+  *dst = buf;
 out:
   close(fd);
   return rc;
+}
+
+/* Number of typed values tp holds for dtype t, and the field's name. */
+static size_t typed_count(const Onnx__TensorProto *tp, pv_dtype t,
+                          const char **field) {
+  switch (t) {
+  case PV_F32: *field = "float_data"; return tp->n_float_data;
+  case PV_F64: *field = "double_data"; return tp->n_double_data;
+  case PV_I64: *field = "int64_data"; return tp->n_int64_data;
+  case PV_U32:
+  case PV_U64: *field = "uint64_data"; return tp->n_uint64_data;
+  default: *field = "int32_data"; return tp->n_int32_data;
+  }
 }
 
 /* Copy `count` typed values into dst as elements of dtype t. Narrowing is
  * what ONNX prescribes: int32_data holds int8..uint16, bool and the bits of
  * float16; uint64_data holds uint32. */
 static void copy_typed(const Onnx__TensorProto *tp, pv_dtype t, void *dst) {
+  const char *field;
+  /* An empty repeated field is a NULL pointer, which memcpy must not get
+   * even for 0 bytes. */
+  if (typed_count(tp, t, &field) == 0) return;
   switch (t) {
   case PV_F32:
     memcpy(dst, tp->float_data, tp->n_float_data * sizeof(float));
@@ -284,19 +309,6 @@ static void copy_typed(const Onnx__TensorProto *tp, pv_dtype t, void *dst) {
     break;
   default:
     break;
-  }
-}
-
-/* Number of typed values tp holds for dtype t, and the field's name. */
-static size_t typed_count(const Onnx__TensorProto *tp, pv_dtype t,
-                          const char **field) {
-  switch (t) {
-  case PV_F32: *field = "float_data"; return tp->n_float_data;
-  case PV_F64: *field = "double_data"; return tp->n_double_data;
-  case PV_I64: *field = "int64_data"; return tp->n_int64_data;
-  case PV_U32:
-  case PV_U64: *field = "uint64_data"; return tp->n_uint64_data;
-  default: *field = "int32_data"; return tp->n_int32_data;
   }
 }
 
@@ -345,7 +357,10 @@ static int tensor_from_proto(const onnx_ctx *c, const Onnx__TensorProto *tp,
                   tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
   const char *field = NULL;
   if (external) {
-    /* checked in read_external, after the allocation below */
+    int rc = read_external(c, tp, what, nb, &t->data);
+    if (rc) return rc;
+    *nbytes = nb;
+    return 0;
   } else if (tp->has_raw_data) {
     if (tp->raw_data.len != nb)
       return pv_error(PV_EFORMAT, "%s: raw_data holds %zu bytes but dims %s "
@@ -357,23 +372,14 @@ static int tensor_from_proto(const onnx_ctx *c, const Onnx__TensorProto *tp,
       return pv_error(PV_EFORMAT, "%s: %s holds %zu values but dims %s need "
                       "%lld", what, field, n, dims, (long long)numel);
   }
-  /* The external length is checked against nb before any byte is read,
-   * and an oversized nb fails allocation cleanly here first. */
+  /* nb now matches bytes present in the input. */
   t->data = pv_aligned_alloc(nb);
   if (!t->data)
     return pv_error(PV_ENOMEM, "%s: cannot allocate %zu bytes", what, nb);
-  int rc = 0;
-  if (external)
-    rc = read_external(c, tp, what, nb, t->data);
-  else if (tp->has_raw_data)
-    memcpy(t->data, tp->raw_data.data, nb);
-  else
+  if (!tp->has_raw_data)
     copy_typed(tp, dt, t->data);
-  if (rc) {
-    pv_free(t->data);
-    t->data = NULL;
-    return rc;
-  }
+  else if (nb)
+    memcpy(t->data, tp->raw_data.data, nb);
   *nbytes = nb;
   return 0;
 }

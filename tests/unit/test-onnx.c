@@ -473,6 +473,16 @@ static void test_external_data(void) {
   expect_fail(ext_graph("weights.bin", "99999999999999999999", NULL), 13,
               tmpdir, "offset", "not a non-negative integer");
   arena_free();
+  /* Huge dims are checked against the file before any allocation (found
+   * by fuzzing: regress-external-huge.onnx). */
+  Onnx__GraphProto *hg = ext_graph("weights.bin", NULL, NULL);
+  hg->initializer[0]->dims[0] = INT64_C(1) << 40;
+  expect_fail(hg, 13, tmpdir, "holds 28 bytes", NULL);
+  arena_free();
+  hg = ext_graph("weights.bin", NULL, NULL);
+  hg->initializer[0]->dims[0] = INT64_C(1) << 40;
+  expect_fail(hg, 13, NULL, "without a base directory", NULL);
+  arena_free();
   expect_fail(ext_graph("missing.bin", NULL, NULL), 13, tmpdir,
               "cannot open external data", "missing.bin");
   arena_free();
@@ -860,6 +870,52 @@ static void test_python_onnx(void) {
   rm_tmpdir();
 }
 
+/* The fuzz seed corpus (written by the onnx package, see
+ * tests/fuzz/make-corpus.py) also pins which real files load and how the
+ * bad ones fail; crash inputs found by fuzzing are added there too. */
+static void test_corpus(void) {
+  static const struct {
+    const char *file, *err;
+  } cases[] = {
+      {"mlp.onnx", NULL},
+      {"conv_attrs.onnx", NULL},
+      {"constants.onnx", NULL},
+      {"typed.onnx", NULL},
+      {"external.onnx", "cannot open external data file"},
+      {"if_subgraph.onnx", "subgraph"},
+      {"opset18.onnx", "opset 18"},
+      {"truncated.onnx", "truncated.onnx: not a valid ONNX protobuf"},
+      {"empty.onnx", "no graph"},
+      {"regress-external-huge.onnx", "cannot open external data file"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/onnx/%s",
+             pv_test_srcdir(), cases[i].file);
+    pv_graph *g = pv_onnx_load(path);
+    if (!cases[i].err) {
+      if (!g) fprintf(stderr, "\n  %s\n", pv_errmsg());
+      CU_ASSERT_PTR_NOT_NULL(g);
+    } else {
+      CU_ASSERT_PTR_NULL(g);
+      if (!strstr(pv_errmsg(), cases[i].err))
+        fprintf(stderr, "\n  %s (want %s)\n", pv_errmsg(), cases[i].err);
+      CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), cases[i].err));
+    }
+    if (g && !strcmp(cases[i].file, "conv_attrs.onnx")) {
+      const pv_node *c = &g->nodes[0];
+      const int64_t *pads;
+      CU_ASSERT_STRING_EQUAL(c->op, "Conv");
+      CU_ASSERT_EQUAL(pv_attr_int(c, "group", 0), 2);
+      CU_ASSERT_EQUAL(pv_attr_ints(c, "pads", &pads), 4);
+      CU_ASSERT_STRING_EQUAL(pv_attr_str(c, "auto_pad", ""), "NOTSET");
+      CU_ASSERT_EQUAL(c->in[2], -1);
+      CU_ASSERT_EQUAL(g->opset, 11);
+    }
+    pv_graph_free(g);
+  }
+}
+
 static CU_TestInfo tests[] = {
     {"mlp", test_mlp},
     {"unsorted nodes, unknown rank", test_unsorted_and_unknown_rank},
@@ -870,5 +926,6 @@ static CU_TestInfo tests[] = {
     {"optional inputs/outputs", test_optional_io},
     {"bad models", test_bad_models},
     {"model written by the onnx package", test_python_onnx},
+    {"fuzz seed corpus", test_corpus},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("onnx", tests)
