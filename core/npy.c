@@ -291,7 +291,7 @@ static int npy_read_fd(int fd, pv_tensor *t) {
   if ((rc = pv_tensor_alloc(&tmp))) return rc;
   /* The header read may have consumed the first data bytes. */
   size_t pre_data = got > total ? got - total : 0;
-  memcpy(tmp.data, pre + total, pre_data);
+  if (pre_data) memcpy(tmp.data, pre + total, pre_data);
   if (nbytes > pre_data) {
     rc = read_full(fd, (char *)tmp.data + pre_data, nbytes - pre_data, &more);
     if (!rc && more < nbytes - pre_data)
