@@ -29,6 +29,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 /* Field numbers of the subgraph attributes left out of onnx.proto. */
 #define ATTR_FIELD_G 6
 #define ATTR_FIELD_GRAPHS 11
+#define GRAPH_FIELD_SPARSE_INIT 15
 
 static const char *nz(const char *s) {
   return s ? s : "";
@@ -753,6 +754,10 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
   int rc;
   if (gp->name && !(g->name = strdup(gp->name)))
     return pv_error(PV_ENOMEM, "out of memory");
+  /* Left out of onnx.proto; say so rather than report its names missing. */
+  if (has_unknown_field(&gp->base, GRAPH_FIELD_SPARSE_INIT))
+    return pv_error(PV_EUNSUPPORTED, "sparse initializers are not "
+                    "supported");
 
   for (size_t i = 0; i < gp->n_initializer; i++) {
     const Onnx__TensorProto *tp = gp->initializer[i];

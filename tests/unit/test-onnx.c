@@ -143,6 +143,18 @@ static Onnx__AttributeProto *attr(Onnx__NodeProto *n, const char *name,
   return a;
 }
 
+/* Give message m an (empty) length-prefixed field our schema lacks, as
+ * protobuf-c packs unknown fields back as they came. */
+static void add_unknown(ProtobufCMessage *m, uint32_t tag) {
+  ProtobufCMessageUnknownField *u = A(sizeof *u);
+  u->tag = tag;
+  u->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+  u->len = 1;
+  u->data = A(1); /* a zero-length submessage: its length byte, 0 */
+  m->n_unknown_fields = 1;
+  m->unknown_fields = u;
+}
+
 /* Scalars must be marked present or protobuf-c does not pack them. */
 static void attr_f(Onnx__NodeProto *n, const char *name, float f) {
   Onnx__AttributeProto *a = attr(n, name, 1);
@@ -594,6 +606,16 @@ static void test_attributes(void) {
   expect_fail(g, 13, NULL, "node 'branch' (If)", "subgraph");
   arena_free();
 
+  /* The same without the type field (IR version 1): the subgraph is only
+   * an unknown field 6 to our schema. */
+  g = graph_new();
+  g->input[g->n_input++] = vinfo("c", PV_BOOL, 0, NULL);
+  n = node(g, "Loop", "loop", "c", "y");
+  add_unknown(&attr(n, "body", 0)->base, 6);
+  g->output[g->n_output++] = vinfo("y", 1, -1, NULL);
+  expect_fail(g, 13, NULL, "node 'loop' (Loop)", "subgraph");
+  arena_free();
+
   g = graph_new();
   g->input[g->n_input++] = vinfo("x", 1, 1, d);
   n = node(g, "Relu", "r", "x", "y");
@@ -803,6 +825,11 @@ static void test_bad_models(void) {
   g = mlp();
   g->input[0]->type->tensor_type->shape->dim[1]->dim_value = -2;
   expect_fail(g, 13, NULL, "graph input 'x' has negative dimension", NULL);
+  arena_free();
+
+  g = mlp();
+  add_unknown(&g->base, 15);
+  expect_fail(g, 13, NULL, "sparse initializers", NULL);
   arena_free();
 
   /* A cycle: a = Relu(b), b = Relu(a). */
