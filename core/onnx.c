@@ -31,6 +31,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 #define ATTR_FIELD_GRAPHS 11
 #define GRAPH_FIELD_SPARSE_INIT 15
 
+#define MAX_ATTRS 1024
+
 static const char *nz(const char *s) {
   return s ? s : "";
 }
@@ -651,6 +653,12 @@ static int declare_outputs(onnx_ctx *c, const Onnx__GraphProto *gp) {
     if (np->n_input > INT_MAX || np->n_output > INT_MAX)
       return pv_error(PV_ERANGE, "node '%s' (%s) has too many inputs or "
                       "outputs", nname, op);
+    /* Duplicate checks are quadratic per node; no ONNX op has more than a
+     * few dozen attributes, so a huge count is an attack, not a model. */
+    if (np->n_attribute > MAX_ATTRS)
+      return pv_error(PV_ERANGE, "node '%s' (%s) has %zu attributes; at most "
+                      "%d are supported", nname, op, np->n_attribute,
+                      MAX_ATTRS);
     for (size_t j = 0; j < np->n_output; j++) {
       const char *on = nz(np->output[j]);
       if (!*on) continue; /* omitted optional output */

@@ -827,6 +827,21 @@ static void test_bad_models(void) {
   expect_fail(g, 13, NULL, "graph input 'x' has negative dimension", NULL);
   arena_free();
 
+  /* Attribute names are checked for duplicates, so their count is
+   * bounded to keep that fast. */
+  g = mlp();
+  Onnx__NodeProto *big = g->node[0];
+  big->attribute = A(sizeof(void *) * 1025);
+  for (int i = 0; i < 1025; i++) {
+    char an[16];
+    snprintf(an, sizeof an, "a%d", i);
+    big->attribute[i] = NEW(Onnx__AttributeProto, ONNX__ATTRIBUTE_PROTO__INIT);
+    big->attribute[i]->name = S(an);
+  }
+  big->n_attribute = 1025;
+  expect_fail(g, 13, NULL, "node 'mm' (MatMul) has 1025 attributes", NULL);
+  arena_free();
+
   g = mlp();
   add_unknown(&g->base, 15);
   expect_fail(g, 13, NULL, "sparse initializers", NULL);
