@@ -768,7 +768,7 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
                     "supported");
 
   for (size_t i = 0; i < gp->n_initializer; i++) {
-    const Onnx__TensorProto *tp = gp->initializer[i];
+    Onnx__TensorProto *tp = gp->initializer[i];
     const char *name = nz(tp->name);
     if (!*name)
       return pv_error(PV_EFORMAT, "initializer #%zu has no name", i);
@@ -780,6 +780,15 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
     size_t nb;
     if ((rc = tensor_from_proto(c, tp, what, &t, &nb))) return rc;
     value_take(&g->values[v], &t, nb);
+    /* The copy is made: give the protobuf's bytes back now rather than
+     * at the end, so the weights are never held three times. protobuf-c
+     * allocated them with malloc (NULL allocator) and skips NULL when
+     * freeing the message. */
+    if (tp->has_raw_data && tp->raw_data.data) {
+      free(tp->raw_data.data);
+      tp->raw_data.data = NULL;
+      tp->raw_data.len = 0;
+    }
   }
 
   /* Inputs that are initializers only declare a default: not runtime
@@ -821,45 +830,44 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
   return 0;
 }
 
+/* Unpack a model; NULL with the message set when it is not a protobuf. */
+static Onnx__ModelProto *unpack(const void *buf, size_t len) {
+  static const uint8_t empty[1];
+  Onnx__ModelProto *m =
+      onnx__model_proto__unpack(NULL, len, buf ? buf : empty);
+  if (!m)
+    pv_error(PV_EFORMAT, "not a valid ONNX protobuf (truncated or corrupt)");
+  return m;
+}
+
+/* Convert and free an unpacked model (ownership of m is taken). */
+static pv_graph *convert(Onnx__ModelProto *m, const char *base_dir) {
+  onnx_ctx c = {0};
+  c.base_dir = base_dir;
+  if (!m->graph) {
+    pv_error(PV_EFORMAT, "not an ONNX model: it has no graph");
+    goto out_model;
+  }
+  if (!(c.g = pv_graph_new())) goto out_model;
+  c.names.g = c.g;
+  if (import_opset(c.g, m) || import_meta(c.g, m) ||
+      import_graph(&c, m->graph) || pv_graph_compact(c.g)) {
+    pv_graph_free(c.g);
+    c.g = NULL;
+  }
+out_model:
+  free(c.names.slot);
+  onnx__model_proto__free_unpacked(m, NULL);
+  return c.g;
+}
+
 pv_graph *pv_onnx_load_mem(const void *buf, size_t len, const char *base_dir) {
   if (!buf && len) {
     pv_error(PV_EINVAL, "NULL buffer");
     return NULL;
   }
-  static const uint8_t empty[1];
-  Onnx__ModelProto *m =
-      onnx__model_proto__unpack(NULL, len, buf ? buf : empty);
-  if (!m) {
-    pv_error(PV_EFORMAT, "not a valid ONNX protobuf (truncated or corrupt)");
-    return NULL;
-  }
-  onnx_ctx c = {0};
-  c.base_dir = base_dir;
-  int rc = 0;
-  if (!m->graph) {
-    rc = pv_error(PV_EFORMAT, "not an ONNX model: it has no graph");
-    goto out_model;
-  }
-  if (!(c.g = pv_graph_new())) {
-    rc = PV_ENOMEM;
-    goto out_model;
-  }
-  c.names.g = c.g;
-  if ((rc = import_opset(c.g, m)) || (rc = import_meta(c.g, m)) ||
-      (rc = import_graph(&c, m->graph)) || (rc = pv_graph_compact(c.g)))
-    goto out_graph;
-  free(c.names.slot);
-  onnx__model_proto__free_unpacked(m, NULL);
-  return c.g;
-
-out_graph:
-  pv_graph_free(c.g);
-  c.g = NULL;
-out_model:
-  free(c.names.slot);
-  onnx__model_proto__free_unpacked(m, NULL);
-  (void)rc;
-  return NULL;
+  Onnx__ModelProto *m = unpack(buf, len);
+  return m ? convert(m, base_dir) : NULL;
 }
 
 pv_graph *pv_onnx_load(const char *path) {
@@ -883,25 +891,34 @@ pv_graph *pv_onnx_load(const char *path) {
       close(fd);
       return NULL;
     }
+    madvise(map, len, MADV_SEQUENTIAL);
   }
   close(fd);
+  /* protobuf-c copies everything it keeps, so the file can go before the
+   * conversion makes its own copies: peak memory is twice the model, not
+   * three times. */
+  Onnx__ModelProto *m = unpack(map, len);
+  if (map) munmap(map, len);
+  if (!m) {
+    pv_error_prefix(PV_EFORMAT, "%s", path);
+    return NULL;
+  }
   /* External data lives next to the model file. */
   char *dir = strdup(path);
-  pv_graph *g = NULL;
   if (!dir) {
+    onnx__model_proto__free_unpacked(m, NULL);
     pv_error(PV_ENOMEM, "out of memory");
-  } else {
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-      strcpy(dir, ".");
-    else if (slash == dir)
-      dir[1] = 0;
-    else
-      *slash = 0;
-    g = pv_onnx_load_mem(map, len, dir);
-    if (!g) pv_error_prefix(PV_EFORMAT, "%s", path);
+    return NULL;
   }
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    strcpy(dir, ".");
+  else if (slash == dir)
+    dir[1] = 0;
+  else
+    *slash = 0;
+  pv_graph *g = convert(m, dir);
+  if (!g) pv_error_prefix(PV_EFORMAT, "%s", path);
   free(dir);
-  if (map) munmap(map, len);
   return g;
 }
