@@ -11,9 +11,12 @@
 #include "pv-pivot.h"
 #include "ops-internal.h"
 
-/* pv_pivot_to_dense lives in pivot.c; weak so the reference ops link
- * (and report a clear error) in builds where pivot support is absent. */
+/* The expansions live in pivot.c; weak so the reference ops link (and
+ * report a clear error) in builds where pivot support is absent. The
+ * transposed one writes the [K, N] layout of Gemm transB=0 / MatMul B. */
+void pv_pivot_to_dense_t(const pv_pivot *p, float *out);
 #pragma weak pv_pivot_to_dense
+#pragma weak pv_pivot_to_dense_t
 
 #define IN(k) pv_node_in(n, vals, (k))
 #define ERR(code, ...) pv_node_error(n, (code), __VA_ARGS__)
@@ -63,7 +66,11 @@ static int in_data(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   if (!v->pivot)
     return ERR(PV_EINVAL, "input %d ('%s') has no data", k, v->name);
   const pv_pivot *pv = v->pivot;
-  if (!pv_pivot_to_dense)
+  /* A pivot describes W as out x in; weights stored in x out are B^T. */
+  bool kn = k == 1 && (!strcmp(n->op, "MatMul") ||
+                       (!strcmp(n->op, "Gemm") && !pv_attr_int(n, "transB", 0)));
+  void (*expand)(const pv_pivot *, float *) = kn ? pv_pivot_to_dense_t : pv_pivot_to_dense;
+  if (!expand)
     return ERR(PV_EUNSUPPORTED, "pivoted weight '%s' needs pivot support", v->name);
   if (t->dtype != PV_F32 ||
       (int64_t)pv->M * pv->C * pv->kk != pv_tensor_numel(t))
@@ -72,7 +79,7 @@ static int in_data(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                (long long)pv_tensor_numel(t));
   *tmp = pv_aligned_alloc(numel(t) * sizeof(float));
   if (!*tmp) return ERR(PV_ENOMEM, "out of memory expanding '%s'", v->name);
-  pv_pivot_to_dense(pv, *tmp);
+  expand(pv, *tmp);
   *p = *tmp;
   return 0;
 }

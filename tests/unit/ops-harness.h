@@ -110,7 +110,8 @@ static inline int h_run(const pv_tensor *inputs) {
   R = calloc(R_n ? R_n : 1, sizeof *R);
   R_owned = calloc(R_n ? R_n : 1, sizeof *R_owned);
   for (int v = 0; v < H->n_values; v++)
-    if (H->values[v].data) R[v] = pv_value_tensor(&H->values[v]);
+    if (H->values[v].data || H->values[v].pivot)
+      R[v] = pv_value_tensor(&H->values[v]);
   for (int i = 0; i < H->n_inputs; i++) R[H->inputs[i]] = inputs[i];
   for (int i = 0; i < H->n_nodes; i++) {
     const pv_node *n = &H->nodes[i];

@@ -2,6 +2,12 @@
  * test computes itself (naive loops with explicit bounds, or by hand). */
 #include "cunit-main.h"
 #include "ops-harness.h"
+#include "pv-pivot.h"
+
+/* Present once pivot.c implements the expansions (weak otherwise). */
+void pv_pivot_to_dense_t(const pv_pivot *p, float *out);
+#pragma weak pv_pivot_to_dense
+#pragma weak pv_pivot_to_dense_t
 
 #define OUT0(node) (&R[H->nodes[node].out[0]])
 #define F(t) ((const float *)(t)->data)
@@ -796,6 +802,54 @@ static void test_fused_act_and_unsupported(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "NonMaxSuppression"));
 }
 
+/* W = [[1,2],[3,4]] (out x in) as a one-block pivot with its rows
+ * swapped: the block holds logical rows 1, 0. */
+static pv_pivot *pivot_2x2(void) {
+  pv_pivot *p = calloc(1, sizeof *p);
+  p->M = 2;
+  p->C = 2;
+  p->kk = 1;
+  p->perm_r = malloc(2 * sizeof(int32_t));
+  p->perm_c = malloc(2 * sizeof(int32_t));
+  p->row_off = malloc(2 * sizeof(int32_t));
+  p->col_off = malloc(2 * sizeof(int32_t));
+  p->blocks = calloc(1, sizeof *p->blocks);
+  p->data = pv_aligned_alloc(4 * sizeof(float));
+  p->perm_r[0] = 1, p->perm_r[1] = 0, p->perm_c[0] = 0, p->perm_c[1] = 1;
+  p->row_off[0] = p->col_off[0] = 0;
+  p->row_off[1] = p->col_off[1] = 2;
+  p->nr = p->nc = p->n_blocks = 1;
+  const float d[4] = {3, 4, 1, 2};
+  memcpy(p->data, d, sizeof d);
+  p->data_len = 4;
+  p->data_owned = true;
+  return p;
+}
+
+static void test_pivot_only_weights(void) {
+  float x[2] = {1, 10};
+  /* Gemm transB=1 reads W as stored; MatMul reads B = W^T. */
+  const char *ops[2] = {"Gemm", "MatMul"};
+  const float want[2][2] = {{21, 43}, {21, 43}};
+  for (int k = 0; k < 2; k++) {
+    h_new(13);
+    int in[2] = {h_f32("x", 2, DIMS(1, 2), x), h_val("w", PV_F32, 2, DIMS(2, 2), NULL)};
+    H->values[in[1]].pivot = pivot_2x2();
+    int out = h_out("y");
+    int nd = h_node(ops[k], 2, in, 1, &out);
+    if (k == 0) h_ai(nd, "transB", 1);
+    int rc = h_run(NULL);
+    if (!pv_pivot_to_dense || !pv_pivot_to_dense_t) {
+      /* Without pivot support the error says so and names the weight. */
+      CU_ASSERT_EQUAL(rc, PV_EUNSUPPORTED);
+      CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "'w'"));
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT(h_maxerr(F(&R[out]), want[k], 2) == 0);
+  }
+}
+
 static void cleanup(void) {
   h_free_run();
   pv_graph_free(H);
@@ -832,6 +886,7 @@ static CU_TestInfo tests[] = {
     {"reducemean equal not where", test_reduce_where},
     {"identity dropout constant", test_identity_constant},
     {"fused activation, unsupported op", test_fused_act_and_unsupported},
+    {"pivot-only weights are expanded", test_pivot_only_weights},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)
