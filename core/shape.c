@@ -191,6 +191,10 @@ int pv_slice_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     seen[a] = true;
     int64_t d = x->dims[a], s = nsp >= 0 ? sp[i] : 1, b = st[i], e = en[i];
     if (s == 0) return ERR(PV_EINVAL, "step 0 on axis %lld", (long long)a);
+    /* A step longer than the axis takes at most one element; clamping it
+     * keeps offset arithmetic far from overflow. */
+    if (s > d) s = d > 0 ? d : 1;
+    if (s < -d) s = d > 0 ? -d : -1;
     if (b < 0) b += d;
     if (e < 0) e += d;
     if (s > 0) {
@@ -371,6 +375,9 @@ static void set_out(pv_tensor *o, pv_dtype t, int ndim, const int64_t *dims) {
 static int infer_conv(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0), *w = IN(1), *b = IN(2);
   if (!w) return ERR(PV_EINVAL, "missing weight input");
+  if (w->dtype != x->dtype || (b && b->dtype != x->dtype))
+    return ERR(PV_ETYPE, "weight/bias type differs from input %s",
+               pv_dtype_name(x->dtype));
   if (w->ndim != x->ndim)
     return ERR(PV_ESHAPE, "weight rank %d does not match input rank %d",
                w->ndim, x->ndim);
@@ -601,6 +608,10 @@ int pv_infer_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
     if (!strcmp(op, "Expand")) {
       shp.ndim = pv_read_ints(n, ts[1], "shape", shp.dims, PV_MAX_DIMS);
       if (shp.ndim < 0) return shp.ndim;
+      for (int i = 0; i < shp.ndim; i++)
+        if (shp.dims[i] < 0)
+          return ERR(PV_EINVAL, "negative dimension %lld in shape",
+                     (long long)shp.dims[i]);
       ts[1] = &shp;
     }
     if ((rc = pv_broadcast(n, ts, k, &r, d))) return rc;

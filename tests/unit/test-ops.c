@@ -850,6 +850,99 @@ static void test_pivot_only_weights(void) {
   }
 }
 
+/* Run a one-node graph; expect error `code` with `what` in the message. */
+static void expect_error(int node, int code, const char *what) {
+  int rc = h_run(NULL);
+  CU_ASSERT_EQUAL(rc, code);
+  if (rc != code || !strstr(pv_errmsg(), what) ||
+      !strstr(pv_errmsg(), H->nodes[node].name))
+    fprintf(stderr, "\n  got %d '%s', wanted %d '%s'\n", rc, pv_errmsg(), code, what);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), what));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), H->nodes[node].name));
+}
+
+static void test_bad_inputs(void) {
+  float a[6] = {0};
+  int64_t v2[2] = {-1, -1}, z2[2] = {0, 0}, neg[1] = {-3}, big[2] = {1, 5};
+  int in[3], out, nd;
+  /* Reshape with two -1 */
+  h_new(13);
+  in[0] = h_f32("a", 2, DIMS(2, 3), a);
+  in[1] = h_i64("s", 2, v2);
+  out = h_out("y");
+  nd = h_node("Reshape", 2, in, 1, &out);
+  expect_error(nd, PV_EINVAL, "more than one -1");
+  /* Slice step 0 */
+  h_new(13);
+  int sin[5] = {h_f32("a", 2, DIMS(2, 3), a), h_i64("s", 2, z2), h_i64("e", 2, big),
+                -1, h_i64("st", 2, z2)};
+  out = h_out("y");
+  nd = h_node("Slice", 5, sin, 1, &out);
+  expect_error(nd, PV_EINVAL, "step 0");
+  /* Expand to a negative dimension */
+  h_new(13);
+  in[0] = h_f32("a", 1, DIMS(1), a);
+  in[1] = h_i64("s", 1, neg);
+  out = h_out("y");
+  nd = h_node("Expand", 2, in, 1, &out);
+  expect_error(nd, PV_EINVAL, "negative dimension -3");
+  /* Conv with an INT64 weight */
+  h_new(13);
+  in[0] = h_f32("a", 3, DIMS(1, 1, 6), a);
+  in[1] = h_val("w", PV_I64, 3, DIMS(1, 1, 1), big);
+  out = h_out("y");
+  nd = h_node("Conv", 2, in, 1, &out);
+  expect_error(nd, PV_ETYPE, "weight/bias type");
+  /* Conv kernel larger than the padded input */
+  h_new(13);
+  in[0] = h_f32("a", 3, DIMS(1, 1, 2), a);
+  in[1] = h_f32("w", 3, DIMS(1, 1, 3), a);
+  out = h_out("y");
+  nd = h_node("Conv", 2, in, 1, &out);
+  expect_error(nd, PV_ESHAPE, "kernel extent 3");
+  /* Transpose with a repeated axis */
+  h_new(13);
+  in[0] = h_f32("a", 2, DIMS(2, 3), a);
+  out = h_out("y");
+  nd = h_node("Transpose", 1, in, 1, &out);
+  h_ais(nd, "perm", 2, DIMS(1, 1));
+  expect_error(nd, PV_EINVAL, "not a permutation");
+  /* Reflect padding as wide as the axis */
+  int64_t pads[2] = {3, 0};
+  h_new(13);
+  in[0] = h_f32("a", 1, DIMS(3), a);
+  in[1] = h_i64("p", 2, pads);
+  out = h_out("y");
+  nd = h_node("Pad", 2, in, 1, &out);
+  h_as(nd, "mode", "reflect");
+  expect_error(nd, PV_ESHAPE, "reflect pad");
+  /* Resize given both scales and sizes */
+  float sc[2] = {1, 2};
+  h_new(13);
+  int rin[4] = {h_f32("a", 2, DIMS(2, 3), a), -1, h_f32("sc", 1, DIMS(2), sc),
+                h_i64("sz", 2, big)};
+  out = h_out("y");
+  nd = h_node("Resize", 4, rin, 1, &out);
+  expect_error(nd, PV_EINVAL, "exactly one of scales and sizes");
+  /* MatMul inner dimensions */
+  h_new(13);
+  in[0] = h_f32("a", 2, DIMS(2, 3), a);
+  in[1] = h_f32("b", 2, DIMS(2, 3), a);
+  out = h_out("y");
+  nd = h_node("MatMul", 2, in, 1, &out);
+  expect_error(nd, PV_ESHAPE, "inner dimensions 3 and 2");
+  /* Reshape whose shape is only known at run time */
+  h_new(13);
+  in[0] = h_f32("a", 2, DIMS(2, 3), a);
+  in[1] = h_input("s", PV_I64, 1, DIMS(2));
+  out = h_out("y");
+  nd = h_node("Reshape", 2, in, 1, &out);
+  pv_tensor shp = {.dtype = PV_I64, .ndim = 1, .dims = {2}, .data = NULL};
+  int rc = h_run(&shp);
+  CU_ASSERT_EQUAL(rc, PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "not known before execution"));
+}
+
 static void cleanup(void) {
   h_free_run();
   pv_graph_free(H);
@@ -887,6 +980,7 @@ static CU_TestInfo tests[] = {
     {"identity dropout constant", test_identity_constant},
     {"fused activation, unsupported op", test_fused_act_and_unsupported},
     {"pivot-only weights are expanded", test_pivot_only_weights},
+    {"bad inputs give clear errors", test_bad_inputs},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)
