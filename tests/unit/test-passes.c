@@ -142,10 +142,16 @@ static void test_gemm_bn_clip(void) {
   CU_ASSERT_EQUAL(H->nodes[0].act_alpha, lo);
 }
 
-/* x -> Shape -> Gather(0) -> Unsqueeze -> Concat(., [-1]) -> Reshape(x, .) */
-static void build_flatten_chain(int64_t batch_dim) {
+/* x -> Shape -> Gather(0) -> Unsqueeze -> Concat(., [-1]) -> Reshape(x, .);
+ * with relu, x is Relu(input), an activation of unknown declared shape. */
+static void build_flatten_chain(int64_t batch_dim, bool relu) {
   h_new(13);
   int x = h_input("x", PV_F32, 3, DIMS(batch_dim, 3, 4));
+  if (relu) {
+    int r = h_out("relu");
+    h_node("Relu", 1, &x, 1, &r);
+    x = r;
+  }
   int s = h_out("s"), g = h_out("g"), u = h_out("u"), c = h_out("c"), y = h_out("y");
   h_node("Shape", 1, &x, 1, &s);
   int64_t zero = 0, minus1 = -1;
@@ -166,7 +172,7 @@ static void test_fold_shape_chain(void) {
   h_fill(x, 24, 50);
   pv_tensor in = {.dtype = PV_F32, .ndim = 3, .dims = {2, 3, 4}, .data = x};
   /* Static batch: the whole chain folds into Reshape's shape constant. */
-  build_flatten_chain(2);
+  build_flatten_chain(2, false);
   check_same_after_passes(5, 1, &in, 24);
   CU_ASSERT_STRING_EQUAL(H->nodes[0].op, "Reshape");
   const pv_value *shape = &H->values[H->nodes[0].in[1]];
@@ -174,8 +180,12 @@ static void test_fold_shape_chain(void) {
   CU_ASSERT(((int64_t *)shape->data)[0] == 2 && ((int64_t *)shape->data)[1] == -1);
   CU_ASSERT(h_dims_are(&R[H->outputs[0]], 2, DIMS(2, 12)));
   /* Symbolic batch: Shape is not constant; nothing folds. */
-  build_flatten_chain(PV_DIM_BATCH);
+  build_flatten_chain(PV_DIM_BATCH, false);
   check_same_after_passes(5, 5, &in, 24);
+  /* Dims propagate through the Relu, so its Shape folds too. */
+  build_flatten_chain(2, true);
+  check_same_after_passes(6, 2, &in, 24);
+  CU_ASSERT(h_dims_are(&R[H->outputs[0]], 2, DIMS(2, 12)));
 }
 
 static void test_fold_constant_nodes(void) {
