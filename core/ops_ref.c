@@ -32,8 +32,11 @@ void pv_act_apply(float *x, size_t n, pv_act act, float alpha, float beta) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] >= 0 ? x[i] : x[i] * alpha;
     break;
   case PV_ACT_CLIP:
-    for (size_t i = 0; i < n; i++)
-      x[i] = x[i] < alpha ? alpha : x[i] > beta ? beta : x[i];
+    /* ONNX order, min(max(x, lo), hi): hi wins when lo > hi. */
+    for (size_t i = 0; i < n; i++) {
+      float v = x[i] < alpha ? alpha : x[i];
+      x[i] = v > beta ? beta : v;
+    }
     break;
   case PV_ACT_SIGMOID:
     for (size_t i = 0; i < n; i++) x[i] = 1.f / (1.f + expf(-x[i]));

@@ -353,12 +353,17 @@ int pv_pass_fuse_activations(pv_graph *g) {
       continue;
     }
     pv_node *p = sole_producer(g, a->in[0]);
-    if (!p || p->act != PV_ACT_NONE) continue;
+    if (!p) continue;
+    /* Exporters write ReLU6 as Relu then Clip(0, 6); clip(relu(x), lo, hi)
+     * is clip(x, max(lo, 0), hi), so the pair becomes one activation. */
+    bool relu_clip = p->act == PV_ACT_RELU && act == PV_ACT_CLIP;
+    if (p->act != PV_ACT_NONE && !relu_clip) continue;
     if (!op_is(p, "Conv") && !op_is(p, "Gemm") && !op_is(p, "MatMul") &&
         !op_is(p, "Add"))
       continue;
     pv_dtype t = g->values[a->in[0]].dtype;
     if (t != PV_F32 && t != PV_UNDEFINED) continue;
+    if (relu_clip && alpha < 0) alpha = 0;
     p->act = act;
     p->act_alpha = alpha;
     p->act_beta = beta;

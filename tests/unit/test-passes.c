@@ -207,6 +207,32 @@ static void test_fold_constant_nodes(void) {
   CU_ASSERT(h_maxerr(F(&R[H->outputs[0]]), want, 3) == 0);
 }
 
+/* Conv -> Relu -> Clip(lo, hi): one Conv with a clip activation. */
+static void relu_clip_case(float lo, float hi) {
+  float w[2 * 2], x[2 * 2 * 4];
+  h_fill(w, 4, 70);
+  h_fill(x, 16, 71);
+  h_new(13);
+  int xi = h_input("x", PV_F32, 4, DIMS(2, 2, 2, 2));
+  int cin[2] = {xi, h_f32("w", 4, DIMS(2, 2, 1, 1), w)}, c = h_out("c");
+  h_node("Conv", 2, cin, 1, &c);
+  int r = h_out("r");
+  h_node("Relu", 1, &c, 1, &r);
+  int clin[3] = {r, h_f32("lo", 0, NULL, &lo), h_f32("hi", 0, NULL, &hi)};
+  int y = h_out("y");
+  h_node("Clip", 3, clin, 1, &y);
+  h_output(y);
+  pv_tensor in = {.dtype = PV_F32, .ndim = 4, .dims = {2, 2, 2, 2}, .data = x};
+  check_same_after_passes(3, 1, &in, 16);
+  CU_ASSERT_EQUAL(H->nodes[0].act, PV_ACT_CLIP);
+}
+
+static void test_relu_then_clip(void) {
+  relu_clip_case(0, 0.3f);   /* ReLU6-like */
+  relu_clip_case(-1, 0.2f);  /* lower bound below zero: relu decides */
+  relu_clip_case(0.1f, -0.5f); /* empty range: everything becomes hi */
+}
+
 static void test_identity_input_to_output_kept(void) {
   h_new(13);
   int x = h_input("x", PV_F32, 1, DIMS(2)), y = h_out("y");
@@ -230,6 +256,7 @@ static CU_TestInfo tests[] = {
     {"gemm+bn+clip", test_gemm_bn_clip},
     {"shape/gather/unsqueeze/concat chain folds", test_fold_shape_chain},
     {"constant subgraph folds", test_fold_constant_nodes},
+    {"relu then clip fuse into one activation", test_relu_then_clip},
     {"identity from input to output kept", test_identity_input_to_output_kept},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
