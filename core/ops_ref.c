@@ -278,7 +278,7 @@ static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   const char *op = n->op;
   size_t cnt = numel(o);
   if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) {
-    if (cnt) memcpy(o->data, x->data, cnt * pv_dtype_size(x->dtype));
+    if (cnt) memmove(o->data, x->data, cnt * pv_dtype_size(x->dtype));
     if (!strcmp(op, "Dropout") && n->n_out > 1 && n->out[1] >= 0)
       memset(vals[n->out[1]].data, 1, cnt); /* nothing is dropped */
     return 0;
@@ -952,7 +952,8 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
       !strcmp(op, "Squeeze") || !strcmp(op, "Unsqueeze")) {
     size_t nb = pv_tensor_nbytes(o);
     if (nb != pv_tensor_nbytes(x)) return ERR(PV_ESHAPE, "size changed");
-    if (nb) memcpy(o->data, x->data, nb);
+    /* memmove: a planner may run view ops in place. */
+    if (nb) memmove(o->data, x->data, nb);
     return 0;
   }
   if (!strcmp(op, "Transpose")) return ref_transpose(n, x, o);
