@@ -228,7 +228,10 @@ static int ref_binary(const pv_node *n, const pv_tensor *a, const void *ad,
     if (integer && op <= B_DIV) {
       int64_t u = rdi(ad, t, off[0]), v = rdi(bd, b->dtype, off[1]), z;
       if (op == B_DIV && v == 0) return ERR(PV_EINVAL, "integer division by zero");
-      z = op == B_ADD ? u + v : op == B_SUB ? u - v : op == B_MUL ? u * v : u / v;
+      /* Integers wrap on overflow (two's complement), as in ONNX Runtime. */
+      uint64_t uu = (uint64_t)u, uv = (uint64_t)v;
+      if (op == B_DIV) z = v == -1 ? (int64_t)(0 - uu) : u / v;
+      else z = (int64_t)(op == B_ADD ? uu + uv : op == B_SUB ? uu - uv : uu * uv);
       wri(o->data, o->dtype, i++, z);
       continue;
     }
@@ -299,7 +302,7 @@ static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
         ((float *)o->data)[i] = neg ? -v : fabsf(v);
       } else {
         int64_t v = rdi(x->data, x->dtype, i);
-        wri(o->data, o->dtype, i, neg ? -v : v < 0 ? -v : v);
+        wri(o->data, o->dtype, i, neg || v < 0 ? (int64_t)(0 - (uint64_t)v) : v);
       }
     }
     return 0;
@@ -485,7 +488,8 @@ static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   bool incl = pv_attr_int(n, "count_include_pad", 0);
   int64_t planes = x->dims[0] * x->dims[1];
   float *ind_f = NULL;
-  int64_t *ind = n->n_out > 1 && n->out[1] >= 0 ? vals[n->out[1]].data : NULL;
+  int64_t *ind = !strcmp(n->op, "MaxPool") && n->n_out > 1 && n->out[1] >= 0
+                     ? vals[n->out[1]].data : NULL;
   (void)ind_f;
   for (int64_t p = 0; p < planes; p++) {
     const float *xp = (const float *)x->data + p * q.ih * q.iw;

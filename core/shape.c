@@ -50,7 +50,7 @@ static int axes_arg(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   int c = pv_attr_ints(n, name, &a);
   if (c >= 0 && (g->opset < input_from || !IN(k))) {
     if (c > PV_MAX_DIMS) return ERR(PV_ESHAPE, "too many %s", name);
-    memcpy(buf, a, sizeof *a * c);
+    if (c > 0) memcpy(buf, a, sizeof *a * c);
     *given = true;
     return c;
   }
@@ -117,7 +117,9 @@ int pv_window_geom(const pv_node *n, const pv_tensor *x, bool ceil_ok,
     w->pe[i] = np > 0 ? p[nsp + i] : 0;
     int64_t in = x->dims[2 + i], k = w->k[i];
     if (w->s[i] < 1 || w->d[i] < 1 || k < 1 || w->pb[i] < 0 || w->pe[i] < 0 ||
-        k > (INT64_C(1) << 31) || w->d[i] > (INT64_C(1) << 31))
+        k > (INT64_C(1) << 31) || w->d[i] > (INT64_C(1) << 31) ||
+        w->s[i] > (INT64_C(1) << 31) || w->pb[i] > (INT64_C(1) << 31) ||
+        w->pe[i] > (INT64_C(1) << 31))
       return ERR(PV_EINVAL, "bad kernel %lld / stride %lld / dilation %lld / "
                  "pads on axis %d", (long long)k, (long long)w->s[i],
                  (long long)w->d[i], i);
@@ -161,10 +163,10 @@ int pv_slice_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     const int64_t *a;
     ns = pv_attr_ints(n, "starts", &a);
     if (ns < 0 || ns > r) return ERR(PV_EINVAL, "missing or bad 'starts'");
-    memcpy(st, a, sizeof *a * ns);
+    if (ns > 0) memcpy(st, a, sizeof *a * ns);
     ne = pv_attr_ints(n, "ends", &a);
     if (ne < 0 || ne > r) return ERR(PV_EINVAL, "missing or bad 'ends'");
-    memcpy(en, a, sizeof *a * ne);
+    if (ne > 0) memcpy(en, a, sizeof *a * ne);
     na = pv_attr_ints(n, "axes", &a);
     if (na > r) return ERR(PV_EINVAL, "too many axes");
     if (na > 0) memcpy(ax, a, sizeof *a * na);
@@ -331,7 +333,7 @@ int pv_pad_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     if (c < 0) c = pv_attr_ints(n, "paddings", &a);
     if (c < 0) return ERR(PV_EINVAL, "missing 'pads'");
     if (c > 2 * PV_MAX_DIMS) c = 2 * PV_MAX_DIMS + 1;
-    else memcpy(p, a, sizeof *a * c);
+    else if (c > 0) memcpy(p, a, sizeof *a * c);
   } else {
     if (!IN(1)) return ERR(PV_EINVAL, "missing pads input");
     if (IN(3)) return ERR(PV_EUNSUPPORTED, "the axes input is not supported");
@@ -422,7 +424,7 @@ static int infer_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *vals_o
   int64_t d[PV_MAX_DIMS] = {x->dims[0], x->dims[1]};
   for (int i = 0; i < win.nsp; i++) d[2 + i] = win.out[i];
   set_out(&vals_out[n->out[0]], x->dtype, x->ndim, d);
-  if (n->n_out > 1 && n->out[1] >= 0)
+  if (!strcmp(n->op, "MaxPool") && n->n_out > 1 && n->out[1] >= 0)
     set_out(&vals_out[n->out[1]], PV_I64, x->ndim, d);
   return 0;
 }

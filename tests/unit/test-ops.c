@@ -315,6 +315,17 @@ static void test_int_arith_pow(void) {
   CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
   CU_ASSERT_EQUAL(R[out].dtype, PV_I64);
   CU_ASSERT(I(&R[out])[0] == 3 && I(&R[out])[1] == -3 && I(&R[out])[2] == 4);
+  /* Integer overflow wraps instead of being undefined. */
+  int64_t big[2] = {INT64_MAX, INT64_MIN}, m1[1] = {-1}, one[1] = {1};
+  const char *wops[2] = {"Add", "Div"};
+  for (int k = 0; k < 2; k++) {
+    h_new(13);
+    int win[2] = {h_i64("a", 2, big), h_val("b", PV_I64, 0, NULL, k ? m1 : one)};
+    out = h_out("y");
+    h_node(wops[k], 2, win, 1, &out);
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT_EQUAL(I(&R[out])[k], INT64_MIN);
+  }
   float x[3] = {2, 3, 0.5f}, e[1] = {3};
   h_new(13);
   int in2[2] = {h_f32("x", 1, DIMS(3), x), h_f32("e", 0, NULL, e)};
