@@ -954,6 +954,78 @@ static void test_bad_inputs(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "not known before execution"));
 }
 
+/* Random single-node graphs (ops, dtypes, dims, attributes with int64
+ * extremes): inference and the reference op either succeed or fail with
+ * a message naming the op; under --enable-asan this also proves no
+ * out-of-bounds access. Fixed seed, so failures reproduce. */
+static uint64_t rs = 88172645463325252ull;
+static int64_t rr(int64_t lo, int64_t hi) {
+  rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+  return lo + (int64_t)(rs % (uint64_t)(hi - lo + 1));
+}
+static int64_t rbig(int lo, int hi) {
+  static const int64_t ex[] = {INT64_MAX, INT64_MIN, INT64_C(1) << 40, 1 << 20};
+  return rr(0, 15) ? rr(lo, hi) : ex[rr(0, 3)];
+}
+
+static void random_node(void) {
+  static const char *const ops[] = {
+      "Conv", "Gemm", "MatMul", "Add", "Div", "Pow", "Equal", "Where", "Not",
+      "Clip", "Softmax", "MaxPool", "AveragePool", "GlobalMaxPool",
+      "BatchNormalization", "Concat", "Reshape", "Flatten", "Transpose",
+      "Resize", "Upsample", "Pad", "Constant", "Split", "Slice", "Shape",
+      "Gather", "Unsqueeze", "Squeeze", "Cast", "ConstantOfShape", "Range",
+      "Expand", "ReduceMean", "Dropout", "Neg"};
+  static const char *const inames[] = {"axis", "group", "transB", "ceil_mode",
+                                       "count_include_pad", "keepdims", "to", "start"};
+  static const char *const lnames[] = {"pads", "strides", "dilations", "kernel_shape",
+                                       "perm", "axes", "split", "starts", "ends"};
+  static const char *const snames[] = {"auto_pad", "mode", "nearest_mode",
+                                       "coordinate_transformation_mode"};
+  static const char *const svals[] = {"SAME_UPPER", "SAME_LOWER", "VALID", "reflect",
+                                      "edge", "floor", "align_corners", "bogus"};
+  static const pv_dtype dts[] = {PV_F32, PV_I64, PV_I32, PV_BOOL};
+  h_new((int)rr(7, 18));
+  int nin = (int)rr(0, 5), in[5], out[3], nout = (int)rr(1, 3);
+  for (int k = 0; k < nin; k++) {
+    int64_t dims[PV_MAX_DIMS];
+    int nd = (int)rr(0, 5);
+    for (int d = 0; d < nd; d++) dims[d] = rr(0, 9) ? rr(1, 4) : rr(0, 6);
+    pv_dtype t = rr(0, 2) ? PV_F32 : dts[rr(0, 3)];
+    int v = h_val("i", t, nd, dims, NULL);
+    pv_value *x = &H->values[v];
+    pv_tensor tt = pv_value_tensor(x);
+    x->nbytes = pv_tensor_nbytes(&tt);
+    x->data = pv_aligned_alloc(x->nbytes);
+    for (size_t e = 0; e < x->nbytes / pv_dtype_size(t); e++)
+      if (t == PV_I64) ((int64_t *)x->data)[e] = rbig(-6, 6);
+      else if (t == PV_F32) ((float *)x->data)[e] = (float)rr(-30, 30) / 7;
+      else if (t == PV_I32) ((int32_t *)x->data)[e] = (int32_t)rr(-6, 6);
+      else ((uint8_t *)x->data)[e] = (uint8_t)rr(0, 1);
+    in[k] = rr(0, 12) ? v : -1;
+  }
+  for (int k = 0; k < nout; k++) out[k] = h_out("o");
+  int nd = h_node(ops[rr(0, sizeof ops / sizeof *ops - 1)], nin, in, nout, out);
+  for (int a = (int)rr(0, 4); a > 0; a--) {
+    int64_t l[8];
+    int kind = (int)rr(0, 2), n = (int)rr(0, 8);
+    for (int j = 0; j < n; j++) l[j] = rbig(-3, 4);
+    if (kind == 0) h_ai(nd, inames[rr(0, 7)], rbig(-4, 8));
+    else if (kind == 1) h_ais(nd, lnames[rr(0, 8)], n, l);
+    else h_as(nd, snames[rr(0, 3)], svals[rr(0, 7)]);
+  }
+  int rc = h_run(NULL);
+  if (rc && rc != PV_ENOMEM && rc != PV_ERANGE && !strstr(pv_errmsg(), H->nodes[0].op)) {
+    CU_FAIL("error message does not name the op");
+    fprintf(stderr, "\n  %s\n", pv_errmsg());
+  }
+}
+
+static void test_random_nodes(void) {
+  for (int i = 0; i < 5000; i++) random_node();
+  CU_PASS("no crash");
+}
+
 static void cleanup(void) {
   h_free_run();
   pv_graph_free(H);
@@ -992,6 +1064,7 @@ static CU_TestInfo tests[] = {
     {"fused activation, unsupported op", test_fused_act_and_unsupported},
     {"pivot-only weights are expanded", test_pivot_only_weights},
     {"bad inputs give clear errors", test_bad_inputs},
+    {"random nodes fail cleanly", test_random_nodes},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)
