@@ -243,6 +243,79 @@ static void test_identity_input_to_output_kept(void) {
   check_same_after_passes(1, 1, &in, 2);
 }
 
+/* Random chains of Conv / BatchNormalization / activations / Identity /
+ * Dropout / Add over [2,4,5,5] activations, some intermediate values also
+ * graph outputs: every output is the same after the passes, under the
+ * same name, and no node is added. Fixed seed. */
+static uint64_t rs = 0x9e3779b97f4a7c15ull;
+static int rr(int lo, int hi) {
+  rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+  return lo + (int)(rs % (uint64_t)(hi - lo + 1));
+}
+
+static void random_chain(void) {
+  enum { C = 4, HW = 5, N = 2 * C * HW * HW };
+  h_new(13);
+  int avail[16], na = 0, cnt = 0;
+  avail[na++] = h_input("x", PV_F32, 4, DIMS(rr(0, 1) ? 2 : PV_DIM_BATCH, C, HW, HW));
+  int steps = rr(2, 9);
+  char name[16];
+  for (int s = 0; s < steps; s++) {
+    int src = rr(0, 2) ? avail[na - 1] : avail[rr(0, na - 1)];
+    snprintf(name, sizeof name, "v%d", cnt++);
+    int out = h_out(name), kind = rr(0, 8), nd;
+    if (kind <= 1) {
+      float w[C * C * 9], b[C];
+      h_fill(w, C * C * 9, (unsigned)rr(1, 1000));
+      h_fill(b, C, (unsigned)rr(1, 1000));
+      for (int i = 0; i < C * C * 9; i++) w[i] *= 0.3f;
+      int in[3] = {src, h_f32("w", 4, DIMS(C, C, 3, 3), w), h_f32("b", 1, DIMS(C), b)};
+      nd = h_node("Conv", kind ? 3 : 2, in, 1, &out);
+      h_ais(nd, "pads", 4, DIMS(1, 1, 1, 1));
+    } else if (kind <= 3) {
+      int in[5] = {src};
+      bn_params(C, (unsigned)rr(1, 1000), in);
+      h_node("BatchNormalization", 5, in, 1, &out);
+    } else if (kind == 4) {
+      int in[2] = {src, avail[rr(0, na - 1)]};
+      h_node("Add", 2, in, 1, &out);
+    } else if (kind == 5) {
+      float lo = (float)rr(-3, 0) / 4, hi = (float)rr(0, 4) / 4;
+      int in[3] = {src, h_f32("lo", 0, NULL, &lo), h_f32("hi", 0, NULL, &hi)};
+      h_node("Clip", 3, in, 1, &out);
+    } else {
+      static const char *const un[] = {"Relu", "LeakyRelu", "Sigmoid", "Identity", "Dropout",
+                                       "Tanh"};
+      h_node(un[rr(0, 5)], 1, &src, 1, &out);
+    }
+    avail[na++] = out;
+  }
+  h_output(avail[na - 1]);
+  for (int k = 1; k < na - 1; k++)
+    if (rr(0, 3) == 0) h_output(avail[k]);
+  float x[N], before[8][N], after[N];
+  char names[8][16];
+  h_fill(x, N, (unsigned)rr(1, 1000));
+  pv_tensor in = {.dtype = PV_F32, .ndim = 4, .dims = {2, C, HW, HW}, .data = x};
+  int nouts = H->n_outputs < 8 ? H->n_outputs : 8, nodes = H->n_nodes;
+  for (int o = 0; o < nouts; o++) snprintf(names[o], 16, "%s", H->values[H->outputs[o]].name);
+  for (int o = 0; o < nouts; o++) CU_ASSERT_EQUAL_FATAL(run_copy(&in, names[o], before[o], N), 0);
+  CU_ASSERT_EQUAL_FATAL(pv_passes_run(H), 0);
+  CU_ASSERT(H->n_nodes <= nodes);
+  CU_ASSERT_EQUAL_FATAL(H->n_outputs, nouts);
+  for (int o = 0; o < nouts; o++) {
+    CU_ASSERT_STRING_EQUAL(H->values[H->outputs[o]].name, names[o]);
+    CU_ASSERT_EQUAL_FATAL(run_copy(&in, names[o], after, N), 0);
+    double e = h_maxerr(after, before[o], N);
+    CU_ASSERT(e < 1e-4);
+    if (!(e < 1e-4)) fprintf(stderr, "\n  output %s differs by %g\n", names[o], e);
+  }
+}
+
+static void test_random_chains(void) {
+  for (int i = 0; i < 300; i++) random_chain();
+}
+
 static void test_zz_cleanup(void) {
   h_free_run();
   pv_graph_free(H);
@@ -258,6 +331,7 @@ static CU_TestInfo tests[] = {
     {"constant subgraph folds", test_fold_constant_nodes},
     {"relu then clip fuse into one activation", test_relu_then_clip},
     {"identity from input to output kept", test_identity_input_to_output_kept},
+    {"random chains keep every output", test_random_chains},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("passes", tests)
