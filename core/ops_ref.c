@@ -919,13 +919,36 @@ static const char *const ops[] = {
     "ReduceMean", "ReduceSum", "Dropout", "Sqrt", "Exp", "Neg", "Abs", "Erf",
     "Floor", "Ceil", "Reciprocal", "Log", NULL};
 
-bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
-  (void)g;
+/* Ops computed in fp32 only; the rest move bytes or go through double. */
+static const char *const f32_ops[] = {
+    "Conv", "Gemm", "MatMul", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh",
+    "Softmax", "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool",
+    "GlobalMaxPool", "BatchNormalization", "ReduceMean", "ReduceSum", "Sqrt",
+    "Exp", "Erf", "Floor", "Ceil", "Reciprocal", "Log", NULL};
+
+static bool known_op(const pv_node *n) {
   if (!n->op || (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")))
     return false;
   for (const char *const *p = ops; *p; p++)
     if (!strcmp(*p, n->op)) return true;
   return false;
+}
+
+bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
+  if (!known_op(n)) return false;
+  /* The first input's declared type, when the graph knows it. */
+  pv_dtype t = n->n_in > 0 && n->in[0] >= 0 && n->in[0] < g->n_values
+                   ? g->values[n->in[0]].dtype : PV_UNDEFINED;
+  if (t == PV_UNDEFINED || !strcmp(n->op, "Shape") || !strcmp(n->op, "Size"))
+    return true;
+  if (t == PV_STRING) return false;
+  for (const char *const *p = f32_ops; *p; p++)
+    if (!strcmp(*p, n->op)) return t == PV_F32;
+  return t != PV_F16 || !strcmp(n->op, "Identity") || !strcmp(n->op, "Reshape") ||
+         !strcmp(n->op, "Flatten") || !strcmp(n->op, "Squeeze") ||
+         !strcmp(n->op, "Unsqueeze") || !strcmp(n->op, "Transpose") ||
+         !strcmp(n->op, "Concat") || !strcmp(n->op, "Split") ||
+         !strcmp(n->op, "Slice") || !strcmp(n->op, "Gather");
 }
 
 static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -1026,7 +1049,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
 }
 
 int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
-  if (!pv_ref_supports(g, n))
+  if (!known_op(n))
     return ERR(PV_EUNSUPPORTED, "op not implemented (opset %d)", g->opset);
   if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");
   bool dims_only = !strcmp(n->op, "Shape") || !strcmp(n->op, "Size");

@@ -808,6 +808,15 @@ static void test_fused_act_and_unsupported(void) {
   o = h_out("o");
   pv_graph_add_node(H, "weird1", "NonMaxSuppression", &x, 1, &o, 1);
   CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[0]));
+  /* Supported ops answer by the declared input type too. */
+  int64_t i3[3] = {1, 2, 3};
+  int xi = h_i64("xi", 3, i3), xh = h_val("xh", PV_F16, 1, DIMS(3), NULL);
+  int relu = h_node("Relu", 1, &xi, 1, &o), resh = h_node("Reshape", 1, &xh, 1, &o);
+  int relu_h = h_node("Relu", 1, &xh, 1, &o), add = h_node("Add", 1, &xi, 1, &o);
+  CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[relu]));
+  CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[relu_h]));
+  CU_ASSERT_TRUE(pv_ref_supports(H, &H->nodes[resh]));
+  CU_ASSERT_TRUE(pv_ref_supports(H, &H->nodes[add]));
   CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "weird1"));
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "NonMaxSuppression"));
