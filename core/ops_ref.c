@@ -487,10 +487,8 @@ static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   to2(&win, x, o, &q);
   bool incl = pv_attr_int(n, "count_include_pad", 0);
   int64_t planes = x->dims[0] * x->dims[1];
-  float *ind_f = NULL;
   int64_t *ind = !strcmp(n->op, "MaxPool") && n->n_out > 1 && n->out[1] >= 0
                      ? vals[n->out[1]].data : NULL;
-  (void)ind_f;
   for (int64_t p = 0; p < planes; p++) {
     const float *xp = (const float *)x->data + p * q.ih * q.iw;
     float *yp = (float *)o->data + p * q.oh * q.ow;

@@ -173,6 +173,22 @@ static void test_pool(void) {
   pool_case("AveragePool", 2, 6, 6, 3, 3, 2, 2, 1, 1, DIMS(1, 1, 1, 1), 1, 4, 4);
 }
 
+static void test_maxpool_indices(void) {
+  /* Two 2x3 planes, 2x2 windows stride 1: indices are flat over N,C,H,W. */
+  float x[12] = {1, 9, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3};
+  h_new(13);
+  int in = h_f32("x", 4, DIMS(1, 2, 2, 3), x), out[2] = {h_out("y"), h_out("i")};
+  int nd = h_node("MaxPool", 1, &in, 2, out);
+  h_ais(nd, "kernel_shape", 2, DIMS(2, 2));
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[out[1]], 4, DIMS(1, 2, 1, 2)));
+  const int64_t *ix = R[out[1]].data;
+  CU_ASSERT(F(&R[out[0]])[0] == 9 && ix[0] == 1);
+  CU_ASSERT(F(&R[out[0]])[1] == 9 && ix[1] == 1);
+  CU_ASSERT(F(&R[out[0]])[2] == 8 && ix[2] == 7);
+  CU_ASSERT(F(&R[out[0]])[3] == 9 && ix[3] == 8);
+}
+
 static void test_global_pool(void) {
   float x[2 * 3 * 4 * 5], want[6];
   h_fill(x, 120, 9);
@@ -1051,6 +1067,7 @@ static CU_TestInfo tests[] = {
     {"conv 1-D", test_conv1d},
     {"conv channel mismatch names node", test_conv_errors},
     {"max/average pool: ceil_mode pads dilations", test_pool},
+    {"maxpool indices", test_maxpool_indices},
     {"global average pool", test_global_pool},
     {"gemm: trans alpha beta C broadcast", test_gemm},
     {"matmul: batched broadcast, 1-D", test_matmul},
