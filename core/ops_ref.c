@@ -504,7 +504,7 @@ static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
             int64_t iw = ow * q.sw + kw * q.dw - q.pw;
             bool in = hin && iw >= 0 && iw < q.iw;
             /* count_include_pad counts taps in the explicit pads, not the
-             * extra ceil_mode overhang (as ONNX Runtime does). */
+             * extra ceil_mode overhang, as PyTorch and the ONNX spec do. */
             if (in || (incl && hpad && iw < q.iw + q.pew)) cnt++;
             if (!in) continue;
             float v = xp[ih * q.iw + iw];
