@@ -11,9 +11,12 @@
 #include "pv-pivot.h"
 #include "ops-internal.h"
 
-/* pv_pivot_to_dense lives in pivot.c; weak so the reference ops link
- * (and report a clear error) in builds where pivot support is absent. */
+/* The expansions live in pivot.c; weak so the reference ops link (and
+ * report a clear error) in builds where pivot support is absent. The
+ * transposed one writes the [K, N] layout of Gemm transB=0 / MatMul B. */
+void pv_pivot_to_dense_t(const pv_pivot *p, float *out);
 #pragma weak pv_pivot_to_dense
+#pragma weak pv_pivot_to_dense_t
 
 #define IN(k) pv_node_in(n, vals, (k))
 #define ERR(code, ...) pv_node_error(n, (code), __VA_ARGS__)
@@ -29,8 +32,11 @@ void pv_act_apply(float *x, size_t n, pv_act act, float alpha, float beta) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] >= 0 ? x[i] : x[i] * alpha;
     break;
   case PV_ACT_CLIP:
-    for (size_t i = 0; i < n; i++)
-      x[i] = x[i] < alpha ? alpha : x[i] > beta ? beta : x[i];
+    /* ONNX order, min(max(x, lo), hi): hi wins when lo > hi. */
+    for (size_t i = 0; i < n; i++) {
+      float v = x[i] < alpha ? alpha : x[i];
+      x[i] = v > beta ? beta : v;
+    }
     break;
   case PV_ACT_SIGMOID:
     for (size_t i = 0; i < n; i++) x[i] = 1.f / (1.f + expf(-x[i]));
@@ -63,7 +69,11 @@ static int in_data(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   if (!v->pivot)
     return ERR(PV_EINVAL, "input %d ('%s') has no data", k, v->name);
   const pv_pivot *pv = v->pivot;
-  if (!pv_pivot_to_dense)
+  /* A pivot describes W as out x in; weights stored in x out are B^T. */
+  bool kn = k == 1 && (!strcmp(n->op, "MatMul") ||
+                       (!strcmp(n->op, "Gemm") && !pv_attr_int(n, "transB", 0)));
+  void (*expand)(const pv_pivot *, float *) = kn ? pv_pivot_to_dense_t : pv_pivot_to_dense;
+  if (!expand)
     return ERR(PV_EUNSUPPORTED, "pivoted weight '%s' needs pivot support", v->name);
   if (t->dtype != PV_F32 ||
       (int64_t)pv->M * pv->C * pv->kk != pv_tensor_numel(t))
@@ -72,7 +82,7 @@ static int in_data(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                (long long)pv_tensor_numel(t));
   *tmp = pv_aligned_alloc(numel(t) * sizeof(float));
   if (!*tmp) return ERR(PV_ENOMEM, "out of memory expanding '%s'", v->name);
-  pv_pivot_to_dense(pv, *tmp);
+  expand(pv, *tmp);
   *p = *tmp;
   return 0;
 }
@@ -218,7 +228,10 @@ static int ref_binary(const pv_node *n, const pv_tensor *a, const void *ad,
     if (integer && op <= B_DIV) {
       int64_t u = rdi(ad, t, off[0]), v = rdi(bd, b->dtype, off[1]), z;
       if (op == B_DIV && v == 0) return ERR(PV_EINVAL, "integer division by zero");
-      z = op == B_ADD ? u + v : op == B_SUB ? u - v : op == B_MUL ? u * v : u / v;
+      /* Integers wrap on overflow (two's complement), as in ONNX Runtime. */
+      uint64_t uu = (uint64_t)u, uv = (uint64_t)v;
+      if (op == B_DIV) z = v == -1 ? (int64_t)(0 - uu) : u / v;
+      else z = (int64_t)(op == B_ADD ? uu + uv : op == B_SUB ? uu - uv : uu * uv);
       wri(o->data, o->dtype, i++, z);
       continue;
     }
@@ -268,7 +281,7 @@ static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   const char *op = n->op;
   size_t cnt = numel(o);
   if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) {
-    if (cnt) memcpy(o->data, x->data, cnt * pv_dtype_size(x->dtype));
+    if (cnt) memmove(o->data, x->data, cnt * pv_dtype_size(x->dtype));
     if (!strcmp(op, "Dropout") && n->n_out > 1 && n->out[1] >= 0)
       memset(vals[n->out[1]].data, 1, cnt); /* nothing is dropped */
     return 0;
@@ -289,7 +302,7 @@ static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
         ((float *)o->data)[i] = neg ? -v : fabsf(v);
       } else {
         int64_t v = rdi(x->data, x->dtype, i);
-        wri(o->data, o->dtype, i, neg ? -v : v < 0 ? -v : v);
+        wri(o->data, o->dtype, i, neg || v < 0 ? (int64_t)(0 - (uint64_t)v) : v);
       }
     }
     return 0;
@@ -384,6 +397,16 @@ static void to2(const pv_window *w, const pv_tensor *x, const pv_tensor *o,
   g->pew = w->pe[a];
 }
 
+/* y += a x; restrict lets the compiler vectorise at -O2. */
+static void axpy(float *restrict y, const float *restrict x, float a, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void axpy_strided(float *restrict y, const float *restrict x, int64_t s,
+                         float a, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] += a * x[i * s];
+}
+
 static int ref_conv(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                     pv_tensor *o) {
   const pv_tensor *x = IN(0), *wt = IN(1);
@@ -427,10 +450,8 @@ static int ref_conv(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
               if (ih < 0 || ih >= q.ih) continue;
               const float *xr = xin + ih * q.iw + offw;
               float *yr = y + oh * q.ow;
-              if (q.sw == 1)
-                for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow];
-              else
-                for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * q.sw];
+              if (q.sw == 1) axpy(yr + lo, xr + lo, wv, hi - lo);
+              else axpy_strided(yr + lo, xr + lo * q.sw, q.sw, wv, hi - lo);
             }
           }
       }
@@ -466,9 +487,8 @@ static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   to2(&win, x, o, &q);
   bool incl = pv_attr_int(n, "count_include_pad", 0);
   int64_t planes = x->dims[0] * x->dims[1];
-  float *ind_f = NULL;
-  int64_t *ind = n->n_out > 1 && n->out[1] >= 0 ? vals[n->out[1]].data : NULL;
-  (void)ind_f;
+  int64_t *ind = !strcmp(n->op, "MaxPool") && n->n_out > 1 && n->out[1] >= 0
+                     ? vals[n->out[1]].data : NULL;
   for (int64_t p = 0; p < planes; p++) {
     const float *xp = (const float *)x->data + p * q.ih * q.iw;
     float *yp = (float *)o->data + p * q.oh * q.ow;
@@ -484,7 +504,7 @@ static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
             int64_t iw = ow * q.sw + kw * q.dw - q.pw;
             bool in = hin && iw >= 0 && iw < q.iw;
             /* count_include_pad counts taps in the explicit pads, not the
-             * extra ceil_mode overhang (as ONNX Runtime does). */
+             * extra ceil_mode overhang, as PyTorch and the ONNX spec do. */
             if (in || (incl && hpad && iw < q.iw + q.pew)) cnt++;
             if (!in) continue;
             float v = xp[ih * q.iw + iw];
@@ -897,13 +917,36 @@ static const char *const ops[] = {
     "ReduceMean", "ReduceSum", "Dropout", "Sqrt", "Exp", "Neg", "Abs", "Erf",
     "Floor", "Ceil", "Reciprocal", "Log", NULL};
 
-bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
-  (void)g;
+/* Ops computed in fp32 only; the rest move bytes or go through double. */
+static const char *const f32_ops[] = {
+    "Conv", "Gemm", "MatMul", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh",
+    "Softmax", "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool",
+    "GlobalMaxPool", "BatchNormalization", "ReduceMean", "ReduceSum", "Sqrt",
+    "Exp", "Erf", "Floor", "Ceil", "Reciprocal", "Log", NULL};
+
+static bool known_op(const pv_node *n) {
   if (!n->op || (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")))
     return false;
   for (const char *const *p = ops; *p; p++)
     if (!strcmp(*p, n->op)) return true;
   return false;
+}
+
+bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
+  if (!known_op(n)) return false;
+  /* The first input's declared type, when the graph knows it. */
+  pv_dtype t = n->n_in > 0 && n->in[0] >= 0 && n->in[0] < g->n_values
+                   ? g->values[n->in[0]].dtype : PV_UNDEFINED;
+  if (t == PV_UNDEFINED || !strcmp(n->op, "Shape") || !strcmp(n->op, "Size"))
+    return true;
+  if (t == PV_STRING) return false;
+  for (const char *const *p = f32_ops; *p; p++)
+    if (!strcmp(*p, n->op)) return t == PV_F32;
+  return t != PV_F16 || !strcmp(n->op, "Identity") || !strcmp(n->op, "Reshape") ||
+         !strcmp(n->op, "Flatten") || !strcmp(n->op, "Squeeze") ||
+         !strcmp(n->op, "Unsqueeze") || !strcmp(n->op, "Transpose") ||
+         !strcmp(n->op, "Concat") || !strcmp(n->op, "Split") ||
+         !strcmp(n->op, "Slice") || !strcmp(n->op, "Gather");
 }
 
 static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -934,7 +977,8 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
       !strcmp(op, "Squeeze") || !strcmp(op, "Unsqueeze")) {
     size_t nb = pv_tensor_nbytes(o);
     if (nb != pv_tensor_nbytes(x)) return ERR(PV_ESHAPE, "size changed");
-    if (nb) memcpy(o->data, x->data, nb);
+    /* memmove: a planner may run view ops in place. */
+    if (nb) memmove(o->data, x->data, nb);
     return 0;
   }
   if (!strcmp(op, "Transpose")) return ref_transpose(n, x, o);
@@ -1003,7 +1047,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
 }
 
 int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
-  if (!pv_ref_supports(g, n))
+  if (!known_op(n))
     return ERR(PV_EUNSUPPORTED, "op not implemented (opset %d)", g->opset);
   if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");
   bool dims_only = !strcmp(n->op, "Shape") || !strcmp(n->op, "Size");

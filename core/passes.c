@@ -143,6 +143,32 @@ fail:
   return rc;
 }
 
+/* Fill unknown output dims of n when all its inputs have static dims, so
+ * a Shape further down (of an activation, not only of a graph input) can
+ * fold. Failure only means the shape stays unknown until run time. */
+static void propagate_dims(pv_graph *g, pv_node *n, pv_tensor *vals) {
+  bool need = false;
+  for (int j = 0; j < n->n_out; j++)
+    if (n->out[j] >= 0 && g->values[n->out[j]].ndim < 0) need = true;
+  if (!need || n->n_in == 0) return;
+  for (int j = 0; j < n->n_in; j++) {
+    int v = n->in[j];
+    if (v < 0) continue;
+    if (!static_dims(&g->values[v]) || g->values[v].dtype == PV_UNDEFINED) return;
+    vals[v] = pv_value_tensor(&g->values[v]);
+  }
+  for (int j = 0; j < n->n_out; j++)
+    if (n->out[j] >= 0) vals[n->out[j]] = (pv_tensor){0};
+  if (pv_infer_node(g, n, vals)) return;
+  for (int j = 0; j < n->n_out; j++) {
+    pv_value *val = n->out[j] >= 0 ? &g->values[n->out[j]] : NULL;
+    if (!val || val->ndim >= 0) continue;
+    val->dtype = vals[n->out[j]].dtype;
+    val->ndim = vals[n->out[j]].ndim;
+    memcpy(val->dims, vals[n->out[j]].dims, sizeof val->dims);
+  }
+}
+
 int pv_pass_fold_constants(pv_graph *g) {
   pv_graph_link(g);
   pv_tensor *vals = calloc(g->n_values ? g->n_values : 1, sizeof *vals);
@@ -150,7 +176,11 @@ int pv_pass_fold_constants(pv_graph *g) {
   int rc = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     pv_node *n = &g->nodes[i];
-    if (!n->op || !foldable(g, n)) continue;
+    if (!n->op) continue;
+    if (!foldable(g, n)) {
+      propagate_dims(g, n, vals);
+      continue;
+    }
     rc = fold_node(g, n, vals);
     if (rc < 0) break;
     rc = 0;
@@ -323,12 +353,17 @@ int pv_pass_fuse_activations(pv_graph *g) {
       continue;
     }
     pv_node *p = sole_producer(g, a->in[0]);
-    if (!p || p->act != PV_ACT_NONE) continue;
+    if (!p) continue;
+    /* Exporters write ReLU6 as Relu then Clip(0, 6); clip(relu(x), lo, hi)
+     * is clip(x, max(lo, 0), hi), so the pair becomes one activation. */
+    bool relu_clip = p->act == PV_ACT_RELU && act == PV_ACT_CLIP;
+    if (p->act != PV_ACT_NONE && !relu_clip) continue;
     if (!op_is(p, "Conv") && !op_is(p, "Gemm") && !op_is(p, "MatMul") &&
         !op_is(p, "Add"))
       continue;
     pv_dtype t = g->values[a->in[0]].dtype;
     if (t != PV_F32 && t != PV_UNDEFINED) continue;
+    if (relu_clip && alpha < 0) alpha = 0;
     p->act = act;
     p->act_alpha = alpha;
     p->act_beta = beta;

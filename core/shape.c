@@ -50,7 +50,7 @@ static int axes_arg(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   int c = pv_attr_ints(n, name, &a);
   if (c >= 0 && (g->opset < input_from || !IN(k))) {
     if (c > PV_MAX_DIMS) return ERR(PV_ESHAPE, "too many %s", name);
-    memcpy(buf, a, sizeof *a * c);
+    if (c > 0) memcpy(buf, a, sizeof *a * c);
     *given = true;
     return c;
   }
@@ -117,7 +117,9 @@ int pv_window_geom(const pv_node *n, const pv_tensor *x, bool ceil_ok,
     w->pe[i] = np > 0 ? p[nsp + i] : 0;
     int64_t in = x->dims[2 + i], k = w->k[i];
     if (w->s[i] < 1 || w->d[i] < 1 || k < 1 || w->pb[i] < 0 || w->pe[i] < 0 ||
-        k > (INT64_C(1) << 31) || w->d[i] > (INT64_C(1) << 31))
+        k > (INT64_C(1) << 31) || w->d[i] > (INT64_C(1) << 31) ||
+        w->s[i] > (INT64_C(1) << 31) || w->pb[i] > (INT64_C(1) << 31) ||
+        w->pe[i] > (INT64_C(1) << 31))
       return ERR(PV_EINVAL, "bad kernel %lld / stride %lld / dilation %lld / "
                  "pads on axis %d", (long long)k, (long long)w->s[i],
                  (long long)w->d[i], i);
@@ -161,10 +163,10 @@ int pv_slice_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     const int64_t *a;
     ns = pv_attr_ints(n, "starts", &a);
     if (ns < 0 || ns > r) return ERR(PV_EINVAL, "missing or bad 'starts'");
-    memcpy(st, a, sizeof *a * ns);
+    if (ns > 0) memcpy(st, a, sizeof *a * ns);
     ne = pv_attr_ints(n, "ends", &a);
     if (ne < 0 || ne > r) return ERR(PV_EINVAL, "missing or bad 'ends'");
-    memcpy(en, a, sizeof *a * ne);
+    if (ne > 0) memcpy(en, a, sizeof *a * ne);
     na = pv_attr_ints(n, "axes", &a);
     if (na > r) return ERR(PV_EINVAL, "too many axes");
     if (na > 0) memcpy(ax, a, sizeof *a * na);
@@ -191,6 +193,10 @@ int pv_slice_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     seen[a] = true;
     int64_t d = x->dims[a], s = nsp >= 0 ? sp[i] : 1, b = st[i], e = en[i];
     if (s == 0) return ERR(PV_EINVAL, "step 0 on axis %lld", (long long)a);
+    /* A step longer than the axis takes at most one element; clamping it
+     * keeps offset arithmetic far from overflow. */
+    if (s > d) s = d > 0 ? d : 1;
+    if (s < -d) s = d > 0 ? -d : -1;
     if (b < 0) b += d;
     if (e < 0) e += d;
     if (s > 0) {
@@ -327,7 +333,7 @@ int pv_pad_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     if (c < 0) c = pv_attr_ints(n, "paddings", &a);
     if (c < 0) return ERR(PV_EINVAL, "missing 'pads'");
     if (c > 2 * PV_MAX_DIMS) c = 2 * PV_MAX_DIMS + 1;
-    else memcpy(p, a, sizeof *a * c);
+    else if (c > 0) memcpy(p, a, sizeof *a * c);
   } else {
     if (!IN(1)) return ERR(PV_EINVAL, "missing pads input");
     if (IN(3)) return ERR(PV_EUNSUPPORTED, "the axes input is not supported");
@@ -371,6 +377,9 @@ static void set_out(pv_tensor *o, pv_dtype t, int ndim, const int64_t *dims) {
 static int infer_conv(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0), *w = IN(1), *b = IN(2);
   if (!w) return ERR(PV_EINVAL, "missing weight input");
+  if (w->dtype != x->dtype || (b && b->dtype != x->dtype))
+    return ERR(PV_ETYPE, "weight/bias type differs from input %s",
+               pv_dtype_name(x->dtype));
   if (w->ndim != x->ndim)
     return ERR(PV_ESHAPE, "weight rank %d does not match input rank %d",
                w->ndim, x->ndim);
@@ -415,7 +424,7 @@ static int infer_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *vals_o
   int64_t d[PV_MAX_DIMS] = {x->dims[0], x->dims[1]};
   for (int i = 0; i < win.nsp; i++) d[2 + i] = win.out[i];
   set_out(&vals_out[n->out[0]], x->dtype, x->ndim, d);
-  if (n->n_out > 1 && n->out[1] >= 0)
+  if (!strcmp(n->op, "MaxPool") && n->n_out > 1 && n->out[1] >= 0)
     set_out(&vals_out[n->out[1]], PV_I64, x->ndim, d);
   return 0;
 }
@@ -601,6 +610,10 @@ int pv_infer_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
     if (!strcmp(op, "Expand")) {
       shp.ndim = pv_read_ints(n, ts[1], "shape", shp.dims, PV_MAX_DIMS);
       if (shp.ndim < 0) return shp.ndim;
+      for (int i = 0; i < shp.ndim; i++)
+        if (shp.dims[i] < 0)
+          return ERR(PV_EINVAL, "negative dimension %lld in shape",
+                     (long long)shp.dims[i]);
       ts[1] = &shp;
     }
     if ((rc = pv_broadcast(n, ts, k, &r, d))) return rc;
