@@ -42,6 +42,20 @@ typedef struct pv_pivot {
   bool data_owned;  /* false when data points into a mapped .pvm */
 } pv_pivot;
 
+/* Build a pivot from a dense M x (C*kk) matrix (logical order) and a
+ * chosen structure: perm_r [M], perm_c [C], row_off [nr+1], col_off
+ * [nc+1], and n_blocks (rg, cg) pairs (blk_rg[i], blk_cg[i]) sorted by
+ * (rg, cg). Copies all arrays and packs the blocks (entries of w outside
+ * them are dropped). Returns NULL with pv_errmsg() set when the structure
+ * is invalid. The caller frees the result with pv_pivot_free(). */
+pv_pivot *pv_pivot_from_dense(const float *w, int32_t M, int32_t C, int32_t kk,
+                              const int32_t *perm_r, const int32_t *perm_c,
+                              int32_t nr, const int32_t *row_off, int32_t nc,
+                              const int32_t *col_off, int32_t n_blocks,
+                              const int32_t *blk_rg, const int32_t *blk_cg);
+/* Deep copy (data always owned by the copy); NULL on out of memory. */
+pv_pivot *pv_pivot_clone(const pv_pivot *p);
+
 /* Free everything the pivot owns, and p itself. */
 void pv_pivot_free(pv_pivot *p);
 /* Non-zero parameters stored (sum of block sizes). */
@@ -69,8 +83,11 @@ pv_pivot *pv_pivot_detect(const float *w, int32_t M, int32_t C, int32_t kk,
 pv_pivot *pv_pivot_prune(const float *w, int32_t M, int32_t C, int32_t kk,
                          int n, int c, uint64_t seed, double *retained);
 
-/* y[b, m] (+)= sum_k W[m,k] x[b,k] for a pivoted Gemm, reference version
- * (natural order in and out). ldx/ldy are row strides. */
+/* y[b, m] = sum_k W[m,k] x[b,k] (y is overwritten, not accumulated) for
+ * a pivoted matrix, reference version: x and y in the order the pivot
+ * describes (natural order for an unfolded graph), K = C*kk columns with
+ * channel c's taps at columns c*kk .. c*kk+kk-1 (im2col order for a
+ * Conv). ldx/ldy are row strides in floats. */
 void pv_pivot_gemm_ref(const pv_pivot *p, const float *x, int64_t ldx,
                        float *y, int64_t ldy, int64_t batch);
 
