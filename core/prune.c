@@ -281,12 +281,12 @@ pv_pivot *pv_pivot_prune(const float *w, int32_t M, int32_t C, int32_t kk,
     int32_t start = nb;
     for (int32_t j = 0; j < c; j++) {
       int32_t h = (g + j) % n, k = nb++;
+      brg[k] = g;
       while (k > start && bcg[k - 1] > h) {
         bcg[k] = bcg[k - 1];
         k--;
       }
       bcg[k] = h;
-      brg[k] = g;
     }
   }
   res = pv_pivot_from_dense(w, M, C, kk, perm_r, perm_c, n, roff, n, coff, nb,
