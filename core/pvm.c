@@ -838,7 +838,7 @@ static int load_into(pv_graph *g, const uint8_t *buf, size_t len) {
   if (((uintptr_t)buf & 3) != 0)
     return pv_error(PV_EINVAL, "pvm buffer must be 4-byte aligned");
   if (len < PVM_HDR)
-    return pv_error(PV_EFORMAT, "header truncated (%zu bytes)", len);
+    return pv_error(PV_EFORMAT, "section 'header' truncated (%zu bytes)", len);
   if (memcmp(buf, PVM_MAGIC, 8))
     return pv_error(PV_EFORMAT, "not a .pvm file (bad magic)");
   uint32_t version, bom, nsec, hcrc;
@@ -863,9 +863,6 @@ static int load_into(pv_graph *g, const uint8_t *buf, size_t len) {
   if (version != PVM_VERSION)
     return pv_error(PV_EUNSUPPORTED, "format version %u (this reader knows %u)",
                     version, PVM_VERSION);
-  if (fsize != len)
-    return pv_error(PV_EFORMAT, "file is %zu bytes, header says %llu (truncated?)",
-                    len, (unsigned long long)fsize);
   uint64_t off[SEC_COUNT], size[SEC_COUNT];
   uint32_t crc[SEC_COUNT];
   uint64_t pos = hlen;
@@ -898,9 +895,12 @@ static int load_into(pv_graph *g, const uint8_t *buf, size_t len) {
       return pv_error(PV_EFORMAT, "section '%s' checksum mismatch", sec_names[s]);
     pos = off[s] + size[s];
   }
-  if (pos != len)
-    return pv_error(PV_EFORMAT, "%llu bytes after the last section",
-                    (unsigned long long)(len - pos));
+  /* Checked after the sections so that a truncated file names the first
+   * section it cuts. */
+  if (fsize != len || pos != len)
+    return pv_error(PV_EFORMAT,
+                    "file is %zu bytes, header says %llu, sections end at %llu",
+                    len, (unsigned long long)fsize, (unsigned long long)pos);
   rd r = {buf + off[SEC_META], buf + off[SEC_META] + size[SEC_META], "meta"};
   int rc = read_meta(&r, g);
   if (rc) return rc;
@@ -947,7 +947,7 @@ pv_graph *pv_pvm_load(const char *path) {
   size_t len = (size_t)sb.st_size;
   if (len < PVM_HDR) {
     close(fd);
-    pv_error(PV_EFORMAT, "%s: header truncated (%zu bytes)", path, len);
+    pv_error(PV_EFORMAT, "%s: section 'header' truncated (%zu bytes)", path, len);
     return NULL;
   }
   void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
