@@ -112,6 +112,12 @@ int pv_graph_prune(pv_graph *g, const pv_prune_spec *spec, FILE *report);
  * channel-wise ops; sets value.chan_perm on the activations in between. */
 int pv_graph_fold_perms(pv_graph *g);
 
+/* Give every pivoted weight that has no dense copy (as loaded from a
+ * .pvm) its dense data again, rebuilt from the blocks in the value's own
+ * orientation (Gemm transB=0 and MatMul: [K, N]), for a backend that
+ * does not run pivots. The data is owned by the graph. */
+int pv_graph_densify(pv_graph *g);
+
 /* .pvm: native single-file format (docs/PVM.md). */
 int pv_pvm_save(const pv_graph *g, const char *path);
 /* mmaps the file; weights are used in place. */

@@ -118,3 +118,17 @@ int pv_wlayer_store(pv_graph *g, const pv_wlayer *L, const float *W) {
   }
   return 0;
 }
+
+int pv_graph_densify(pv_graph *g) {
+  if (!g) return pv_error(PV_EINVAL, "densify: no graph");
+  for (int i = 0; i < g->n_nodes; i++) {
+    pv_wlayer L;
+    if (!pv_wlayer_of(g, i, &L) || g->values[L.wv].data) continue;
+    float *W = pv_wlayer_dense(g, &L);
+    if (!W) return PV_ENOMEM;
+    int rc = pv_wlayer_store(g, &L, W);
+    free(W);
+    if (rc) return rc;
+  }
+  return 0;
+}

@@ -1,5 +1,7 @@
 /* Pivoted matrices: detect (exact), prune (energy vs random), reference
  * product, graph-level detect/prune, and permutation folding. */
+#include <unistd.h>
+
 #include "cunit-main.h"
 #include "pivot-testlib.h"
 
@@ -590,8 +592,8 @@ static void test_fold_fc(void) {
 
 /* x[1,8,8,8] -> Conv3x3 -> BN -> Relu -> depthwise 3x3 -> MaxPool
  *   -> Conv1x1 -> Add(per-channel) -> Conv3x3 (fused Relu) -> y */
-static void test_fold_conv(void) {
-  uint64_t s = 22;
+static pv_graph *conv_chain(uint64_t *sp, int *probe, int *probe2) {
+  uint64_t s = *sp;
   pv_graph *g = pv_graph_new();
   int64_t pads[4] = {1, 1, 1, 1};
   int x = t_act(g, "x");
@@ -632,11 +634,63 @@ static void test_fold_conv(void) {
   CU_ASSERT_PTR_NOT_NULL(g->values[w1].pivot);
   CU_ASSERT_PTR_NULL(g->values[wd].pivot); /* depthwise stays dense */
   CU_ASSERT_PTR_NOT_NULL(g->values[w3].pivot);
+  *probe = a[4];
+  *probe2 = a[6];
+  *sp = s;
+  return g;
+}
+
+static void test_fold_conv(void) {
+  uint64_t s = 22;
+  int probe, probe2;
+  pv_graph *g = conv_chain(&s, &probe, &probe2);
   float *xin = randv(8 * 8 * 8, &s, 1, 0);
-  check_fold(g, xin, (int64_t[]){1, 8, 8, 8}, 4, a[4]);
-  CU_ASSERT_PTR_NOT_NULL(g->values[a[6]].chan_perm);
+  check_fold(g, xin, (int64_t[]){1, 8, 8, 8}, 4, probe);
+  CU_ASSERT_PTR_NOT_NULL(g->values[probe2].chan_perm);
   free(xin);
   pv_graph_free(g);
+}
+
+/* A pruned model saved as .pvm (pivots only, mapped read-only) computes
+ * the same outputs; folding the mapped graph copies what it permutes; and
+ * densify gives dense weights back for backends without pivots. */
+static void test_pvm_fold_densify(void) {
+  uint64_t s = 25;
+  int probe, probe2;
+  pv_graph *g = conv_chain(&s, &probe, &probe2);
+  float *xin = randv(8 * 8 * 8, &s, 1, 0);
+  int64_t xd[4] = {1, 8, 8, 8};
+  tv *ref = run_graph(g, xin, xd, 4, false);
+  int out = g->outputs[0];
+  size_t n = (size_t)tv_numel(&ref[out]);
+  char path[] = "/tmp/pv-test-pivot-XXXXXX";
+  int fd = mkstemp(path);
+  CU_ASSERT_FATAL(fd >= 0);
+  close(fd);
+  CU_ASSERT_EQUAL_FATAL(pv_pvm_save(g, path), 0);
+  pv_graph *h = pv_pvm_load(path);
+  unlink(path);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+  int w1 = pv_graph_find_value(h, "w1");
+  CU_ASSERT_PTR_NULL(h->values[w1].data);
+  CU_ASSERT_PTR_NOT_NULL(h->values[w1].pivot);
+  tv *a = run_graph(h, xin, xd, 4, true);
+  CU_ASSERT(t_rel_l2(a[out].d, ref[out].d, n) < 1e-5);
+  free_vals(h, a);
+  CU_ASSERT_EQUAL_FATAL(pv_graph_fold_perms(h), 0);
+  CU_ASSERT_PTR_NOT_NULL(h->values[probe].chan_perm);
+  a = run_graph(h, xin, xd, 4, true);
+  CU_ASSERT(t_rel_l2(a[out].d, ref[out].d, n) < 1e-5);
+  free_vals(h, a);
+  CU_ASSERT_EQUAL_FATAL(pv_graph_densify(h), 0);
+  CU_ASSERT_PTR_NOT_NULL(h->values[w1].data);
+  a = run_graph(h, xin, xd, 4, false); /* dense path, folded order */
+  CU_ASSERT(t_rel_l2(a[out].d, ref[out].d, n) < 1e-5);
+  free_vals(h, a);
+  free_vals(g, ref);
+  pv_graph_free(h);
+  pv_graph_free(g);
+  free(xin);
 }
 
 /* A tensor read by two layers ends the chain: nothing is folded. */
@@ -749,5 +803,6 @@ static CU_TestInfo tests[] = {
     {"fold fc chain", test_fold_fc},
     {"fold conv chain", test_fold_conv},
     {"fold stops at shared tensor", test_fold_shared},
+    {"pvm, fold on a mapped graph, densify", test_pvm_fold_densify},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("pivot", tests)
