@@ -47,24 +47,36 @@ static int cmp_swapc(const void *a, const void *b) {
 }
 
 /* Balanced assignment of N items to n groups of fixed sizes maximising
- * the summed gain G[i*n+g]: greedy over (item, group) pairs by gain, then
- * pairwise swaps between groups while they improve. Deterministic. */
+ * the summed gain G[i*n+g]: items in order of regret (best minus second
+ * best gain) take their best group with room left, then pairwise swaps
+ * between groups while they improve. O(N n + N log N) plus the swaps.
+ * Deterministic. */
 static int assign(const double *G, int32_t N, int32_t n, int32_t *grp,
                   pair *pairs, swapc *sa, swapc *sb) {
   int32_t *cap = malloc(sizeof(int32_t) * (size_t)n);
   if (!cap) return PV_ENOMEM;
   for (int32_t g = 0; g < n; g++) cap[g] = group_size(N, n, g);
-  size_t np = (size_t)N * n;
-  for (int32_t i = 0; i < N; i++)
+  for (int32_t i = 0; i < N; i++) {
+    const double *gi = G + (size_t)i * n;
+    double b1 = -1e300, b2 = -1e300;
+    for (int32_t g = 0; g < n; g++) {
+      if (gi[g] > b1) {
+        b2 = b1;
+        b1 = gi[g];
+      } else if (gi[g] > b2) {
+        b2 = gi[g];
+      }
+    }
+    pairs[i] = (pair){n > 1 ? b1 - b2 : 0, i, 0};
+  }
+  qsort(pairs, (size_t)N, sizeof *pairs, cmp_pair);
+  for (int32_t k = 0; k < N; k++) {
+    int32_t i = pairs[k].item, best = -1;
+    const double *gi = G + (size_t)i * n;
     for (int32_t g = 0; g < n; g++)
-      pairs[(size_t)i * n + g] = (pair){G[(size_t)i * n + g], i, g};
-  qsort(pairs, np, sizeof *pairs, cmp_pair);
-  for (int32_t i = 0; i < N; i++) grp[i] = -1;
-  for (size_t k = 0; k < np; k++) {
-    pair *p = &pairs[k];
-    if (grp[p->item] >= 0 || cap[p->group] == 0) continue;
-    grp[p->item] = p->group;
-    cap[p->group]--;
+      if (cap[g] && (best < 0 || gi[g] > gi[best])) best = g;
+    grp[i] = best;
+    cap[best]--;
   }
   free(cap);
   /* Swaps: for groups a < b, pair the items of a that most want b with
@@ -74,10 +86,20 @@ static int assign(const double *G, int32_t N, int32_t n, int32_t *grp,
     for (int32_t a = 0; a < n; a++)
       for (int32_t b = a + 1; b < n; b++) {
         int32_t na = 0, nb = 0;
+        double maxa = -1e300, maxb = -1e300;
         for (int32_t i = 0; i < N; i++) {
           const double *gi = G + (size_t)i * n;
-          if (grp[i] == a) sa[na++] = (swapc){gi[b] - gi[a], i};
-          else if (grp[i] == b) sb[nb++] = (swapc){gi[a] - gi[b], i};
+          if (grp[i] == a && gi[b] - gi[a] > maxa) maxa = gi[b] - gi[a];
+          if (grp[i] == b && gi[a] - gi[b] > maxb) maxb = gi[a] - gi[b];
+        }
+        if (maxa + maxb <= 1e-12) continue; /* no swap can pay */
+        /* Only items that could pair with the other side's best move. */
+        for (int32_t i = 0; i < N; i++) {
+          const double *gi = G + (size_t)i * n;
+          if (grp[i] == a && gi[b] - gi[a] + maxb > 1e-12)
+            sa[na++] = (swapc){gi[b] - gi[a], i};
+          else if (grp[i] == b && gi[a] - gi[b] + maxa > 1e-12)
+            sb[nb++] = (swapc){gi[a] - gi[b], i};
         }
         qsort(sa, (size_t)na, sizeof *sa, cmp_swapc);
         qsort(sb, (size_t)nb, sizeof *sb, cmp_swapc);
@@ -222,7 +244,7 @@ pv_pivot *pv_pivot_prune(const float *w, int32_t M, int32_t C, int32_t kk,
   double *E = malloc(sizeof(double) * (size_t)M * C);
   s.G = malloc(sizeof(double) * (size_t)NM * n);
   s.R = malloc(sizeof(double) * (size_t)NM * n);
-  s.pairs = malloc(sizeof(pair) * (size_t)NM * n);
+  s.pairs = malloc(sizeof(pair) * (size_t)NM);
   s.sa = malloc(sizeof(swapc) * (size_t)NM);
   s.sb = malloc(sizeof(swapc) * (size_t)NM);
   int32_t *rg = malloc(sizeof(int32_t) * (size_t)M);
@@ -257,7 +279,7 @@ pv_pivot *pv_pivot_prune(const float *w, int32_t M, int32_t C, int32_t kk,
       if (score < 0) goto oom;
       if (chan_step(&s, rg, cg)) goto oom;
       score = row_step(&s, cg, rg, false); /* score of the new channels */
-      if (score <= prev * (1 + 1e-9)) break;
+      if (score <= prev * (1 + 1e-4)) break; /* gains have levelled off */
       prev = score;
     }
     /* The final channel move may not pay; rescore with rows re-chosen. */
