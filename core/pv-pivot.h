@@ -103,13 +103,25 @@ typedef struct pv_prune_spec {
   uint64_t seed;
 } pv_prune_spec;
 
-/* Detect existing structure in every weight (exact, no pruning). */
+/* Detect existing structure in every weight (exact, no pruning): Conv
+ * with group 1, Gemm and MatMul whose weight is a constant FP32 tensor read
+ * by that node only. The pivot always describes W as out x in: for Gemm
+ * with transB=0 and MatMul (B stored [K, N]) it describes B^T. value.data
+ * is kept; value.chan_perm is not touched. */
 int pv_graph_detect_pivots(pv_graph *g, double max_density);
 /* Prune by pivoting; writes per-layer retained energy to `report` (may be
  * NULL). */
 int pv_graph_prune(pv_graph *g, const pv_prune_spec *spec, FILE *report);
 /* Fold row permutations into the next layer's columns along chains of
- * channel-wise ops; sets value.chan_perm on the activations in between. */
+ * channel-wise ops; sets value.chan_perm on the activations in between.
+ * Contract (docs/PIVOT.md, "Folding"): afterwards the graph is an ordinary
+ * graph in stored order. The first layer of a link gets perm_r = identity
+ * (it writes rows in block order), its bias and dense rows are permuted;
+ * the constants in between are permuted; the next layer's perm_c indexes
+ * the stored input channels and its dense columns are permuted. So every
+ * pivot still means y[perm_r[i]] = sum block * x[perm_c[j]] on tensors as
+ * stored, and a backend computes a folded graph without reading
+ * chan_perm. Graph outputs keep natural order. */
 int pv_graph_fold_perms(pv_graph *g);
 
 /* Give every pivoted weight that has no dense copy (as loaded from a
