@@ -54,6 +54,23 @@ void pv_pivot_to_dense(const pv_pivot *p, float *out) {
   }
 }
 
+void pv_pivot_to_dense_t(const pv_pivot *p, float *out) {
+  int64_t K = (int64_t)p->C * p->kk;
+  memset(out, 0, sizeof(float) * (size_t)(p->M * K));
+  for (int32_t bi = 0; bi < p->n_blocks; bi++) {
+    const pv_pivot_block *b = &p->blocks[bi];
+    int32_t r0 = p->row_off[b->rg], r1 = p->row_off[b->rg + 1];
+    int32_t c0 = p->col_off[b->cg], c1 = p->col_off[b->cg + 1];
+    const float *src = p->data + b->offset;
+    for (int32_t i = r0; i < r1; i++) {
+      int64_t m = p->perm_r[i];
+      for (int32_t j = c0; j < c1; j++)
+        for (int32_t t = 0; t < p->kk; t++)
+          out[((int64_t)p->perm_c[j] * p->kk + t) * p->M + m] = *src++;
+    }
+  }
+}
+
 static int check_perm(const int32_t *perm, int32_t n, const char *what) {
   if (!perm) return pv_error(PV_EFORMAT, "pivot: %s missing", what);
   char *seen = calloc((size_t)n, 1);

@@ -64,6 +64,9 @@ int64_t pv_pivot_nnz(const pv_pivot *p);
 double pv_pivot_density(const pv_pivot *p);
 /* Write the dense M x (C*kk) matrix (logical order) into out. */
 void pv_pivot_to_dense(const pv_pivot *p, float *out);
+/* Write W^T, K x M with K = C*kk (logical order), into out: the layout a
+ * Gemm with transB=0 or a MatMul stores its weight in ([K, N]). */
+void pv_pivot_to_dense_t(const pv_pivot *p, float *out);
 /* Check invariants (permutations are bijections, offsets monotone and in
  * range, blocks in range and non-overlapping, data_len covers blocks).
  * Returns 0 or PV_EFORMAT with a message naming the broken field. */

@@ -76,7 +76,7 @@ float *pv_wlayer_dense(const pv_graph *g, const pv_wlayer *L) {
     return NULL;
   }
   if (!v->data) {
-    pv_pivot_to_dense(v->pivot, W);
+    pv_pivot_to_dense(v->pivot, W); /* a pivot is always W, out x in */
   } else if (L->transposed) {
     const float *B = v->data; /* [K, M] */
     for (int64_t k = 0; k < K; k++)

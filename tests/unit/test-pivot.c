@@ -751,6 +751,8 @@ static void test_graph_detect_prune(void) {
   float *d = malloc(sizeof(float) * 48 * 32);
   pv_pivot_to_dense(p, d);
   CU_ASSERT(memcmp(d, w, sizeof(float) * 48 * 32) == 0);
+  pv_pivot_to_dense_t(p, d); /* the stored [K, N] layout */
+  CU_ASSERT(memcmp(d, bt, sizeof(float) * 48 * 32) == 0);
   free(d);
 
   const char *keep[] = {"gemm", NULL}, *names[] = {"dense"};
