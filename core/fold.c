@@ -240,6 +240,12 @@ int pv_graph_fold_perms(pv_graph *g) {
     const pv_node *na = &g->nodes[i];
     if (na->n_out < 1 || na->out[0] < 0) continue;
     if (is_identity(g->values[A.wv].pivot->perm_r, A.M)) continue;
+    /* A's bias is permuted with its rows: it must be per output channel
+     * (a full [batch, N] Gemm C would not follow) and read by A only. */
+    if (A.bias >= 0) {
+      int r = per_channel(g, A.bias, A.M, false);
+      if (r < 0 || (r == 1 && !single_use(g, A.bias))) continue;
+    }
     /* Walk the single-consumer chain to the next pivoted layer. */
     int mid[MAX_CHAIN], nmid = 0, cur = na->out[0], found = -1;
     while (nmid < MAX_CHAIN) {

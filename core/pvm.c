@@ -133,6 +133,7 @@ static const uint8_t zeros[PVM_ALIGN];
 int pv_pvm_save(const pv_graph *g, const char *path) {
   wbuf sec[SEC_COUNT] = {{0}};
   chunk *chunks = NULL;
+  char *produced = NULL;
   int nchunks = 0, rc = 0, fd = -1;
   char *tmp = NULL;
   if (!g || !path) return pv_error(PV_EINVAL, "pvm save: no graph or path");
@@ -184,16 +185,26 @@ int pv_pvm_save(const pv_graph *g, const char *path) {
   w_u32(b, (uint32_t)g->n_outputs);
   for (int i = 0; i < g->n_outputs; i++) w_i32(b, g->outputs[i]);
 
-  /* tensor table; a pivoted weight keeps only its blocks */
+  /* tensor table; a pivoted weight keeps only its blocks. Values a node
+   * computes are never stored, whatever data they hold. */
   b = &sec[SEC_TENSORS];
+  produced = calloc((size_t)g->n_values + 1, 1);
+  if (!produced) {
+    rc = pv_error(PV_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int k = 0; k < g->nodes[i].n_out; k++)
+      if (g->nodes[i].out[k] >= 0 && g->nodes[i].out[k] < g->n_values)
+        produced[g->nodes[i].out[k]] = 1;
   uint32_t ntens = 0;
   for (int i = 0; i < g->n_values; i++)
-    ntens += g->values[i].pivot || g->values[i].data;
+    ntens += (g->values[i].pivot || g->values[i].data) && !produced[i];
   w_u32(b, ntens);
   uint64_t doff = 0;
   for (int i = 0; i < g->n_values; i++) {
     const pv_value *v = &g->values[i];
-    if (!v->pivot && !v->data) continue;
+    if ((!v->pivot && !v->data) || produced[i]) continue;
     w_u32(b, (uint32_t)i);
     if (v->pivot) {
       const pv_pivot *p = v->pivot;
@@ -332,6 +343,7 @@ done:
   if (rc && tmp) unlink(tmp);
   free(tmp);
   free(chunks);
+  free(produced);
   for (int s = 0; s < SEC_COUNT; s++) free(sec[s].p);
   return rc;
 }

@@ -406,6 +406,19 @@ static void test_bad_graphs(void) {
   pv_graph_free(g);
 
   g = sample_graph(&s, false);
+  int h = pv_graph_find_value(g, "h"); /* stale data on a computed value */
+  g->values[h].ndim = 1;
+  g->values[h].dims[0] = 4;
+  g->values[h].nbytes = 16;
+  g->values[h].data = pv_aligned_alloc(16);
+  CU_ASSERT_EQUAL_FATAL(pv_pvm_save(g, tpath("act.pvm")), 0);
+  pv_graph *k = pv_pvm_load(tpath("act.pvm"));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+  CU_ASSERT_PTR_NULL(k->values[h].data);
+  pv_graph_free(k);
+  pv_graph_free(g);
+
+  g = sample_graph(&s, false);
   g->values[1].dims[0] = 31; /* dense bytes no longer match the shape */
   pv_pivot_free(g->values[1].pivot);
   g->values[1].pivot = NULL;
@@ -416,7 +429,7 @@ static void test_bad_graphs(void) {
 
 static void cleanup(void) {
   const char *files[] = {"rt.pvm", "rt2.pvm", "dense.pvm", "pruned.pvm", "c.pvm",
-                         "trunc.pvm", "h.pvm", "dup.pvm", "order.pvm", "prod.pvm"};
+                         "trunc.pvm", "h.pvm", "dup.pvm", "order.pvm", "prod.pvm", "act.pvm"};
   for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) unlink(tpath(files[i]));
   rmdir(tmpdir);
 }
