@@ -376,6 +376,7 @@ static void choose_grid(double d, int32_t limit, int *n_out, int *c_out) {
 
 int pv_graph_detect_pivots(pv_graph *g, double max_density) {
   if (!g) return pv_error(PV_EINVAL, "detect: no graph");
+  pv_graph_link(g); /* constants are told apart by having no producer */
   for (int i = 0; i < g->n_nodes; i++) {
     pv_wlayer L;
     if (!pv_wlayer_of(g, i, &L) || g->values[L.wv].pivot) continue;
@@ -390,6 +391,7 @@ int pv_graph_detect_pivots(pv_graph *g, double max_density) {
 
 int pv_graph_prune(pv_graph *g, const pv_prune_spec *spec, FILE *report) {
   if (!g || !spec) return pv_error(PV_EINVAL, "prune: no graph or spec");
+  pv_graph_link(g);
   if (!(spec->density > 0 && spec->density <= 1))
     return pv_error(PV_EINVAL, "prune: density %g not in (0,1]", spec->density);
   for (int k = 0; k < spec->n_layers; k++)
