@@ -3,6 +3,9 @@
  * order and the next layer reads that order directly, so the scatter of
  * one and the gather of the other cancel (docs/PIVOT.md, "Folding").
  *
+ * The next layer may also be a dense Conv/Gemm/MatMul (e.g. a last layer
+ * kept dense): it just reads its columns in the stored order.
+ *
  * Contract: after folding, the graph is an ordinary graph in *stored*
  * order. Every constant on the chain (bias, batch-norm parameters,
  * depthwise filters, per-channel Add/Mul constants, the dense copy of
@@ -203,7 +206,8 @@ static int fold_one(pv_graph *g, const pv_wlayer *A, const int *mid, int nmid,
     if ((rc = set_chan_perm(g, g->nodes[mid[k]].out[0], P, nch))) goto done;
   }
   /* Layer B: stored input channel s holds what B called channel P[s]. */
-  for (int32_t j = 0; j < pb->C; j++) pb->perm_c[j] = inv[pb->perm_c[j]];
+  if (pb)
+    for (int32_t j = 0; j < pb->C; j++) pb->perm_c[j] = inv[pb->perm_c[j]];
   if (g->values[B->wv].data) {
     W = pv_wlayer_dense(g, B);
     float *W2 = W ? malloc(sizeof(float) * (size_t)(B->M * KB)) : NULL;
@@ -253,7 +257,8 @@ int pv_graph_fold_perms(pv_graph *g) {
       bool is_out = false;
       for (int k = 0; k < g->n_outputs; k++) is_out |= g->outputs[k] == cur;
       if (is_out || pv_graph_consumers(g, cur, &j, 1) != 1 || j < 0) break;
-      if (pv_wlayer_of(g, j, &B) && g->values[B.wv].pivot &&
+      /* B may be dense (a layer kept dense): its columns are permuted. */
+      if (pv_wlayer_of(g, j, &B) &&
           g->nodes[j].in[0] == cur && B.conv == A.conv && B.C == A.M &&
           pv_attr_int(&g->nodes[j], "transA", 0) == 0) {
         found = j;

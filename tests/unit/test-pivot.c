@@ -588,6 +588,18 @@ static void test_fold_fc(void) {
   CU_ASSERT_PTR_NOT_NULL(g->values[pv_graph_find_value(g, "h3")].chan_perm);
   free(x);
   pv_graph_free(g);
+
+  /* The last layer kept dense: fc2's rows still fold into its columns. */
+  g = fc_chain(&s, &probe);
+  const char *keep[] = {"fc3", NULL};
+  spec.keep_dense = keep;
+  CU_ASSERT_EQUAL_FATAL(pv_graph_prune(g, &spec, NULL), 0);
+  int w3 = pv_graph_find_value(g, "w3");
+  CU_ASSERT_PTR_NULL(g->values[w3].pivot);
+  x = randv(3 * 24, &s, 1, 0);
+  check_fold(g, x, (int64_t[]){3, 24}, 2, pv_graph_find_value(g, "h3"));
+  free(x);
+  pv_graph_free(g);
 }
 
 /* x[1,8,8,8] -> Conv3x3 -> BN -> Relu -> depthwise 3x3 -> MaxPool
