@@ -307,7 +307,8 @@ int pv_pvm_save(const pv_graph *g, const char *path) {
   sprintf(tmp, "%s.tmp%ld", path, (long)getpid());
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    rc = pv_error(PV_EIO, "%s: %s", tmp, strerror(errno));
+    rc = pv_error(PV_EIO, "%s: cannot write (temporary %s): %s", path, tmp,
+                  strerror(errno));
     goto done;
   }
   bool bad = write_all(fd, hdr, sizeof hdr) != 0;
