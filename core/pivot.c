@@ -416,6 +416,10 @@ done:
   return res;
 }
 
+/* c-of-n grids finer than this are scattered nonzeros, not blocks (an
+ * unstructured sparse matrix can give every row its own support). */
+#define PV_DETECT_MAX_CLASSES 64
+
 /* FNV-1a over an index sequence. */
 static uint64_t fnv_add(uint64_t h, uint32_t v) {
   for (int i = 0; i < 4; i++) {
@@ -439,7 +443,7 @@ static int32_t hash_classes(const uint64_t *h, const bool *nz, int32_t n,
     for (k = 0; k < ncls && keys[k] != h[i]; k++) {
     }
     if (k == ncls) {
-      if (ncls >= 1024) { /* too many classes to be a useful grid */
+      if (ncls >= PV_DETECT_MAX_CLASSES) { /* too fine to be a useful grid */
         free(keys);
         return -1;
       }
@@ -466,8 +470,8 @@ static pv_pivot *detect_c_of_n(const float *w, int32_t M, int32_t C,
   uint64_t *ch = malloc(sizeof(uint64_t) * (size_t)C);
   int32_t *rcls = malloc(sizeof(int32_t) * (size_t)M);
   int32_t *ccls = malloc(sizeof(int32_t) * (size_t)C);
-  int32_t *rsize = malloc(sizeof(int32_t) * 1024);
-  int32_t *csize = malloc(sizeof(int32_t) * 1024);
+  int32_t *rsize = malloc(sizeof(int32_t) * PV_DETECT_MAX_CLASSES);
+  int32_t *csize = malloc(sizeof(int32_t) * PV_DETECT_MAX_CLASSES);
   char *conn = NULL;
   int32_t *perm_r = NULL, *perm_c = NULL, *roff = NULL, *coff = NULL,
           *brg = NULL, *bcg = NULL;
