@@ -137,6 +137,15 @@ static void test_detect_none(void) {
   w = calloc((size_t)M * C, sizeof(float));
   CU_ASSERT_PTR_NULL(pv_pivot_detect(w, M, C, 1, 0.75));
   free(w);
+  /* unstructured sparsity, 8 nonzeros in every row: not blocks */
+  float *u = calloc(96 * 96, sizeof(float));
+  for (int m = 0; m < 96; m++)
+    for (int k = 0; k < 8; k++) u[m * 96 + t_rand(&s) % 96] = 1;
+  pv_pivot *q = pv_pivot_detect(u, 96, 96, 1, 0.75);
+  if (q) printf("\n    found nr=%d nc=%d blocks=%d density %.3f ", q->nr, q->nc, q->n_blocks, pv_pivot_density(q));
+  CU_ASSERT_PTR_NULL(q);
+  pv_pivot_free(q);
+  free(u);
   CU_ASSERT_PTR_NULL(pv_pivot_detect(NULL, M, C, 1, 0.75));
   CU_ASSERT_PTR_NULL(pv_pivot_detect(&(float){1}, 0, C, 1, 0.75));
 }
