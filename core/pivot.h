@@ -176,9 +176,15 @@ typedef struct pv_value {
    * set, `data` may be NULL (the .pvm stores only the blocks). */
   struct pv_pivot *pivot;
   /* Channel permutation carried by this activation after permutation
-   * folding: element c of the stored channel axis (axis 1) holds logical
-   * channel chan_perm[c]. NULL = natural order. Owned by the graph. */
+   * folding (pv_graph_fold_perms, docs/PIVOT.md): element c of the stored
+   * channel axis holds logical channel chan_perm[c]. The channel axis is
+   * axis 1 for NCHW tensors of Conv chains and the last axis for tensors
+   * of Gemm/MatMul chains. NULL = natural order. Informative: a folded
+   * graph is an ordinary graph in stored order (its constants and pivots
+   * are permuted to match), so a backend computes it correctly without
+   * reading chan_perm. Owned by the graph. */
   int32_t *chan_perm;
+  int32_t chan_perm_n; /* entries in chan_perm (the channel count) */
   int producer; /* node index, or -1 */
 } pv_value;
 

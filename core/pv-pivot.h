@@ -42,6 +42,20 @@ typedef struct pv_pivot {
   bool data_owned;  /* false when data points into a mapped .pvm */
 } pv_pivot;
 
+/* Build a pivot from a dense M x (C*kk) matrix (logical order) and a
+ * chosen structure: perm_r [M], perm_c [C], row_off [nr+1], col_off
+ * [nc+1], and n_blocks (rg, cg) pairs (blk_rg[i], blk_cg[i]) sorted by
+ * (rg, cg). Copies all arrays and packs the blocks (entries of w outside
+ * them are dropped). Returns NULL with pv_errmsg() set when the structure
+ * is invalid. The caller frees the result with pv_pivot_free(). */
+pv_pivot *pv_pivot_from_dense(const float *w, int32_t M, int32_t C, int32_t kk,
+                              const int32_t *perm_r, const int32_t *perm_c,
+                              int32_t nr, const int32_t *row_off, int32_t nc,
+                              const int32_t *col_off, int32_t n_blocks,
+                              const int32_t *blk_rg, const int32_t *blk_cg);
+/* Deep copy (data always owned by the copy); NULL on out of memory. */
+pv_pivot *pv_pivot_clone(const pv_pivot *p);
+
 /* Free everything the pivot owns, and p itself. */
 void pv_pivot_free(pv_pivot *p);
 /* Non-zero parameters stored (sum of block sizes). */
@@ -50,6 +64,9 @@ int64_t pv_pivot_nnz(const pv_pivot *p);
 double pv_pivot_density(const pv_pivot *p);
 /* Write the dense M x (C*kk) matrix (logical order) into out. */
 void pv_pivot_to_dense(const pv_pivot *p, float *out);
+/* Write W^T, K x M with K = C*kk (logical order), into out: the layout a
+ * Gemm with transB=0 or a MatMul stores its weight in ([K, N]). */
+void pv_pivot_to_dense_t(const pv_pivot *p, float *out);
 /* Check invariants (permutations are bijections, offsets monotone and in
  * range, blocks in range and non-overlapping, data_len covers blocks).
  * Returns 0 or PV_EFORMAT with a message naming the broken field. */
@@ -69,8 +86,11 @@ pv_pivot *pv_pivot_detect(const float *w, int32_t M, int32_t C, int32_t kk,
 pv_pivot *pv_pivot_prune(const float *w, int32_t M, int32_t C, int32_t kk,
                          int n, int c, uint64_t seed, double *retained);
 
-/* y[b, m] (+)= sum_k W[m,k] x[b,k] for a pivoted Gemm, reference version
- * (natural order in and out). ldx/ldy are row strides. */
+/* y[b, m] = sum_k W[m,k] x[b,k] (y is overwritten, not accumulated) for
+ * a pivoted matrix, reference version: x and y in the order the pivot
+ * describes (natural order for an unfolded graph), K = C*kk columns with
+ * channel c's taps at columns c*kk .. c*kk+kk-1 (im2col order for a
+ * Conv). ldx/ldy are row strides in floats. */
 void pv_pivot_gemm_ref(const pv_pivot *p, const float *x, int64_t ldx,
                        float *y, int64_t ldy, int64_t batch);
 
@@ -86,14 +106,32 @@ typedef struct pv_prune_spec {
   uint64_t seed;
 } pv_prune_spec;
 
-/* Detect existing structure in every weight (exact, no pruning). */
+/* Detect existing structure in every weight (exact, no pruning): Conv
+ * with group 1, Gemm and MatMul whose weight is a constant FP32 tensor read
+ * by that node only. The pivot always describes W as out x in: for Gemm
+ * with transB=0 and MatMul (B stored [K, N]) it describes B^T. value.data
+ * is kept; value.chan_perm is not touched. */
 int pv_graph_detect_pivots(pv_graph *g, double max_density);
 /* Prune by pivoting; writes per-layer retained energy to `report` (may be
  * NULL). */
 int pv_graph_prune(pv_graph *g, const pv_prune_spec *spec, FILE *report);
 /* Fold row permutations into the next layer's columns along chains of
- * channel-wise ops; sets value.chan_perm on the activations in between. */
+ * channel-wise ops; sets value.chan_perm on the activations in between.
+ * Contract (docs/PIVOT.md, "Folding"): afterwards the graph is an ordinary
+ * graph in stored order. The first layer of a link gets perm_r = identity
+ * (it writes rows in block order), its bias and dense rows are permuted;
+ * the constants in between are permuted; the next layer's perm_c indexes
+ * the stored input channels and its dense columns are permuted. So every
+ * pivot still means y[perm_r[i]] = sum block * x[perm_c[j]] on tensors as
+ * stored, and a backend computes a folded graph without reading
+ * chan_perm. Graph outputs keep natural order. */
 int pv_graph_fold_perms(pv_graph *g);
+
+/* Give every pivoted weight that has no dense copy (as loaded from a
+ * .pvm) its dense data again, rebuilt from the blocks in the value's own
+ * orientation (Gemm transB=0 and MatMul: [K, N]), for a backend that
+ * does not run pivots. The data is owned by the graph. */
+int pv_graph_densify(pv_graph *g);
 
 /* .pvm: native single-file format (docs/PVM.md). */
 int pv_pvm_save(const pv_graph *g, const char *path);
