@@ -1,0 +1,191 @@
+/* The GEMM driver: C = A B over all segments of a packed matrix in one
+ * parallel pass. A work item is (segment, range of row panels, chunk of
+ * columns); it packs its B chunk into per-thread scratch (the input
+ * gather of a pivoted matrix and the im2col of a convolution happen
+ * here, fused into that copy), runs the micro-kernel on every panel and
+ * stores through the row index list (the output scatter), adding bias and
+ * the fused activation on the way. */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "cpu-impl.h"
+
+/* B chunk budget: the packed chunk and two weight panels stay in L2. */
+#define B_CHUNK_FLOATS (128 * 1024)
+
+typedef struct gemm_job {
+  pv_cpu_pool *pool;
+  const pv_cpu_isa *isa;
+  const pv_cpu_mat *a;
+  const pv_cpu_bsrc *b;
+  const pv_cpu_out *out;
+  int64_t n, nc, n_chunks;
+  int msplit;
+  int64_t *start; /* [n_seg+1] first item of each segment */
+  atomic_int failed;
+} gemm_job;
+
+static int64_t seg_units(const pv_cpu_seg *s, int np) {
+  int64_t panels = (s->rows + PV_CPU_MR - 1) / PV_CPU_MR;
+  return (panels + np - 1) / np;
+}
+
+static void pack_b(const gemm_job *j, const pv_cpu_seg *s, int64_t n0,
+                   int64_t ncols, float *dst) {
+  const pv_cpu_bsrc *b = j->b;
+  const int nr = j->isa->nr;
+  const int64_t k = s->k;
+  for (int64_t j0 = 0; j0 < ncols; j0 += nr) {
+    int w = ncols - j0 < nr ? (int)(ncols - j0) : nr;
+    float *d = dst + (j0 / nr) * k * nr;
+    if (!b->conv) {
+      const float *x = b->x + (n0 + j0) * b->ld_n;
+      for (int64_t p = 0; p < k; p++) {
+        int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+        const float *xc = x + c * b->ld_k;
+        int jj = 0;
+        for (; jj < w; jj++) d[p * nr + jj] = xc[jj * b->ld_n];
+        for (; jj < nr; jj++) d[p * nr + jj] = 0;
+      }
+    } else {
+      int64_t iy0[16], ix0[16]; /* nr <= 16 */
+      for (int jj = 0; jj < w; jj++) {
+        int64_t n = n0 + j0 + jj;
+        iy0[jj] = (n / b->OW) * b->sh - b->ph;
+        ix0[jj] = (n % b->OW) * b->sw - b->pw;
+      }
+      const int64_t kk = b->kh * b->kw;
+      for (int64_t p = 0; p < k; p++) {
+        int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+        int64_t ch = c / kk, t = c % kk;
+        int64_t dy = (t / b->kw) * b->dh, dx = (t % b->kw) * b->dw;
+        const float *xc = b->x + ch * b->H * b->W;
+        int jj = 0;
+        for (; jj < w; jj++) {
+          int64_t iy = iy0[jj] + dy, ix = ix0[jj] + dx;
+          d[p * nr + jj] = (uint64_t)iy < (uint64_t)b->H &&
+                                   (uint64_t)ix < (uint64_t)b->W
+                               ? xc[iy * b->W + ix]
+                               : 0.0f;
+        }
+        for (; jj < nr; jj++) d[p * nr + jj] = 0;
+      }
+    }
+  }
+}
+
+static void store_tile(const pv_cpu_seg *s, const pv_cpu_out *o, int64_t r0,
+                       int nrows, int64_t n0, int ncols, const float *tile) {
+  if (!s->row_idx && o->ld_m == 1) {
+    /* Contiguous rows: the compiler vectorises this loop. */
+    int64_t m0 = s->row_base + r0;
+    const float *bb = o->bias ? o->bias + m0 : NULL;
+    for (int j = 0; j < ncols; j++) {
+      float *y = o->y + m0 + (n0 + j) * o->ld_n;
+      const float *t = tile + j * PV_CPU_TILE_M;
+      if (o->act == PV_ACT_NONE) {
+        for (int i = 0; i < nrows; i++) y[i] = t[i] + (bb ? bb[i] : 0.0f);
+      } else if (o->act == PV_ACT_RELU) {
+        for (int i = 0; i < nrows; i++) {
+          float v = t[i] + (bb ? bb[i] : 0.0f);
+          y[i] = v > 0 ? v : 0;
+        }
+      } else {
+        for (int i = 0; i < nrows; i++)
+          y[i] = pv_cpu_act1(t[i] + (bb ? bb[i] : 0.0f), o->act, o->alpha,
+                             o->beta);
+      }
+    }
+    return;
+  }
+  for (int i = 0; i < nrows; i++) {
+    int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
+    float bias = o->bias ? o->bias[m] : 0.0f;
+    float *y = o->y + m * o->ld_m + n0 * o->ld_n;
+    for (int j = 0; j < ncols; j++)
+      y[j * o->ld_n] =
+          pv_cpu_act1(tile[j * PV_CPU_TILE_M + i] + bias, o->act, o->alpha,
+                      o->beta);
+  }
+}
+
+static void gemm_item(void *arg, int64_t item, int tid) {
+  gemm_job *j = arg;
+  const pv_cpu_isa *isa = j->isa;
+  int si = 0;
+  while (item >= j->start[si + 1]) si++;
+  const pv_cpu_seg *s = &j->a->seg[si];
+  int64_t r = item - j->start[si];
+  int64_t chunk = r % j->n_chunks, part = r / j->n_chunks;
+  int64_t units = seg_units(s, isa->np_max);
+  int64_t ms = units < j->msplit ? units : j->msplit;
+  int64_t u0 = part * units / ms, u1 = (part + 1) * units / ms;
+  int64_t n0 = chunk * j->nc;
+  int64_t ncols = j->n - n0 < j->nc ? j->n - n0 : j->nc;
+  int64_t npan = (ncols + isa->nr - 1) / isa->nr;
+
+  size_t bfl = (size_t)(npan * isa->nr) * (size_t)(s->k ? s->k : 1);
+  float *scratch =
+      pv_cpu_pool_scratch(j->pool, tid, (bfl + PV_CPU_TILE_M * 16) * sizeof(float));
+  if (!scratch) {
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  float *bp = scratch, *tile = scratch + bfl;
+  pack_b(j, s, n0, ncols, bp);
+  const int64_t panel_len = PV_CPU_MR * s->k;
+  for (int64_t u = u0; u < u1; u++) {
+    int64_t r0 = u * isa->np_max * PV_CPU_MR;
+    int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+    if (np > isa->np_max) np = isa->np_max;
+    int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+    const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+    for (int64_t q = 0; q < npan; q++) {
+      int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
+      isa->ukr(ap, panel_len, np, bp + q * isa->nr * s->k, s->k, w, tile);
+      store_tile(s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
+    }
+  }
+}
+
+int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                const pv_cpu_out *out) {
+  if (n <= 0) return 0;
+  gemm_job j = {.pool = pool, .isa = isa, .a = a, .b = b, .out = out, .n = n};
+  int64_t kmax = a->max_k > 0 ? a->max_k : 1;
+  int64_t nc = B_CHUNK_FLOATS / kmax / isa->nr * isa->nr;
+  if (nc < isa->nr) nc = isa->nr;
+  int64_t nfull = (n + isa->nr - 1) / isa->nr * isa->nr;
+  if (nc > nfull) nc = nfull;
+  j.nc = nc;
+  j.n_chunks = (n + nc - 1) / nc;
+
+  int threads = pv_cpu_pool_threads(pool);
+  int64_t nonempty = 0, max_units = 1;
+  for (int s = 0; s < a->n_seg; s++) {
+    int64_t u = seg_units(&a->seg[s], isa->np_max);
+    if (u) nonempty++;
+    if (u > max_units) max_units = u;
+  }
+  int64_t base = nonempty * j.n_chunks;
+  /* A few items per thread absorb the noise of a shared machine. */
+  int64_t want = threads > 1 ? 4 * (int64_t)threads : 1;
+  int64_t msplit = base >= want ? 1 : (want + base - 1) / (base ? base : 1);
+  if (msplit > max_units) msplit = max_units;
+  j.msplit = (int)msplit;
+
+  j.start = malloc(((size_t)a->n_seg + 1) * sizeof *j.start);
+  if (!j.start) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  j.start[0] = 0;
+  for (int s = 0; s < a->n_seg; s++) {
+    int64_t u = seg_units(&a->seg[s], isa->np_max);
+    int64_t ms = u < msplit ? u : msplit;
+    j.start[s + 1] = j.start[s] + ms * j.n_chunks;
+  }
+  pv_cpu_pool_run(pool, j.start[a->n_seg], gemm_item, &j);
+  free(j.start);
+  if (atomic_load(&j.failed))
+    return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  return 0;
+}

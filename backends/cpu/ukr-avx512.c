@@ -1,0 +1,105 @@
+/* AVX-512 micro-kernels: 32 rows (two packed panels) x 8 columns in 16
+ * zmm accumulators; per k two panel loads and eight broadcast FMAs, so
+ * FMA issue, not loads, is the limit. Batch 1 gets its own kernel with
+ * the k loop unrolled into independent accumulators to hide FMA latency
+ * while it streams weights. */
+#include "cpu-impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f")))
+#define NR512 8
+
+static inline __attribute__((always_inline)) T512 void
+k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
+     const int NP, const int NR) {
+  __m512 c0[NR512], c1[NR512];
+  for (int j = 0; j < NR; j++) {
+    c0[j] = _mm512_setzero_ps();
+    c1[j] = _mm512_setzero_ps();
+  }
+  const float *a1 = a + as;
+  for (int64_t p = 0; p < k; p++) {
+    __m512 x0 = _mm512_load_ps(a + p * PV_CPU_MR);
+    __m512 x1 = NP > 1 ? _mm512_load_ps(a1 + p * PV_CPU_MR) : x0;
+    for (int j = 0; j < NR; j++) {
+      __m512 bj = _mm512_set1_ps(b[p * NR512 + j]);
+      c0[j] = _mm512_fmadd_ps(x0, bj, c0[j]);
+      if (NP > 1) c1[j] = _mm512_fmadd_ps(x1, bj, c1[j]);
+    }
+  }
+  for (int j = 0; j < NR; j++) {
+    _mm512_storeu_ps(tile + j * PV_CPU_TILE_M, c0[j]);
+    if (NP > 1) _mm512_storeu_ps(tile + j * PV_CPU_TILE_M + 16, c1[j]);
+  }
+}
+
+/* One column: four partial sums per panel, so 8 FMA chains in flight. */
+static inline __attribute__((always_inline)) T512 void
+k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
+          const int NP) {
+  __m512 s[2][4];
+  for (int q = 0; q < 2; q++)
+    for (int u = 0; u < 4; u++) s[q][u] = _mm512_setzero_ps();
+  const float *a1 = a + as;
+  int64_t p = 0;
+  for (; p + 4 <= k; p += 4) {
+    for (int u = 0; u < 4; u++) {
+      __m512 bj = _mm512_set1_ps(b[(p + u) * NR512]);
+      s[0][u] = _mm512_fmadd_ps(_mm512_load_ps(a + (p + u) * PV_CPU_MR), bj,
+                                s[0][u]);
+      if (NP > 1)
+        s[1][u] = _mm512_fmadd_ps(_mm512_load_ps(a1 + (p + u) * PV_CPU_MR), bj,
+                                  s[1][u]);
+    }
+  }
+  for (; p < k; p++) {
+    __m512 bj = _mm512_set1_ps(b[p * NR512]);
+    s[0][0] = _mm512_fmadd_ps(_mm512_load_ps(a + p * PV_CPU_MR), bj, s[0][0]);
+    if (NP > 1)
+      s[1][0] = _mm512_fmadd_ps(_mm512_load_ps(a1 + p * PV_CPU_MR), bj, s[1][0]);
+  }
+  for (int q = 0; q < NP; q++) {
+    __m512 t = _mm512_add_ps(_mm512_add_ps(s[q][0], s[q][1]),
+                             _mm512_add_ps(s[q][2], s[q][3]));
+    _mm512_storeu_ps(tile + 16 * q, t);
+  }
+}
+
+#define U512(NP, NR)                                                       \
+  static T512 void u512_##NP##_##NR(const float *a, int64_t as,            \
+                                    const float *b, int64_t k, float *t) { \
+    k512(a, as, b, k, t, NP, NR);                                          \
+  }
+#define U512_ROW(NP) U512(NP, 2) U512(NP, 3) U512(NP, 4) U512(NP, 5) \
+  U512(NP, 6) U512(NP, 7) U512(NP, 8)
+U512_ROW(1)
+U512_ROW(2)
+static T512 void u512_1_1(const float *a, int64_t as, const float *b,
+                          int64_t k, float *t) {
+  k512_gemv(a, as, b, k, t, 1);
+}
+static T512 void u512_2_1(const float *a, int64_t as, const float *b,
+                          int64_t k, float *t) {
+  k512_gemv(a, as, b, k, t, 2);
+}
+
+typedef void (*ukr_fixed)(const float *, int64_t, const float *, int64_t,
+                          float *);
+static const ukr_fixed tab512[2][NR512] = {
+    {u512_1_1, u512_1_2, u512_1_3, u512_1_4, u512_1_5, u512_1_6, u512_1_7,
+     u512_1_8},
+    {u512_2_1, u512_2_2, u512_2_3, u512_2_4, u512_2_5, u512_2_6, u512_2_7,
+     u512_2_8},
+};
+
+static void ukr_avx512(const float *a, int64_t as, int np, const float *b,
+                       int64_t k, int nr, float *tile) {
+  tab512[np - 1][nr - 1](a, as, b, k, tile);
+}
+
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512};
+#else
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL};
+#endif
