@@ -438,13 +438,13 @@ static int cpu_device_props(void *vctx, int index, pv_device_props *p) {
   return 0;
 }
 
-/* The fallback backend: every node; ops without a fast kernel go to the
- * reference implementation, whose own errors name an unsupported op. */
+/* The fallback backend: Conv, Gemm and MatMul on the fast kernels (or the
+ * reference when their weights are not constant), every other op the
+ * reference ops implement. */
 static bool cpu_supports(void *ctx, const pv_graph *g, const pv_node *n) {
   (void)ctx;
-  (void)g;
-  (void)n;
-  return true;
+  return !strcmp(n->op, "Conv") || !strcmp(n->op, "Gemm") ||
+         !strcmp(n->op, "MatMul") || pv_ref_supports(g, n);
 }
 
 static const pv_backend_iface cpu_iface = {
