@@ -11,6 +11,7 @@
 static inline __attribute__((always_inline)) T256 void
 k256(const float *a, const float *b, int64_t k, float *tile, const int NR) {
   __m256 c0[NR256], c1[NR256];
+  _Pragma("GCC unroll 16")
   for (int j = 0; j < NR; j++) {
     c0[j] = _mm256_setzero_ps();
     c1[j] = _mm256_setzero_ps();
@@ -18,12 +19,14 @@ k256(const float *a, const float *b, int64_t k, float *tile, const int NR) {
   for (int64_t p = 0; p < k; p++) {
     __m256 x0 = _mm256_load_ps(a + p * PV_CPU_MR);
     __m256 x1 = _mm256_load_ps(a + p * PV_CPU_MR + 8);
+    _Pragma("GCC unroll 16")
     for (int j = 0; j < NR; j++) {
       __m256 bj = _mm256_broadcast_ss(b + p * NR256 + j);
       c0[j] = _mm256_fmadd_ps(x0, bj, c0[j]);
       c1[j] = _mm256_fmadd_ps(x1, bj, c1[j]);
     }
   }
+  _Pragma("GCC unroll 16")
   for (int j = 0; j < NR; j++) {
     _mm256_storeu_ps(tile + j * PV_CPU_TILE_M, c0[j]);
     _mm256_storeu_ps(tile + j * PV_CPU_TILE_M + 8, c1[j]);

@@ -15,6 +15,7 @@ static inline __attribute__((always_inline)) T512 void
 k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
      const int NP, const int NR) {
   __m512 c0[NR512], c1[NR512];
+  _Pragma("GCC unroll 16")
   for (int j = 0; j < NR; j++) {
     c0[j] = _mm512_setzero_ps();
     c1[j] = _mm512_setzero_ps();
@@ -23,12 +24,14 @@ k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
   for (int64_t p = 0; p < k; p++) {
     __m512 x0 = _mm512_load_ps(a + p * PV_CPU_MR);
     __m512 x1 = NP > 1 ? _mm512_load_ps(a1 + p * PV_CPU_MR) : x0;
+    _Pragma("GCC unroll 16")
     for (int j = 0; j < NR; j++) {
       __m512 bj = _mm512_set1_ps(b[p * NR512 + j]);
       c0[j] = _mm512_fmadd_ps(x0, bj, c0[j]);
       if (NP > 1) c1[j] = _mm512_fmadd_ps(x1, bj, c1[j]);
     }
   }
+  _Pragma("GCC unroll 16")
   for (int j = 0; j < NR; j++) {
     _mm512_storeu_ps(tile + j * PV_CPU_TILE_M, c0[j]);
     if (NP > 1) _mm512_storeu_ps(tile + j * PV_CPU_TILE_M + 16, c1[j]);
@@ -40,11 +43,14 @@ static inline __attribute__((always_inline)) T512 void
 k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
           const int NP) {
   __m512 s[2][4];
+  _Pragma("GCC unroll 16")
   for (int q = 0; q < 2; q++)
+    _Pragma("GCC unroll 16")
     for (int u = 0; u < 4; u++) s[q][u] = _mm512_setzero_ps();
   const float *a1 = a + as;
   int64_t p = 0;
   for (; p + 4 <= k; p += 4) {
+    _Pragma("GCC unroll 16")
     for (int u = 0; u < 4; u++) {
       __m512 bj = _mm512_set1_ps(b[(p + u) * NR512]);
       s[0][u] = _mm512_fmadd_ps(_mm512_load_ps(a + (p + u) * PV_CPU_MR), bj,
@@ -60,6 +66,7 @@ k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
     if (NP > 1)
       s[1][0] = _mm512_fmadd_ps(_mm512_load_ps(a1 + p * PV_CPU_MR), bj, s[1][0]);
   }
+  _Pragma("GCC unroll 16")
   for (int q = 0; q < NP; q++) {
     __m512 t = _mm512_add_ps(_mm512_add_ps(s[q][0], s[q][1]),
                              _mm512_add_ps(s[q][2], s[q][3]));
