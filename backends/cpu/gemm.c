@@ -98,14 +98,23 @@ static void store_tile(const pv_cpu_seg *s, const pv_cpu_out *o, int64_t r0,
     }
     return;
   }
+  /* Scattered rows (a pivoted layer's output permutation): resolve row
+   * and bias once per tile, then one pass per column. */
+  int64_t mi[PV_CPU_TILE_M];
+  float bi[PV_CPU_TILE_M];
   for (int i = 0; i < nrows; i++) {
-    int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
-    float bias = o->bias ? o->bias[m] : 0.0f;
-    float *y = o->y + m * o->ld_m + n0 * o->ld_n;
-    for (int j = 0; j < ncols; j++)
-      y[j * o->ld_n] =
-          pv_cpu_act1(tile[j * PV_CPU_TILE_M + i] + bias, o->act, o->alpha,
-                      o->beta);
+    mi[i] = (s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i) * o->ld_m;
+    bi[i] = o->bias ? o->bias[mi[i] / o->ld_m] : 0.0f;
+  }
+  for (int j = 0; j < ncols; j++) {
+    float *y = o->y + (n0 + j) * o->ld_n;
+    const float *t = tile + j * PV_CPU_TILE_M;
+    if (o->act == PV_ACT_NONE) {
+      for (int i = 0; i < nrows; i++) y[mi[i]] = t[i] + bi[i];
+    } else {
+      for (int i = 0; i < nrows; i++)
+        y[mi[i]] = pv_cpu_act1(t[i] + bi[i], o->act, o->alpha, o->beta);
+    }
   }
 }
 

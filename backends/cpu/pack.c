@@ -185,6 +185,25 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     kpos[bl->rg] += kb;
   }
   free(kpos);
+  /* Inside a folded chain the permutations leave each row group reading
+   * and writing contiguous ranges: then the driver uses plain strided
+   * loads and vector stores instead of the gather and scatter. */
+  for (int rg = 0; rg < p->nr; rg++) {
+    pv_cpu_seg *sg = &m->seg[rg];
+    bool rows_contig = sg->rows > 0, cols_contig = sg->k > 0;
+    for (int32_t i = 1; i < sg->rows && rows_contig; i++)
+      rows_contig = sg->row_idx[i] == sg->row_idx[0] + i;
+    for (int64_t q = 1; q < sg->k && cols_contig; q++)
+      cols_contig = sg->col_idx[q] == sg->col_idx[0] + q;
+    if (rows_contig) {
+      sg->row_base = sg->row_idx[0];
+      sg->row_idx = NULL;
+    }
+    if (cols_contig) {
+      sg->col_base = sg->col_idx[0];
+      sg->col_idx = NULL;
+    }
+  }
   return m;
 
 free_mat:

@@ -10,6 +10,7 @@
 
 #define T512 __attribute__((target("avx512f")))
 #define NR512 8
+#define PF_DIST 16 /* k steps ahead = 16 cache lines per panel */
 
 static inline __attribute__((always_inline)) T512 void
 k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
@@ -22,6 +23,10 @@ k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
   }
   const float *a1 = a + as;
   for (int64_t p = 0; p < k; p++) {
+    /* Weights stream once per column panel: fetch them ahead. */
+    _mm_prefetch((const char *)(a + (p + PF_DIST) * PV_CPU_MR), _MM_HINT_T0);
+    if (NP > 1)
+      _mm_prefetch((const char *)(a1 + (p + PF_DIST) * PV_CPU_MR), _MM_HINT_T0);
     __m512 x0 = _mm512_load_ps(a + p * PV_CPU_MR);
     __m512 x1 = NP > 1 ? _mm512_load_ps(a1 + p * PV_CPU_MR) : x0;
     _Pragma("GCC unroll 16")
