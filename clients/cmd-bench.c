@@ -117,8 +117,9 @@ static float rng_float(void) {
   return (float)((rng_next() >> 40) & 0xffff) / 32768.0f - 1.0f;
 }
 
-/* Block-diagonal pivot of an M x M matrix at density 1/n, random perms. */
-static pv_pivot *bench_pivot(int M, int n) {
+/* Block-diagonal pivot of an M x M matrix at density 1/n: random perms,
+ * or identity perms (a layer inside a folded chain, no gather/scatter). */
+static pv_pivot *bench_pivot(int M, int n, bool folded) {
   pv_pivot *p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->M = p->C = M;
@@ -140,7 +141,7 @@ static pv_pivot *bench_pivot(int M, int n) {
   }
   for (int32_t *perm = p->perm_r; perm; perm = perm == p->perm_r ? p->perm_c : NULL) {
     for (int i = 0; i < M; i++) perm[i] = i;
-    for (int i = M - 1; i > 0; i--) {
+    for (int i = M - 1; i > 0 && !folded; i--) {
       int j = (int)(rng_next() % (uint64_t)(i + 1)), t = perm[i];
       perm[i] = perm[j];
       perm[j] = t;
@@ -195,9 +196,11 @@ static int bench_kernels(const bench_opts *o) {
          "median of %d repeats, warm caches\n", isa->name, o->repeats);
   printf("# linearity = speedup x density (1 = linear); csr = unstructured "
          "sparse at the same density; ms per call\n");
-  printf("%5s %5s %3s %7s | %9s %9s %8s %6s | %9s %8s | %9s %8s\n", "M=K",
-         "batch", "thr", "density", "dense_ms", "pivot_ms", "speedup", "lin",
-         "blas_ms", "blas/us", "csr_ms", "csr/piv");
+  printf("# fold = the same blocks with identity permutations, as a layer "
+         "inside a folded chain runs (no gather/scatter)\n");
+  printf("%5s %5s %3s %7s | %9s %9s %8s %6s | %9s %6s | %9s %8s | %9s %8s\n",
+         "M=K", "batch", "thr", "density", "dense_ms", "pivot_ms", "speedup",
+         "lin", "fold_ms", "lin", "blas_ms", "blas/us", "csr_ms", "csr/piv");
   for (int si = 0; si < o->n_sizes; si++) {
     int M = o->sizes[si];
     float *w = pv_aligned_alloc((size_t)M * M * sizeof(float));
@@ -226,16 +229,18 @@ static int bench_kernels(const bench_opts *o) {
           double d = o->dens[di];
           int n = (int)lround(1 / d);
           char db[16];
-          double t_piv = t_dense, t_csr = NAN;
-          if (n > 1) {
-            pv_pivot *p = bench_pivot(M, n);
+          double t_piv = t_dense, t_fold = t_dense, t_csr = NAN;
+          for (int f = 0; n > 1 && f < 2; f++) {
+            pv_pivot *p = bench_pivot(M, n, f);
             pv_cpu_mat *pm = p ? pv_cpu_mat_pivot(p, 1.0f) : NULL;
             if (!pm) return cli_die("bench: cannot build pivot 1/%d", n);
             c.mat = pm;
-            t_piv = time_median(o, run_ours, &c);
+            *(f ? &t_fold : &t_piv) = time_median(o, run_ours, &c);
             c.mat = dense;
             pv_cpu_mat_free(pm);
             pv_pivot_free(p);
+          }
+          if (n > 1) {
             if (o->csr) {
               /* Unstructured: the same number of nonzeros, anywhere. */
               float *ws = pv_aligned_alloc((size_t)M * M * sizeof(float));
@@ -251,11 +256,11 @@ static int bench_kernels(const bench_opts *o) {
             }
           }
           double sp = t_dense / t_piv;
-          printf("%5d %5d %3d %7s | %9.4f %9.4f %7.2fx %6.2f | %9.4f %7.2fx | "
-                 "%9.4f %7.2fx\n",
+          printf("%5d %5d %3d %7s | %9.4f %9.4f %7.2fx %6.2f | %9.4f %6.2f |"
+                 " %9.4f %7.2fx | %9.4f %7.2fx\n",
                  M, N, T, frac_str(d, db, sizeof db), t_dense, t_piv, sp,
-                 sp * (1.0 / n), t_blas, t_blas / t_dense, t_csr,
-                 t_csr / t_piv);
+                 sp * (1.0 / n), t_fold, t_dense / t_fold * (1.0 / n), t_blas,
+                 t_blas / t_dense, t_csr, t_csr / t_piv);
           fflush(stdout);
         }
         pv_cpu_pool_free(pool);

@@ -40,9 +40,12 @@ float *pv_cpu_pool_scratch(pv_cpu_pool *p, int tid, size_t bytes);
 
 /* Micro-kernel: tile[j*PV_CPU_TILE_M + i] = sum_p A(i,p) B(p,j) for
  * np panels (i < np*16) of a, panel q at a + q*astride, and nr <= isa->nr
- * columns of b, packed [k][isa->nr]. */
+ * columns of b, B(p,j) = b[p*ldb_k + j*ldb_n]: a packed panel
+ * (ldb_k = isa->nr, ldb_n = 1) or the input itself when it needs no
+ * gather (a Gemm's rows, a pointwise convolution's planes). */
 typedef void (*pv_cpu_ukr_fn)(const float *a, int64_t astride, int np,
-                              const float *b, int64_t k, int nr, float *tile);
+                              const float *b, int64_t ldb_k, int64_t ldb_n,
+                              int64_t k, int nr, float *tile);
 
 typedef struct pv_cpu_isa {
   const char *name; /* "avx512", "avx2", "c" */

@@ -141,7 +141,17 @@ static void gemm_item(void *arg, int64_t item, int tid) {
     return;
   }
   float *bp = scratch, *tile = scratch + bfl;
-  pack_b(j, s, n0, ncols, bp);
+  /* Columns in place and no gather: the kernel reads the input itself. */
+  bool direct = !j->b->conv && !s->col_idx;
+  int64_t lk = isa->nr, ln = 1, pstride = isa->nr * s->k;
+  if (direct) {
+    bp = (float *)j->b->x + s->col_base * j->b->ld_k + n0 * j->b->ld_n;
+    lk = j->b->ld_k;
+    ln = j->b->ld_n;
+    pstride = isa->nr * ln;
+  } else {
+    pack_b(j, s, n0, ncols, bp);
+  }
   const int64_t panel_len = PV_CPU_MR * s->k;
   for (int64_t u = u0; u < u1; u++) {
     int64_t r0 = u * isa->np_max * PV_CPU_MR;
@@ -151,7 +161,7 @@ static void gemm_item(void *arg, int64_t item, int tid) {
     const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
     for (int64_t q = 0; q < npan; q++) {
       int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
-      isa->ukr(ap, panel_len, np, bp + q * isa->nr * s->k, s->k, w, tile);
+      isa->ukr(ap, panel_len, np, bp + q * pstride, lk, ln, s->k, w, tile);
       store_tile(s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
     }
   }

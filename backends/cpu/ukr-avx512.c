@@ -13,9 +13,12 @@
 #define PF_DIST 16 /* k steps ahead = 16 cache lines per panel */
 
 static inline __attribute__((always_inline)) T512 void
-k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
-     const int NP, const int NR) {
+k512(const float *a, int64_t as, const float *b, int64_t lk, int64_t ln,
+     int64_t k, float *tile, const int NP, const int NR) {
   __m512 c0[NR512], c1[NR512];
+  const float *bc[NR512];
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) bc[j] = b + j * ln;
   _Pragma("GCC unroll 16")
   for (int j = 0; j < NR; j++) {
     c0[j] = _mm512_setzero_ps();
@@ -31,7 +34,7 @@ k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
     __m512 x1 = NP > 1 ? _mm512_load_ps(a1 + p * PV_CPU_MR) : x0;
     _Pragma("GCC unroll 16")
     for (int j = 0; j < NR; j++) {
-      __m512 bj = _mm512_set1_ps(b[p * NR512 + j]);
+      __m512 bj = _mm512_set1_ps(bc[j][p * lk]);
       c0[j] = _mm512_fmadd_ps(x0, bj, c0[j]);
       if (NP > 1) c1[j] = _mm512_fmadd_ps(x1, bj, c1[j]);
     }
@@ -45,8 +48,8 @@ k512(const float *a, int64_t as, const float *b, int64_t k, float *tile,
 
 /* One column: four partial sums per panel, so 8 FMA chains in flight. */
 static inline __attribute__((always_inline)) T512 void
-k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
-          const int NP) {
+k512_gemv(const float *a, int64_t as, const float *b, int64_t lk, int64_t k,
+          float *tile, const int NP) {
   __m512 s[2][4];
   _Pragma("GCC unroll 16")
   for (int q = 0; q < 2; q++)
@@ -57,7 +60,7 @@ k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
   for (; p + 4 <= k; p += 4) {
     _Pragma("GCC unroll 16")
     for (int u = 0; u < 4; u++) {
-      __m512 bj = _mm512_set1_ps(b[(p + u) * NR512]);
+      __m512 bj = _mm512_set1_ps(b[(p + u) * lk]);
       s[0][u] = _mm512_fmadd_ps(_mm512_load_ps(a + (p + u) * PV_CPU_MR), bj,
                                 s[0][u]);
       if (NP > 1)
@@ -66,7 +69,7 @@ k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
     }
   }
   for (; p < k; p++) {
-    __m512 bj = _mm512_set1_ps(b[p * NR512]);
+    __m512 bj = _mm512_set1_ps(b[p * lk]);
     s[0][0] = _mm512_fmadd_ps(_mm512_load_ps(a + p * PV_CPU_MR), bj, s[0][0]);
     if (NP > 1)
       s[1][0] = _mm512_fmadd_ps(_mm512_load_ps(a1 + p * PV_CPU_MR), bj, s[1][0]);
@@ -81,24 +84,27 @@ k512_gemv(const float *a, int64_t as, const float *b, int64_t k, float *tile,
 
 #define U512(NP, NR)                                                       \
   static T512 void u512_##NP##_##NR(const float *a, int64_t as,            \
-                                    const float *b, int64_t k, float *t) { \
-    k512(a, as, b, k, t, NP, NR);                                          \
+                                    const float *b, int64_t lk, int64_t ln, \
+                                    int64_t k, float *t) {                 \
+    k512(a, as, b, lk, ln, k, t, NP, NR);                                  \
   }
 #define U512_ROW(NP) U512(NP, 2) U512(NP, 3) U512(NP, 4) U512(NP, 5) \
   U512(NP, 6) U512(NP, 7) U512(NP, 8)
 U512_ROW(1)
 U512_ROW(2)
 static T512 void u512_1_1(const float *a, int64_t as, const float *b,
-                          int64_t k, float *t) {
-  k512_gemv(a, as, b, k, t, 1);
+                          int64_t lk, int64_t ln, int64_t k, float *t) {
+  (void)ln;
+  k512_gemv(a, as, b, lk, k, t, 1);
 }
 static T512 void u512_2_1(const float *a, int64_t as, const float *b,
-                          int64_t k, float *t) {
-  k512_gemv(a, as, b, k, t, 2);
+                          int64_t lk, int64_t ln, int64_t k, float *t) {
+  (void)ln;
+  k512_gemv(a, as, b, lk, k, t, 2);
 }
 
 typedef void (*ukr_fixed)(const float *, int64_t, const float *, int64_t,
-                          float *);
+                          int64_t, int64_t, float *);
 static const ukr_fixed tab512[2][NR512] = {
     {u512_1_1, u512_1_2, u512_1_3, u512_1_4, u512_1_5, u512_1_6, u512_1_7,
      u512_1_8},
@@ -107,8 +113,8 @@ static const ukr_fixed tab512[2][NR512] = {
 };
 
 static void ukr_avx512(const float *a, int64_t as, int np, const float *b,
-                       int64_t k, int nr, float *tile) {
-  tab512[np - 1][nr - 1](a, as, b, k, tile);
+                       int64_t lk, int64_t ln, int64_t k, int nr, float *tile) {
+  tab512[np - 1][nr - 1](a, as, b, lk, ln, k, tile);
 }
 
 const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512};

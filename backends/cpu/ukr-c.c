@@ -6,14 +6,14 @@
 #define NRC 4
 
 static void ukr_c(const float *a, int64_t as, int np, const float *b,
-                  int64_t k, int nr, float *tile) {
+                  int64_t lk, int64_t ln, int64_t k, int nr, float *tile) {
   (void)as;
   (void)np; /* np_max is 1 */
   float acc[NRC][PV_CPU_MR] = {{0}};
   for (int64_t p = 0; p < k; p++) {
     const float *ap = a + p * PV_CPU_MR;
-    for (int j = 0; j < NRC; j++) {
-      float bj = b[p * NRC + j];
+    for (int j = 0; j < nr; j++) {
+      float bj = b[p * lk + j * ln];
       for (int i = 0; i < PV_CPU_MR; i++) acc[j][i] += ap[i] * bj;
     }
   }
