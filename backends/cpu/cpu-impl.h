@@ -47,11 +47,18 @@ typedef void (*pv_cpu_ukr_fn)(const float *a, int64_t astride, int np,
                               const float *b, int64_t ldb_k, int64_t ldb_n,
                               int64_t k, int nr, float *tile);
 
+/* Store of a tile into contiguous rows: y[i + j*ld_n] = act(tile[j*32+i]
+ * + bias[i]) for i < nrows, j < ncols; bias may be NULL. */
+typedef void (*pv_cpu_store_fn)(float *y, int64_t ld_n, const float *tile,
+                                const float *bias, int nrows, int ncols,
+                                pv_act act, float alpha, float beta);
+
 typedef struct pv_cpu_isa {
   const char *name; /* "avx512", "avx2", "c" */
   int nr;           /* B panel width */
   int np_max;       /* panels per micro-kernel call: 1 or 2 */
   pv_cpu_ukr_fn ukr;
+  pv_cpu_store_fn store; /* NULL: the portable loop in gemm.c */
 } pv_cpu_isa;
 
 /* Best ISA this CPU supports (cpuid feature bits). */

@@ -74,8 +74,16 @@ static void pack_b(const gemm_job *j, const pv_cpu_seg *s, int64_t n0,
   }
 }
 
-static void store_tile(const pv_cpu_seg *s, const pv_cpu_out *o, int64_t r0,
-                       int nrows, int64_t n0, int ncols, const float *tile) {
+static void store_tile(const pv_cpu_isa *isa, const pv_cpu_seg *s,
+                       const pv_cpu_out *o, int64_t r0, int nrows, int64_t n0,
+                       int ncols, const float *tile) {
+  if (!s->row_idx && o->ld_m == 1 && isa->store) {
+    int64_t m0 = s->row_base + r0;
+    isa->store(o->y + m0 + n0 * o->ld_n, o->ld_n, tile,
+               o->bias ? o->bias + m0 : NULL, nrows, ncols, o->act, o->alpha,
+               o->beta);
+    return;
+  }
   if (!s->row_idx && o->ld_m == 1) {
     /* Contiguous rows: the compiler vectorises this loop. */
     int64_t m0 = s->row_base + r0;
@@ -162,7 +170,7 @@ static void gemm_item(void *arg, int64_t item, int tid) {
     for (int64_t q = 0; q < npan; q++) {
       int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
       isa->ukr(ap, panel_len, np, bp + q * pstride, lk, ln, s->k, w, tile);
-      store_tile(s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
+      store_tile(isa, s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
     }
   }
 }

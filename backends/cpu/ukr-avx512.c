@@ -117,7 +117,40 @@ static void ukr_avx512(const float *a, int64_t as, int np, const float *b,
   tab512[np - 1][nr - 1](a, as, b, lk, ln, k, tile);
 }
 
-const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512};
+/* Bias, activation and store of a tile, 16 rows per masked vector. */
+static T512 void store_avx512(float *y, int64_t ld_n, const float *tile,
+                              const float *bias, int nrows, int ncols,
+                              pv_act act, float alpha, float beta) {
+  const __m512 zero = _mm512_setzero_ps(), va = _mm512_set1_ps(alpha),
+               vb = _mm512_set1_ps(beta);
+  for (int i = 0; i < nrows; i += 16) {
+    __mmask16 mk = nrows - i >= 16 ? 0xffff : (__mmask16)((1u << (nrows - i)) - 1);
+    __m512 bi = bias ? _mm512_maskz_loadu_ps(mk, bias + i) : zero;
+    for (int j = 0; j < ncols; j++) {
+      __m512 v = _mm512_add_ps(_mm512_loadu_ps(tile + j * PV_CPU_TILE_M + i), bi);
+      float *yy = y + j * ld_n + i;
+      switch (act) {
+      case PV_ACT_NONE: break;
+      case PV_ACT_RELU: v = _mm512_max_ps(v, zero); break;
+      case PV_ACT_LEAKY:
+        v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+        break;
+      case PV_ACT_CLIP: v = _mm512_min_ps(_mm512_max_ps(v, va), vb); break;
+      default: {
+        float t[16];
+        _mm512_storeu_ps(t, v);
+        for (int q = 0; q < 16 && i + q < nrows; q++)
+          yy[q] = pv_cpu_act1(t[q], act, alpha, beta);
+        continue;
+      }
+      }
+      _mm512_mask_storeu_ps(yy, mk, v);
+    }
+  }
+}
+
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512,
+                                      store_avx512};
 #else
-const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL};
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL};
 #endif
