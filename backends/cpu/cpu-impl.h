@@ -32,6 +32,11 @@ void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg);
  * task running as `tid` until the task returns; NULL if out of memory.
  * Owned by the pool. */
 float *pv_cpu_pool_scratch(pv_cpu_pool *p, int tid, size_t bytes);
+/* Whole-call scratch for a caller that holds the pool's call lock (two
+ * concurrent calls would otherwise share it). */
+void pv_cpu_pool_call_lock(pv_cpu_pool *p);
+void pv_cpu_pool_call_unlock(pv_cpu_pool *p);
+float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes);
 
 /* ---------------------------------------------------------------- ISA */
 
@@ -59,6 +64,15 @@ typedef struct pv_cpu_isa {
   int np_max;       /* panels per micro-kernel call: 1 or 2 */
   pv_cpu_ukr_fn ukr;
   pv_cpu_store_fn store; /* NULL: the portable loop in gemm.c */
+  /* Optional: store through row offsets rows[i] (a pivoted layer's output
+   * scatter), bias already gathered per row. */
+  void (*scatter)(float *y, int64_t ld_n, const int32_t *rows,
+                  const float *tile, const float *bias, int nrows, int ncols,
+                  pv_act act, float alpha, float beta);
+  /* Optional: pack one full B panel with the input gather fused,
+   * d[p*nr + j] = x[j*ld_n + cols[p]] (ld_n*nr fits in int32). */
+  void (*gather)(const float *x, int64_t ld_n, const int64_t *cols, int64_t k,
+                 float *d);
 } pv_cpu_isa;
 
 /* Best ISA this CPU supports (cpuid feature bits). */
@@ -96,6 +110,15 @@ typedef struct pv_cpu_mat {
   pv_cpu_seg *seg;
   int64_t max_k; /* largest seg.k */
   int64_t nnz;   /* stored weights (without panel padding) */
+  /* Pivoted, when every row group reads one contiguous range of the
+   * permuted columns: the same segments in permuted space (no index
+   * lists), the permuted column -> input column map and the logical row
+   * -> permuted row map. A Gemm then gathers its input once, runs every
+   * block on contiguous memory and unpermutes its output once, instead
+   * of gathering and scattering per tile. NULL otherwise. */
+  pv_cpu_seg *pseg;
+  int64_t *in_perm; /* [K] */
+  int32_t *out_inv; /* [M] */
   /* storage, owned */
   float *a_mem;
   int32_t *row_mem;

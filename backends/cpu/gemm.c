@@ -17,6 +17,7 @@ typedef struct gemm_job {
   pv_cpu_pool *pool;
   const pv_cpu_isa *isa;
   const pv_cpu_mat *a;
+  const pv_cpu_seg *segs; /* a->seg or a->pseg */
   const pv_cpu_bsrc *b;
   const pv_cpu_out *out;
   int64_t n, nc, n_chunks;
@@ -40,6 +41,11 @@ static void pack_b(const gemm_job *j, const pv_cpu_seg *s, int64_t n0,
     float *d = dst + (j0 / nr) * k * nr;
     if (!b->conv) {
       const float *x = b->x + (n0 + j0) * b->ld_n;
+      if (w == nr && s->col_idx && j->isa->gather && b->ld_k == 1 &&
+          b->ld_n <= INT32_MAX / nr) {
+        j->isa->gather(x, b->ld_n, s->col_idx, k, d);
+        continue;
+      }
       for (int64_t p = 0; p < k; p++) {
         int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
         const float *xc = x + c * b->ld_k;
@@ -111,8 +117,16 @@ static void store_tile(const pv_cpu_isa *isa, const pv_cpu_seg *s,
   int64_t mi[PV_CPU_TILE_M];
   float bi[PV_CPU_TILE_M];
   for (int i = 0; i < nrows; i++) {
-    mi[i] = (s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i) * o->ld_m;
-    bi[i] = o->bias ? o->bias[mi[i] / o->ld_m] : 0.0f;
+    int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
+    mi[i] = m * o->ld_m;
+    bi[i] = o->bias ? o->bias[m] : 0.0f;
+  }
+  if (isa->scatter && o->ld_m == 1) { /* rows < M <= INT32_MAX */
+    int32_t m32[PV_CPU_TILE_M];
+    for (int i = 0; i < nrows; i++) m32[i] = (int32_t)mi[i];
+    isa->scatter(o->y + n0 * o->ld_n, o->ld_n, m32, tile, bi, nrows, ncols,
+                 o->act, o->alpha, o->beta);
+    return;
   }
   for (int j = 0; j < ncols; j++) {
     float *y = o->y + (n0 + j) * o->ld_n;
@@ -131,7 +145,7 @@ static void gemm_item(void *arg, int64_t item, int tid) {
   const pv_cpu_isa *isa = j->isa;
   int si = 0;
   while (item >= j->start[si + 1]) si++;
-  const pv_cpu_seg *s = &j->a->seg[si];
+  const pv_cpu_seg *s = &j->segs[si];
   int64_t r = item - j->start[si];
   int64_t chunk = r % j->n_chunks, part = r / j->n_chunks;
   int64_t units = seg_units(s, isa->np_max);
@@ -175,11 +189,11 @@ static void gemm_item(void *arg, int64_t item, int tid) {
   }
 }
 
-int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
-                const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
-                const pv_cpu_out *out) {
-  if (n <= 0) return 0;
-  gemm_job j = {.pool = pool, .isa = isa, .a = a, .b = b, .out = out, .n = n};
+static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                    const pv_cpu_mat *a, const pv_cpu_seg *segs,
+                    const pv_cpu_bsrc *b, int64_t n, const pv_cpu_out *out) {
+  gemm_job j = {.pool = pool, .isa = isa, .a = a, .segs = segs, .b = b,
+                .out = out, .n = n};
   int64_t kmax = a->max_k > 0 ? a->max_k : 1;
   int64_t nc = B_CHUNK_FLOATS / kmax / isa->nr * isa->nr;
   if (nc < isa->nr) nc = isa->nr;
@@ -191,7 +205,7 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   int threads = pv_cpu_pool_threads(pool);
   int64_t nonempty = 0, max_units = 1;
   for (int s = 0; s < a->n_seg; s++) {
-    int64_t u = seg_units(&a->seg[s], isa->np_max);
+    int64_t u = seg_units(&segs[s], isa->np_max);
     if (u) nonempty++;
     if (u > max_units) max_units = u;
   }
@@ -206,7 +220,7 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   if (!j.start) return pv_error(PV_ENOMEM, "cpu: out of memory");
   j.start[0] = 0;
   for (int s = 0; s < a->n_seg; s++) {
-    int64_t u = seg_units(&a->seg[s], isa->np_max);
+    int64_t u = seg_units(&segs[s], isa->np_max);
     int64_t ms = u < msplit ? u : msplit;
     j.start[s + 1] = j.start[s] + ms * j.n_chunks;
   }
@@ -215,4 +229,62 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
   return 0;
+}
+
+/* Pivoted Gemm in permuted space: gather the input once, run the blocks
+ * on contiguous columns, unpermute the output once with bias and
+ * activation. Each pass is over N x K or N x M elements, against the
+ * per-tile gathers and scatters that touch every output line many times. */
+typedef struct perm_job {
+  const pv_cpu_mat *a;
+  const pv_cpu_bsrc *b;
+  const pv_cpu_out *out;
+  float *xp, *yp;
+} perm_job;
+
+static void perm_in(void *arg, int64_t n, int tid) {
+  (void)tid;
+  const perm_job *j = arg;
+  const float *x = j->b->x + n * j->b->ld_n;
+  float *xp = j->xp + n * j->a->K;
+  for (int64_t q = 0; q < j->a->K; q++) xp[q] = x[j->a->in_perm[q]];
+}
+
+static void perm_out(void *arg, int64_t n, int tid) {
+  (void)tid;
+  const perm_job *j = arg;
+  const pv_cpu_out *o = j->out;
+  const float *yp = j->yp + n * j->a->M;
+  float *y = o->y + n * o->ld_n;
+  const int32_t *inv = j->a->out_inv;
+  for (int32_t m = 0; m < j->a->M; m++) {
+    float v = yp[inv[m]] + (o->bias ? o->bias[m] : 0.0f);
+    y[m] = o->act == PV_ACT_NONE ? v : pv_cpu_act1(v, o->act, o->alpha, o->beta);
+  }
+}
+
+int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                const pv_cpu_out *out) {
+  if (n <= 0) return 0;
+  if (!a->pseg || b->conv || b->ld_k != 1 || out->ld_m != 1)
+    return gemm_run(pool, isa, a, a->seg, b, n, out);
+  if ((uint64_t)n > SIZE_MAX / sizeof(float) / 4 / ((uint64_t)a->K + a->M))
+    return pv_error(PV_ERANGE, "cpu: batch %lld too large", (long long)n);
+  pv_cpu_pool_call_lock(pool);
+  size_t xfl = ((size_t)n * a->K + 15) & ~(size_t)15;
+  float *buf = pv_cpu_pool_call_scratch(
+      pool, (xfl + (size_t)n * a->M) * sizeof(float));
+  if (!buf) {
+    pv_cpu_pool_call_unlock(pool);
+    return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  }
+  perm_job pj = {a, b, out, buf, buf + xfl};
+  pv_cpu_pool_run(pool, n, perm_in, &pj);
+  pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->K};
+  pv_cpu_out op = {.y = pj.yp, .ld_m = 1, .ld_n = a->M, .act = PV_ACT_NONE};
+  int r = gemm_run(pool, isa, a, a->pseg, &bp, n, &op);
+  if (!r) pv_cpu_pool_run(pool, n, perm_out, &pj);
+  pv_cpu_pool_call_unlock(pool);
+  return r;
 }

@@ -15,6 +15,9 @@ static int64_t panels_of(int64_t rows) {
 
 void pv_cpu_mat_free(pv_cpu_mat *m) {
   if (!m) return;
+  free(m->pseg);
+  free(m->in_perm);
+  free(m->out_inv);
   pv_free(m->a_mem);
   free(m->row_mem);
   free(m->col_mem);
@@ -185,6 +188,42 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     kpos[bl->rg] += kb;
   }
   free(kpos);
+  /* Permuted space: segment rg reads permuted columns from its first
+   * block's column group on, if they are one contiguous run there. */
+  m->in_perm = malloc((size_t)m->K * sizeof *m->in_perm);
+  m->out_inv = malloc((size_t)p->M * sizeof *m->out_inv);
+  m->pseg = calloc((size_t)p->nr, sizeof *m->pseg);
+  if (!m->in_perm || !m->out_inv || !m->pseg) goto free_mat;
+  for (int32_t c = 0; c < p->C; c++)
+    for (int t = 0; t < p->kk; t++)
+      m->in_perm[(int64_t)c * p->kk + t] = (int64_t)p->perm_c[c] * p->kk + t;
+  for (int32_t i = 0; i < p->M; i++) m->out_inv[p->perm_r[i]] = i;
+  bool contiguous = true;
+  for (int rg = 0; rg < p->nr && contiguous; rg++) {
+    const pv_cpu_seg *sg = &m->seg[rg];
+    pv_cpu_seg *ps = &m->pseg[rg];
+    *ps = *sg;
+    ps->row_idx = NULL;
+    ps->row_base = p->row_off[rg];
+    ps->col_idx = NULL;
+    ps->col_base = 0;
+    for (int b = 0; b < p->n_blocks; b++)
+      if (p->blocks[b].rg == rg) {
+        ps->col_base = (int64_t)p->col_off[p->blocks[b].cg] * p->kk;
+        break;
+      }
+    if (ps->col_base + sg->k > m->K) contiguous = false;
+    for (int64_t q = 0; q < sg->k && contiguous; q++)
+      contiguous = sg->col_idx[q] == m->in_perm[ps->col_base + q];
+  }
+  if (!contiguous) {
+    free(m->pseg);
+    free(m->in_perm);
+    free(m->out_inv);
+    m->pseg = NULL;
+    m->in_perm = NULL;
+    m->out_inv = NULL;
+  }
   /* Inside a folded chain the permutations leave each row group reading
    * and writing contiguous ranges: then the driver uses plain strided
    * loads and vector stores instead of the gather and scatter. */

@@ -41,6 +41,9 @@ struct pv_cpu_pool {
   atomic_llong next;
   atomic_int active;
   int started; /* workers created */
+  pthread_mutex_t call_lock; /* guards call_scratch */
+  float *call_scratch;
+  size_t call_len;
   worker *w;   /* [n]; w[0] is the caller's slot */
 };
 
@@ -100,6 +103,7 @@ pv_cpu_pool *pv_cpu_pool_new(int threads, bool pin) {
   if (!p->w) goto free_pool;
   p->n = threads;
   pthread_mutex_init(&p->run_lock, NULL);
+  pthread_mutex_init(&p->call_lock, NULL);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv_work, NULL);
   pthread_cond_init(&p->cv_done, NULL);
@@ -144,6 +148,8 @@ void pv_cpu_pool_free(pv_cpu_pool *p) {
   pthread_cond_destroy(&p->cv_done);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->run_lock);
+  pthread_mutex_destroy(&p->call_lock);
+  pv_free(p->call_scratch);
   free(p->w);
   free(p);
 }
@@ -159,6 +165,22 @@ float *pv_cpu_pool_scratch(pv_cpu_pool *p, int tid, size_t bytes) {
   w->scratch = pv_aligned_alloc(bytes);
   w->scratch_len = w->scratch ? bytes : 0;
   return w->scratch;
+}
+
+void pv_cpu_pool_call_lock(pv_cpu_pool *p) {
+  pthread_mutex_lock(&p->call_lock);
+}
+
+void pv_cpu_pool_call_unlock(pv_cpu_pool *p) {
+  pthread_mutex_unlock(&p->call_lock);
+}
+
+float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes) {
+  if (p->call_len >= bytes) return p->call_scratch;
+  pv_free(p->call_scratch);
+  p->call_scratch = pv_aligned_alloc(bytes);
+  p->call_len = p->call_scratch ? bytes : 0;
+  return p->call_scratch;
 }
 
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {

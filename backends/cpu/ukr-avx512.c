@@ -8,7 +8,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define T512 __attribute__((target("avx512f")))
+#define T512 __attribute__((target("avx512f,avx2")))
 #define NR512 8
 #define PF_DIST 16 /* k steps ahead = 16 cache lines per panel */
 
@@ -149,8 +149,54 @@ static T512 void store_avx512(float *y, int64_t ld_n, const float *tile,
   }
 }
 
+static T512 __m512 act512(__m512 v, pv_act act, __m512 va, __m512 vb) {
+  const __m512 zero = _mm512_setzero_ps();
+  switch (act) {
+  case PV_ACT_RELU: return _mm512_max_ps(v, zero);
+  case PV_ACT_LEAKY:
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
+  default: return v;
+  }
+}
+
+static T512 void scatter_avx512(float *y, int64_t ld_n, const int32_t *rows,
+                                const float *tile, const float *bias,
+                                int nrows, int ncols, pv_act act, float alpha,
+                                float beta) {
+  bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
+                 act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int i = 0; i < nrows; i += 16) {
+    __mmask16 mk = nrows - i >= 16 ? 0xffff : (__mmask16)((1u << (nrows - i)) - 1);
+    __m512i idx = _mm512_maskz_loadu_epi32(mk, rows + i);
+    __m512 bi = _mm512_maskz_loadu_ps(mk, bias + i);
+    for (int j = 0; j < ncols; j++) {
+      __m512 v = _mm512_add_ps(_mm512_loadu_ps(tile + j * PV_CPU_TILE_M + i), bi);
+      if (vec_act) {
+        v = act512(v, act, va, vb);
+      } else {
+        float t[16];
+        _mm512_storeu_ps(t, v);
+        for (int q = 0; q < 16; q++) t[q] = pv_cpu_act1(t[q], act, alpha, beta);
+        v = _mm512_loadu_ps(t);
+      }
+      _mm512_mask_i32scatter_ps(y + j * ld_n, mk, idx, v, 4);
+    }
+  }
+}
+
+static T512 void gather_avx512(const float *x, int64_t ld_n,
+                               const int64_t *cols, int64_t k, float *d) {
+  const __m256i rows = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32((int)ld_n));
+  for (int64_t p = 0; p < k; p++)
+    _mm256_storeu_ps(d + p * NR512, _mm256_i32gather_ps(x + cols[p], rows, 4));
+}
+
 const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512,
-                                      store_avx512};
+                                      store_avx512, scatter_avx512,
+                                      gather_avx512};
 #else
-const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL};
 #endif
