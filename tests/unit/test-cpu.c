@@ -650,6 +650,12 @@ static void test_plugin_concurrent_execute(void) {
   CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
   fc_fixture f;
   fc_build(&f, false, 200, 150);
+  /* Pivoted weights: the permuted-space path shares per-call scratch. */
+  pv_pivot *pv = make_pivot(200, 150, 1, 4, 1);
+  float *dense = pivot_dense(pv);
+  memcpy(f.g->values[f.w].data, dense, sizeof(float) * 200 * 150);
+  free(dense);
+  f.g->values[f.w].pivot = pv;
   CU_ASSERT_EQUAL_FATAL(b->prepare(ctx, f.g, &f.node, 1, &plan), 0);
   conc_arg a[2] = {{b, plan, &f, 0}, {b, plan, &f, 0}};
   pthread_t th[2];
