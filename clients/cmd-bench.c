@@ -383,7 +383,7 @@ static void usage(FILE *f) {
     "  --batch 1,32                 batch sizes\n"
     "  --density 1,1/2,1/4,1/8,1/16 block-diagonal densities\n"
     "  --threads 1,2                thread counts\n"
-    "  --isa avx512|avx2|c          force a kernel set (default: best)\n"
+    "  --isa avx512|avx2|neon|c     force a kernel set (default: best)\n"
     "  --no-blas, --no-csr          skip the OpenBLAS / CSR columns\n"
     "  --quick                      sizes 1024, 3 repeats (smoke test)\n"
     "  --model PATH                 a model for the models section (repeatable)\n");

@@ -59,7 +59,7 @@ typedef void (*pv_cpu_store_fn)(float *y, int64_t ld_n, const float *tile,
                                 pv_act act, float alpha, float beta);
 
 typedef struct pv_cpu_isa {
-  const char *name; /* "avx512", "avx2", "c" */
+  const char *name; /* "avx512", "avx2", "neon", "c" */
   int nr;           /* B panel width */
   int np_max;       /* panels per micro-kernel call: 1 or 2 */
   pv_cpu_ukr_fn ukr;
@@ -84,6 +84,7 @@ const char *const *pv_cpu_isa_names(void);
 
 extern const pv_cpu_isa pv_cpu_isa_avx512;
 extern const pv_cpu_isa pv_cpu_isa_avx2;
+extern const pv_cpu_isa pv_cpu_isa_neon;
 extern const pv_cpu_isa pv_cpu_isa_c;
 
 /* ---------------------------------------------------------------- packed */

@@ -3,7 +3,7 @@
  * packed GEMM kernels, depthwise Conv runs direct, everything else falls
  * back to the core reference ops.
  *
- * Environment: PIVOT_CPU_ISA=avx512|avx2|c forces a kernel set (tests,
+ * Environment: PIVOT_CPU_ISA=avx512|avx2|neon|c forces a kernel set (tests,
  * comparisons); an ISA this CPU lacks is an init error.
  */
 #include <stdlib.h>
@@ -403,7 +403,7 @@ static int cpu_init(const pv_backend_config *cfg, void **out) {
   if (!ctx->isa) {
     free(ctx);
     return pv_error(PV_EUNSUPPORTED, "cpu: PIVOT_CPU_ISA=%s is not one this "
-                    "CPU runs (avx512, avx2, c)", force);
+                    "CPU runs (avx512, avx2, neon, c)", force);
   }
   ctx->pool = pv_cpu_pool_new(cfg ? cfg->threads : 0, cfg && cfg->pin_threads);
   if (!ctx->pool) {

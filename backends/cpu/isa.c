@@ -11,12 +11,16 @@ static bool isa_runs(const pv_cpu_isa *isa) {
   if (isa == &pv_cpu_isa_avx2)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
+#if defined(__aarch64__)
+  /* Advanced SIMD is mandatory in AArch64. */
+  if (isa == &pv_cpu_isa_neon) return true;
+#endif
   return isa == &pv_cpu_isa_c;
 }
 
-static const pv_cpu_isa *const all_isas[] = {&pv_cpu_isa_avx512,
-                                             &pv_cpu_isa_avx2, &pv_cpu_isa_c};
-static const char *const isa_names[] = {"avx512", "avx2", "c", NULL};
+static const pv_cpu_isa *const all_isas[] = {
+    &pv_cpu_isa_avx512, &pv_cpu_isa_avx2, &pv_cpu_isa_neon, &pv_cpu_isa_c};
+static const char *const isa_names[] = {"avx512", "avx2", "neon", "c", NULL};
 
 const char *const *pv_cpu_isa_names(void) {
   return isa_names;
