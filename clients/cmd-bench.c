@@ -50,27 +50,46 @@ static int cmp_double(const void *a, const void *b) {
 
 typedef void (*bench_fn)(void *arg);
 
-/* Median milliseconds per call. A sample runs enough calls to last
- * min_sample_ms, so microsecond kernels are not timer noise. */
-static double time_median(const bench_opts *o, bench_fn fn, void *arg) {
-  fn(arg); /* warm caches, pool threads and scratch */
-  double t0 = now_ms();
-  fn(arg);
-  double one = now_ms() - t0;
-  int inner = one > 0 ? (int)(o->min_sample_ms / one) + 1 : 1000;
-  if (inner > 1000) inner = 1000;
-  double *s = malloc(sizeof *s * o->repeats);
-  if (!s) return NAN;
-  for (int r = 0; r < o->repeats; r++) {
-    t0 = now_ms();
-    for (int i = 0; i < inner; i++) fn(arg);
-    s[r] = (now_ms() - t0) / inner;
+/* Median milliseconds per call of each of n kernels. The kernels take
+ * turns within every repeat, so a neighbour's load on a shared machine
+ * hits them alike and the ratios stay honest. A sample runs enough calls
+ * to last min_sample_ms, so microsecond kernels are not timer noise. */
+static void time_medians(const bench_opts *o, int n, bench_fn *fn,
+                         void **arg, double *med) {
+  int inner[8];
+  double *s = malloc(sizeof *s * o->repeats * n);
+  for (int f = 0; f < n; f++) {
+    med[f] = NAN;
+    if (!fn[f]) continue;
+    fn[f](arg[f]); /* warm caches, pool threads and scratch */
+    double t0 = now_ms();
+    fn[f](arg[f]);
+    double one = now_ms() - t0;
+    inner[f] = one > 0 ? (int)(o->min_sample_ms / one) + 1 : 1000;
+    if (inner[f] > 1000) inner[f] = 1000;
   }
-  qsort(s, o->repeats, sizeof *s, cmp_double);
-  double med = o->repeats % 2 ? s[o->repeats / 2]
-                              : (s[o->repeats / 2 - 1] + s[o->repeats / 2]) / 2;
+  if (!s) return;
+  for (int r = 0; r < o->repeats; r++)
+    for (int f = 0; f < n; f++) {
+      if (!fn[f]) continue;
+      double t0 = now_ms();
+      for (int i = 0; i < inner[f]; i++) fn[f](arg[f]);
+      s[f * o->repeats + r] = (now_ms() - t0) / inner[f];
+    }
+  for (int f = 0; f < n; f++) {
+    if (!fn[f]) continue;
+    double *v = s + f * o->repeats;
+    qsort(v, o->repeats, sizeof *v, cmp_double);
+    med[f] = o->repeats % 2 ? v[o->repeats / 2]
+                            : (v[o->repeats / 2 - 1] + v[o->repeats / 2]) / 2;
+  }
   free(s);
-  return med;
+}
+
+static double time_median(const bench_opts *o, bench_fn fn, void *arg) {
+  double m;
+  time_medians(o, 1, &fn, &arg, &m);
+  return m;
 }
 
 /* ---------------------------------------------------------------- OpenBLAS */
@@ -218,49 +237,50 @@ static int bench_kernels(const bench_opts *o) {
         int T = o->threads[ti];
         pv_cpu_pool *pool = pv_cpu_pool_new(T, false);
         if (!pool) return cli_die("bench: %s", pv_errmsg());
-        kcall c = {pool, isa, dense, NULL, x, w, y, M, M, N};
-        double t_dense = time_median(o, run_ours, &c);
-        double t_blas = NAN;
-        if (blas.sgemm) {
-          if (blas.set_threads) blas.set_threads(T);
-          t_blas = time_median(o, run_blas, &c);
-        }
+        if (blas.set_threads) blas.set_threads(T);
         for (int di = 0; di < o->n_dens; di++) {
           double d = o->dens[di];
           int n = (int)lround(1 / d);
           char db[16];
-          double t_piv = t_dense, t_fold = t_dense, t_csr = NAN;
+          /* dense, pivoted, folded, OpenBLAS, CSR: timed in turns */
+          kcall c[5];
+          for (int f = 0; f < 5; f++)
+            c[f] = (kcall){pool, isa, dense, NULL, x, w, y, M, M, N};
+          bench_fn fns[5] = {run_ours, NULL, NULL, blas.sgemm ? run_blas : NULL,
+                             NULL};
+          void *args[5] = {&c[0], &c[1], &c[2], &c[3], &c[4]};
+          pv_pivot *pv[2] = {NULL, NULL};
           for (int f = 0; n > 1 && f < 2; f++) {
-            pv_pivot *p = bench_pivot(M, n, f);
-            pv_cpu_mat *pm = p ? pv_cpu_mat_pivot(p, 1.0f) : NULL;
-            if (!pm) return cli_die("bench: cannot build pivot 1/%d", n);
-            c.mat = pm;
-            *(f ? &t_fold : &t_piv) = time_median(o, run_ours, &c);
-            c.mat = dense;
-            pv_cpu_mat_free(pm);
-            pv_pivot_free(p);
+            pv[f] = bench_pivot(M, n, f);
+            c[1 + f].mat = pv[f] ? pv_cpu_mat_pivot(pv[f], 1.0f) : NULL;
+            if (!c[1 + f].mat) return cli_die("bench: cannot build pivot 1/%d", n);
+            fns[1 + f] = run_ours;
           }
-          if (n > 1) {
-            if (o->csr) {
-              /* Unstructured: the same number of nonzeros, anywhere. */
-              float *ws = pv_aligned_alloc((size_t)M * M * sizeof(float));
-              if (!ws) return cli_die("bench: out of memory");
-              for (int64_t i = 0; i < (int64_t)M * M; i++)
-                ws[i] = rng_next() % (uint64_t)n ? 0.0f : w[i];
-              c.csr = pv_cpu_csr_from_dense(ws, M, M);
-              pv_free(ws);
-              if (!c.csr) return cli_die("bench: out of memory");
-              t_csr = time_median(o, run_csr, &c);
-              pv_cpu_csr_free(c.csr);
-              c.csr = NULL;
-            }
+          if (n > 1 && o->csr) {
+            /* Unstructured: the same number of nonzeros, anywhere. */
+            float *ws = pv_aligned_alloc((size_t)M * M * sizeof(float));
+            if (!ws) return cli_die("bench: out of memory");
+            for (int64_t i = 0; i < (int64_t)M * M; i++)
+              ws[i] = rng_next() % (uint64_t)n ? 0.0f : w[i];
+            c[4].csr = pv_cpu_csr_from_dense(ws, M, M);
+            pv_free(ws);
+            if (!c[4].csr) return cli_die("bench: out of memory");
+            fns[4] = run_csr;
           }
-          double sp = t_dense / t_piv;
+          double t[5];
+          time_medians(o, 5, fns, args, t);
+          if (n == 1) t[1] = t[2] = t[0];
+          for (int f = 0; f < 2; f++) {
+            if (n > 1) pv_cpu_mat_free(c[1 + f].mat);
+            pv_pivot_free(pv[f]);
+          }
+          pv_cpu_csr_free(c[4].csr);
+          double sp = t[0] / t[1];
           printf("%5d %5d %3d %7s | %9.4f %9.4f %7.2fx %6.2f | %9.4f %6.2f |"
                  " %9.4f %7.2fx | %9.4f %7.2fx\n",
-                 M, N, T, frac_str(d, db, sizeof db), t_dense, t_piv, sp,
-                 sp * (1.0 / n), t_fold, t_dense / t_fold * (1.0 / n), t_blas,
-                 t_blas / t_dense, t_csr, t_csr / t_piv);
+                 M, N, T, frac_str(d, db, sizeof db), t[0], t[1], sp,
+                 sp * (1.0 / n), t[2], t[0] / t[2] * (1.0 / n), t[3],
+                 t[3] / t[0], t[4], t[4] / t[1]);
           fflush(stdout);
         }
         pv_cpu_pool_free(pool);

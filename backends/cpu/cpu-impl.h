@@ -28,6 +28,10 @@ int pv_cpu_pool_threads(const pv_cpu_pool *p);
  * all are done. Calls from several threads are serialised: each parallel
  * section owns the whole pool while it runs. */
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg);
+/* The same on at most max_threads threads (1: the caller alone), for work
+ * too small to repay waking the others. */
+void pv_cpu_pool_run_max(pv_cpu_pool *p, int64_t n, int max_threads,
+                         pv_cpu_task_fn fn, void *arg);
 /* Per-thread scratch (64-byte aligned) of at least `bytes`, valid inside a
  * task running as `tid` until the task returns; NULL if out of memory.
  * Owned by the pool. */

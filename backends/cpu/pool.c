@@ -184,6 +184,11 @@ float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes) {
 }
 
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {
+  pv_cpu_pool_run_max(p, n, p->n, fn, arg);
+}
+
+void pv_cpu_pool_run_max(pv_cpu_pool *p, int64_t n, int max_threads,
+                         pv_cpu_task_fn fn, void *arg) {
   if (n <= 0) return;
   pthread_mutex_lock(&p->run_lock);
   p->fn = fn;
@@ -192,6 +197,7 @@ void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {
   atomic_store(&p->next, 0);
   int helpers = p->n - 1;
   if (helpers > n - 1) helpers = (int)(n - 1);
+  if (helpers > max_threads - 1) helpers = max_threads - 1;
   if (helpers <= 0) {
     run_items(p, 0);
     pthread_mutex_unlock(&p->run_lock);
