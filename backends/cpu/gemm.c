@@ -31,51 +31,83 @@ static int64_t seg_units(const pv_cpu_seg *s, int np) {
   return (panels + np - 1) / np;
 }
 
+/* Convolution columns (im2col fused into the packing): p outer so the
+ * divisions that split a column into (channel, ky, kx) run once per
+ * column, not per element; a panel that lies within one output row
+ * copies contiguous input (stride 1) with no per-element bounds checks. */
+static void pack_b_conv(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int nr,
+                        int64_t n0, int64_t ncols, float *dst) {
+  const int64_t k = s->k, kk = b->kh * b->kw;
+  const int64_t npan = (ncols + nr - 1) / nr;
+  const int64_t oy0 = n0 / b->OW, ox0 = n0 % b->OW;
+  for (int64_t p = 0; p < k; p++) {
+    int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+    int64_t ch = c / kk, t = c % kk;
+    int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
+    const float *xc = b->x + ch * b->H * b->W;
+    int64_t oy = oy0, ox = ox0;
+    for (int64_t q = 0; q < npan; q++) {
+      float *d = dst + q * k * nr + p * nr;
+      int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
+      int jj = 0;
+      if (ox + w <= b->OW) {
+        int64_t iy = oy * b->sh + dy, ix = ox * b->sw + dx;
+        if ((uint64_t)iy < (uint64_t)b->H) {
+          const float *xr = xc + iy * b->W;
+          if (b->sw == 1 && ix >= 0 && ix + w <= b->W) {
+            for (; jj < w; jj++) d[jj] = xr[ix + jj];
+          } else {
+            for (; jj < w; jj++, ix += b->sw)
+              d[jj] = (uint64_t)ix < (uint64_t)b->W ? xr[ix] : 0.0f;
+          }
+        }
+      } else { /* the panel wraps to the next output row */
+        int64_t y2 = oy, x2 = ox;
+        for (; jj < w; jj++) {
+          int64_t iy = y2 * b->sh + dy, ix = x2 * b->sw + dx;
+          d[jj] = (uint64_t)iy < (uint64_t)b->H && (uint64_t)ix < (uint64_t)b->W
+                      ? xc[iy * b->W + ix]
+                      : 0.0f;
+          if (++x2 == b->OW) {
+            x2 = 0;
+            y2++;
+          }
+        }
+      }
+      for (; jj < nr; jj++) d[jj] = 0;
+      ox += nr;
+      while (ox >= b->OW) {
+        ox -= b->OW;
+        oy++;
+      }
+    }
+  }
+}
+
 static void pack_b(const gemm_job *j, const pv_cpu_seg *s, int64_t n0,
                    int64_t ncols, float *dst) {
   const pv_cpu_bsrc *b = j->b;
   const int nr = j->isa->nr;
   const int64_t k = s->k;
+  if (b->conv) {
+    pack_b_conv(s, b, nr, n0, ncols, dst);
+    return;
+  }
   for (int64_t j0 = 0; j0 < ncols; j0 += nr) {
     int w = ncols - j0 < nr ? (int)(ncols - j0) : nr;
     float *d = dst + (j0 / nr) * k * nr;
-    if (!b->conv) {
-      const float *x = b->x + (n0 + j0) * b->ld_n;
-      if (w == nr && s->col_idx && j->isa->gather && b->ld_k == 1 &&
-          b->ld_n <= INT32_MAX / nr) {
-        j->isa->gather(x, b->ld_n, s->col_idx, k, d);
-        continue;
-      }
-      for (int64_t p = 0; p < k; p++) {
-        int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
-        const float *xc = x + c * b->ld_k;
-        int jj = 0;
-        for (; jj < w; jj++) d[p * nr + jj] = xc[jj * b->ld_n];
-        for (; jj < nr; jj++) d[p * nr + jj] = 0;
-      }
-    } else {
-      int64_t iy0[16], ix0[16]; /* nr <= 16 */
-      for (int jj = 0; jj < w; jj++) {
-        int64_t n = n0 + j0 + jj;
-        iy0[jj] = (n / b->OW) * b->sh - b->ph;
-        ix0[jj] = (n % b->OW) * b->sw - b->pw;
-      }
-      const int64_t kk = b->kh * b->kw;
-      for (int64_t p = 0; p < k; p++) {
-        int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
-        int64_t ch = c / kk, t = c % kk;
-        int64_t dy = (t / b->kw) * b->dh, dx = (t % b->kw) * b->dw;
-        const float *xc = b->x + ch * b->H * b->W;
-        int jj = 0;
-        for (; jj < w; jj++) {
-          int64_t iy = iy0[jj] + dy, ix = ix0[jj] + dx;
-          d[p * nr + jj] = (uint64_t)iy < (uint64_t)b->H &&
-                                   (uint64_t)ix < (uint64_t)b->W
-                               ? xc[iy * b->W + ix]
-                               : 0.0f;
-        }
-        for (; jj < nr; jj++) d[p * nr + jj] = 0;
-      }
+    const float *x = b->x + (n0 + j0) * b->ld_n;
+    if (w == nr && s->col_idx && j->isa->gather && b->ld_k == 1 &&
+        b->ld_n <= INT32_MAX / nr) {
+      j->isa->gather(x, b->ld_n, s->col_idx, k, d);
+      continue;
+    }
+    for (int64_t p = 0; p < k; p++) {
+      int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+      const float *xc = x + c * b->ld_k;
+      int jj = 0;
+      for (; jj < w; jj++) d[p * nr + jj] = xc[jj * b->ld_n];
+      for (; jj < nr; jj++) d[p * nr + jj] = 0;
     }
   }
 }
