@@ -77,6 +77,11 @@ typedef struct pv_cpu_isa {
    * d[p*nr + j] = x[j*ld_n + cols[p]] (ld_n*nr fits in int32). */
   void (*gather)(const float *x, int64_t ld_n, const int64_t *cols, int64_t k,
                  float *d);
+  /* Optional: store to rows that are contiguous along n (a convolution's
+   * output planes): y[rows[i] + j] = act(tile[j*32+i] + bias[i]). */
+  void (*store_rows)(float *y, const int64_t *rows, const float *tile,
+                     const float *bias, int nrows, int ncols, pv_act act,
+                     float alpha, float beta);
 } pv_cpu_isa;
 
 /* Best ISA this CPU supports (cpuid feature bits). */

@@ -55,7 +55,11 @@ static void pack_b_conv(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int nr,
         if ((uint64_t)iy < (uint64_t)b->H) {
           const float *xr = xc + iy * b->W;
           if (b->sw == 1 && ix >= 0 && ix + w <= b->W) {
-            for (; jj < w; jj++) d[jj] = xr[ix + jj];
+            if (w == 8) { /* a fixed count the compiler turns into moves */
+              for (; jj < 8; jj++) d[jj] = xr[ix + jj];
+            } else {
+              for (; jj < w; jj++) d[jj] = xr[ix + jj];
+            }
           } else {
             for (; jj < w; jj++, ix += b->sw)
               d[jj] = (uint64_t)ix < (uint64_t)b->W ? xr[ix] : 0.0f;
@@ -152,6 +156,11 @@ static void store_tile(const pv_cpu_isa *isa, const pv_cpu_seg *s,
     int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
     mi[i] = m * o->ld_m;
     bi[i] = o->bias ? o->bias[m] : 0.0f;
+  }
+  if (isa->store_rows && o->ld_n == 1) { /* a convolution's output planes */
+    isa->store_rows(o->y + n0, mi, tile, bi, nrows, ncols, o->act, o->alpha,
+                    o->beta);
+    return;
   }
   if (isa->scatter && o->ld_m == 1) { /* rows < M <= INT32_MAX */
     int32_t m32[PV_CPU_TILE_M];

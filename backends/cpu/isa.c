@@ -7,7 +7,8 @@ static bool isa_runs(const pv_cpu_isa *isa) {
   if (!isa->ukr) return false;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (isa == &pv_cpu_isa_avx512) return __builtin_cpu_supports("avx512f");
+  if (isa == &pv_cpu_isa_avx512)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
   if (isa == &pv_cpu_isa_avx2)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif

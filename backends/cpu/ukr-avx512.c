@@ -8,7 +8,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define T512 __attribute__((target("avx512f,avx2")))
+#define T512 __attribute__((target("avx512f,avx512vl,avx2")))
 #define NR512 8
 #define PF_DIST 16 /* k steps ahead = 16 cache lines per panel */
 
@@ -194,9 +194,40 @@ static T512 void gather_avx512(const float *x, int64_t ld_n,
     _mm256_storeu_ps(d + p * NR512, _mm256_i32gather_ps(x + cols[p], rows, 4));
 }
 
+/* Tile column j holds output column j: read each row across the columns
+ * with a gather (the tile is in L1) and store it as one run. */
+static T512 void store_rows_avx512(float *y, const int64_t *rows,
+                                   const float *tile, const float *bias,
+                                   int nrows, int ncols, pv_act act,
+                                   float alpha, float beta) {
+  const __m256i cols = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
+  const __mmask8 mk = (__mmask8)((1u << ncols) - 1);
+  bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
+                 act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(alpha),
+               vb = _mm256_set1_ps(beta);
+  for (int i = 0; i < nrows; i++) {
+    __m256 v = _mm256_mmask_i32gather_ps(zero, mk, cols, tile + i, 4);
+    v = _mm256_add_ps(v, _mm256_set1_ps(bias[i]));
+    if (act == PV_ACT_RELU) {
+      v = _mm256_max_ps(v, zero);
+    } else if (act == PV_ACT_LEAKY) {
+      v = _mm256_mask_mul_ps(v, _mm256_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+    } else if (act == PV_ACT_CLIP) {
+      v = _mm256_min_ps(_mm256_max_ps(v, va), vb);
+    } else if (!vec_act) {
+      float t[8];
+      _mm256_storeu_ps(t, v);
+      for (int q = 0; q < ncols; q++) y[rows[i] + q] = pv_cpu_act1(t[q], act, alpha, beta);
+      continue;
+    }
+    _mm256_mask_storeu_ps(y + rows[i], mk, v);
+  }
+}
+
 const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512,
                                       store_avx512, scatter_avx512,
-                                      gather_avx512};
+                                      gather_avx512, store_rows_avx512};
 #else
-const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL, NULL};
 #endif

@@ -381,7 +381,7 @@ typedef struct conv_case {
 
 static void conv_naive(const conv_case *c, const int64_t *pads, int OH,
                        int OW, const float *x, const float *w,
-                       const float *bias, float *y) {
+                       const float *bias, pv_act act, float *y) {
   int cin = c->C / c->group, mg = c->M / c->group;
   for (int n = 0; n < c->N; n++)
     for (int m = 0; m < c->M; m++)
@@ -399,12 +399,12 @@ static void conv_naive(const conv_case *c, const int64_t *pads, int OH,
                      x[((n * c->C + g * cin + ci) * c->H + iy) * c->W + ix];
               }
           y[((n * c->M + m) * OH + oy) * OW + ox] =
-              act_ref((float)s, PV_ACT_LEAKY, 0.1f, 0);
+              act_ref((float)s, act, 0.1f, 0.5f);
         }
 }
 
 static void run_conv_case(const pv_backend_iface *b, void *ctx,
-                          const conv_case *c) {
+                          const conv_case *c, pv_act act) {
   int cin = c->C / c->group;
   int64_t pads[4];
   memcpy(pads, c->pads, sizeof pads);
@@ -456,8 +456,9 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   }
   pv_attr ga = {.name = "group", .type = PV_ATTR_INT, .i = c->group};
   pv_node_add_attr(g, node, &ga);
-  g->nodes[node].act = PV_ACT_LEAKY;
+  g->nodes[node].act = act;
   g->nodes[node].act_alpha = 0.1f;
+  g->nodes[node].act_beta = 0.5f;
 
   void *plan = NULL;
   CU_ASSERT_TRUE(b->supports(ctx, g, &g->nodes[node]));
@@ -474,7 +475,8 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   float *ref = malloc(sizeof(float) * ny);
   pv_run_ctx rc = {.vals = vals, .batch = c->N};
   CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
-  conv_naive(c, pads, OH, OW, vals[xv].data, wref, g->values[bv].data, ref);
+  conv_naive(c, pads, OH, OW, vals[xv].data, wref, g->values[bv].data, act,
+             ref);
   double e = rel_err(vals[yv].data, ref, ny);
   if (e > 1e-5)
     printf("\n  conv C=%d M=%d k=%dx%d s=%d d=%d g=%d piv=%d: err %g\n", c->C,
@@ -516,7 +518,7 @@ static void test_plugin_conv_each_isa(void) {
     pv_backend_config cfg = {.threads = 2};
     CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
     for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
-      run_conv_case(b, ctx, &cases[j]);
+      run_conv_case(b, ctx, &cases[j], (pv_act)((i + j) % 6));
     b->shutdown(ctx);
   }
   unsetenv("PIVOT_CPU_ISA");
