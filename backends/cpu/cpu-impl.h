@@ -44,6 +44,14 @@ float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes);
 
 /* ---------------------------------------------------------------- ISA */
 
+/* Plain-C loops that the compiler vectorises get one clone per x86 ISA,
+ * picked at load time from cpuid (GCC ifunc). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PV_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PV_CPU_CLONES
+#endif
+
 #define PV_CPU_MR 16 /* rows per packed weight panel, for every ISA */
 #define PV_CPU_TILE_M (2 * PV_CPU_MR)
 

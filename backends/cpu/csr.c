@@ -52,7 +52,7 @@ typedef struct csr_job {
 
 #define CSR_NB 16
 
-static void csr_item(void *arg, int64_t item, int tid) {
+PV_CPU_CLONES static void csr_item(void *arg, int64_t item, int tid) {
   (void)tid;
   const csr_job *j = arg;
   const pv_cpu_csr *c = j->c;

@@ -11,7 +11,7 @@ typedef struct dw_job {
   const pv_cpu_out *out;
 } dw_job;
 
-static void dw_channel(void *arg, int64_t c, int tid) {
+PV_CPU_CLONES static void dw_channel(void *arg, int64_t c, int tid) {
   (void)tid;
   const dw_job *j = arg;
   const pv_cpu_dwconv *d = j->d;
