@@ -135,7 +135,7 @@ typedef struct pv_cpu_mat {
    * block on contiguous memory and unpermutes its output once, instead
    * of gathering and scattering per tile. NULL otherwise. */
   pv_cpu_seg *pseg;
-  int64_t *in_perm; /* [K] */
+  int32_t *in_perm; /* [K] */
   int32_t *out_inv; /* [M] */
   /* storage, owned */
   float *a_mem;

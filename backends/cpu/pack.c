@@ -190,13 +190,14 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
   free(kpos);
   /* Permuted space: segment rg reads permuted columns from its first
    * block's column group on, if they are one contiguous run there. */
+  if (m->K > INT32_MAX) return m; /* too wide for 32-bit gather indices */
   m->in_perm = malloc((size_t)m->K * sizeof *m->in_perm);
   m->out_inv = malloc((size_t)p->M * sizeof *m->out_inv);
   m->pseg = calloc((size_t)p->nr, sizeof *m->pseg);
   if (!m->in_perm || !m->out_inv || !m->pseg) goto free_mat;
   for (int32_t c = 0; c < p->C; c++)
     for (int t = 0; t < p->kk; t++)
-      m->in_perm[(int64_t)c * p->kk + t] = (int64_t)p->perm_c[c] * p->kk + t;
+      m->in_perm[(int64_t)c * p->kk + t] = p->perm_c[c] * p->kk + t;
   for (int32_t i = 0; i < p->M; i++) m->out_inv[p->perm_r[i]] = i;
   bool contiguous = true;
   for (int rg = 0; rg < p->nr && contiguous; rg++) {
