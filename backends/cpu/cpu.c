@@ -184,11 +184,12 @@ static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op) {
   op->K = cin * kh * kw;
 
   float *dense = NULL;
-  if (w->pivot && (group > 1 || !w->data)) {
-    if (w->pivot->M != M || (int64_t)w->pivot->C * w->pivot->kk != op->K)
-      return pv_error(PV_ESHAPE, "node %s: pivoted weight does not match "
-                      "its dims", n->name);
-  }
+  if (w->pivot && (w->pivot->M != M || w->pivot->kk != kh * kw ||
+                   (int64_t)w->pivot->C * w->pivot->kk != op->K))
+    return pv_error(PV_ESHAPE, "node %s: pivoted weight (%d x %d channels x "
+                    "%d taps) does not match its dims [%lld,%lld,%lld,%lld]",
+                    n->name, w->pivot->M, w->pivot->C, w->pivot->kk,
+                    (long long)M, (long long)cin, (long long)kh, (long long)kw);
   if (w->pivot && group == 1) {
     op->mat = pv_cpu_mat_pivot(w->pivot, 1.0f);
     if (!op->mat) return pv_error_prefix(PV_EBACKEND, "node %s", n->name);
