@@ -32,6 +32,8 @@ typedef struct bench_opts {
   bool blas, csr;
   const char *model_paths[MAX_LIST];
   int n_models;
+  double prune;     /* models: also run a block-diagonal copy (0 = no) */
+  int prune_min_ch; /* ... of the layers with this many channels */
   double min_sample_ms;
 } bench_opts;
 
@@ -298,6 +300,104 @@ static int bench_kernels(const bench_opts *o) {
 
 /* ---------------------------------------------------------------- models */
 
+/* Block-diagonal pivot at density 1/n of the logical M x (C*kk) matrix
+ * W(m, q) = w[m*ld_m + q*ld_q], random permutations: the blocks keep the
+ * weights they cover. A stand-in for a trained pruned model, which has
+ * the same shapes and so the same speed. */
+static pv_pivot *prune_block_diag(const float *w, int64_t ld_m, int64_t ld_q,
+                                  int32_t M, int32_t C, int32_t kk, int n) {
+  pv_pivot *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->M = M;
+  p->C = C;
+  p->kk = kk;
+  p->nr = p->nc = p->n_blocks = n;
+  p->perm_r = malloc(sizeof(int32_t) * M);
+  p->perm_c = malloc(sizeof(int32_t) * C);
+  p->row_off = malloc(sizeof(int32_t) * (n + 1));
+  p->col_off = malloc(sizeof(int32_t) * (n + 1));
+  p->blocks = calloc(n, sizeof *p->blocks);
+  if (!p->perm_r || !p->perm_c || !p->row_off || !p->col_off || !p->blocks)
+    goto fail;
+  for (int i = 0; i <= n; i++) {
+    p->row_off[i] = (int32_t)((int64_t)M * i / n);
+    p->col_off[i] = (int32_t)((int64_t)C * i / n);
+  }
+  int32_t *perms[2] = {p->perm_r, p->perm_c}, lens[2] = {M, C};
+  for (int k = 0; k < 2; k++) {
+    for (int i = 0; i < lens[k]; i++) perms[k][i] = i;
+    for (int i = lens[k] - 1; i > 0; i--) {
+      int j = (int)(rng_next() % (uint64_t)(i + 1)), t = perms[k][i];
+      perms[k][i] = perms[k][j];
+      perms[k][j] = t;
+    }
+  }
+  uint64_t off = 0;
+  for (int b = 0; b < n; b++) {
+    p->blocks[b].rg = p->blocks[b].cg = b;
+    p->blocks[b].offset = off;
+    off += (uint64_t)(p->row_off[b + 1] - p->row_off[b]) *
+           (p->col_off[b + 1] - p->col_off[b]) * kk;
+  }
+  p->data_len = off;
+  p->data = pv_aligned_alloc(off * sizeof(float));
+  p->data_owned = true;
+  if (!p->data) goto fail;
+  for (int b = 0; b < n; b++) {
+    int64_t cols = (int64_t)(p->col_off[b + 1] - p->col_off[b]) * kk;
+    float *d = p->data + p->blocks[b].offset;
+    for (int32_t r = p->row_off[b]; r < p->row_off[b + 1]; r++)
+      for (int64_t q = 0; q < cols; q++) {
+        int64_t m = p->perm_r[r];
+        int64_t c = p->perm_c[p->col_off[b] + q / kk];
+        *d++ = w[m * ld_m + (c * kk + q % kk) * ld_q];
+      }
+  }
+  return p;
+fail:
+  pv_pivot_free(p);
+  return NULL;
+}
+
+/* Replace the weights of Gemm/MatMul/Conv (group 1) layers with at least
+ * min_ch input and output channels by block-diagonal pivots. Returns the
+ * number of layers pruned or a negative code. */
+static int prune_graph(pv_graph *g, double density, int min_ch) {
+  int n = (int)lround(1 / density), count = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *nd = &g->nodes[i];
+    if (nd->n_in < 2 || nd->in[1] < 0) continue;
+    pv_value *w = &g->values[nd->in[1]];
+    if (!w->data || w->pivot || w->dtype != PV_F32) continue;
+    int64_t M, C, kk = 1, ld_m, ld_q;
+    if (!strcmp(nd->op, "Conv") && w->ndim == 4 &&
+        pv_attr_int(nd, "group", 1) == 1) {
+      M = w->dims[0];
+      C = w->dims[1];
+      kk = w->dims[2] * w->dims[3];
+      ld_m = C * kk;
+      ld_q = 1;
+    } else if ((!strcmp(nd->op, "Gemm") || !strcmp(nd->op, "MatMul")) &&
+               w->ndim == 2) {
+      bool tb = !strcmp(nd->op, "Gemm") && pv_attr_int(nd, "transB", 0);
+      M = tb ? w->dims[0] : w->dims[1];
+      C = tb ? w->dims[1] : w->dims[0];
+      ld_m = tb ? C : 1;
+      ld_q = tb ? 1 : M;
+    } else {
+      continue;
+    }
+    if (M < min_ch || C < min_ch || M < n || C < n || M > INT32_MAX ||
+        C > INT32_MAX)
+      continue;
+    w->pivot = prune_block_diag(w->data, ld_m, ld_q, (int32_t)M, (int32_t)C,
+                                (int32_t)kk, n);
+    if (!w->pivot) return pv_error(PV_ENOMEM, "bench: out of memory pruning");
+    count++;
+  }
+  return count;
+}
+
 typedef struct mcall {
   pv_exec *e;
   pv_tensor *in;
@@ -316,11 +416,31 @@ static void run_model(void *arg) {
  * inputs. The ONNX Runtime rows come from the conformance harness (`make
  * -C tests/conformance bench`), which owns the reference models. */
 static int bench_models(const bench_opts *o) {
-  printf("%-40s %5s %3s %10s\n", "# model", "batch", "thr", "median_ms");
+  printf("%-40s %-16s %5s %3s %10s\n", "# model", "weights", "batch", "thr",
+         "median_ms");
   for (int mi = 0; mi < o->n_models; mi++)
     for (int ti = 0; ti < o->n_threads; ti++) {
+     for (int pruned = 0; pruned < (o->prune > 0 ? 2 : 1); pruned++) {
       pv_load_opts lo = {.threads = o->threads[ti]};
-      pv_model *m = pv_model_load(o->model_paths[mi], &lo);
+      pv_model *m;
+      char label[64] = "dense";
+      if (!pruned) {
+        m = pv_model_load(o->model_paths[mi], &lo);
+      } else {
+        /* ONNX only: optimise first, then prune what the passes left. */
+        pv_graph *g = pv_onnx_load(o->model_paths[mi]);
+        int np = g ? pv_passes_run(g) : -1;
+        if (!np) np = prune_graph(g, o->prune, o->prune_min_ch);
+        if (np < 0) {
+          pv_graph_free(g);
+          return cli_die("bench: %s: %s", o->model_paths[mi], pv_errmsg());
+        }
+        char db[16];
+        snprintf(label, sizeof label, "%s, %d layers",
+                 frac_str(o->prune, db, sizeof db), np);
+        lo.no_passes = true;
+        m = pv_model_from_graph(g, &lo);
+      }
       if (!m) return cli_die("bench: %s: %s", o->model_paths[mi], pv_errmsg());
       int ni = pv_model_n_inputs(m), no = pv_model_n_outputs(m);
       pv_tensor *in = calloc(ni ? ni : 1, sizeof *in);
@@ -343,8 +463,8 @@ static int bench_models(const bench_opts *o) {
         mcall c = {e, in, ni, out, no, 0};
         double t = time_median(o, run_model, &c);
         if ((rc = c.rc)) break;
-        printf("%-40s %5d %3d %10.3f\n", o->model_paths[mi], o->batches[bi],
-               o->threads[ti], t);
+        printf("%-40s %-16s %5d %3d %10.3f\n", o->model_paths[mi], label,
+               o->batches[bi], o->threads[ti], t);
       }
       for (int i = 0; i < ni && in; i++) pv_free(in[i].data);
       free(in);
@@ -352,6 +472,7 @@ static int bench_models(const bench_opts *o) {
       pv_exec_free(e);
       pv_model_release(m);
       if (rc) return cli_die("bench: %s: %s", o->model_paths[mi], pv_errmsg());
+     }
     }
   return 0;
 }
@@ -406,12 +527,15 @@ static void usage(FILE *f) {
     "  --isa avx512|avx2|neon|c     force a kernel set (default: best)\n"
     "  --no-blas, --no-csr          skip the OpenBLAS / CSR columns\n"
     "  --quick                      sizes 1024, 3 repeats (smoke test)\n"
-    "  --model PATH                 a model for the models section (repeatable)\n");
+    "  --model PATH                 a model for the models section (repeatable)\n"
+    "  --prune 1/n                  models: also time a copy whose Conv/Gemm/\n"
+    "                               MatMul weights are block-diagonal at 1/n\n"
+    "  --prune-min-channels N       ... for layers with >= N channels (128)\n");
 }
 
 int cmd_bench(int argc, char **argv) {
   bench_opts o = {.repeats = 11, .kernels = true, .blas = true, .csr = true,
-                  .min_sample_ms = 2.0};
+                  .min_sample_ms = 2.0, .prune_min_ch = 128};
   int r;
   if ((r = parse_ints("1024,4096", o.sizes, &o.n_sizes, "size")) ||
       (r = parse_ints("1,32", o.batches, &o.n_batches, "batch")) ||
@@ -458,6 +582,19 @@ int cmd_bench(int argc, char **argv) {
       NEED_VALUE();
       if (o.n_models == MAX_LIST) return cli_die("bench: too many --model");
       o.model_paths[o.n_models++] = v;
+    } else if (!strcmp(a, "--prune")) {
+      NEED_VALUE();
+      o.prune = cli_parse_fraction(v);
+      double n = o.prune > 0 ? 1 / o.prune : 0;
+      if (o.prune <= 0 || o.prune >= 1 || fabs(n - lround(n)) > 1e-6)
+        return cli_die("bench: bad --prune '%s' (1/n, n >= 2)", v);
+    } else if (!strcmp(a, "--prune-min-channels")) {
+      NEED_VALUE();
+      char *end;
+      long n = strtol(v, &end, 10);
+      if (*end || n < 1 || n > 1 << 20)
+        return cli_die("bench: bad --prune-min-channels '%s'", v);
+      o.prune_min_ch = (int)n;
     } else if (!strcmp(a, "--no-blas")) {
       o.blas = false;
     } else if (!strcmp(a, "--no-csr")) {
