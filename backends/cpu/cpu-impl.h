@@ -203,6 +203,14 @@ void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_dwconv *d,
                       const float *x, const float *w, float *y,
                       const pv_cpu_out *out);
 
+/* Max pooling over planes [planes][H][W] -> [planes][OH][OW]; pads are
+ * the leading pads (trailing ones only change OH/OW). */
+typedef struct pv_cpu_pool2d {
+  int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
+} pv_cpu_pool2d;
+void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_pool2d *d, const float *x,
+                    float *y);
+
 /* ---------------------------------------------------------------- CSR */
 
 /* Unstructured sparse weights, for `pivot bench`: what plain pruning gets. */

@@ -1,7 +1,7 @@
 /* pivot-backend-cpu.so: the CPU backend plugin. Supports every node: Conv,
  * Gemm and MatMul with constant weights (dense or pivoted) run on the
- * packed GEMM kernels, depthwise Conv runs direct, everything else falls
- * back to the core reference ops.
+ * packed GEMM kernels, depthwise Conv and 2-D MaxPool run direct,
+ * everything else falls back to the core reference ops.
  *
  * Environment: PIVOT_CPU_ISA=avx512|avx2|neon|c forces a kernel set (tests,
  * comparisons); an ISA this CPU lacks is an init error.
@@ -17,7 +17,7 @@ typedef struct cpu_ctx {
   const pv_cpu_isa *isa;
 } cpu_ctx;
 
-enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW };
+enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
 
 typedef struct cpu_op {
   enum op_kind kind;
@@ -30,6 +30,7 @@ typedef struct cpu_op {
   int64_t cin, group, kh, kw, sh, sw, dh, dw;
   int64_t pads[4];   /* top, left, bottom, right (explicit pads) */
   int auto_pad;      /* 0 NOTSET/VALID-explicit, 1 SAME_UPPER, 2 SAME_LOWER */
+  bool ceil_mode;    /* MaxPool */
 } cpu_op;
 
 typedef struct cpu_plan {
@@ -222,6 +223,46 @@ static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op) {
   return 0;
 }
 
+/* MaxPool, 2-D, without the optional Indices output. */
+static int prep_maxpool(const pv_graph *g, const pv_node *n, cpu_op *op) {
+  (void)g;
+  const int64_t *a;
+  if (n->n_in < 1 || n->n_out < 1 || (n->n_out > 1 && n->out[1] >= 0))
+    return 0;
+  if (pv_attr_ints(n, "kernel_shape", &a) != 2 || a[0] <= 0 || a[1] <= 0)
+    return 0;
+  op->kh = a[0];
+  op->kw = a[1];
+  op->sh = op->sw = op->dh = op->dw = 1;
+  int na;
+  if ((na = pv_attr_ints(n, "strides", &a)) >= 0) {
+    if (na != 2) return 0;
+    op->sh = a[0];
+    op->sw = a[1];
+  }
+  if ((na = pv_attr_ints(n, "dilations", &a)) >= 0) {
+    if (na != 2) return 0;
+    op->dh = a[0];
+    op->dw = a[1];
+  }
+  if ((na = pv_attr_ints(n, "pads", &a)) >= 0) {
+    if (na != 4) return 0;
+    for (int i = 0; i < 4; i++) op->pads[i] = a[i];
+  }
+  if (op->sh <= 0 || op->sw <= 0 || op->dh <= 0 || op->dw <= 0) return 0;
+  for (int i = 0; i < 4; i++)
+    if (op->pads[i] < 0 || op->pads[i] >= ((i & 1) ? op->kw : op->kh) * 64)
+      return 0;
+  const char *ap = pv_attr_str(n, "auto_pad", "NOTSET");
+  if (!strcmp(ap, "SAME_UPPER")) op->auto_pad = 1;
+  else if (!strcmp(ap, "SAME_LOWER")) op->auto_pad = 2;
+  else if (!strcmp(ap, "VALID")) memset(op->pads, 0, sizeof op->pads);
+  else if (strcmp(ap, "NOTSET")) return 0;
+  op->ceil_mode = pv_attr_int(n, "ceil_mode", 0) != 0;
+  op->kind = OP_MAXPOOL;
+  return 0;
+}
+
 static void op_clear(cpu_op *op) {
   pv_cpu_mat_free(op->mat);
   free(op->w_dw);
@@ -257,6 +298,8 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
       r = prep_fc(g, n, op);
     else if (!strcmp(n->op, "Conv"))
       r = prep_conv(g, n, op);
+    else if (!strcmp(n->op, "MaxPool"))
+      r = prep_maxpool(g, n, op);
     plan->n_ops = i + 1;
     if (r) {
       cpu_release(plan);
@@ -331,6 +374,11 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
   int64_t pt = op->pads[0], pl = op->pads[1], pb = op->pads[2], pr = op->pads[3];
   int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
   if (op->auto_pad) {
+    /* SAME: the output is ceil(input / stride); pads follow from it. */
+    if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
+      return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
+                      "padding of %lldx%lld", n->name, (long long)OH,
+                      (long long)OW, (long long)H, (long long)W);
     int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
     if (th < 0) th = 0;
     if (tw < 0) tw = 0;
@@ -378,6 +426,48 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
   return 0;
 }
 
+static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
+  const pv_node *n = op->node;
+  const pv_tensor *x = &rc->vals[n->in[0]];
+  pv_tensor *y = &rc->vals[n->out[0]];
+  int r;
+  if ((r = f32_tensor(x, n, "input")) || (r = f32_tensor(y, n, "output")))
+    return r;
+  if (x->ndim != 4 || y->ndim != 4 || x->dims[0] != y->dims[0] ||
+      x->dims[1] != y->dims[1])
+    return pv_error(PV_ESHAPE, "node %s: MaxPool needs 4-D input and output "
+                    "with the same batch and channels", n->name);
+  int64_t H = x->dims[2], W = x->dims[3], OH = y->dims[2], OW = y->dims[3];
+  int64_t pt = op->pads[0], pl = op->pads[1], pb = op->pads[2], pr = op->pads[3];
+  int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
+  if (op->auto_pad) {
+    /* SAME: the output is ceil(input / stride); pads follow from it. */
+    if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
+      return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
+                      "padding of %lldx%lld", n->name, (long long)OH,
+                      (long long)OW, (long long)H, (long long)W);
+    int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
+    if (th < 0) th = 0;
+    if (tw < 0) tw = 0;
+    pt = op->auto_pad == 1 ? th / 2 : th - th / 2;
+    pl = op->auto_pad == 1 ? tw / 2 : tw - tw / 2;
+    pb = th - pt;
+    pr = tw - pl;
+  }
+  int64_t sh = H + pt + pb - ekh, sw = W + pl + pr - ekw;
+  int64_t fh = sh / op->sh + 1, fw = sw / op->sw + 1;
+  int64_t ch = (sh + op->sh - 1) / op->sh + 1, cw = (sw + op->sw - 1) / op->sw + 1;
+  if (sh < 0 || sw < 0 || !((OH == fh && OW == fw) ||
+                            (op->ceil_mode && OH == ch && OW == cw)))
+    return pv_error(PV_ESHAPE, "node %s: output %lldx%lld does not match "
+                    "pooling %lldx%lld", n->name, (long long)OH,
+                    (long long)OW, (long long)H, (long long)W);
+  pv_cpu_pool2d d = {x->dims[0] * x->dims[1], H, W, OH, OW, op->kh, op->kw,
+                     op->sh, op->sw, pt, pl, op->dh, op->dw};
+  pv_cpu_maxpool(ctx->pool, &d, x->data, y->data);
+  return 0;
+}
+
 static int cpu_execute(void *vplan, pv_run_ctx *rc) {
   cpu_plan *plan = vplan;
   for (int i = 0; i < plan->n_ops; i++) {
@@ -387,6 +477,7 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
     case OP_FC: r = exec_fc(plan->ctx, op, rc); break;
     case OP_CONV:
     case OP_DW: r = exec_conv(plan->ctx, op, rc); break;
+    case OP_MAXPOOL: r = exec_maxpool(plan->ctx, op, rc); break;
     default: r = pv_ref_node(plan->g, op->node, rc->vals); break;
     }
     if (r) return r;

@@ -483,7 +483,11 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
            c->M, c->kh, c->kw, c->sh, c->dh, c->group, c->pivot_n, e);
   CU_ASSERT(e <= 1e-5);
 
-  /* A wrong input shape is an error naming the node, not a crash. */
+  /* A wrong output or input shape is an error naming the node, not a
+   * crash or a write past the output. */
+  vals[yv].dims[3] = OW + 2;
+  CU_ASSERT_EQUAL(b->execute(plan, &rc), PV_ESHAPE);
+  vals[yv].dims[3] = OW;
   vals[xv].dims[1] = c->C + 1;
   CU_ASSERT_EQUAL(b->execute(plan, &rc), PV_ESHAPE);
   CU_ASSERT(strstr(pv_errmsg(), "conv0") != NULL);
@@ -522,6 +526,106 @@ static void test_plugin_conv_each_isa(void) {
     b->shutdown(ctx);
   }
   unsetenv("PIVOT_CPU_ISA");
+}
+
+typedef struct mp_case {
+  int N, C, H, W, kh, kw, sh, sw, dh, dw;
+  int64_t pads[4];
+  int ceil_mode;
+  const char *auto_pad;
+} mp_case;
+
+static void run_maxpool_case(const pv_backend_iface *b, void *ctx,
+                             const mp_case *c) {
+  int64_t p[4];
+  memcpy(p, c->pads, sizeof p);
+  int ekh = (c->kh - 1) * c->dh + 1, ekw = (c->kw - 1) * c->dw + 1;
+  int OH, OW;
+  if (c->auto_pad) { /* SAME_UPPER */
+    OH = (c->H + c->sh - 1) / c->sh;
+    OW = (c->W + c->sw - 1) / c->sw;
+    int th = (OH - 1) * c->sh + ekh - c->H, tw = (OW - 1) * c->sw + ekw - c->W;
+    th = th < 0 ? 0 : th;
+    tw = tw < 0 ? 0 : tw;
+    p[0] = th / 2;
+    p[1] = tw / 2;
+  } else {
+    int sh = c->H + (int)(p[0] + p[2]) - ekh, sw = c->W + (int)(p[1] + p[3]) - ekw;
+    OH = (c->ceil_mode ? (sh + c->sh - 1) / c->sh : sh / c->sh) + 1;
+    OW = (c->ceil_mode ? (sw + c->sw - 1) / c->sw : sw / c->sw) + 1;
+  }
+  pv_graph *g = pv_graph_new();
+  int xv = pv_graph_add_value(g, "x"), yv = pv_graph_add_value(g, "y");
+  int node = pv_graph_add_node(g, "pool0", "MaxPool", &xv, 1, &yv, 1);
+  int64_t ks[2] = {c->kh, c->kw}, st[2] = {c->sh, c->sw}, dl[2] = {c->dh, c->dw};
+  set_ints(g, node, "kernel_shape", 2, ks);
+  set_ints(g, node, "strides", 2, st);
+  set_ints(g, node, "dilations", 2, dl);
+  if (c->auto_pad) {
+    pv_attr a = {.name = "auto_pad", .type = PV_ATTR_STRING,
+                 .s = (char *)c->auto_pad};
+    pv_node_add_attr(g, node, &a);
+  } else {
+    set_ints(g, node, "pads", 4, c->pads);
+  }
+  pv_attr cm = {.name = "ceil_mode", .type = PV_ATTR_INT, .i = c->ceil_mode};
+  pv_node_add_attr(g, node, &cm);
+  void *plan;
+  CU_ASSERT_EQUAL_FATAL(b->prepare(ctx, g, &node, 1, &plan), 0);
+  int64_t nx = (int64_t)c->N * c->C * c->H * c->W;
+  pv_tensor vals[2] = {{PV_F32, 4, {c->N, c->C, c->H, c->W}, frand_buf(nx)},
+                       {PV_F32, 4, {c->N, c->C, OH, OW}, NULL}};
+  float *x = vals[xv].data;
+  x[nx / 3] = NAN; /* a NaN in a window makes its maximum NaN */
+  pv_tensor_alloc(&vals[yv]);
+  pv_run_ctx rc = {.vals = vals, .batch = c->N};
+  CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
+  const float *y = vals[yv].data;
+  int bad = 0;
+  for (int pl = 0; pl < c->N * c->C; pl++)
+    for (int oy = 0; oy < OH; oy++)
+      for (int ox = 0; ox < OW; ox++) {
+        float mx = -INFINITY;
+        bool nan = false;
+        for (int ky = 0; ky < c->kh; ky++)
+          for (int kx = 0; kx < c->kw; kx++) {
+            int iy = oy * c->sh - (int)p[0] + ky * c->dh;
+            int ix = ox * c->sw - (int)p[1] + kx * c->dw;
+            if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) continue;
+            float v = x[((int64_t)pl * c->H + iy) * c->W + ix];
+            nan |= isnan(v);
+            if (v > mx) mx = v;
+          }
+        float got = y[((int64_t)pl * OH + oy) * OW + ox];
+        if (nan ? !isnan(got) : got != mx) bad++;
+      }
+  if (bad) printf("\n  maxpool k=%dx%d s=%d: %d wrong\n", c->kh, c->kw, c->sh, bad);
+  CU_ASSERT_EQUAL(bad, 0);
+  vals[yv].dims[3] = OW + 3; /* an output the pooling cannot produce */
+  CU_ASSERT_EQUAL(b->execute(plan, &rc), PV_ESHAPE);
+  b->release(plan);
+  pv_free(vals[xv].data);
+  pv_free(vals[yv].data);
+  pv_graph_free(g);
+}
+
+static void test_plugin_maxpool(void) {
+  const pv_backend_iface *b = plugin();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  void *ctx;
+  pv_backend_config cfg = {.threads = 2};
+  CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
+  static const mp_case cases[] = {
+      {2, 3, 8, 10, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {1, 4, 9, 7, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 0, NULL},
+      {1, 2, 13, 13, 2, 2, 1, 1, 1, 1, {0, 0, 1, 1}, 0, NULL},
+      {1, 3, 11, 9, 3, 2, 2, 3, 2, 1, {0, 1, 1, 0}, 0, NULL},
+      {1, 2, 7, 7, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 1, NULL}, /* ceil */
+      {1, 2, 7, 6, 3, 3, 2, 2, 1, 1, {0}, 0, "SAME_UPPER"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    run_maxpool_case(b, ctx, &cases[i]);
+  b->shutdown(ctx);
 }
 
 /* Gemm (transB, alpha, beta, bias, relu) and MatMul on a 3-D input. */
@@ -701,6 +805,8 @@ static CU_TestInfo tests[] = {
     {"plugin Conv (strides, pads, dilations, groups, dw, pivot), each ISA",
      test_plugin_conv_each_isa},
     {"plugin Gemm/MatMul with bias, alpha/beta, relu", test_plugin_gemm_matmul},
+    {"plugin MaxPool (strides, pads, dilations, ceil, SAME, NaN)",
+     test_plugin_maxpool},
     {"plugin: two executes in flight", test_plugin_concurrent_execute},
     {"plugin: corrupt pivot rejected", test_plugin_bad_pivot},
     CU_TEST_INFO_NULL};
