@@ -244,6 +244,19 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
       sg->col_idx = NULL;
     }
   }
+  /* Nothing left to gather or scatter: permuted space would only add two
+   * copies. */
+  bool any_idx = false;
+  for (int rg = 0; rg < p->nr; rg++)
+    any_idx |= m->seg[rg].row_idx || m->seg[rg].col_idx;
+  if (!any_idx) {
+    free(m->pseg);
+    free(m->in_perm);
+    free(m->out_inv);
+    m->pseg = NULL;
+    m->in_perm = NULL;
+    m->out_inv = NULL;
+  }
   return m;
 
 free_mat:
