@@ -85,6 +85,11 @@ typedef struct pv_cpu_isa {
    * d[p*nr + j] = x[j*ld_n + cols[p]] (ld_n*nr fits in int32). */
   void (*gather)(const float *x, int64_t ld_n, const int64_t *cols, int64_t k,
                  float *d);
+  /* Optional: the micro-kernel with the input gather fused into its
+   * loads, B(p, j) = b[j*ldb_n + idx[p]]. */
+  void (*ukr_idx)(const float *a, int64_t astride, int np, const float *b,
+                  const int32_t *idx, int64_t ldb_n, int64_t k, int nr,
+                  float *tile);
   /* Optional: store to rows that are contiguous along n (a convolution's
    * output planes): y[rows[i] + j] = act(tile[j*32+i] + bias[i]). */
   void (*store_rows)(float *y, const int64_t *rows, const float *tile,

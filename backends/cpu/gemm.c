@@ -18,6 +18,7 @@ typedef struct gemm_job {
   const pv_cpu_isa *isa;
   const pv_cpu_mat *a;
   const pv_cpu_seg *segs; /* a->seg or a->pseg */
+  const int32_t *bidx;    /* pseg with ukr_idx: column map of the input */
   const pv_cpu_bsrc *b;
   const pv_cpu_out *out;
   int64_t n, nc, n_chunks;
@@ -204,6 +205,27 @@ static void gemm_item(void *arg, int64_t item, int tid) {
     return;
   }
   float *bp = scratch, *tile = scratch + bfl;
+  if (j->bidx) {
+    /* The kernel gathers the columns itself. Column panels outer: the
+     * scattered input lines of one panel stay in L1 while every row panel
+     * streams past them. */
+    const float *xb = j->b->x + n0 * j->b->ld_n;
+    const int64_t panel_len = PV_CPU_MR * s->k;
+    for (int64_t q = 0; q < npan; q++) {
+      int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
+      for (int64_t u = u0; u < u1; u++) {
+        int64_t r0 = u * isa->np_max * PV_CPU_MR;
+        int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+        if (np > isa->np_max) np = isa->np_max;
+        int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+        const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+        isa->ukr_idx(ap, panel_len, np, xb + q * isa->nr * j->b->ld_n,
+                     j->bidx + s->col_base, j->b->ld_n, s->k, w, tile);
+        store_tile(isa, s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
+      }
+    }
+    return;
+  }
   /* Columns in place and no gather: the kernel reads the input itself. */
   bool direct = !j->b->conv && !s->col_idx;
   int64_t lk = isa->nr, ln = 1, pstride = isa->nr * s->k;
@@ -232,9 +254,10 @@ static void gemm_item(void *arg, int64_t item, int tid) {
 
 static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_mat *a, const pv_cpu_seg *segs,
-                    const pv_cpu_bsrc *b, int64_t n, const pv_cpu_out *out) {
-  gemm_job j = {.pool = pool, .isa = isa, .a = a, .segs = segs, .b = b,
-                .out = out, .n = n};
+                    const int32_t *bidx, const pv_cpu_bsrc *b, int64_t n,
+                    const pv_cpu_out *out) {
+  gemm_job j = {.pool = pool, .isa = isa, .a = a, .segs = segs, .bidx = bidx,
+                .b = b, .out = out, .n = n};
   int64_t kmax = a->max_k > 0 ? a->max_k : 1;
   int64_t nc = B_CHUNK_FLOATS / kmax / isa->nr * isa->nr;
   if (nc < isa->nr) nc = isa->nr;
@@ -328,7 +351,7 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                 const pv_cpu_out *out) {
   if (n <= 0) return 0;
   if (!a->pseg || b->conv || b->ld_k != 1 || out->ld_m != 1)
-    return gemm_run(pool, isa, a, a->seg, b, n, out);
+    return gemm_run(pool, isa, a, a->seg, NULL, b, n, out);
   if ((uint64_t)n > SIZE_MAX / sizeof(float) / 4 / ((uint64_t)a->K + a->M))
     return pv_error(PV_ERANGE, "cpu: batch %lld too large", (long long)n);
   pv_cpu_pool_call_lock(pool);
@@ -340,10 +363,19 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
   }
   perm_job pj = {a, b, out, buf, buf + xfl};
-  pv_cpu_pool_run(pool, n, perm_in, &pj);
-  pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->K};
   pv_cpu_out op = {.y = pj.yp, .ld_m = 1, .ld_n = a->M, .act = PV_ACT_NONE};
-  int r = gemm_run(pool, isa, a, a->pseg, &bp, n, &op);
+  int r;
+  /* Small blocks: gather inside the kernel (the copy would cost as much
+   * as the blocks). Long rows: one sequential copy is cheaper than
+   * scattered loads that miss L1. */
+  if (isa->ukr_idx && a->max_k <= 512 &&
+      (uint64_t)b->ld_n * isa->nr < INT32_MAX) {
+    r = gemm_run(pool, isa, a, a->pseg, a->in_perm, b, n, &op);
+  } else {
+    pv_cpu_pool_run(pool, n, perm_in, &pj);
+    pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->K};
+    r = gemm_run(pool, isa, a, a->pseg, NULL, &bp, n, &op);
+  }
   if (!r) pv_cpu_pool_run(pool, n, perm_out, &pj);
   pv_cpu_pool_call_unlock(pool);
   return r;

@@ -56,7 +56,7 @@ static void ukr_avx2(const float *a, int64_t as, int np, const float *b,
   tab256[nr - 1](a, b, lk, ln, k, tile);
 }
 
-const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", NR256, 1, ukr_avx2, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", NR256, 1, ukr_avx2, NULL, NULL, NULL, NULL, NULL};
 #else
-const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif

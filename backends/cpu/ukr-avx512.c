@@ -46,6 +46,67 @@ k512(const float *a, int64_t as, const float *b, int64_t lk, int64_t ln,
   }
 }
 
+/* The same with the input gather fused: one index load per k, then the
+ * broadcasts read the gathered column straight from the input rows. */
+static inline __attribute__((always_inline)) T512 void
+k512i(const float *a, int64_t as, const float *b, const int32_t *idx,
+      int64_t ln, int64_t k, float *tile, const int NP, const int NR) {
+  __m512 c0[NR512], c1[NR512];
+  const float *bc[NR512];
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) {
+    bc[j] = b + j * ln;
+    c0[j] = _mm512_setzero_ps();
+    c1[j] = _mm512_setzero_ps();
+  }
+  const float *a1 = a + as;
+  for (int64_t p = 0; p < k; p++) {
+    _mm_prefetch((const char *)(a + (p + PF_DIST) * PV_CPU_MR), _MM_HINT_T0);
+    if (NP > 1)
+      _mm_prefetch((const char *)(a1 + (p + PF_DIST) * PV_CPU_MR), _MM_HINT_T0);
+    __m512 x0 = _mm512_load_ps(a + p * PV_CPU_MR);
+    __m512 x1 = NP > 1 ? _mm512_load_ps(a1 + p * PV_CPU_MR) : x0;
+    const int64_t o = idx[p];
+    _Pragma("GCC unroll 16")
+    for (int j = 0; j < NR; j++) {
+      __m512 bj = _mm512_set1_ps(bc[j][o]);
+      c0[j] = _mm512_fmadd_ps(x0, bj, c0[j]);
+      if (NP > 1) c1[j] = _mm512_fmadd_ps(x1, bj, c1[j]);
+    }
+  }
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) {
+    _mm512_storeu_ps(tile + j * PV_CPU_TILE_M, c0[j]);
+    if (NP > 1) _mm512_storeu_ps(tile + j * PV_CPU_TILE_M + 16, c1[j]);
+  }
+}
+
+#define U512I(NP, NR)                                                      \
+  static T512 void u512i_##NP##_##NR(const float *a, int64_t as,           \
+                                     const float *b, const int32_t *idx,   \
+                                     int64_t ln, int64_t k, float *t) {    \
+    k512i(a, as, b, idx, ln, k, t, NP, NR);                                \
+  }
+#define U512I_ROW(NP) U512I(NP, 1) U512I(NP, 2) U512I(NP, 3) U512I(NP, 4) \
+  U512I(NP, 5) U512I(NP, 6) U512I(NP, 7) U512I(NP, 8)
+U512I_ROW(1)
+U512I_ROW(2)
+
+typedef void (*ukri_fixed)(const float *, int64_t, const float *,
+                           const int32_t *, int64_t, int64_t, float *);
+static const ukri_fixed tab512i[2][NR512] = {
+    {u512i_1_1, u512i_1_2, u512i_1_3, u512i_1_4, u512i_1_5, u512i_1_6,
+     u512i_1_7, u512i_1_8},
+    {u512i_2_1, u512i_2_2, u512i_2_3, u512i_2_4, u512i_2_5, u512i_2_6,
+     u512i_2_7, u512i_2_8},
+};
+
+static void ukr_idx_avx512(const float *a, int64_t as, int np, const float *b,
+                           const int32_t *idx, int64_t ln, int64_t k, int nr,
+                           float *tile) {
+  tab512i[np - 1][nr - 1](a, as, b, idx, ln, k, tile);
+}
+
 /* One column: four partial sums per panel, so 8 FMA chains in flight. */
 static inline __attribute__((always_inline)) T512 void
 k512_gemv(const float *a, int64_t as, const float *b, int64_t lk, int64_t k,
@@ -227,7 +288,8 @@ static T512 void store_rows_avx512(float *y, const int64_t *rows,
 
 const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512,
                                       store_avx512, scatter_avx512,
-                                      gather_avx512, store_rows_avx512};
+                                      gather_avx512, ukr_idx_avx512,
+                                      store_rows_avx512};
 #else
-const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif

@@ -21,4 +21,4 @@ static void ukr_c(const float *a, int64_t as, int np, const float *b,
     for (int i = 0; i < PV_CPU_MR; i++) tile[j * PV_CPU_TILE_M + i] = acc[j][i];
 }
 
-const pv_cpu_isa pv_cpu_isa_c = {"c", NRC, 1, ukr_c, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_c = {"c", NRC, 1, ukr_c, NULL, NULL, NULL, NULL, NULL};

@@ -51,7 +51,7 @@ static void ukr_neon(const float *a, int64_t as, int np, const float *b,
   tabn[nr - 1](a, b, lk, ln, k, tile);
 }
 
-const pv_cpu_isa pv_cpu_isa_neon = {"neon", NRN, 1, ukr_neon, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_neon = {"neon", NRN, 1, ukr_neon, NULL, NULL, NULL, NULL, NULL};
 #else
-const pv_cpu_isa pv_cpu_isa_neon = {"neon", 0, 0, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_neon = {"neon", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif
