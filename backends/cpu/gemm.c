@@ -366,9 +366,14 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   pv_cpu_out op = {.y = pj.yp, .ld_m = 1, .ld_n = a->M, .act = PV_ACT_NONE};
   int r;
   /* Small blocks: gather inside the kernel (the copy would cost as much
-   * as the blocks). Long rows: one sequential copy is cheaper than
-   * scattered loads that miss L1. */
-  if (isa->ukr_idx && a->max_k <= 512 &&
+   * as the blocks); the kernel then re-reads each block once per column
+   * panel, so only while blocks fit in L2 with room to spare. Larger
+   * blocks: one sequential copy is cheaper. */
+  int64_t max_block = 0;
+  for (int s = 0; s < a->n_seg; s++)
+    if (a->pseg[s].rows * a->pseg[s].k > max_block)
+      max_block = a->pseg[s].rows * a->pseg[s].k;
+  if (isa->ukr_idx && max_block <= 64 * 1024 &&
       (uint64_t)b->ld_n * isa->nr < INT32_MAX) {
     r = gemm_run(pool, isa, a, a->pseg, a->in_perm, b, n, &op);
   } else {
