@@ -373,7 +373,10 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   for (int s = 0; s < a->n_seg; s++)
     if (a->pseg[s].rows * a->pseg[s].k > max_block)
       max_block = a->pseg[s].rows * a->pseg[s].k;
-  if (isa->ukr_idx && max_block <= 64 * 1024 &&
+  /* ... and while the input lines one column panel touches (nr rows, a
+   * line per 16 columns at most) fit in half of L1. */
+  int64_t lines = a->max_k < b->ld_n / 16 ? a->max_k : b->ld_n / 16;
+  if (isa->ukr_idx && max_block <= 64 * 1024 && isa->nr * lines * 64 <= 32768 &&
       (uint64_t)b->ld_n * isa->nr < INT32_MAX) {
     r = gemm_run(pool, isa, a, a->pseg, a->in_perm, b, n, &op);
   } else {
