@@ -288,10 +288,10 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     int64_t ms = u < msplit ? u : msplit;
     j.start[s + 1] = j.start[s] + ms * j.n_chunks;
   }
-  /* Below ~64K multiply-adds per thread a wake-up costs more than the
-   * work it shares (and on a busy machine, far more). */
+  /* Below ~256K multiply-adds (~10 us) per thread a wake-up costs more
+   * than the work it shares, and on a busy machine far more. */
   double macs = (double)a->nnz * (double)n;
-  int use = (int)(macs / 65536.0) + 1;
+  int use = (int)(macs / 262144.0) + 1;
   pv_cpu_pool_run_max(pool, j.start[a->n_seg], use < threads ? use : threads,
                       gemm_item, &j);
   free(j.start);
