@@ -209,6 +209,12 @@ static const char *frac_str(double d, char *buf, size_t len) {
   return buf;
 }
 
+/* A figure, or "-" for a column that was not measured. */
+static void fmt_or_dash(char *buf, double v, const char *fmt) {
+  if (isnan(v)) snprintf(buf, 16, "-");
+  else snprintf(buf, 16, fmt, v);
+}
+
 static int bench_kernels(const bench_opts *o) {
   const pv_cpu_isa *isa = o->isa ? pv_cpu_isa_get(o->isa) : pv_cpu_isa_best();
   if (!isa) return cli_die("bench: --isa %s is not one this CPU runs", o->isa);
@@ -278,11 +284,16 @@ static int bench_kernels(const bench_opts *o) {
           }
           pv_cpu_csr_free(c[4].csr);
           double sp = t[0] / t[1];
+          char bl[2][16], cs[2][16];
+          fmt_or_dash(bl[0], t[3], "%9.4f");
+          fmt_or_dash(bl[1], t[3] / t[0], "%7.2fx");
+          fmt_or_dash(cs[0], t[4], "%9.4f");
+          fmt_or_dash(cs[1], t[4] / t[1], "%7.2fx");
           printf("%5d %5d %3d %7s | %9.4f %9.4f %7.2fx %6.2f | %9.4f %6.2f |"
-                 " %9.4f %7.2fx | %9.4f %7.2fx\n",
+                 " %9s %8s | %9s %8s\n",
                  M, N, T, frac_str(d, db, sizeof db), t[0], t[1], sp,
-                 sp * (1.0 / n), t[2], t[0] / t[2] * (1.0 / n), t[3],
-                 t[3] / t[0], t[4], t[4] / t[1]);
+                 sp * (1.0 / n), t[2], t[0] / t[2] * (1.0 / n), bl[0], bl[1],
+                 cs[0], cs[1]);
           fflush(stdout);
         }
         pv_cpu_pool_free(pool);
@@ -487,9 +498,10 @@ static int parse_ints(const char *s, int *out, int *n, const char *what) {
     char *end;
     long v = strtol(tok, &end, 10);
     if (*end || v <= 0 || v > 1 << 16 || *n == MAX_LIST) {
+      int r = cli_die("bench: bad %s '%s' (positive integers, at most %d)",
+                      what, tok, MAX_LIST);
       free(dup);
-      return cli_die("bench: bad %s '%s' (positive integers, at most %d)",
-                     what, tok, MAX_LIST);
+      return r;
     }
     out[(*n)++] = (int)v;
   }
@@ -505,8 +517,9 @@ static int parse_dens(const char *s, bench_opts *o) {
     double d = cli_parse_fraction(tok);
     double n = d > 0 ? 1 / d : 0;
     if (d <= 0 || fabs(n - lround(n)) > 1e-6 || o->n_dens == MAX_LIST) {
+      int r = cli_die("bench: bad density '%s' (1 or 1/n)", tok);
       free(dup);
-      return cli_die("bench: bad density '%s' (1 or 1/n)", tok);
+      return r;
     }
     o->dens[o->n_dens++] = d;
   }
