@@ -182,6 +182,67 @@ static void store_tile(const pv_cpu_isa *isa, const pv_cpu_seg *s,
   }
 }
 
+/* Implicit GEMM for a convolution with few taps (stride 1 along rows):
+ * a column panel of nr output pixels in one row whose windows lie inside
+ * the input reads, for tap p, nr contiguous floats at base + off[p]. The
+ * fused-gather micro-kernel takes them straight from the input, so these
+ * panels skip the im2col copy, which for a layer with few output channels
+ * costs as much as its arithmetic. Panels on the border are packed. The
+ * taps of one panel (k x 32 bytes) stay in L1 while the row panels pass,
+ * hence the bound on k. */
+#define CONV_IDX_MAX_K 320
+
+static bool conv_implicit(const gemm_job *j, const pv_cpu_seg *s, int64_t u0,
+                          int64_t u1, int64_t n0, int64_t ncols, float *bp,
+                          float *tile) {
+  const pv_cpu_isa *isa = j->isa;
+  const pv_cpu_bsrc *b = j->b;
+  const int nr = isa->nr;
+  const int64_t kk = b->kh * b->kw, panel_len = PV_CPU_MR * s->k;
+  int32_t off[CONV_IDX_MAX_K];
+  for (int64_t p = 0; p < s->k; p++) {
+    int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+    int64_t t = c % kk;
+    int64_t o = (c / kk) * b->H * b->W + (t / b->kw) * b->dh * b->W +
+                (t % b->kw) * b->dw;
+    if (o > INT32_MAX) return false; /* offsets are 32-bit in the kernel */
+    off[p] = (int32_t)o;
+  }
+  const int64_t npan = (ncols + nr - 1) / nr;
+  int64_t oy = n0 / b->OW, ox = n0 % b->OW;
+  for (int64_t q = 0; q < npan; q++) {
+    int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
+    int64_t iy = oy * b->sh - b->ph, ix = ox - b->pw;
+    bool inside = ox + w <= b->OW && iy >= 0 &&
+                  iy + (b->kh - 1) * b->dh < b->H && ix >= 0 &&
+                  ix + w - 1 + (b->kw - 1) * b->dw < b->W;
+    const float *base = NULL;
+    if (inside) {
+      base = b->x + iy * b->W + ix;
+    } else {
+      pack_b_conv(s, b, nr, n0 + q * nr, w, bp);
+    }
+    for (int64_t u = u0; u < u1; u++) {
+      int64_t r0 = u * isa->np_max * PV_CPU_MR;
+      int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+      if (np > isa->np_max) np = isa->np_max;
+      int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+      const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+      if (inside)
+        isa->ukr_idx(ap, panel_len, np, base, off, 1, s->k, w, tile);
+      else
+        isa->ukr(ap, panel_len, np, bp, nr, 1, s->k, w, tile);
+      store_tile(isa, s, j->out, r0, nrows, n0 + q * nr, w, tile);
+    }
+    ox += nr;
+    while (ox >= b->OW) {
+      ox -= b->OW;
+      oy++;
+    }
+  }
+  return true;
+}
+
 static void gemm_item(void *arg, int64_t item, int tid) {
   gemm_job *j = arg;
   const pv_cpu_isa *isa = j->isa;
@@ -205,6 +266,10 @@ static void gemm_item(void *arg, int64_t item, int tid) {
     return;
   }
   float *bp = scratch, *tile = scratch + bfl;
+  const pv_cpu_bsrc *b = j->b;
+  if (b->conv && isa->ukr_idx && b->sw == 1 && s->k <= CONV_IDX_MAX_K &&
+      conv_implicit(j, s, u0, u1, n0, ncols, bp, tile))
+    return;
   if (j->bidx) {
     /* The kernel gathers the columns itself. Column panels outer: the
      * scattered input lines of one panel stay in L1 while every row panel
