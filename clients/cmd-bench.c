@@ -33,6 +33,7 @@ typedef struct bench_opts {
   const char *model_paths[MAX_LIST];
   int n_models;
   double prune;     /* models: also run a block-diagonal copy (0 = no) */
+  bool folded;      /* ... with the permutations inside chains folded */
   int prune_min_ch; /* ... of the layers with this many channels */
   double min_sample_ms;
 } bench_opts;
@@ -370,6 +371,43 @@ fail:
   return NULL;
 }
 
+static bool channelwise(const char *op) {
+  static const char *const ops[] = {"Relu", "LeakyRelu", "Clip", "Sigmoid",
+                                    "Tanh", "MaxPool", "Identity", NULL};
+  for (int i = 0; ops[i]; i++)
+    if (!strcmp(op, ops[i])) return true;
+  return false;
+}
+
+/* What permutation folding will produce: where a pruned layer feeds the
+ * next one through channel-wise ops only (each value read once), the
+ * first keeps its rows and the second its columns in permuted order, so
+ * neither unpermutes nor gathers; only a chain's ends do. Here that means
+ * identity permutations on the inside of a chain. */
+static void fold_chains(pv_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *b = &g->nodes[i];
+    if (b->n_in < 2 || b->in[1] < 0 || !g->values[b->in[1]].pivot) continue;
+    int v = b->in[0], cons[2];
+    while (v >= 0 && pv_graph_consumers(g, v, cons, 2) == 1) {
+      int pi = g->values[v].producer;
+      if (pi < 0) break;
+      const pv_node *a = &g->nodes[pi];
+      if (a->n_in >= 2 && a->in[1] >= 0 && g->values[a->in[1]].pivot) {
+        pv_pivot *pa = g->values[a->in[1]].pivot;
+        pv_pivot *pb = g->values[b->in[1]].pivot;
+        if (pa->M == pb->C && pa->nr == pb->nc) {
+          for (int k = 0; k < pa->M; k++) pa->perm_r[k] = k;
+          for (int k = 0; k < pb->C; k++) pb->perm_c[k] = k;
+        }
+        break;
+      }
+      if (!channelwise(a->op) || a->n_in < 1) break;
+      v = a->in[0];
+    }
+  }
+}
+
 /* Replace the weights of Gemm/MatMul/Conv (group 1) layers with at least
  * min_ch input and output channels by block-diagonal pivots. Returns the
  * number of layers pruned or a negative code. */
@@ -427,7 +465,7 @@ static void run_model(void *arg) {
  * inputs. The ONNX Runtime rows come from the conformance harness (`make
  * -C tests/conformance bench`), which owns the reference models. */
 static int bench_models(const bench_opts *o) {
-  printf("%-40s %-16s %5s %3s %10s\n", "# model", "weights", "batch", "thr",
+  printf("%-40s %-24s %5s %3s %10s\n", "# model", "weights", "batch", "thr",
          "median_ms");
   for (int mi = 0; mi < o->n_models; mi++)
     for (int ti = 0; ti < o->n_threads; ti++) {
@@ -442,13 +480,15 @@ static int bench_models(const bench_opts *o) {
         pv_graph *g = pv_onnx_load(o->model_paths[mi]);
         int np = g ? pv_passes_run(g) : -1;
         if (!np) np = prune_graph(g, o->prune, o->prune_min_ch);
+        if (np > 0 && o->folded) fold_chains(g);
         if (np < 0) {
           pv_graph_free(g);
           return cli_die("bench: %s: %s", o->model_paths[mi], pv_errmsg());
         }
         char db[16];
-        snprintf(label, sizeof label, "%s, %d layers",
-                 frac_str(o->prune, db, sizeof db), np);
+        snprintf(label, sizeof label, "%s%s, %d layers",
+                 frac_str(o->prune, db, sizeof db), o->folded ? " folded" : "",
+                 np);
         lo.no_passes = true;
         m = pv_model_from_graph(g, &lo);
       }
@@ -474,7 +514,7 @@ static int bench_models(const bench_opts *o) {
         mcall c = {e, in, ni, out, no, 0};
         double t = time_median(o, run_model, &c);
         if ((rc = c.rc)) break;
-        printf("%-40s %-16s %5d %3d %10.3f\n", o->model_paths[mi], label,
+        printf("%-40s %-24s %5d %3d %10.3f\n", o->model_paths[mi], label,
                o->batches[bi], o->threads[ti], t);
       }
       for (int i = 0; i < ni && in; i++) pv_free(in[i].data);
@@ -543,7 +583,8 @@ static void usage(FILE *f) {
     "  --model PATH                 a model for the models section (repeatable)\n"
     "  --prune 1/n                  models: also time a copy whose Conv/Gemm/\n"
     "                               MatMul weights are block-diagonal at 1/n\n"
-    "  --prune-min-channels N       ... for layers with >= N channels (128)\n");
+    "  --prune-min-channels N       ... for layers with >= N channels (128)\n"
+    "  --prune-folded               ... with permutations folded inside chains\n");
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -608,6 +649,8 @@ int cmd_bench(int argc, char **argv) {
       if (*end || n < 1 || n > 1 << 20)
         return cli_die("bench: bad --prune-min-channels '%s'", v);
       o.prune_min_ch = (int)n;
+    } else if (!strcmp(a, "--prune-folded")) {
+      o.folded = true;
     } else if (!strcmp(a, "--no-blas")) {
       o.blas = false;
     } else if (!strcmp(a, "--no-csr")) {

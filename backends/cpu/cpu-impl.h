@@ -142,6 +142,7 @@ typedef struct pv_cpu_mat {
   pv_cpu_seg *pseg;
   int32_t *in_perm; /* [K] */
   int32_t *out_inv; /* [M] */
+  bool in_ident, out_ident; /* a map is the identity: skip that pass */
   /* storage, owned */
   float *a_mem;
   int32_t *row_mem;

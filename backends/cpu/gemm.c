@@ -429,6 +429,8 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   }
   perm_job pj = {a, b, out, buf, buf + xfl};
   pv_cpu_out op = {.y = pj.yp, .ld_m = 1, .ld_n = a->M, .act = PV_ACT_NONE};
+  /* A chain's inner side (a folded permutation) needs no pass. */
+  if (a->out_ident) op = *out;
   int r;
   /* Small blocks: gather inside the kernel (the copy would cost as much
    * as the blocks); the kernel then re-reads each block once per column
@@ -441,15 +443,18 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   /* ... and while the input lines one column panel touches (nr rows, a
    * line per 16 columns at most) fit in half of L1. */
   int64_t lines = a->max_k < b->ld_n / 16 ? a->max_k : b->ld_n / 16;
-  if (isa->ukr_idx && max_block <= 64 * 1024 && isa->nr * lines * 64 <= 32768 &&
-      (uint64_t)b->ld_n * isa->nr < INT32_MAX) {
+  if (a->in_ident) {
+    r = gemm_run(pool, isa, a, a->pseg, NULL, b, n, &op);
+  } else if (isa->ukr_idx && max_block <= 64 * 1024 &&
+             isa->nr * lines * 64 <= 32768 &&
+             (uint64_t)b->ld_n * isa->nr < INT32_MAX) {
     r = gemm_run(pool, isa, a, a->pseg, a->in_perm, b, n, &op);
   } else {
     pv_cpu_pool_run(pool, n, perm_in, &pj);
     pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->K};
     r = gemm_run(pool, isa, a, a->pseg, NULL, &bp, n, &op);
   }
-  if (!r) pv_cpu_pool_run(pool, n, perm_out, &pj);
+  if (!r && !a->out_ident) pv_cpu_pool_run(pool, n, perm_out, &pj);
   pv_cpu_pool_call_unlock(pool);
   return r;
 }

@@ -217,6 +217,9 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     for (int64_t q = 0; q < sg->k && contiguous; q++)
       contiguous = sg->col_idx[q] == m->in_perm[ps->col_base + q];
   }
+  m->in_ident = m->out_ident = true;
+  for (int64_t q = 0; q < m->K; q++) m->in_ident &= m->in_perm[q] == q;
+  for (int32_t i = 0; i < p->M; i++) m->out_ident &= m->out_inv[i] == i;
   if (!contiguous) {
     free(m->pseg);
     free(m->in_perm);

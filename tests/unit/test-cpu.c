@@ -78,7 +78,7 @@ static int n_isas(const pv_cpu_isa **out) {
 
 /* Random permutation of n; the identity when identity_perms is set (a
  * layer inside a folded chain). */
-static bool identity_perms;
+static bool identity_perms, ident_rows, ident_cols;
 static int32_t *rand_perm(int n) {
   int32_t *p = malloc(sizeof *p * n);
   for (int i = 0; i < n; i++) p[i] = i;
@@ -112,6 +112,9 @@ static pv_pivot *make_pivot(int M, int C, int kk, int n, int c) {
   p->kk = kk;
   p->perm_r = rand_perm(M);
   p->perm_c = rand_perm(C);
+  /* One side of a folded chain: that side's permutation is the identity. */
+  for (int i = 0; i < M && ident_rows; i++) p->perm_r[i] = i;
+  for (int i = 0; i < C && ident_cols; i++) p->perm_c[i] = i;
   p->nr = p->nc = n;
   p->row_off = split(M, n);
   p->col_off = split(C, n);
@@ -255,6 +258,13 @@ static void test_pivot_gemm_each_isa(void) {
       check_pivot(isas[i], pool, 64, 48, 4, 1, Ns[j]);
       check_pivot(isas[i], pool, 50, 41, 3, 2, Ns[j]);
       identity_perms = false;
+      ident_rows = true; /* the first layer of a chain: gathers only */
+      check_pivot(isas[i], pool, 64, 48, 4, 1, Ns[j]);
+      ident_rows = false;
+      ident_cols = true; /* the last: unpermutes only */
+      check_pivot(isas[i], pool, 64, 48, 4, 1, Ns[j]);
+      check_pivot(isas[i], pool, 70, 300, 4, 1, Ns[j]);
+      ident_cols = false;
     }
   pv_cpu_pool_free(pool);
 }
