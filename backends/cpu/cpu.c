@@ -1,32 +1,558 @@
-/* cpu backend -- minimal: every node through the reference ops. The fast
- * version replaces this file. */
+/* pivot-backend-cpu.so: the CPU backend plugin. Supports every node: Conv,
+ * Gemm and MatMul with constant weights (dense or pivoted) run on the
+ * packed GEMM kernels, depthwise Conv and 2-D MaxPool run direct,
+ * everything else falls back to the core reference ops.
+ *
+ * Environment: PIVOT_CPU_ISA=avx512|avx2|neon|c forces a kernel set (tests,
+ * comparisons); an ISA this CPU lacks is an init error.
+ */
 #include <stdlib.h>
 #include <string.h>
+
+#include "cpu-impl.h"
 #include "pv-backend.h"
-static int init(const pv_backend_config *cfg, void **ctx) { (void)cfg; *ctx = NULL; return 0; }
-static bool supports(void *ctx, const pv_graph *g, const pv_node *n) { (void)ctx; return pv_ref_supports(g, n); }
-typedef struct plan { const pv_graph *g; const int *nodes; int n; } plan;
-static int prepare(void *ctx, const pv_graph *g, const int *nodes, int n, void **out) {
-  (void)ctx;
-  plan *p = malloc(sizeof *p);
-  if (!p) return PV_ENOMEM;
-  int *copy = malloc(sizeof(int) * (n ? n : 1));
-  if (!copy) { free(p); return PV_ENOMEM; }
-  memcpy(copy, nodes, sizeof(int) * n);
-  *p = (plan){g, copy, n};
-  *out = p;
+
+typedef struct cpu_ctx {
+  pv_cpu_pool *pool;
+  const pv_cpu_isa *isa;
+} cpu_ctx;
+
+enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
+
+typedef struct cpu_op {
+  enum op_kind kind;
+  const pv_node *node;
+  pv_cpu_mat *mat;   /* FC, CONV */
+  float *w_dw;       /* DW: [C][kh][kw], owned */
+  float *bias;       /* [M] or NULL, owned */
+  int32_t M;
+  int64_t K;         /* FC: input features */
+  int64_t cin, group, kh, kw, sh, sw, dh, dw;
+  int64_t pads[4];   /* top, left, bottom, right (explicit pads) */
+  int auto_pad;      /* 0 NOTSET/VALID-explicit, 1 SAME_UPPER, 2 SAME_LOWER */
+  bool ceil_mode;    /* MaxPool */
+} cpu_op;
+
+typedef struct cpu_plan {
+  cpu_ctx *ctx;
+  const pv_graph *g;
+  int n_ops;
+  cpu_op *ops;
+} cpu_plan;
+
+/* ---------------------------------------------------------------- helpers */
+
+static const pv_value *const_value(const pv_graph *g, const pv_node *n, int i) {
+  if (i >= n->n_in || n->in[i] < 0 || n->in[i] >= g->n_values) return NULL;
+  const pv_value *v = &g->values[n->in[i]];
+  if (!v->data && !v->pivot) return NULL;
+  if (v->dtype != PV_F32) return NULL;
+  return v;
+}
+
+static int64_t value_numel(const pv_value *v) {
+  int64_t n = 1;
+  for (int i = 0; i < v->ndim; i++) {
+    if (v->dims[i] < 0 || (v->dims[i] && n > INT64_MAX / v->dims[i])) return -1;
+    n *= v->dims[i];
+  }
+  return n;
+}
+
+/* Dense logical M x (C*kk) copy of a pivoted matrix; NULL on ENOMEM. */
+static float *pivot_expand(const pv_pivot *p) {
+  int64_t K = (int64_t)p->C * p->kk;
+  float *d = pv_aligned_alloc((size_t)p->M * (size_t)K * sizeof(float));
+  if (!d) return NULL;
+  for (int b = 0; b < p->n_blocks; b++) {
+    const pv_pivot_block *bl = &p->blocks[b];
+    int32_t r0 = p->row_off[bl->rg], r1 = p->row_off[bl->rg + 1];
+    int32_t c0 = p->col_off[bl->cg], c1 = p->col_off[bl->cg + 1];
+    int64_t kb = (int64_t)(c1 - c0) * p->kk;
+    const float *src = p->data + bl->offset;
+    for (int32_t r = r0; r < r1; r++)
+      for (int32_t c = c0; c < c1; c++)
+        for (int t = 0; t < p->kk; t++)
+          d[(int64_t)p->perm_r[r] * K + (int64_t)p->perm_c[c] * p->kk + t] =
+              src[(r - r0) * kb + (c - c0) * p->kk + t];
+  }
+  return d;
+}
+
+/* Bias of M entries from an optional constant input (numel M or 1),
+ * scaled; *out NULL when absent. Returns 1 when the input exists but is
+ * not usable as a bias (the node then falls back to the reference). */
+static int load_bias(const pv_graph *g, const pv_node *n, int i, int32_t M,
+                     float scale, float **out) {
+  *out = NULL;
+  if (i >= n->n_in || n->in[i] < 0) return 0;
+  const pv_value *v = const_value(g, n, i);
+  if (!v || !v->data) return 1;
+  int64_t cnt = value_numel(v);
+  if (cnt != M && cnt != 1) return 1;
+  float *b = malloc((size_t)M * sizeof *b);
+  if (!b) return -1;
+  const float *src = v->data;
+  for (int32_t m = 0; m < M; m++) b[m] = src[cnt == 1 ? 0 : m] * scale;
+  *out = b;
   return 0;
 }
-static int execute(void *pl, pv_run_ctx *rc) {
-  plan *p = pl;
-  for (int i = 0; i < p->n; i++) {
-    int r = pv_ref_node(p->g, &p->g->nodes[p->nodes[i]], rc->vals);
+
+/* ---------------------------------------------------------------- prepare */
+
+static void cpu_release(void *vplan);
+
+
+/* Returns 0 (op filled, maybe OP_REF) or a negative code. */
+static int prep_fc(const pv_graph *g, const pv_node *n, cpu_op *op) {
+  bool gemm = !strcmp(n->op, "Gemm");
+  const pv_value *w = const_value(g, n, 1);
+  if (!w || w->ndim != 2 || n->n_out < 1) return 0;
+  float alpha = 1, beta = 1;
+  int64_t transB = 0;
+  if (gemm) {
+    if (pv_attr_int(n, "transA", 0)) return 0;
+    transB = pv_attr_int(n, "transB", 0);
+    alpha = pv_attr_float(n, "alpha", 1.0f);
+    beta = pv_attr_float(n, "beta", 1.0f);
+  }
+  int64_t M = transB ? w->dims[0] : w->dims[1];
+  int64_t K = transB ? w->dims[1] : w->dims[0];
+  if (M <= 0 || K <= 0 || M > INT32_MAX) return 0;
+  if (w->pivot) {
+    if (w->pivot->M != M || (int64_t)w->pivot->C * w->pivot->kk != K)
+      return pv_error(PV_ESHAPE, "node %s: pivoted weight is %dx%lld, "
+                      "expected %lldx%lld", n->name, w->pivot->M,
+                      (long long)w->pivot->C * w->pivot->kk, (long long)M,
+                      (long long)K);
+  }
+  if (gemm) {
+    int r = load_bias(g, n, 2, (int32_t)M, beta, &op->bias);
+    if (r < 0) return pv_error(PV_ENOMEM, "cpu: out of memory");
+    if (r > 0) return 0;
+  }
+  op->mat = w->pivot ? pv_cpu_mat_pivot(w->pivot, alpha)
+                     : pv_cpu_mat_dense(w->data, (int32_t)M, K,
+                                        transB ? K : 1, transB ? 1 : M, 1, alpha);
+  if (!op->mat) return pv_error_prefix(PV_EBACKEND, "node %s", n->name);
+  op->kind = OP_FC;
+  op->M = (int32_t)M;
+  op->K = K;
+  return 0;
+}
+
+static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op) {
+  const pv_value *w = const_value(g, n, 1);
+  if (!w || w->ndim != 4 || n->n_out < 1) return 0;
+  int64_t M = w->dims[0], cin = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+  int64_t group = pv_attr_int(n, "group", 1);
+  if (M <= 0 || cin <= 0 || kh <= 0 || kw <= 0 || group <= 0 ||
+      M % group || M > INT32_MAX || cin > INT32_MAX / kh / kw)
+    return 0;
+  const int64_t *a;
+  int na;
+  op->sh = op->sw = op->dh = op->dw = 1;
+  if ((na = pv_attr_ints(n, "strides", &a)) >= 0) {
+    if (na != 2) return 0;
+    op->sh = a[0];
+    op->sw = a[1];
+  }
+  if ((na = pv_attr_ints(n, "dilations", &a)) >= 0) {
+    if (na != 2) return 0;
+    op->dh = a[0];
+    op->dw = a[1];
+  }
+  if ((na = pv_attr_ints(n, "pads", &a)) >= 0) {
+    if (na != 4) return 0;
+    for (int i = 0; i < 4; i++) op->pads[i] = a[i];
+  }
+  if (op->sh <= 0 || op->sw <= 0 || op->dh <= 0 || op->dw <= 0) return 0;
+  for (int i = 0; i < 4; i++)
+    if (op->pads[i] < 0) return 0;
+  const char *ap = pv_attr_str(n, "auto_pad", "NOTSET");
+  if (!strcmp(ap, "SAME_UPPER")) op->auto_pad = 1;
+  else if (!strcmp(ap, "SAME_LOWER")) op->auto_pad = 2;
+  else if (!strcmp(ap, "VALID")) memset(op->pads, 0, sizeof op->pads);
+  else if (strcmp(ap, "NOTSET")) return 0;
+  int r = load_bias(g, n, 2, (int32_t)M, 1.0f, &op->bias);
+  if (r < 0) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  if (r > 0) return 0;
+  op->M = (int32_t)M;
+  op->cin = cin;
+  op->group = group;
+  op->kh = kh;
+  op->kw = kw;
+  op->K = cin * kh * kw;
+
+  float *dense = NULL;
+  if (w->pivot && (w->pivot->M != M || w->pivot->kk != kh * kw ||
+                   (int64_t)w->pivot->C * w->pivot->kk != op->K))
+    return pv_error(PV_ESHAPE, "node %s: pivoted weight (%d x %d channels x "
+                    "%d taps) does not match its dims [%lld,%lld,%lld,%lld]",
+                    n->name, w->pivot->M, w->pivot->C, w->pivot->kk,
+                    (long long)M, (long long)cin, (long long)kh, (long long)kw);
+  if (w->pivot && group == 1) {
+    op->mat = pv_cpu_mat_pivot(w->pivot, 1.0f);
+    if (!op->mat) return pv_error_prefix(PV_EBACKEND, "node %s", n->name);
+    op->kind = OP_CONV;
+    return 0;
+  }
+  const float *wd = w->data;
+  if (!wd) {
+    dense = pivot_expand(w->pivot);
+    if (!dense) return pv_error(PV_ENOMEM, "cpu: out of memory");
+    wd = dense;
+  }
+  if (group == M && cin == 1) {
+    op->w_dw = malloc((size_t)M * kh * kw * sizeof(float));
+    if (!op->w_dw) {
+      pv_free(dense);
+      return pv_error(PV_ENOMEM, "cpu: out of memory");
+    }
+    memcpy(op->w_dw, wd, (size_t)M * kh * kw * sizeof(float));
+    op->kind = OP_DW;
+  } else {
+    op->mat = pv_cpu_mat_dense(wd, (int32_t)M, op->K, op->K, 1, (int)group, 1.0f);
+    if (!op->mat) {
+      pv_free(dense);
+      return pv_error_prefix(PV_EBACKEND, "node %s", n->name);
+    }
+    op->kind = OP_CONV;
+  }
+  pv_free(dense);
+  return 0;
+}
+
+/* MaxPool, 2-D, without the optional Indices output. */
+static int prep_maxpool(const pv_graph *g, const pv_node *n, cpu_op *op) {
+  (void)g;
+  const int64_t *a;
+  if (n->n_in < 1 || n->n_out < 1 || (n->n_out > 1 && n->out[1] >= 0))
+    return 0;
+  if (pv_attr_ints(n, "kernel_shape", &a) != 2 || a[0] <= 0 || a[1] <= 0)
+    return 0;
+  op->kh = a[0];
+  op->kw = a[1];
+  op->sh = op->sw = op->dh = op->dw = 1;
+  int na;
+  if ((na = pv_attr_ints(n, "strides", &a)) >= 0) {
+    if (na != 2) return 0;
+    op->sh = a[0];
+    op->sw = a[1];
+  }
+  if ((na = pv_attr_ints(n, "dilations", &a)) >= 0) {
+    if (na != 2) return 0;
+    op->dh = a[0];
+    op->dw = a[1];
+  }
+  if ((na = pv_attr_ints(n, "pads", &a)) >= 0) {
+    if (na != 4) return 0;
+    for (int i = 0; i < 4; i++) op->pads[i] = a[i];
+  }
+  if (op->sh <= 0 || op->sw <= 0 || op->dh <= 0 || op->dw <= 0) return 0;
+  for (int i = 0; i < 4; i++)
+    if (op->pads[i] < 0 || op->pads[i] >= ((i & 1) ? op->kw : op->kh) * 64)
+      return 0;
+  const char *ap = pv_attr_str(n, "auto_pad", "NOTSET");
+  if (!strcmp(ap, "SAME_UPPER")) op->auto_pad = 1;
+  else if (!strcmp(ap, "SAME_LOWER")) op->auto_pad = 2;
+  else if (!strcmp(ap, "VALID")) memset(op->pads, 0, sizeof op->pads);
+  else if (strcmp(ap, "NOTSET")) return 0;
+  op->ceil_mode = pv_attr_int(n, "ceil_mode", 0) != 0;
+  op->kind = OP_MAXPOOL;
+  return 0;
+}
+
+static void op_clear(cpu_op *op) {
+  pv_cpu_mat_free(op->mat);
+  free(op->w_dw);
+  free(op->bias);
+  memset(op, 0, sizeof *op);
+}
+
+static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
+                       int n_nodes, void **out) {
+  cpu_ctx *ctx = vctx;
+  if (n_nodes < 0) return pv_error(PV_EINVAL, "cpu: negative node count");
+  cpu_plan *plan = calloc(1, sizeof *plan);
+  if (!plan) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  plan->ops = calloc((size_t)(n_nodes ? n_nodes : 1), sizeof *plan->ops);
+  if (!plan->ops) {
+    free(plan);
+    return pv_error(PV_ENOMEM, "cpu: out of memory");
+  }
+  plan->ctx = ctx;
+  plan->g = g;
+  for (int i = 0; i < n_nodes; i++) {
+    if (nodes[i] < 0 || nodes[i] >= g->n_nodes) {
+      plan->n_ops = i;
+      cpu_release(plan);
+      return pv_error(PV_EINVAL, "cpu: node index %d out of range", nodes[i]);
+    }
+    const pv_node *n = &g->nodes[nodes[i]];
+    cpu_op *op = &plan->ops[i];
+    op->node = n;
+    op->kind = OP_REF;
+    int r = 0;
+    if (!strcmp(n->op, "Gemm") || !strcmp(n->op, "MatMul"))
+      r = prep_fc(g, n, op);
+    else if (!strcmp(n->op, "Conv"))
+      r = prep_conv(g, n, op);
+    else if (!strcmp(n->op, "MaxPool"))
+      r = prep_maxpool(g, n, op);
+    plan->n_ops = i + 1;
+    if (r) {
+      cpu_release(plan);
+      return r;
+    }
+    if (op->kind == OP_REF) {
+      /* Half-prepared state (a bias copied before giving up) is dropped. */
+      const pv_node *keep = op->node;
+      op_clear(op);
+      op->node = keep;
+      op->kind = OP_REF;
+    }
+  }
+  *out = plan;
+  return 0;
+}
+
+static void cpu_release(void *vplan) {
+  cpu_plan *plan = vplan;
+  if (!plan) return;
+  for (int i = 0; i < plan->n_ops; i++) op_clear(&plan->ops[i]);
+  free(plan->ops);
+  free(plan);
+}
+
+/* ---------------------------------------------------------------- execute */
+
+static int f32_tensor(const pv_tensor *t, const pv_node *n, const char *what) {
+  if (t->dtype != PV_F32 || !t->data)
+    return pv_error(PV_ETYPE, "node %s: %s must be FP32 with data, got %s",
+                    n->name, what, pv_dtype_name(t->dtype));
+  return 0;
+}
+
+static int exec_fc(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
+  const pv_node *n = op->node;
+  const pv_tensor *x = &rc->vals[n->in[0]];
+  pv_tensor *y = &rc->vals[n->out[0]];
+  int r;
+  if ((r = f32_tensor(x, n, "input")) || (r = f32_tensor(y, n, "output")))
+    return r;
+  int64_t xn = pv_tensor_numel(x), yn = pv_tensor_numel(y);
+  if (x->ndim < 1 || xn < 0 || x->dims[x->ndim - 1] != op->K)
+    return pv_error(PV_ESHAPE, "node %s: input's last dimension must be %lld",
+                    n->name, (long long)op->K);
+  int64_t N = xn / op->K;
+  if (yn < 0 || N > INT64_MAX / op->M || yn != N * op->M)
+    return pv_error(PV_ESHAPE, "node %s: output has %lld elements, expected "
+                    "%lld", n->name, (long long)yn, (long long)(N * op->M));
+  pv_cpu_bsrc b = {.x = x->data, .ld_k = 1, .ld_n = op->K};
+  pv_cpu_out o = {.y = y->data, .ld_m = 1, .ld_n = op->M, .bias = op->bias,
+                  .act = n->act, .alpha = n->act_alpha, .beta = n->act_beta};
+  return pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, N, &o);
+}
+
+static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
+  const pv_node *n = op->node;
+  const pv_tensor *x = &rc->vals[n->in[0]];
+  pv_tensor *y = &rc->vals[n->out[0]];
+  int r;
+  if ((r = f32_tensor(x, n, "input")) || (r = f32_tensor(y, n, "output")))
+    return r;
+  if (x->ndim != 4 || y->ndim != 4)
+    return pv_error(PV_ESHAPE, "node %s: Conv needs 4-D input and output",
+                    n->name);
+  int64_t N = x->dims[0], C = x->dims[1], H = x->dims[2], W = x->dims[3];
+  int64_t OH = y->dims[2], OW = y->dims[3];
+  if (C != op->cin * op->group || y->dims[0] != N || y->dims[1] != op->M)
+    return pv_error(PV_ESHAPE, "node %s: input has %lld channels, weights "
+                    "expect %lld", n->name, (long long)C,
+                    (long long)(op->cin * op->group));
+  int64_t pt = op->pads[0], pl = op->pads[1], pb = op->pads[2], pr = op->pads[3];
+  int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
+  if (op->auto_pad) {
+    /* SAME: the output is ceil(input / stride); pads follow from it. */
+    if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
+      return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
+                      "padding of %lldx%lld", n->name, (long long)OH,
+                      (long long)OW, (long long)H, (long long)W);
+    int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
+    if (th < 0) th = 0;
+    if (tw < 0) tw = 0;
+    pt = op->auto_pad == 1 ? th / 2 : th - th / 2;
+    pl = op->auto_pad == 1 ? tw / 2 : tw - tw / 2;
+    pb = th - pt;
+    pr = tw - pl;
+  }
+  if (H + pt + pb < ekh || W + pl + pr < ekw ||
+      OH != (H + pt + pb - ekh) / op->sh + 1 ||
+      OW != (W + pl + pr - ekw) / op->sw + 1)
+    return pv_error(PV_ESHAPE, "node %s: output %lldx%lld does not match the "
+                    "convolution of %lldx%lld", n->name, (long long)OH,
+                    (long long)OW, (long long)H, (long long)W);
+  pv_cpu_out o = {.ld_n = 1, .bias = op->bias, .act = n->act,
+                  .alpha = n->act_alpha, .beta = n->act_beta};
+  const float *xd = x->data;
+  float *yd = y->data;
+  if (op->kind == OP_DW) {
+    pv_cpu_dwconv d = {C, H, W, OH, OW, op->kh, op->kw, op->sh, op->sw,
+                       pt, pl, op->dh, op->dw};
+    for (int64_t i = 0; i < N; i++)
+      pv_cpu_depthwise(ctx->pool, &d, xd + i * C * H * W, op->w_dw,
+                       yd + i * op->M * OH * OW, &o);
+    return 0;
+  }
+  bool pointwise = op->kh == 1 && op->kw == 1 && op->sh == 1 && op->sw == 1 &&
+                   !pt && !pl && OH == H && OW == W;
+  o.ld_m = OH * OW;
+  for (int64_t i = 0; i < N; i++) {
+    pv_cpu_bsrc b = {.x = xd + i * C * H * W};
+    if (pointwise) {
+      b.ld_k = H * W;
+      b.ld_n = 1;
+    } else {
+      b.conv = true;
+      b.H = H, b.W = W, b.kh = op->kh, b.kw = op->kw, b.sh = op->sh;
+      b.sw = op->sw, b.ph = pt, b.pw = pl, b.dh = op->dh, b.dw = op->dw;
+      b.OW = OW;
+    }
+    o.y = yd + i * op->M * OH * OW;
+    if ((r = pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o)))
+      return r;
+  }
+  return 0;
+}
+
+static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
+  const pv_node *n = op->node;
+  const pv_tensor *x = &rc->vals[n->in[0]];
+  pv_tensor *y = &rc->vals[n->out[0]];
+  int r;
+  if ((r = f32_tensor(x, n, "input")) || (r = f32_tensor(y, n, "output")))
+    return r;
+  if (x->ndim != 4 || y->ndim != 4 || x->dims[0] != y->dims[0] ||
+      x->dims[1] != y->dims[1])
+    return pv_error(PV_ESHAPE, "node %s: MaxPool needs 4-D input and output "
+                    "with the same batch and channels", n->name);
+  int64_t H = x->dims[2], W = x->dims[3], OH = y->dims[2], OW = y->dims[3];
+  int64_t pt = op->pads[0], pl = op->pads[1], pb = op->pads[2], pr = op->pads[3];
+  int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
+  if (op->auto_pad) {
+    /* SAME: the output is ceil(input / stride); pads follow from it. */
+    if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
+      return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
+                      "padding of %lldx%lld", n->name, (long long)OH,
+                      (long long)OW, (long long)H, (long long)W);
+    int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
+    if (th < 0) th = 0;
+    if (tw < 0) tw = 0;
+    pt = op->auto_pad == 1 ? th / 2 : th - th / 2;
+    pl = op->auto_pad == 1 ? tw / 2 : tw - tw / 2;
+    pb = th - pt;
+    pr = tw - pl;
+  }
+  int64_t sh = H + pt + pb - ekh, sw = W + pl + pr - ekw;
+  int64_t fh = sh / op->sh + 1, fw = sw / op->sw + 1;
+  int64_t ch = (sh + op->sh - 1) / op->sh + 1, cw = (sw + op->sw - 1) / op->sw + 1;
+  if (sh < 0 || sw < 0 || !((OH == fh && OW == fw) ||
+                            (op->ceil_mode && OH == ch && OW == cw)))
+    return pv_error(PV_ESHAPE, "node %s: output %lldx%lld does not match "
+                    "pooling %lldx%lld", n->name, (long long)OH,
+                    (long long)OW, (long long)H, (long long)W);
+  pv_cpu_pool2d d = {x->dims[0] * x->dims[1], H, W, OH, OW, op->kh, op->kw,
+                     op->sh, op->sw, pt, pl, op->dh, op->dw};
+  pv_cpu_maxpool(ctx->pool, &d, x->data, y->data);
+  return 0;
+}
+
+static int cpu_execute(void *vplan, pv_run_ctx *rc) {
+  cpu_plan *plan = vplan;
+  for (int i = 0; i < plan->n_ops; i++) {
+    const cpu_op *op = &plan->ops[i];
+    int r;
+    switch (op->kind) {
+    case OP_FC: r = exec_fc(plan->ctx, op, rc); break;
+    case OP_CONV:
+    case OP_DW: r = exec_conv(plan->ctx, op, rc); break;
+    case OP_MAXPOOL: r = exec_maxpool(plan->ctx, op, rc); break;
+    default: r = pv_ref_node(plan->g, op->node, rc->vals); break;
+    }
     if (r) return r;
   }
   return 0;
 }
-static void release(void *pl) { plan *p = pl; free((void *)p->nodes); free(p); }
-static const pv_backend_iface iface = {.abi_version = PV_BACKEND_ABI_VERSION, .name = "cpu",
-  .init = init, .supports = supports, .prepare = prepare, .execute = execute, .release = release};
+
+/* ---------------------------------------------------------------- iface */
+
+static int cpu_init(const pv_backend_config *cfg, void **out) {
+  cpu_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  const char *force = getenv("PIVOT_CPU_ISA");
+  ctx->isa = force && *force ? pv_cpu_isa_get(force) : pv_cpu_isa_best();
+  if (!ctx->isa) {
+    free(ctx);
+    return pv_error(PV_EUNSUPPORTED, "cpu: PIVOT_CPU_ISA=%s is not one this "
+                    "CPU runs (avx512, avx2, neon, c)", force);
+  }
+  ctx->pool = pv_cpu_pool_new(cfg ? cfg->threads : 0, cfg && cfg->pin_threads);
+  if (!ctx->pool) {
+    free(ctx);
+    return PV_EBACKEND;
+  }
+  *out = ctx;
+  return 0;
+}
+
+static void cpu_shutdown(void *vctx) {
+  cpu_ctx *ctx = vctx;
+  if (!ctx) return;
+  pv_cpu_pool_free(ctx->pool);
+  free(ctx);
+}
+
+static int cpu_device_count(void *ctx) {
+  (void)ctx;
+  return 1;
+}
+
+static int cpu_device_props(void *vctx, int index, pv_device_props *p) {
+  cpu_ctx *ctx = vctx;
+  if (index != 0) return pv_error(PV_ERANGE, "cpu: no device %d", index);
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "host CPU (%s kernels)", ctx->isa->name);
+  snprintf(p->vendor, sizeof p->vendor, "host");
+  snprintf(p->driver, sizeof p->driver, "pivot-backend-cpu");
+  p->compute_units = pv_cpu_pool_threads(ctx->pool);
+  p->host_shared_memory = true;
+  return 0;
+}
+
+/* The fallback backend: Conv, Gemm and MatMul on the fast kernels (or the
+ * reference when their weights are not constant), every other op the
+ * reference ops implement. */
+static bool cpu_supports(void *ctx, const pv_graph *g, const pv_node *n) {
+  (void)ctx;
+  return !strcmp(n->op, "Conv") || !strcmp(n->op, "Gemm") ||
+         !strcmp(n->op, "MatMul") || pv_ref_supports(g, n);
+}
+
+static const pv_backend_iface cpu_iface = {
+    .abi_version = PV_BACKEND_ABI_VERSION,
+    .name = "cpu",
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .device_count = cpu_device_count,
+    .device_props = cpu_device_props,
+    .supports = cpu_supports,
+    .prepare = cpu_prepare,
+    .execute = cpu_execute,
+    .release = cpu_release,
+};
+
 const pv_backend_iface *pv_backend_entry(void);
-const pv_backend_iface *pv_backend_entry(void) { return &iface; }
+const pv_backend_iface *pv_backend_entry(void) {
+  return &cpu_iface;
+}

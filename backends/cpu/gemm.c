@@ -1,0 +1,460 @@
+/* The GEMM driver: C = A B over all segments of a packed matrix in one
+ * parallel pass. A work item is (segment, range of row panels, chunk of
+ * columns); it packs its B chunk into per-thread scratch (the input
+ * gather of a pivoted matrix and the im2col of a convolution happen
+ * here, fused into that copy), runs the micro-kernel on every panel and
+ * stores through the row index list (the output scatter), adding bias and
+ * the fused activation on the way. */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "cpu-impl.h"
+
+/* B chunk budget: the packed chunk and two weight panels stay in L2. */
+#define B_CHUNK_FLOATS (128 * 1024)
+
+typedef struct gemm_job {
+  pv_cpu_pool *pool;
+  const pv_cpu_isa *isa;
+  const pv_cpu_mat *a;
+  const pv_cpu_seg *segs; /* a->seg or a->pseg */
+  const int32_t *bidx;    /* pseg with ukr_idx: column map of the input */
+  const pv_cpu_bsrc *b;
+  const pv_cpu_out *out;
+  int64_t n, nc, n_chunks;
+  int msplit;
+  int64_t *start; /* [n_seg+1] first item of each segment */
+  atomic_int failed;
+} gemm_job;
+
+static int64_t seg_units(const pv_cpu_seg *s, int np) {
+  int64_t panels = (s->rows + PV_CPU_MR - 1) / PV_CPU_MR;
+  return (panels + np - 1) / np;
+}
+
+/* Convolution columns (im2col fused into the packing): p outer so the
+ * divisions that split a column into (channel, ky, kx) run once per
+ * column, not per element; a panel that lies within one output row
+ * copies contiguous input (stride 1) with no per-element bounds checks. */
+static void pack_b_conv(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int nr,
+                        int64_t n0, int64_t ncols, float *dst) {
+  const int64_t k = s->k, kk = b->kh * b->kw;
+  const int64_t npan = (ncols + nr - 1) / nr;
+  const int64_t oy0 = n0 / b->OW, ox0 = n0 % b->OW;
+  for (int64_t p = 0; p < k; p++) {
+    int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+    int64_t ch = c / kk, t = c % kk;
+    int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
+    const float *xc = b->x + ch * b->H * b->W;
+    int64_t oy = oy0, ox = ox0;
+    for (int64_t q = 0; q < npan; q++) {
+      float *d = dst + q * k * nr + p * nr;
+      int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
+      int jj = 0;
+      if (ox + w <= b->OW) {
+        int64_t iy = oy * b->sh + dy, ix = ox * b->sw + dx;
+        if ((uint64_t)iy < (uint64_t)b->H) {
+          const float *xr = xc + iy * b->W;
+          if (b->sw == 1 && ix >= 0 && ix + w <= b->W) {
+            if (w == 8) { /* a fixed count the compiler turns into moves */
+              for (; jj < 8; jj++) d[jj] = xr[ix + jj];
+            } else {
+              for (; jj < w; jj++) d[jj] = xr[ix + jj];
+            }
+          } else {
+            for (; jj < w; jj++, ix += b->sw)
+              d[jj] = (uint64_t)ix < (uint64_t)b->W ? xr[ix] : 0.0f;
+          }
+        }
+      } else { /* the panel wraps to the next output row */
+        int64_t y2 = oy, x2 = ox;
+        for (; jj < w; jj++) {
+          int64_t iy = y2 * b->sh + dy, ix = x2 * b->sw + dx;
+          d[jj] = (uint64_t)iy < (uint64_t)b->H && (uint64_t)ix < (uint64_t)b->W
+                      ? xc[iy * b->W + ix]
+                      : 0.0f;
+          if (++x2 == b->OW) {
+            x2 = 0;
+            y2++;
+          }
+        }
+      }
+      for (; jj < nr; jj++) d[jj] = 0;
+      ox += nr;
+      while (ox >= b->OW) {
+        ox -= b->OW;
+        oy++;
+      }
+    }
+  }
+}
+
+static void pack_b(const gemm_job *j, const pv_cpu_seg *s, int64_t n0,
+                   int64_t ncols, float *dst) {
+  const pv_cpu_bsrc *b = j->b;
+  const int nr = j->isa->nr;
+  const int64_t k = s->k;
+  if (b->conv) {
+    pack_b_conv(s, b, nr, n0, ncols, dst);
+    return;
+  }
+  for (int64_t j0 = 0; j0 < ncols; j0 += nr) {
+    int w = ncols - j0 < nr ? (int)(ncols - j0) : nr;
+    float *d = dst + (j0 / nr) * k * nr;
+    const float *x = b->x + (n0 + j0) * b->ld_n;
+    if (w == nr && s->col_idx && j->isa->gather && b->ld_k == 1 &&
+        b->ld_n <= INT32_MAX / nr) {
+      j->isa->gather(x, b->ld_n, s->col_idx, k, d);
+      continue;
+    }
+    for (int64_t p = 0; p < k; p++) {
+      int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+      const float *xc = x + c * b->ld_k;
+      int jj = 0;
+      for (; jj < w; jj++) d[p * nr + jj] = xc[jj * b->ld_n];
+      for (; jj < nr; jj++) d[p * nr + jj] = 0;
+    }
+  }
+}
+
+static void store_tile(const pv_cpu_isa *isa, const pv_cpu_seg *s,
+                       const pv_cpu_out *o, int64_t r0, int nrows, int64_t n0,
+                       int ncols, const float *tile) {
+  if (!s->row_idx && o->ld_m == 1 && isa->store) {
+    int64_t m0 = s->row_base + r0;
+    isa->store(o->y + m0 + n0 * o->ld_n, o->ld_n, tile,
+               o->bias ? o->bias + m0 : NULL, nrows, ncols, o->act, o->alpha,
+               o->beta);
+    return;
+  }
+  if (!s->row_idx && o->ld_m == 1) {
+    /* Contiguous rows: the compiler vectorises this loop. */
+    int64_t m0 = s->row_base + r0;
+    const float *bb = o->bias ? o->bias + m0 : NULL;
+    for (int j = 0; j < ncols; j++) {
+      float *y = o->y + m0 + (n0 + j) * o->ld_n;
+      const float *t = tile + j * PV_CPU_TILE_M;
+      if (o->act == PV_ACT_NONE) {
+        for (int i = 0; i < nrows; i++) y[i] = t[i] + (bb ? bb[i] : 0.0f);
+      } else if (o->act == PV_ACT_RELU) {
+        for (int i = 0; i < nrows; i++) {
+          float v = t[i] + (bb ? bb[i] : 0.0f);
+          y[i] = v > 0 ? v : 0;
+        }
+      } else {
+        for (int i = 0; i < nrows; i++)
+          y[i] = pv_cpu_act1(t[i] + (bb ? bb[i] : 0.0f), o->act, o->alpha,
+                             o->beta);
+      }
+    }
+    return;
+  }
+  /* Scattered rows (a pivoted layer's output permutation): resolve row
+   * and bias once per tile, then one pass per column. */
+  int64_t mi[PV_CPU_TILE_M];
+  float bi[PV_CPU_TILE_M];
+  for (int i = 0; i < nrows; i++) {
+    int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
+    mi[i] = m * o->ld_m;
+    bi[i] = o->bias ? o->bias[m] : 0.0f;
+  }
+  if (isa->store_rows && o->ld_n == 1) { /* a convolution's output planes */
+    isa->store_rows(o->y + n0, mi, tile, bi, nrows, ncols, o->act, o->alpha,
+                    o->beta);
+    return;
+  }
+  if (isa->scatter && o->ld_m == 1) { /* rows < M <= INT32_MAX */
+    int32_t m32[PV_CPU_TILE_M];
+    for (int i = 0; i < nrows; i++) m32[i] = (int32_t)mi[i];
+    isa->scatter(o->y + n0 * o->ld_n, o->ld_n, m32, tile, bi, nrows, ncols,
+                 o->act, o->alpha, o->beta);
+    return;
+  }
+  for (int j = 0; j < ncols; j++) {
+    float *y = o->y + (n0 + j) * o->ld_n;
+    const float *t = tile + j * PV_CPU_TILE_M;
+    if (o->act == PV_ACT_NONE) {
+      for (int i = 0; i < nrows; i++) y[mi[i]] = t[i] + bi[i];
+    } else {
+      for (int i = 0; i < nrows; i++)
+        y[mi[i]] = pv_cpu_act1(t[i] + bi[i], o->act, o->alpha, o->beta);
+    }
+  }
+}
+
+/* Implicit GEMM for a convolution with few taps (stride 1 along rows):
+ * a column panel of nr output pixels in one row whose windows lie inside
+ * the input reads, for tap p, nr contiguous floats at base + off[p]. The
+ * fused-gather micro-kernel takes them straight from the input, so these
+ * panels skip the im2col copy, which for a layer with few output channels
+ * costs as much as its arithmetic. Panels on the border are packed. The
+ * taps of one panel (k x 32 bytes) stay in L1 while the row panels pass,
+ * hence the bound on k. */
+#define CONV_IDX_MAX_K 320
+
+static bool conv_implicit(const gemm_job *j, const pv_cpu_seg *s, int64_t u0,
+                          int64_t u1, int64_t n0, int64_t ncols, float *bp,
+                          float *tile) {
+  const pv_cpu_isa *isa = j->isa;
+  const pv_cpu_bsrc *b = j->b;
+  const int nr = isa->nr;
+  const int64_t kk = b->kh * b->kw, panel_len = PV_CPU_MR * s->k;
+  int32_t off[CONV_IDX_MAX_K];
+  for (int64_t p = 0; p < s->k; p++) {
+    int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+    int64_t t = c % kk;
+    int64_t o = (c / kk) * b->H * b->W + (t / b->kw) * b->dh * b->W +
+                (t % b->kw) * b->dw;
+    if (o > INT32_MAX) return false; /* offsets are 32-bit in the kernel */
+    off[p] = (int32_t)o;
+  }
+  const int64_t npan = (ncols + nr - 1) / nr;
+  int64_t oy = n0 / b->OW, ox = n0 % b->OW;
+  for (int64_t q = 0; q < npan; q++) {
+    int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
+    int64_t iy = oy * b->sh - b->ph, ix = ox - b->pw;
+    bool inside = ox + w <= b->OW && iy >= 0 &&
+                  iy + (b->kh - 1) * b->dh < b->H && ix >= 0 &&
+                  ix + w - 1 + (b->kw - 1) * b->dw < b->W;
+    const float *base = NULL;
+    if (inside) {
+      base = b->x + iy * b->W + ix;
+    } else {
+      pack_b_conv(s, b, nr, n0 + q * nr, w, bp);
+    }
+    for (int64_t u = u0; u < u1; u++) {
+      int64_t r0 = u * isa->np_max * PV_CPU_MR;
+      int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+      if (np > isa->np_max) np = isa->np_max;
+      int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+      const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+      if (inside)
+        isa->ukr_idx(ap, panel_len, np, base, off, 1, s->k, w, tile);
+      else
+        isa->ukr(ap, panel_len, np, bp, nr, 1, s->k, w, tile);
+      store_tile(isa, s, j->out, r0, nrows, n0 + q * nr, w, tile);
+    }
+    ox += nr;
+    while (ox >= b->OW) {
+      ox -= b->OW;
+      oy++;
+    }
+  }
+  return true;
+}
+
+static void gemm_item(void *arg, int64_t item, int tid) {
+  gemm_job *j = arg;
+  const pv_cpu_isa *isa = j->isa;
+  int si = 0;
+  while (item >= j->start[si + 1]) si++;
+  const pv_cpu_seg *s = &j->segs[si];
+  int64_t r = item - j->start[si];
+  int64_t chunk = r % j->n_chunks, part = r / j->n_chunks;
+  int64_t units = seg_units(s, isa->np_max);
+  int64_t ms = units < j->msplit ? units : j->msplit;
+  int64_t u0 = part * units / ms, u1 = (part + 1) * units / ms;
+  int64_t n0 = chunk * j->nc;
+  int64_t ncols = j->n - n0 < j->nc ? j->n - n0 : j->nc;
+  int64_t npan = (ncols + isa->nr - 1) / isa->nr;
+
+  size_t bfl = (size_t)(npan * isa->nr) * (size_t)(s->k ? s->k : 1);
+  float *scratch =
+      pv_cpu_pool_scratch(j->pool, tid, (bfl + PV_CPU_TILE_M * 16) * sizeof(float));
+  if (!scratch) {
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  float *bp = scratch, *tile = scratch + bfl;
+  const pv_cpu_bsrc *b = j->b;
+  if (b->conv && isa->ukr_idx && b->sw == 1 && s->k <= CONV_IDX_MAX_K &&
+      conv_implicit(j, s, u0, u1, n0, ncols, bp, tile))
+    return;
+  if (j->bidx) {
+    /* The kernel gathers the columns itself. Column panels outer: the
+     * scattered input lines of one panel stay in L1 while every row panel
+     * streams past them. */
+    const float *xb = j->b->x + n0 * j->b->ld_n;
+    const int64_t panel_len = PV_CPU_MR * s->k;
+    for (int64_t q = 0; q < npan; q++) {
+      int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
+      for (int64_t u = u0; u < u1; u++) {
+        int64_t r0 = u * isa->np_max * PV_CPU_MR;
+        int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+        if (np > isa->np_max) np = isa->np_max;
+        int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+        const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+        isa->ukr_idx(ap, panel_len, np, xb + q * isa->nr * j->b->ld_n,
+                     j->bidx + s->col_base, j->b->ld_n, s->k, w, tile);
+        store_tile(isa, s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
+      }
+    }
+    return;
+  }
+  /* Columns in place and no gather: the kernel reads the input itself. */
+  bool direct = !j->b->conv && !s->col_idx;
+  int64_t lk = isa->nr, ln = 1, pstride = isa->nr * s->k;
+  if (direct) {
+    bp = (float *)j->b->x + s->col_base * j->b->ld_k + n0 * j->b->ld_n;
+    lk = j->b->ld_k;
+    ln = j->b->ld_n;
+    pstride = isa->nr * ln;
+  } else {
+    pack_b(j, s, n0, ncols, bp);
+  }
+  const int64_t panel_len = PV_CPU_MR * s->k;
+  for (int64_t u = u0; u < u1; u++) {
+    int64_t r0 = u * isa->np_max * PV_CPU_MR;
+    int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+    if (np > isa->np_max) np = isa->np_max;
+    int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+    const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+    for (int64_t q = 0; q < npan; q++) {
+      int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
+      isa->ukr(ap, panel_len, np, bp + q * pstride, lk, ln, s->k, w, tile);
+      store_tile(isa, s, j->out, r0, nrows, n0 + q * isa->nr, w, tile);
+    }
+  }
+}
+
+static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                    const pv_cpu_mat *a, const pv_cpu_seg *segs,
+                    const int32_t *bidx, const pv_cpu_bsrc *b, int64_t n,
+                    const pv_cpu_out *out) {
+  gemm_job j = {.pool = pool, .isa = isa, .a = a, .segs = segs, .bidx = bidx,
+                .b = b, .out = out, .n = n};
+  int64_t kmax = a->max_k > 0 ? a->max_k : 1;
+  int64_t nc = B_CHUNK_FLOATS / kmax / isa->nr * isa->nr;
+  if (nc < isa->nr) nc = isa->nr;
+  int64_t nfull = (n + isa->nr - 1) / isa->nr * isa->nr;
+  if (nc > nfull) nc = nfull;
+  j.nc = nc;
+  j.n_chunks = (n + nc - 1) / nc;
+
+  int threads = pv_cpu_pool_threads(pool);
+  int64_t nonempty = 0, max_units = 1;
+  for (int s = 0; s < a->n_seg; s++) {
+    int64_t u = seg_units(&segs[s], isa->np_max);
+    if (u) nonempty++;
+    if (u > max_units) max_units = u;
+  }
+  int64_t base = nonempty * j.n_chunks;
+  /* A few items per thread absorb the noise of a shared machine. */
+  int64_t want = threads > 1 ? 4 * (int64_t)threads : 1;
+  int64_t msplit = base >= want ? 1 : (want + base - 1) / (base ? base : 1);
+  if (msplit > max_units) msplit = max_units;
+  j.msplit = (int)msplit;
+
+  j.start = malloc(((size_t)a->n_seg + 1) * sizeof *j.start);
+  if (!j.start) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  j.start[0] = 0;
+  for (int s = 0; s < a->n_seg; s++) {
+    int64_t u = seg_units(&segs[s], isa->np_max);
+    int64_t ms = u < msplit ? u : msplit;
+    j.start[s + 1] = j.start[s] + ms * j.n_chunks;
+  }
+  /* Below ~256K multiply-adds (~10 us) per thread a wake-up costs more
+   * than the work it shares, and on a busy machine far more. */
+  double macs = (double)a->nnz * (double)n;
+  int use = (int)(macs / 262144.0) + 1;
+  pv_cpu_pool_run_max(pool, j.start[a->n_seg], use < threads ? use : threads,
+                      gemm_item, &j);
+  free(j.start);
+  if (atomic_load(&j.failed))
+    return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  return 0;
+}
+
+/* Pivoted Gemm in permuted space: gather the input once, run the blocks
+ * on contiguous columns, unpermute the output once with bias and
+ * activation. Each pass is over N x K or N x M elements, against the
+ * per-tile gathers and scatters that touch every output line many times. */
+typedef struct perm_job {
+  const pv_cpu_mat *a;
+  const pv_cpu_bsrc *b;
+  const pv_cpu_out *out;
+  float *xp, *yp;
+} perm_job;
+
+PV_CPU_CLONES static void perm_in(void *arg, int64_t n, int tid) {
+  (void)tid;
+  const perm_job *j = arg;
+  const float *x = j->b->x + n * j->b->ld_n;
+  float *restrict xp = j->xp + n * j->a->K;
+  const int32_t *restrict ip = j->a->in_perm;
+  for (int64_t q = 0; q < j->a->K; q++) xp[q] = x[ip[q]];
+}
+
+/* Gathers from the row in L1 and writes whole lines, which vectorises
+ * (vgatherdps) where a per-tile scatter could not. */
+PV_CPU_CLONES static void perm_out(void *arg, int64_t n, int tid) {
+  (void)tid;
+  const perm_job *j = arg;
+  const pv_cpu_out *o = j->out;
+  const float *restrict yp = j->yp + n * j->a->M;
+  float *restrict y = o->y + n * o->ld_n;
+  const int32_t *restrict inv = j->a->out_inv;
+  const int32_t M = j->a->M;
+  if (o->bias) {
+    const float *restrict bias = o->bias;
+    for (int32_t m = 0; m < M; m++) y[m] = yp[inv[m]] + bias[m];
+  } else {
+    for (int32_t m = 0; m < M; m++) y[m] = yp[inv[m]];
+  }
+  switch (o->act) {
+  case PV_ACT_NONE: break;
+  case PV_ACT_RELU:
+    for (int32_t m = 0; m < M; m++) y[m] = y[m] > 0 ? y[m] : 0;
+    break;
+  default:
+    for (int32_t m = 0; m < M; m++) y[m] = pv_cpu_act1(y[m], o->act, o->alpha, o->beta);
+  }
+}
+
+int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                const pv_cpu_out *out) {
+  if (n <= 0) return 0;
+  if (!a->pseg || b->conv || b->ld_k != 1 || out->ld_m != 1)
+    return gemm_run(pool, isa, a, a->seg, NULL, b, n, out);
+  if ((uint64_t)n > SIZE_MAX / sizeof(float) / 4 / ((uint64_t)a->K + a->M))
+    return pv_error(PV_ERANGE, "cpu: batch %lld too large", (long long)n);
+  pv_cpu_pool_call_lock(pool);
+  size_t xfl = ((size_t)n * a->K + 15) & ~(size_t)15;
+  float *buf = pv_cpu_pool_call_scratch(
+      pool, (xfl + (size_t)n * a->M) * sizeof(float));
+  if (!buf) {
+    pv_cpu_pool_call_unlock(pool);
+    return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  }
+  perm_job pj = {a, b, out, buf, buf + xfl};
+  pv_cpu_out op = {.y = pj.yp, .ld_m = 1, .ld_n = a->M, .act = PV_ACT_NONE};
+  /* A chain's inner side (a folded permutation) needs no pass. */
+  if (a->out_ident) op = *out;
+  int r;
+  /* Small blocks: gather inside the kernel (the copy would cost as much
+   * as the blocks); the kernel then re-reads each block once per column
+   * panel, so only while blocks fit in L2 with room to spare. Larger
+   * blocks: one sequential copy is cheaper. */
+  int64_t max_block = 0;
+  for (int s = 0; s < a->n_seg; s++)
+    if (a->pseg[s].rows * a->pseg[s].k > max_block)
+      max_block = a->pseg[s].rows * a->pseg[s].k;
+  /* ... and while the input lines one column panel touches (nr rows, a
+   * line per 16 columns at most) fit in half of L1. */
+  int64_t lines = a->max_k < b->ld_n / 16 ? a->max_k : b->ld_n / 16;
+  if (a->in_ident) {
+    r = gemm_run(pool, isa, a, a->pseg, NULL, b, n, &op);
+  } else if (isa->ukr_idx && max_block <= 64 * 1024 &&
+             isa->nr * lines * 64 <= 32768 &&
+             (uint64_t)b->ld_n * isa->nr < INT32_MAX) {
+    r = gemm_run(pool, isa, a, a->pseg, a->in_perm, b, n, &op);
+  } else {
+    pv_cpu_pool_run(pool, n, perm_in, &pj);
+    pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->K};
+    r = gemm_run(pool, isa, a, a->pseg, NULL, &bp, n, &op);
+  }
+  if (!r && !a->out_ident) pv_cpu_pool_run(pool, n, perm_out, &pj);
+  pv_cpu_pool_call_unlock(pool);
+  return r;
+}
