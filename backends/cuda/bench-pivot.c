@@ -111,6 +111,7 @@ static void make_layer(layer *L, int M, int K, int n) {
   L->dense_d = dup_to_device(dense, sizeof(float) * M * K);
   L->a.n_tiles = ntiles;
   L->a.M = M, L->a.kk = 1, L->a.Kp = K, L->a.S = 1;
+  L->a.vec4 = (mb % 4 == 0 && kb % 4 == 0);
   free(pr), free(pc), free(data), free(dense), free(tiles), free(row_rg), free(row_off);
   free(rg_blk), free(blk_c), free(blk_off), free(bias);
 }
@@ -120,7 +121,7 @@ static void free_layer(layer *L) {
   cudaFree(L->dense_d);
 }
 
-typedef enum { RUN_DENSE, RUN_PIVOT, RUN_PIVOT_KERNEL } what;
+typedef enum { RUN_DENSE, RUN_PIVOT, RUN_PIVOT_KERNEL, RUN_GATHER } what;
 
 static void run_once(what w, cublasHandle_t h, cudaStream_t s, const float *W, layer *L,
                      const float *x, float *xp, float *y, int M, int K, int P) {
@@ -129,8 +130,9 @@ static void run_once(what w, cublasHandle_t h, cudaStream_t s, const float *W, l
     cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, M, P, K, &one, W, K, x, K, &zero, y, M);
     return;
   }
-  if (w == RUN_PIVOT)
+  if (w == RUN_PIVOT || w == RUN_GATHER)
     pvk_im2col(x, xp, L->in_ch, P, K, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, s);
+  if (w == RUN_GATHER) return;
   L->a.xp = xp, L->a.y = y, L->a.P = P;
   pvk_pivot(&L->a, s);
 }
@@ -180,8 +182,11 @@ int main(int argc, char **argv) {
   cublasSetStream(h, s);
   printf("times: median of %d, cudaEvent, fp32; pivot = gather + blocks kernel; "
          "linearity = speedup / n\n", reps);
-  printf("%5s %5s %5s %8s %10s %10s %10s %8s %8s %10s\n", "M=K", "batch", "1/n", "density",
-         "dense_us", "pivot_us", "kernel_us", "speedup", "linear", "max_relerr");
+  printf("pivot_us: gather + kernel (path chosen by batch size); rows/t32/t64: kernel alone on\n"
+         "each path (warp per row; 64-row tiles x 32 or 64 batch columns)\n");
+  printf("%5s %5s %4s %9s %9s %9s %9s %9s %9s %8s %7s %9s\n", "M=K", "batch", "1/n", "dense_us",
+         "pivot_us", "gather_us", "rows_us", "t32_us", "t64_us", "speedup", "linear",
+         "relerr");
   int sizes[] = {4096, 1024}, batches[] = {1, 32, 256}, ns[] = {1, 2, 4, 8, 16};
   int bad = 0;
   for (int si = 0; si < 2; si++) {
@@ -204,26 +209,39 @@ int main(int argc, char **argv) {
       for (int ni = 0; ni < 5; ni++) {
         layer *L = &Ls[ni];
         float tp = time_median(reps, RUN_PIVOT, h, s, W, L, x, xp, y, M, K, P);
-        float tk = time_median(reps, RUN_PIVOT_KERNEL, h, s, W, L, x, xp, y, M, K, P);
-        /* Check against cuBLAS on the zero-filled dense matrix. */
-        run_once(RUN_PIVOT, h, s, W, L, x, xp, y, M, K, P);
+        float tg = time_median(reps, RUN_GATHER, h, s, W, L, x, xp, y, M, K, P);
+        float tk[3];
+        for (int path = 1; path <= 3; path++) {
+          L->a.path = path;
+          tk[path - 1] = time_median(reps, RUN_PIVOT_KERNEL, h, s, W, L, x, xp, y, M, K, P);
+        }
+        L->a.path = 0;
+        /* Check every path against cuBLAS on the zero-filled dense matrix. */
         run_once(RUN_DENSE, h, s, L->dense_d, L, x, xp, yr, M, K, P);
-        CK(cudaStreamSynchronize(s));
         float *a = malloc(sizeof(float) * P * M), *b = malloc(sizeof(float) * P * M);
-        CK(cudaMemcpy(a, y, sizeof(float) * P * M, cudaMemcpyDeviceToHost));
+        CK(cudaStreamSynchronize(s));
         CK(cudaMemcpy(b, yr, sizeof(float) * P * M, cudaMemcpyDeviceToHost));
         double e = 0, m = 1e-30;
-        for (size_t i = 0; i < (size_t)P * M; i++) {
+        for (size_t i = 0; i < (size_t)P * M; i++)
           if (fabs(b[i]) > m) m = fabs(b[i]);
-          double d = fabs((double)a[i] - b[i]);
-          if (!(d <= e)) e = d;
+        for (int path = 0; path <= 3; path++) {
+          L->a.path = path;
+          CK(cudaMemset(y, 0, sizeof(float) * P * M));
+          run_once(RUN_PIVOT, h, s, W, L, x, xp, y, M, K, P);
+          CK(cudaStreamSynchronize(s));
+          CK(cudaMemcpy(a, y, sizeof(float) * P * M, cudaMemcpyDeviceToHost));
+          for (size_t i = 0; i < (size_t)P * M; i++) {
+            double d = fabs((double)a[i] - b[i]) / m;
+            if (!(d <= e)) e = d;
+          }
         }
-        e /= m;
+        L->a.path = 0;
         if (!(e < 1e-4)) bad++;
         free(a), free(b);
         float sp = td / tp;
-        printf("%5d %5d %5d %8.4f %10.1f %10.1f %10.1f %8.2f %8.2f %10.2e%s\n", M, P, ns[ni],
-               1.0 / ns[ni], td, tp, tk, sp, sp / ns[ni], e, e < 1e-4 ? "" : "  MISMATCH");
+        printf("%5d %5d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %8.2f %7.2f %9.1e%s\n", M, P,
+               ns[ni], td, tp, tg, tk[0], tk[1], tk[2], sp, sp / ns[ni], e,
+               e < 1e-4 ? "" : "  MISMATCH");
         fflush(stdout);
       }
       cudaFree(x), cudaFree(xp), cudaFree(y), cudaFree(yr);

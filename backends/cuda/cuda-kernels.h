@@ -34,7 +34,12 @@ typedef struct pvk_pivot_args {
   float *y;
   int n_tiles, M, kk, Kp, P, S, act;
   float alpha, beta;
+  /* Every block row starts 16-byte aligned in data and in xp (offsets,
+   * widths, first columns and Kp multiples of 4): float4 loads. */
+  int vec4;
+  int path; /* PVK_PATH_*; 0 = chosen by the batch size */
 } pvk_pivot_args;
+enum { PVK_PATH_AUTO = 0, PVK_PATH_ROWS, PVK_PATH_TILED32, PVK_PATH_TILED64 };
 int pvk_pivot(const pvk_pivot_args *a, cudaStream_t stream);
 /* Rows per tile of the tiled path (tiles are built by the host). */
 #define PVK_TILE_ROWS 64

@@ -30,6 +30,7 @@ typedef struct cu_step {
   int32_t *tiles, *row_rg, *row_off, *rg_blk, *blk_c, *in_ch, *out_row;
   unsigned long long *blk_off;
   int n_tiles;
+  int vec4; /* see pvk_pivot_args */
 } cu_step;
 
 typedef struct cu_plan {
@@ -188,10 +189,13 @@ static int prepare_step(cu_step *o) {
       t++;
     }
   }
+  o->vec4 = ((int64_t)pv->C * pv->kk) % 4 == 0;
   for (int b = 0; b < pv->n_blocks; b++) {
     bc[2 * b] = pv->col_off[pv->blocks[b].cg];
     bc[2 * b + 1] = pv->col_off[pv->blocks[b].cg + 1];
     bo[b] = pv->blocks[b].offset;
+    if (bo[b] % 4 || ((int64_t)bc[2 * b] * pv->kk) % 4 || ((int64_t)(bc[2 * b + 1] - bc[2 * b]) * pv->kk) % 4)
+      o->vec4 = 0;
   }
   o->n_tiles = n_tiles;
   if (!(rc = upload(pv->data, pv->data_len * sizeof(float), (void **)&o->data)) &&
@@ -362,7 +366,7 @@ static int exec_step(cu_plan *p, cu_step *o, pv_run_ctx *rc) {
                           .out_row = o->out_row, .blk_off = o->blk_off, .bias = o->bias_p,
                           .y = Y, .n_tiles = o->n_tiles, .M = s->M, .kk = s->pv->kk,
                           .Kp = (int)Kp, .P = (int)P, .S = (int)S, .act = s->act,
-                          .alpha = s->alpha, .beta = s->beta};
+                          .alpha = s->alpha, .beta = s->beta, .vec4 = o->vec4};
       return check(pvk_pivot(&a, st), "pivoted blocks");
     }
     const float one = 1.0f, zero = 0.0f;

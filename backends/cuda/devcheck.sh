@@ -65,6 +65,12 @@ direct_build() {
   mkdir -p "$B" && echo "#define PACKAGE_VERSION \"devcheck\"" > "$B/config.h"
   local CU="-I$CUDA_HOME/include" L="-L$CUDA_LIBDIR -Wl,-rpath,$CUDA_LIBDIR -lcublas -lcudart -lstdc++"
   local W="-std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -fPIC -pthread"
+  # DEVCHECK_ASAN=1: host code under AddressSanitizer (CUDA needs the
+  # shadow gap unprotected).
+  if [ "${DEVCHECK_ASAN:-0}" = 1 ]; then
+    W="$W -g -fsanitize=address -fno-omit-frame-pointer"
+    export ASAN_OPTIONS=protect_shadow_gap=0:detect_leaks=0
+  fi
   "$NVCC" -O3 -std=c++17 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80 \
     -Xcompiler -fPIC -Ibackends/cuda -c backends/cuda/kernels.cu -o "$B/kernels.o" || return 1
   gcc $W -shared -I"$B" -Icore core/error.c core/tensor.c core/graph.c core/backend.c core/pivot.c \

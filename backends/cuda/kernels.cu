@@ -115,7 +115,9 @@ __global__ void __launch_bounds__(256)
 }
 
 // Per-row path for small batches (bandwidth-bound): a warp per weight row
-// reads it once, coalesced, for up to 8 batch rows.
+// reads it once, coalesced (float4 when every block row is 16-byte
+// aligned), for up to 8 batch rows.
+template <bool VEC>
 __global__ void k_pivot_rows(const float *__restrict__ xp, const float *__restrict__ data,
                              const int32_t *__restrict__ row_rg, const int32_t *__restrict__ row_off,
                              const int32_t *__restrict__ rg_blk, const int32_t *__restrict__ blk_c,
@@ -136,11 +138,24 @@ __global__ void k_pivot_rows(const float *__restrict__ xp, const float *__restri
     const int c0 = blk_c[2 * bi] * kk, wdt = (blk_c[2 * bi + 1] - blk_c[2 * bi]) * kk;
     const float *w = data + blk_off[bi] + (size_t)r * wdt;
     const float *x = xp + (size_t)p0 * Kp + c0;
-    for (int k = lane; k < wdt; k += 32) {
-      float wv = __ldg(w + k);
+    if (VEC) {
+#pragma unroll 2
+      for (int k = lane * 4; k < wdt; k += 128) {
+        float4 wv = __ldg(reinterpret_cast<const float4 *>(w + k));
 #pragma unroll
-      for (int j = 0; j < 8; j++)
-        if (j < np) acc[j] = fmaf(wv, __ldg(x + (size_t)j * Kp + k), acc[j]);
+        for (int j = 0; j < 8; j++)
+          if (j < np) {
+            float4 xv = __ldg(reinterpret_cast<const float4 *>(x + (size_t)j * Kp + k));
+            acc[j] = fmaf(wv.x, xv.x, fmaf(wv.y, xv.y, fmaf(wv.z, xv.z, fmaf(wv.w, xv.w, acc[j]))));
+          }
+      }
+    } else {
+      for (int k = lane; k < wdt; k += 32) {
+        float wv = __ldg(w + k);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+          if (j < np) acc[j] = fmaf(wv, __ldg(x + (size_t)j * Kp + k), acc[j]);
+      }
     }
   }
 #pragma unroll
@@ -158,12 +173,21 @@ __global__ void k_pivot_rows(const float *__restrict__ xp, const float *__restri
 
 extern "C" int pvk_pivot(const pvk_pivot_args *a, cudaStream_t s) {
   if (a->P == 0 || a->M == 0) return 0;
-  if (a->P <= 8) {
+  int path = a->path ? a->path : a->P <= 8 ? PVK_PATH_ROWS : a->P <= 32 ? PVK_PATH_TILED32
+                                                                        : PVK_PATH_TILED64;
+  if (path == PVK_PATH_ROWS) {
     dim3 grid(blocks_for((int64_t)a->M * 32, 256), blocks_for(a->P, 8));
-    k_pivot_rows<<<grid, 256, 0, s>>>(a->xp, a->data, a->row_rg, a->row_off, a->rg_blk,
-                                      a->blk_c, a->blk_off, a->out_row, a->bias, a->y, a->M,
-                                      a->kk, a->Kp, a->P, a->S, a->act, a->alpha, a->beta);
-  } else if (a->P <= 32) {
+    if (a->vec4)
+      k_pivot_rows<true><<<grid, 256, 0, s>>>(a->xp, a->data, a->row_rg, a->row_off, a->rg_blk,
+                                              a->blk_c, a->blk_off, a->out_row, a->bias, a->y,
+                                              a->M, a->kk, a->Kp, a->P, a->S, a->act, a->alpha,
+                                              a->beta);
+    else
+      k_pivot_rows<false><<<grid, 256, 0, s>>>(a->xp, a->data, a->row_rg, a->row_off, a->rg_blk,
+                                               a->blk_c, a->blk_off, a->out_row, a->bias, a->y,
+                                               a->M, a->kk, a->Kp, a->P, a->S, a->act, a->alpha,
+                                               a->beta);
+  } else if (path == PVK_PATH_TILED32) {
     dim3 grid(a->n_tiles, blocks_for(a->P, 32));
     k_pivot_tiled<32><<<grid, 256, 0, s>>>(a->xp, a->data, a->tiles, a->row_off, a->rg_blk,
                                            a->blk_c, a->blk_off, a->out_row, a->bias, a->y,

@@ -491,6 +491,13 @@ static void test_cache_and_build_failure(void) {
 }
 #endif
 
+/* Name each test on stderr first, so a crash shows where it happened. */
+#define RUN(call)                          \
+  do {                                     \
+    fprintf(stderr, "- %s\n", #call);      \
+    call;                                  \
+  } while (0)
+
 int main(void) {
   char cache[] = "/tmp/pivot-gputest-XXXXXX";
   if (!mkdtemp(cache)) return 99;
@@ -511,34 +518,34 @@ int main(void) {
              p.compute_units, (unsigned long long)(p.global_mem >> 20),
              p.host_shared_memory ? ", shares host memory" : "");
   }
-  test_gemm(true, true, 1.0f, 1.0f, 5, 37, 53, PV_ACT_NONE);
-  test_gemm(false, true, 0.5f, 2.0f, 1, 13, 7, PV_ACT_RELU);
-  test_gemm(true, false, 1.0f, 1.0f, 33, 64, 129, PV_ACT_LEAKY);
+  RUN(test_gemm(true, true, 1.0f, 1.0f, 5, 37, 53, PV_ACT_NONE));
+  RUN(test_gemm(false, true, 0.5f, 2.0f, 1, 13, 7, PV_ACT_RELU));
+  RUN(test_gemm(true, false, 1.0f, 1.0f, 33, 64, 129, PV_ACT_LEAKY));
   {
     int ro[] = {0, 12, 25, 37}, co[] = {0, 10, 20, 29}, diag[] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
-    test_pivot_gemm(5, 37, 29, 3, 3, ro, co, diag, false);
-    test_pivot_gemm(1, 37, 29, 3, 3, ro, co, diag, true);
+    RUN(test_pivot_gemm(5, 37, 29, 3, 3, ro, co, diag, false));
+    RUN(test_pivot_gemm(1, 37, 29, 3, 3, ro, co, diag, true));
     int ro2[] = {0, 20, 40}, co2[] = {0, 11, 22, 31}, two[] = {1, 1, 0, 0, 1, 1};
-    test_pivot_gemm(7, 40, 31, 2, 3, ro2, co2, two, false);
-    test_pivot_gemm(64, 40, 31, 2, 3, ro2, co2, two, true);
+    RUN(test_pivot_gemm(7, 40, 31, 2, 3, ro2, co2, two, false));
+    RUN(test_pivot_gemm(64, 40, 31, 2, 3, ro2, co2, two, true));
   }
-  test_conv((convp){2, 5, 11, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0}, false, PV_ACT_NONE);
-  test_conv((convp){1, 6, 8, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 0, 0}, false, PV_ACT_CLIP); /* depthwise */
-  test_conv((convp){2, 6, 9, 9, 4, 2, 3, 1, 2, 0, 1, 2, 1, 2, 0, 0}, false, PV_ACT_LEAKY); /* groups */
-  test_conv((convp){2, 6, 7, 6, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0}, true, PV_ACT_RELU);
-  test_conv((convp){1, 4, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0}, true, PV_ACT_SIGMOID);
-  test_pool("MaxPool", 2, 3, 9, 7, 3, 2, 1, 1, 5, 4, 0);
-  test_pool("MaxPool", 1, 2, 5, 5, 2, 2, 0, 0, 3, 3, 0); /* ceil_mode output */
-  test_pool("MaxPool", 1, 2, 6, 6, 2, 1, 0, 1, 6, 6, 0); /* darknet's stride-1 pool */
-  test_pool("AveragePool", 2, 3, 9, 7, 3, 2, 1, 1, 5, 4, 0);
-  test_pool("AveragePool", 2, 3, 9, 7, 3, 2, 1, 1, 5, 4, 1);
-  test_pool("AveragePool", 1, 2, 6, 6, 3, 2, 0, 1, 3, 3, 1); /* asymmetric pads */
-  test_elementwise();
-  test_concat_gap();
-  test_graph();
-  test_bad_input();
+  RUN(test_conv((convp){2, 5, 11, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0}, false, PV_ACT_NONE));
+  RUN(test_conv((convp){1, 6, 8, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 0, 0}, false, PV_ACT_CLIP)); /* depthwise */
+  RUN(test_conv((convp){2, 6, 9, 9, 4, 2, 3, 1, 2, 0, 1, 2, 1, 2, 0, 0}, false, PV_ACT_LEAKY)); /* groups */
+  RUN(test_conv((convp){2, 6, 7, 6, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0}, true, PV_ACT_RELU));
+  RUN(test_conv((convp){1, 4, 5, 5, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0}, true, PV_ACT_SIGMOID));
+  RUN(test_pool("MaxPool", 2, 3, 9, 7, 3, 2, 1, 1, 5, 4, 0));
+  RUN(test_pool("MaxPool", 1, 2, 5, 5, 2, 2, 0, 0, 3, 3, 0)); /* ceil_mode output */
+  RUN(test_pool("MaxPool", 1, 2, 6, 6, 2, 1, 0, 1, 6, 6, 0)); /* darknet's stride-1 pool */
+  RUN(test_pool("AveragePool", 2, 3, 9, 7, 3, 2, 1, 1, 5, 4, 0));
+  RUN(test_pool("AveragePool", 2, 3, 9, 7, 3, 2, 1, 1, 5, 4, 1));
+  RUN(test_pool("AveragePool", 1, 2, 6, 6, 3, 2, 0, 1, 3, 3, 1)); /* asymmetric pads */
+  RUN(test_elementwise());
+  RUN(test_concat_gap());
+  RUN(test_graph());
+  RUN(test_bad_input());
 #ifdef TEST_OPENCL_CACHE
-  test_cache_and_build_failure();
+  RUN(test_cache_and_build_failure());
 #endif
   pv_backend_put(b);
   char cmd[128];
