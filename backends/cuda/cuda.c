@@ -263,6 +263,7 @@ static int prepare(void *ctx, const pv_graph *g, const int *nodes, int n_nodes, 
       p->cap[v] = g->values[v].nbytes;
     }
   free(flat);
+  flat = NULL;
   if (rc) goto out_release;
   *out = p;
   return 0;
