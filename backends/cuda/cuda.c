@@ -304,6 +304,9 @@ static int exec_step(cu_plan *p, cu_step *o, pv_run_ctx *rc) {
   cudaStream_t st = p->stream;
   const pv_tensor *x = &rc->vals[s->x];
   pv_tensor *y = &rc->vals[s->y];
+  if (x->dtype != PV_F32 || y->dtype != PV_F32 ||
+      (s->x2 >= 0 && rc->vals[s->x2].dtype != PV_F32))
+    return pv_error(PV_ETYPE, "float32 only, got %s", pv_dtype_name(x->dtype));
   int64_t xn = pv_tensor_numel(x), yn = pv_tensor_numel(y);
   size_t ybytes = pv_tensor_nbytes(y);
   if (ybytes == SIZE_MAX || yn > INT32_MAX || xn > INT32_MAX)

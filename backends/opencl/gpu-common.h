@@ -72,8 +72,37 @@ static void g_step_free(g_step *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* Ops whose first output has the dtype of their first input. */
+static bool g_keeps_dtype(const char *op) {
+  static const char *const ops[] = {
+      "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool",
+      "GlobalAveragePool", "GlobalMaxPool", "Add", "Sub", "Mul", "Div", "Relu",
+      "LeakyRelu", "Clip", "Sigmoid", "Tanh", "Concat", "Flatten", "Reshape", "Slice",
+      "Pad", "Transpose", "Squeeze", "Unsqueeze", "BatchNormalization", "Identity",
+      "Dropout", "Softmax", "Upsample", "Resize", "Split", "Max", "Min", "Neg", "Abs",
+      "Exp", "Sqrt", "Pow", "HardSigmoid", "HardSwish", "PRelu", "Elu", "Selu",
+      "ReduceMean", "ReduceSum", "ReduceMax", "LRN", "InstanceNormalization"};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (!strcmp(op, ops[i])) return true;
+  return false;
+}
+
+/* dtype of value v: declared, or followed back through dtype-preserving
+ * producers (activations often carry no dtype until run time). */
+static pv_dtype g_dtype(const pv_graph *g, int v) {
+  for (int hops = 0; hops < 256 && v >= 0 && v < g->n_values; hops++) {
+    const pv_value *pv = &g->values[v];
+    if (pv->dtype != PV_UNDEFINED) return pv->dtype;
+    if (pv->producer < 0 || pv->producer >= g->n_nodes) break;
+    const pv_node *n = &g->nodes[pv->producer];
+    if (!n->op || !g_keeps_dtype(n->op) || n->n_in < 1) break;
+    v = n->in[0];
+  }
+  return PV_UNDEFINED;
+}
+
 static bool g_is_f32(const pv_graph *g, int v) {
-  return v >= 0 && v < g->n_values && g->values[v].dtype == PV_F32;
+  return v >= 0 && v < g->n_values && g_dtype(g, v) == PV_F32;
 }
 
 static bool g_is_const(const pv_graph *g, int v) {

@@ -408,6 +408,98 @@ static void test_bad_input(void) {
   tg_free(&t);
 }
 
+/* x[B,3,10,10] -> Conv(+Relu) -> MaxPool -> Flatten -> Gemm -> Sigmoid, for
+ * the runtime: Flatten is not ours, so the model splits into two GPU
+ * partitions with the CPU in between. */
+static pv_graph *small_model(void) {
+  pv_graph *g = pv_graph_new();
+  int x = pv_graph_add_value(g, "x");
+  g->values[x].dtype = PV_F32;
+  g->values[x].ndim = 4;
+  int64_t xd[] = {PV_DIM_BATCH, 3, 10, 10};
+  memcpy(g->values[x].dims, xd, sizeof xd);
+  int64_t wd[] = {6, 3, 3, 3}, bd[] = {6}, w2d[] = {5, 150}, b2d[] = {5};
+  int dims_n[] = {4, 1, 2, 1};
+  const int64_t *dims[] = {wd, bd, w2d, b2d};
+  const char *names[] = {"w1", "b1", "w2", "b2"};
+  int c[4];
+  uint64_t saved = rng_state;
+  rng_state = 12345; /* the same weights for every model built */
+  for (int i = 0; i < 4; i++) {
+    c[i] = pv_graph_add_value(g, names[i]);
+    pv_value *v = &g->values[c[i]];
+    v->dtype = PV_F32;
+    v->ndim = dims_n[i];
+    memcpy(v->dims, dims[i], sizeof(int64_t) * dims_n[i]);
+    v->nbytes = (size_t)numel(dims_n[i], dims[i]) * sizeof(float);
+    v->data = pv_aligned_alloc(v->nbytes);
+    fill(v->data, v->nbytes / sizeof(float));
+  }
+  rng_state = saved;
+  int cv = pv_graph_add_value(g, "conv"), pv = pv_graph_add_value(g, "pool"),
+      fv = pv_graph_add_value(g, "flat"), hv = pv_graph_add_value(g, "fc"),
+      y = pv_graph_add_value(g, "y");
+  int n0 = pv_graph_add_node(g, "conv", "Conv", (int[]){x, c[0], c[1]}, 3, &cv, 1);
+  int64_t ks[] = {3, 3}, pads[] = {1, 1, 1, 1}, k2[] = {2, 2};
+  pv_node_add_attr(g, n0, &(pv_attr){.name = "kernel_shape", .type = PV_ATTR_INTS, .ints = ks, .n = 2});
+  pv_node_add_attr(g, n0, &(pv_attr){.name = "pads", .type = PV_ATTR_INTS, .ints = pads, .n = 4});
+  g->nodes[n0].act = PV_ACT_RELU;
+  int n1 = pv_graph_add_node(g, "pool", "MaxPool", &cv, 1, &pv, 1);
+  pv_node_add_attr(g, n1, &(pv_attr){.name = "kernel_shape", .type = PV_ATTR_INTS, .ints = k2, .n = 2});
+  pv_node_add_attr(g, n1, &(pv_attr){.name = "strides", .type = PV_ATTR_INTS, .ints = k2, .n = 2});
+  pv_graph_add_node(g, "flatten", "Flatten", &pv, 1, &fv, 1);
+  int n3 = pv_graph_add_node(g, "fc", "Gemm", (int[]){fv, c[2], c[3]}, 3, &hv, 1);
+  pv_node_add_attr(g, n3, &(pv_attr){.name = "transB", .type = PV_ATTR_INT, .i = 1});
+  pv_graph_add_node(g, "sigmoid", "Sigmoid", &hv, 1, &y, 1);
+  g->inputs = malloc(sizeof(int));
+  g->inputs[0] = x;
+  g->n_inputs = 1;
+  g->outputs = malloc(sizeof(int));
+  g->outputs[0] = y;
+  g->n_outputs = 1;
+  g->opset = 13;
+  pv_graph_compact(g);
+  return g;
+}
+
+/* Through the runtime (core/model.c): the GPU backend against the CPU
+ * backend's reference ops, at two batch sizes. */
+static void test_model(void) {
+  const char *gpu[] = {BACKEND, "cpu", NULL}, *cpu[] = {"cpu", NULL};
+  pv_load_opts og = {.backends = gpu}, oc = {.backends = cpu};
+  pv_model *mg = pv_model_from_graph(small_model(), &og);
+  pv_model *mc = pv_model_from_graph(small_model(), &oc);
+  CHECK(mg && mc, "models load");
+  if (!mg || !mc) goto out;
+  const pv_graph *g = pv_model_graph(mg);
+  for (int i = 0; i < g->n_nodes; i++) {
+    const char *want = !strcmp(g->nodes[i].op, "Flatten") ? "cpu" : BACKEND;
+    const char *got = pv_model_node_backend(mg, i);
+    CHECK(!strcmp(got, want) || !strcmp(got, "plan"), "%s runs on %s, not %s",
+          g->nodes[i].op, got, want);
+  }
+  pv_exec *eg = pv_exec_new(mg), *ec = pv_exec_new(mc);
+  CHECK(eg && ec, "exec contexts");
+  float x[4 * 300];
+  fill(x, 4 * 300);
+  for (int b = 4; eg && ec && b >= 1; b -= 3) {
+    pv_tensor in = {.dtype = PV_F32, .ndim = 4, .dims = {b, 3, 10, 10}, .data = x}, og_, oc_;
+    int r1 = pv_exec_run(eg, &in, 1, &og_, 1);
+    CHECK(r1 == 0, "%s model run, batch %d", BACKEND, b);
+    int r2 = pv_exec_run(ec, &in, 1, &oc_, 1);
+    CHECK(r2 == 0, "cpu model run, batch %d", b);
+    if (r1 || r2) break;
+    CHECK(og_.ndim == 2 && og_.dims[0] == b && og_.dims[1] == 5, "output shape");
+    double e = rel_err(og_.data, oc_.data, (size_t)b * 5);
+    CHECK(e < TOL, "model batch %d: %s vs cpu error %g", b, BACKEND, e);
+  }
+  pv_exec_free(eg);
+  pv_exec_free(ec);
+out:
+  pv_model_release(mg);
+  pv_model_release(mc);
+}
+
 #ifdef TEST_OPENCL_CACHE
 static char log_buf[8192];
 static void capture(int level, const char *msg) {
@@ -544,6 +636,7 @@ int main(void) {
   RUN(test_concat_gap());
   RUN(test_graph());
   RUN(test_bad_input());
+  RUN(test_model());
 #ifdef TEST_OPENCL_CACHE
   RUN(test_cache_and_build_failure());
 #endif
