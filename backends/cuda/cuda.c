@@ -419,6 +419,12 @@ static int exec_step(cu_plan *p, cu_step *o, pv_run_ctx *rc) {
   case G_UNARY:
     if (xn != yn) return pv_error(PV_ESHAPE, "activation: %" PRId64 " in, %" PRId64 " out", xn, yn);
     return check(pvk_unary(X, Y, yn, s->act, s->alpha, s->beta, st), "activation");
+  case G_COPY: {
+    if (xn != yn) return pv_error(PV_ESHAPE, "%" PRId64 " values in, %" PRId64 " out", xn, yn);
+    if (!yn) return 0;
+    cudaError_t e = cudaMemcpyAsync(Y, X, ybytes, cudaMemcpyDeviceToDevice, st);
+    return e == cudaSuccess ? 0 : CU_FAIL(e, "copy");
+  }
   case G_CONCAT: {
     const pv_node *n = &p->g->nodes[s->node];
     int axis = s->axis < 0 ? s->axis + y->ndim : s->axis;

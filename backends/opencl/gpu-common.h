@@ -24,6 +24,7 @@ typedef enum g_kind {
   G_BINARY,   /* Add/Sub/Mul/Div with broadcasting, rank <= 4 */
   G_UNARY,    /* Relu/LeakyRelu/Clip/Sigmoid/Tanh: an activation alone */
   G_CONCAT,
+  G_COPY,     /* Flatten/Reshape/Squeeze/Unsqueeze/Identity/Dropout: same bytes */
 } g_kind;
 
 enum { G_ADD = 0, G_SUB, G_MUL, G_DIV };
@@ -451,6 +452,14 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
     for (int i = 0; i < n->n_in; i++)
       if (n->in[i] < 0 || !g_is_f32(g, n->in[i]) || g->values[n->in[i]].chan_perm)
         return pv_error(PV_EUNSUPPORTED, "%s: input %d", n->name, i);
+  } else if (!strcmp(op, "Flatten") || !strcmp(op, "Reshape") || !strcmp(op, "Squeeze") ||
+             !strcmp(op, "Unsqueeze") || !strcmp(op, "Identity") || !strcmp(op, "Dropout")) {
+    /* Row-major data is unchanged: a device-side copy keeps the chain on
+     * the device instead of a round trip through the CPU backend. */
+    s->kind = G_COPY;
+    if (n->act != PV_ACT_NONE) return pv_error(PV_EUNSUPPORTED, "%s: fused activation", n->name);
+    if (!strcmp(op, "Dropout") && n->n_out > 1 && n->out[1] >= 0)
+      return pv_error(PV_EUNSUPPORTED, "%s: Dropout mask output", n->name);
   } else {
     return pv_error(PV_EUNSUPPORTED, "op %s", op);
   }

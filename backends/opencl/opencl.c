@@ -687,6 +687,17 @@ static int exec_step(ocl_plan *p, ocl_step *o, pv_run_ctx *rc, cl_event *ev) {
     arg_float(&l, s->alpha);
     arg_float(&l, s->beta);
     return run(c, &l, 1, yn, 0, ev);
+  case G_COPY: {
+    if (xn != yn) return pv_error(PV_ESHAPE, "%" PRId64 " values in, %" PRId64 " out", xn, yn);
+    if (!yn) return 0;
+    cl_event done;
+    cl_int err = clEnqueueCopyBuffer(c->q, p->buf[s->x], p->buf[s->y], 0, 0, ybytes,
+                                     *ev ? 1 : 0, *ev ? ev : NULL, &done);
+    if (err != CL_SUCCESS) return CL_FAIL(err, "copy buffer");
+    if (*ev) clReleaseEvent(*ev);
+    *ev = done;
+    return 0;
+  }
   case G_CONCAT: {
     const pv_node *n = &p->g->nodes[s->node];
     int axis = s->axis < 0 ? s->axis + y->ndim : s->axis;
