@@ -112,6 +112,9 @@ static bool supports(void *ctx, const pv_graph *g, const pv_node *n) {
   g_step s;
   int rc = g_step_parse(g, n, &s, true);
   if (!rc && s.kind == G_CONCAT && n->act) rc = PV_EUNSUPPORTED;
+  /* Resize and Pad have OpenCL kernels only so far. */
+  if (!rc && (s.kind == G_RESIZE || s.kind == G_PAD))
+    rc = pv_error(PV_EUNSUPPORTED, "%s: no CUDA kernel yet", n->op);
   if (rc) pv_log(PV_LOG_DEBUG, "cuda: %s (%s) runs elsewhere: %s", n->name, n->op, pv_errmsg());
   return rc == 0;
 }
@@ -425,6 +428,9 @@ static int exec_step(cu_plan *p, cu_step *o, pv_run_ctx *rc) {
     cudaError_t e = cudaMemcpyAsync(Y, X, ybytes, cudaMemcpyDeviceToDevice, st);
     return e == cudaSuccess ? 0 : CU_FAIL(e, "copy");
   }
+  case G_RESIZE:
+  case G_PAD:
+    return pv_error(PV_EUNSUPPORTED, "no CUDA kernel for this op");
   case G_CONCAT: {
     const pv_node *n = &p->g->nodes[s->node];
     int axis = s->axis < 0 ? s->axis + y->ndim : s->axis;

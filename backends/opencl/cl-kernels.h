@@ -198,6 +198,24 @@ __kernel void pv_unary(__global const float *x, __global float *y, int total, in
   y[i] = pv_act(x[i], act, a, b);
 }
 
+__kernel void pv_upsample(__global const float *x, __global float *y, int H, int W, int fh,
+                          int fw, int total) {
+  int i = get_global_id(0);
+  if (i >= total) return;
+  int OW = W * fw, OH = H * fh;
+  int ow = i % OW, oh = (i / OW) % OH, nc = i / (OW * OH);
+  y[i] = x[((size_t)nc * H + oh / fh) * W + ow / fw];
+}
+
+__kernel void pv_pad(__global const float *x, __global float *y, int H, int W, int OH, int OW,
+                     int pt, int pl, float value, int total) {
+  int i = get_global_id(0);
+  if (i >= total) return;
+  int ow = i % OW, oh = (i / OW) % OH, nc = i / (OW * OH);
+  int ih = oh - pt, iw = ow - pl;
+  y[i] = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? x[((size_t)nc * H + ih) * W + iw] : value;
+}
+
 __kernel void pv_concat(__global const float *x, __global float *y, int in_len,
                         int out_len, int off, int total) {
   int i = get_global_id(0);

@@ -25,6 +25,8 @@ typedef enum g_kind {
   G_UNARY,    /* Relu/LeakyRelu/Clip/Sigmoid/Tanh: an activation alone */
   G_CONCAT,
   G_COPY,     /* Flatten/Reshape/Squeeze/Unsqueeze/Identity/Dropout: same bytes */
+  G_RESIZE,   /* Resize/Upsample nearest by integer factors kh x kw (H, W) */
+  G_PAD,      /* constant Pad of H and W: ph, pw before, ph1, pw1 after, value alpha */
 } g_kind;
 
 enum { G_ADD = 0, G_SUB, G_MUL, G_DIV };
@@ -374,6 +376,76 @@ static int g_parse_conv(const pv_graph *g, const pv_node *n, g_step *s, bool dry
   return rc;
 }
 
+/* Constant input i as float or int64 values (at most max), or -1. */
+static int g_const_values(const pv_graph *g, const pv_node *n, int i, double *out, int max) {
+  if (i >= n->n_in || n->in[i] < 0) return -1;
+  const pv_value *v = &g->values[n->in[i]];
+  if (!v->data) return -1;
+  size_t es = v->dtype == PV_F32 ? 4 : v->dtype == PV_I64 ? 8 : 0;
+  if (!es) return -1;
+  size_t cnt = v->nbytes / es;
+  if (cnt > (size_t)max) return -1;
+  for (size_t k = 0; k < cnt; k++)
+    out[k] = es == 4 ? ((const float *)v->data)[k] : (double)((const int64_t *)v->data)[k];
+  return (int)cnt;
+}
+
+/* Nearest-neighbour resize by integer factors on H and W. For an integer
+ * factor f, asymmetric+floor and half_pixel+round_* both map output i to
+ * input i / f (half_pixel puts i at i/f + (2r+1-f)/2f, strictly within half
+ * a pixel of i/f, so no rounding tie arises). */
+static int g_parse_resize(const pv_graph *g, const pv_node *n, g_step *s) {
+  bool old = !strcmp(n->op, "Upsample") || g->opset < 11;
+  const char *mode = pv_attr_str(n, "mode", "nearest");
+  if (strcmp(mode, "nearest")) return pv_error(PV_EUNSUPPORTED, "%s: mode %s", n->name, mode);
+  const char *ctm = old ? "asymmetric" : pv_attr_str(n, "coordinate_transformation_mode", "half_pixel");
+  const char *nm = old ? "floor" : pv_attr_str(n, "nearest_mode", "round_prefer_floor");
+  bool ok = (!strcmp(ctm, "asymmetric") && !strcmp(nm, "floor")) ||
+            ((!strcmp(ctm, "half_pixel") || !strcmp(ctm, "pytorch_half_pixel")) &&
+             (!strcmp(nm, "round_prefer_floor") || !strcmp(nm, "round_prefer_ceil")));
+  if (!ok) return pv_error(PV_EUNSUPPORTED, "%s: %s with %s", n->name, ctm, nm);
+  double sc[8];
+  int k = g_const_values(g, n, old ? 1 : 2, sc, 8);
+  if (k != 4)
+    return pv_error(PV_EUNSUPPORTED, "%s: needs 4 constant scales (sizes not supported)", n->name);
+  if (sc[0] != 1 || sc[1] != 1 || sc[2] < 1 || sc[3] < 1 || sc[2] > 64 || sc[3] > 64 ||
+      sc[2] != (int)sc[2] || sc[3] != (int)sc[3])
+    return pv_error(PV_EUNSUPPORTED, "%s: scales must be [1,1,a,b] with integers a, b", n->name);
+  s->kind = G_RESIZE;
+  s->kh = (int)sc[2];
+  s->kw = (int)sc[3];
+  return 0;
+}
+
+/* Constant-mode Pad of the two spatial axes of a 4-D tensor. */
+static int g_parse_pad(const pv_graph *g, const pv_node *n, g_step *s) {
+  const char *mode = pv_attr_str(n, "mode", "constant");
+  if (strcmp(mode, "constant")) return pv_error(PV_EUNSUPPORTED, "%s: mode %s", n->name, mode);
+  double p[8];
+  int k;
+  if (g->opset < 11) {
+    const int64_t *a;
+    k = pv_attr_ints(n, "pads", &a);
+    for (int i = 0; i < k && i < 8; i++) p[i] = (double)a[i];
+    s->alpha = pv_attr_float(n, "value", 0.0f);
+  } else {
+    k = g_const_values(g, n, 1, p, 8);
+    double v[1] = {0};
+    if (n->n_in > 2 && n->in[2] >= 0 && g_const_values(g, n, 2, v, 1) != 1)
+      return pv_error(PV_EUNSUPPORTED, "%s: constant_value is not a float constant", n->name);
+    s->alpha = (float)v[0];
+    if (n->n_in > 3 && n->in[3] >= 0) return pv_error(PV_EUNSUPPORTED, "%s: axes", n->name);
+  }
+  if (k != 8) return pv_error(PV_EUNSUPPORTED, "%s: 4-D constant pads only", n->name);
+  if (p[0] || p[1] || p[4] || p[5])
+    return pv_error(PV_EUNSUPPORTED, "%s: pads on batch or channels", n->name);
+  for (int i = 0; i < 8; i++)
+    if (p[i] < 0 || p[i] > 1 << 16) return pv_error(PV_EUNSUPPORTED, "%s: pads out of range", n->name);
+  s->kind = G_PAD;
+  s->ph = (int)p[2], s->pw = (int)p[3], s->ph1 = (int)p[6], s->pw1 = (int)p[7];
+  return 0;
+}
+
 /* Parse node n into a step. dry: only decide whether it is supported
  * (no weight copies). On failure the message says why. */
 static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry) {
@@ -460,6 +532,12 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
     if (n->act != PV_ACT_NONE) return pv_error(PV_EUNSUPPORTED, "%s: fused activation", n->name);
     if (!strcmp(op, "Dropout") && n->n_out > 1 && n->out[1] >= 0)
       return pv_error(PV_EUNSUPPORTED, "%s: Dropout mask output", n->name);
+  } else if (!strcmp(op, "Resize") || !strcmp(op, "Upsample")) {
+    rc = g_parse_resize(g, n, s);
+    perm_ok = true;
+  } else if (!strcmp(op, "Pad")) {
+    rc = g_parse_pad(g, n, s);
+    perm_ok = true;
   } else {
     return pv_error(PV_EUNSUPPORTED, "op %s", op);
   }

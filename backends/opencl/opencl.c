@@ -25,10 +25,13 @@
 
 #define MAX_DEVICES 16
 
-enum { K_GEMM, K_PIVOT, K_IM2COL, K_CONV, K_POOL, K_GAP, K_BINARY, K_UNARY, K_CONCAT, K_COUNT };
+enum {
+  K_GEMM, K_PIVOT, K_IM2COL, K_CONV, K_POOL, K_GAP, K_BINARY, K_UNARY, K_CONCAT, K_UPSAMPLE,
+  K_PAD, K_COUNT
+};
 static const char *const kernel_names[K_COUNT] = {
-    "pv_gemm", "pv_pivot", "pv_im2col", "pv_conv", "pv_pool",
-    "pv_gap",  "pv_binary", "pv_unary", "pv_concat"};
+    "pv_gemm",  "pv_pivot", "pv_im2col", "pv_conv",     "pv_pool", "pv_gap",
+    "pv_binary", "pv_unary", "pv_concat", "pv_upsample", "pv_pad"};
 
 typedef struct ocl_ctx {
   int n_dev;
@@ -697,6 +700,34 @@ static int exec_step(ocl_plan *p, ocl_step *o, pv_run_ctx *rc, cl_event *ev) {
     if (*ev) clReleaseEvent(*ev);
     *ev = done;
     return 0;
+  }
+  case G_RESIZE:
+  case G_PAD: {
+    if (x->ndim != 4 || y->ndim != 4 || x->dims[0] != y->dims[0] || x->dims[1] != y->dims[1])
+      return pv_error(PV_ESHAPE, "4-D input and output expected");
+    int64_t H = x->dims[2], W = x->dims[3], OH = y->dims[2], OW = y->dims[3];
+    bool rs = s->kind == G_RESIZE;
+    if (rs ? (OH != H * s->kh || OW != W * s->kw)
+           : (OH != H + s->ph + s->ph1 || OW != W + s->pw + s->pw1))
+      return pv_error(PV_ESHAPE, "output %" PRId64 "x%" PRId64 " does not match the input", OH, OW);
+    if (!yn) return 0;
+    l.k = c->k[rs ? K_UPSAMPLE : K_PAD];
+    arg_mem(&l, p->buf[s->x]);
+    arg_mem(&l, p->buf[s->y]);
+    arg_int(&l, H);
+    arg_int(&l, W);
+    if (rs) {
+      arg_int(&l, s->kh);
+      arg_int(&l, s->kw);
+    } else {
+      arg_int(&l, OH);
+      arg_int(&l, OW);
+      arg_int(&l, s->ph);
+      arg_int(&l, s->pw);
+      arg_float(&l, s->alpha);
+    }
+    arg_int(&l, yn);
+    return run(c, &l, 1, yn, 0, ev);
   }
   case G_CONCAT: {
     const pv_node *n = &p->g->nodes[s->node];

@@ -408,6 +408,80 @@ static void test_bad_input(void) {
   tg_free(&t);
 }
 
+#ifdef TEST_RESIZE_PAD
+static int64_t src_index(int64_t i, float scale, bool half_pixel, int64_t in) {
+  float xo = half_pixel ? ((float)i + 0.5f) / scale - 0.5f : (float)i / scale;
+  int64_t j = (int64_t)floorf(xo);
+  /* round_prefer_floor: only above a half goes up. */
+  if (half_pixel && xo - (float)j > 0.5f) j++;
+  return j < 0 ? 0 : j >= in ? in - 1 : j;
+}
+
+/* Pad (constant 0.5, asymmetric pads) -> Resize x2,x3 (asymmetric, floor)
+ * -> Resize x3,x1 (half_pixel, round_prefer_floor), opset 13. */
+static void test_resize_pad(void) {
+  tg t;
+  tg_init(&t);
+  t.g->opset = 13;
+  int64_t xd[] = {2, 3, 4, 5}, pd[] = {2, 3, 7, 8}, r1d[] = {2, 3, 14, 24}, r2d[] = {2, 3, 42, 24},
+          nd8[] = {8}, nd4[] = {4}, nd1[] = {1}, nd0[] = {0};
+  int x = tg_val(&t, "x", 4, xd, true);
+  int pads = tg_const(&t, "pads", 1, nd8, NULL);
+  t.g->values[pads].dtype = PV_I64;
+  pv_free(t.g->values[pads].data);
+  t.g->values[pads].nbytes = 8 * sizeof(int64_t);
+  t.g->values[pads].data = pv_aligned_alloc(8 * sizeof(int64_t));
+  t.vals[pads].data = t.g->values[pads].data;
+  t.vals[pads].dtype = PV_I64;
+  int64_t pv[] = {0, 0, 1, 2, 0, 0, 2, 1};
+  memcpy(t.g->values[pads].data, pv, sizeof pv);
+  float cv = 0.5f, s1[] = {1, 1, 2, 3}, s2[] = {1, 1, 3, 1};
+  int cval = tg_const(&t, "value", 1, nd1, &cv);
+  int roi = tg_const(&t, "roi", 1, nd0, NULL);
+  int sc1 = tg_const(&t, "s1", 1, nd4, s1), sc2 = tg_const(&t, "s2", 1, nd4, s2);
+  int pvv = tg_val(&t, "padded", 4, pd, false), r1 = tg_val(&t, "r1", 4, r1d, false),
+      r2 = tg_val(&t, "r2", 4, r2d, false);
+  int nodes[3];
+  nodes[0] = tg_node(&t, "Pad", (int[]){x, pads, cval}, 3, pvv);
+  nodes[1] = tg_node(&t, "Resize", (int[]){pvv, roi, sc1}, 3, r1);
+  pv_attr a1 = {.name = "coordinate_transformation_mode", .type = PV_ATTR_STRING, .s = "asymmetric"};
+  pv_attr a2 = {.name = "nearest_mode", .type = PV_ATTR_STRING, .s = "floor"};
+  pv_node_add_attr(t.g, nodes[1], &a1);
+  pv_node_add_attr(t.g, nodes[1], &a2);
+  nodes[2] = tg_node(&t, "Resize", (int[]){r1, roi, sc2}, 3, r2);
+  tg_output(&t, r2);
+  for (int i = 0; i < 3; i++)
+    CHECK(it->supports(ctx, t.g, &t.g->nodes[nodes[i]]), "%s supported", t.g->nodes[nodes[i]].op);
+  /* Reference. */
+  const float *xs = t.vals[x].data;
+  float *rp = malloc(sizeof(float) * 2 * 3 * 7 * 8), *rr1 = malloc(sizeof(float) * 2 * 3 * 14 * 24),
+        *rr2 = malloc(sizeof(float) * 2 * 3 * 42 * 24);
+  for (int nc = 0; nc < 6; nc++) {
+    for (int h = 0; h < 7; h++)
+      for (int w = 0; w < 8; w++) {
+        int ih = h - 1, iw = w - 2;
+        rp[(nc * 7 + h) * 8 + w] = ih >= 0 && ih < 4 && iw >= 0 && iw < 5 ? xs[(nc * 4 + ih) * 5 + iw] : 0.5f;
+      }
+    for (int h = 0; h < 14; h++)
+      for (int w = 0; w < 24; w++)
+        rr1[(nc * 14 + h) * 24 + w] =
+            rp[(nc * 7 + src_index(h, 2, false, 7)) * 8 + src_index(w, 3, false, 8)];
+    for (int h = 0; h < 42; h++)
+      for (int w = 0; w < 24; w++)
+        rr2[(nc * 42 + h) * 24 + w] =
+            rr1[(nc * 14 + src_index(h, 3, true, 14)) * 24 + src_index(w, 1, true, 24)];
+  }
+  int rc = tg_run(&t, it, ctx, nodes, 3);
+  CHECK(rc == 0, "pad+resize run");
+  CHECK(rel_err(t.vals[r2].data, rr2, 2 * 3 * 42 * 24) == 0, "pad + resize exact");
+  /* A non-integer factor is declined, not approximated. */
+  ((float *)t.g->values[sc2].data)[2] = 1.5f;
+  CHECK(!it->supports(ctx, t.g, &t.g->nodes[nodes[2]]), "Resize x1.5 declined");
+  free(rp), free(rr1), free(rr2);
+  tg_free(&t);
+}
+#endif
+
 /* x[B,3,10,10] -> Conv(+Relu) -> MaxPool -> Flatten -> Gemm -> Softmax ->
  * Sigmoid, for the runtime: Softmax is not ours, so the model splits into
  * GPU, CPU, GPU partitions. */
@@ -639,6 +713,9 @@ int main(void) {
   RUN(test_graph());
   RUN(test_bad_input());
   RUN(test_model());
+#ifdef TEST_RESIZE_PAD
+  RUN(test_resize_pad());
+#endif
 #ifdef TEST_OPENCL_CACHE
   RUN(test_cache_and_build_failure());
 #endif
