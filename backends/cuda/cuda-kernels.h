@@ -1,0 +1,75 @@
+/* Launchers of the CUDA backend's kernels (kernels.cu), callable from C.
+ * Each enqueues on `stream` and returns the cudaError_t of the launch
+ * (0 = success). Pointers are device memory. Output layout of the
+ * matrix kernels: element (p, m) of a [P, M] product lands at
+ * (p / S) * M * S + m * S + p % S, so S = 1 gives a row-major [P, M]
+ * (Gemm) and S = OH*OW gives NCHW (Conv).
+ */
+#ifndef PV_CUDA_KERNELS_H
+#define PV_CUDA_KERNELS_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* xp[p, j*kk + t] for output pixel p of N x OH x OW and permuted channel
+ * j: the input channel in_ch[j] (identity when in_ch is NULL) at tap t,
+ * zero in the padding. A Gemm is the 1x1 case with H = W = 1. */
+int pvk_im2col(const float *x, float *xp, const int32_t *in_ch, int N, int C, int H, int W,
+               int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+               cudaStream_t stream);
+
+/* Pivoted blocks, all in one launch. xp: [P, Kp] in permuted channel
+ * order (from pvk_im2col). tiles: n_tiles x {row group, first row, end
+ * row} (rows relative to the group) for the tiled path; row_rg for the
+ * per-row path. blk_c: per block {first, end} permuted channel. */
+typedef struct pvk_pivot_args {
+  const float *xp, *data;
+  const int32_t *tiles, *row_rg, *row_off, *rg_blk, *blk_c, *out_row;
+  const unsigned long long *blk_off;
+  const float *bias; /* [M] in permuted row order */
+  float *y;
+  int n_tiles, M, kk, Kp, P, S, act;
+  float alpha, beta;
+  /* Every block row starts 16-byte aligned in data and in xp (offsets,
+   * widths, first columns and Kp multiples of 4): float4 loads. */
+  int vec4;
+  int path; /* PVK_PATH_*; 0 = chosen by the batch size */
+} pvk_pivot_args;
+enum { PVK_PATH_AUTO = 0, PVK_PATH_ROWS, PVK_PATH_TILED32, PVK_PATH_TILED64 };
+int pvk_pivot(const pvk_pivot_args *a, cudaStream_t stream);
+/* Rows per tile of the tiled path (tiles are built by the host). */
+#define PVK_TILE_ROWS 64
+
+/* y = act(y + bias[m]) over `total` elements in the layout above. */
+int pvk_bias_act(float *y, const float *bias, int64_t total, int M, int S, int act, float a,
+                 float b, cudaStream_t stream);
+
+/* Direct convolution (any group count; used for grouped/depthwise). */
+int pvk_conv(const float *x, const float *w, const float *bias, float *y, int N, int C, int H,
+             int W, int M, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,
+             int dh, int dw, int group, int act, float a, float b, cudaStream_t stream);
+
+int pvk_pool(const float *x, float *y, int NC, int H, int W, int OH, int OW, int kh, int kw,
+             int sh, int sw, int ph, int pw, int ph1, int pw1, int is_max, int cip, int act,
+             float a, float b, cudaStream_t stream);
+int pvk_gap(const float *x, float *y, int NC, int HW, int act, float a, float b,
+            cudaStream_t stream);
+/* y = x op x2 with broadcasting over 4 dims: od = output dims, sa/sb =
+ * element strides of x/x2 (0 where broadcast). op: 0 add 1 sub 2 mul 3 div. */
+int pvk_binary(const float *x, const float *x2, float *y, const int64_t od[4],
+               const int64_t sa[4], const int64_t sb[4], int op, int act, float a, float b,
+               cudaStream_t stream);
+int pvk_unary(const float *x, float *y, int64_t n, int act, float a, float b,
+              cudaStream_t stream);
+/* Copy one Concat input: outer x in_len into rows of out_len at off. */
+int pvk_concat(const float *x, float *y, int64_t outer, int64_t in_len, int64_t out_len,
+               int64_t off, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
