@@ -312,12 +312,16 @@ int pvd_http_start(const pvd_settings *s) {
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ITC | MHD_USE_ERROR_LOG;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+  struct MHD_OptionItem pool[] = {
+      {MHD_OPTION_THREAD_POOL_SIZE, s->http_threads, NULL},
+      {MHD_OPTION_END, 0, NULL}};
+  if (s->http_threads <= 1) pool[0].option = MHD_OPTION_END;
   D = MHD_start_daemon(flags, (uint16_t)s->listen_port, NULL, NULL, on_request, NULL,
                        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->max_connections,
                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->request_timeout,
-                       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(s->http_threads > 1 ? s->http_threads : 0),
+                       MHD_OPTION_ARRAY, pool,
                        MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!D) return pv_error(PV_EIO, "cannot listen on %s:%d (in use, or not an address of this host)", s->listen_host, s->listen_port);

@@ -417,7 +417,12 @@ static pvd_version *version_load(pvd_model *m, const found *f, const pvd_model_c
   return v;
 fail:
   atomic_fetch_add(&m->loads_failed, 1);
-  pv_error_prefix(pv_error(PV_EINVAL, "%s", pv_errmsg()), "%s", f->path);
+  {
+    /* pv_errmsg() is the buffer pv_error writes: copy before reformatting. */
+    char cause[768];
+    snprintf(cause, sizeof cause, "%s", pv_errmsg());
+    pv_error(PV_EINVAL, "%s: %s", f->path, cause);
+  }
   if (v->pm) pv_model_release(v->pm);
   pvd_model_cfg_free(&v->cfg);
   free(v->path);
