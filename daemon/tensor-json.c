@@ -309,11 +309,6 @@ static const uint64_t pow10_u[20] = {
     100000000000000000ull, 1000000000000000000ull,
     10000000000000000000ull};
 
-static double pow10d(int e) {
-  unsigned u = e < 0 ? (unsigned)(-(long)e) : (unsigned)e;
-  if (u <= 22) return e < 0 ? 1.0 / pow10_exact[u] : pow10_exact[u];
-  return pow(10.0, e);
-}
 
 /* Write digits (ndig of them, value m) with decimal exponent e10 of the
  * first digit, choosing fixed or exponent notation like %g. */
@@ -345,10 +340,23 @@ static int emit(char *out, bool neg, uint64_t m, int ndig, int e10) {
   return (int)(o - out);
 }
 
-/* 9 significant digits always read back to the same float; try 6..8 first
- * so common values print short. The scale by 10^k is one double operation
- * on an exact float: off by at most one unit in the 9th digit, far inside
- * the float's half-spacing, so the round-trip check below is what decides. */
+/* Powers of ten 1e-60..1e60 as doubles (correctly rounded by the C
+ * library once, at start-up). */
+static double p10tab[121];
+__attribute__((constructor)) static void p10_init(void) {
+  for (int i = 0; i <= 120; i++) {
+    char t[16];
+    snprintf(t, sizeof t, "1e%d", i - 60);
+    p10tab[i] = strtod(t, NULL);
+  }
+}
+static inline double p10(int e) { return p10tab[e + 60]; }
+
+/* 9 significant digits always read back to the same float; 6, 7 and 8 are
+ * tried first (by rounding the 9-digit integer) so common values print
+ * short. The scale by 10^k is one double operation on an exact float: off
+ * by at most one unit in the 9th digit, far inside the float's
+ * half-spacing, and the read-back check decides each shorter form. */
 int pvd_fmt_float(float f, char *out) {
   if (!isfinite(f)) { memcpy(out, "null", 5); return 4; }
   if (f == 0) {
@@ -356,19 +364,33 @@ int pvd_fmt_float(float f, char *out) {
     memcpy(out, "0.0", 4); return 3;
   }
   bool neg = f < 0;
-  double a = neg ? -(double)f : (double)f;
-  int e10 = (int)floor(log10(a));
-  for (int nd = 6; nd <= 9; nd++) {
-    int k = nd - 1 - e10;
-    double s = k >= 0 ? a * pow10d(k) : a / pow10d(-k);
-    uint64_t m = (uint64_t)llround(s);
-    int e = e10;
-    if (m >= pow10_u[nd]) { m = (m + 5) / 10; e++; k--; }
-    if (m < pow10_u[nd - 1]) { continue; }
-    double back = k >= 0 ? (double)m / pow10d(k) : (double)m * pow10d(-k);
-    if ((float)back == (float)a || nd == 9) return emit(out, neg, m, nd, e);
+  float af = neg ? -f : f;
+  double a = (double)af;
+  int e2;
+  frexp(a, &e2);
+  int e10 = (int)floor((double)(e2 - 1) * 0.30102999566398120);
+  if (a >= p10(e10 + 1)) e10++;
+  if (a < p10(e10)) e10--;
+  int k = 8 - e10;
+  double sc = k >= 0 ? a * p10(k) : a / p10(-k);
+  uint64_t m9 = (uint64_t)llround(sc);
+  if (m9 >= 1000000000ull) { m9 = (m9 + 5) / 10; e10++; }
+  if (m9 < 100000000ull) { m9 *= 10; e10--; } /* estimate one low */
+  /* Most floats need 8 or 9 digits: try 8, and only then go shorter. */
+  uint64_t best = m9;
+  int best_nd = 9;
+  for (int nd = 8; nd >= 6; nd--) {
+    uint64_t div = pow10_u[9 - nd];
+    uint64_t m = (m9 + div / 2) / div;
+    if (m >= pow10_u[nd]) break;
+    int kk = nd - 1 - e10;
+    double back = kk >= 0 ? (double)m / p10(kk) : (double)m * p10(-kk);
+    if ((float)back != af) break;
+    best = m;
+    best_nd = nd;
   }
-  return sprintf(out, "%.9g", (double)f);
+  if (best_nd < 9) return emit(out, neg, best, best_nd, e10);
+  return emit(out, neg, m9, 9, e10);
 }
 
 int pvd_fmt_double(double d, char *out) {
