@@ -421,7 +421,8 @@ fail:
     /* pv_errmsg() is the buffer pv_error writes: copy before reformatting. */
     char cause[768];
     snprintf(cause, sizeof cause, "%s", pv_errmsg());
-    pv_error(PV_EINVAL, "%s: %s", f->path, cause);
+    if (strstr(cause, f->path)) pv_error(PV_EINVAL, "%s", cause);
+    else pv_error(PV_EINVAL, "%s: %s", f->path, cause);
   }
   if (v->pm) pv_model_release(v->pm);
   pvd_model_cfg_free(&v->cfg);
