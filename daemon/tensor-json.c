@@ -366,16 +366,20 @@ int pvd_fmt_float(float f, char *out) {
   bool neg = f < 0;
   float af = neg ? -f : f;
   double a = (double)af;
-  int e2;
-  frexp(a, &e2);
-  int e10 = (int)floor((double)(e2 - 1) * 0.30102999566398120);
-  if (a >= p10(e10 + 1)) e10++;
-  if (a < p10(e10)) e10--;
+  /* Decimal exponent from the binary one (log10(2) ~ 1233/4096), then
+   * corrected against the table: no libm call per number. */
+  uint32_t fb;
+  memcpy(&fb, &af, 4);
+  int e2 = (int)(fb >> 23) - 127;
+  if ((fb >> 23) == 0) e2 = -127 - (__builtin_clz(fb) - 9); /* subnormal */
+  int e10 = (e2 * 1233) >> 12;
+  if (e10 < -50) e10 = -50;
+  while (a >= p10(e10 + 1)) e10++;
+  while (a < p10(e10)) e10--;
   int k = 8 - e10;
   double sc = k >= 0 ? a * p10(k) : a / p10(-k);
-  uint64_t m9 = (uint64_t)llround(sc);
+  uint64_t m9 = (uint64_t)(sc + 0.5);
   if (m9 >= 1000000000ull) { m9 = (m9 + 5) / 10; e10++; }
-  if (m9 < 100000000ull) { m9 *= 10; e10--; } /* estimate one low */
   /* Most floats need 8 or 9 digits: try 8, and only then go shorter. */
   uint64_t best = m9;
   int best_nd = 9;

@@ -36,6 +36,13 @@ until curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null; do sleep 0.0
 
 stats() { curl -s "http://127.0.0.1:$port/v2/models/tiny/stats"; }
 printf '%-7s %5s %10s %8s %8s %12s %7s\n' payload conns req/s p50_us p99_us overhead_us errors
+# Baseline in the same run: GET /v2/health/live, the HTTP cost alone.
+for c in 1 8 64; do
+  t=1; [ "$c" -gt 1 ] && t=2
+  echo '' > "$tmp/empty"
+  out=$(BODY="$tmp/empty" PATH_=/v2/health/live wrk -t$t -c$c -d${DUR}s --latency -s "$here/bench-get.lua" "http://127.0.0.1:$port" | grep RESULT)
+  echo "$out" | sed 's/[a-z0-9_]*=//g' | { read -r _ rps p50 p99 err; printf '%-7s %5s %10s %8s %8s %12s %7s\n' live "$c" "$rps" "$p50" "$p99" - "$err"; }
+done
 for kind in json bin; do
   for c in 1 8 64; do
     t=1; [ "$c" -gt 1 ] && t=2
