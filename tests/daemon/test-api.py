@@ -159,6 +159,10 @@ try:
     check(p.returncode == 2 and "--bogus" in p.stderr, "bad flag %s" % p.stderr)
     p = subprocess.run([PIVOTD, "--threads", "many"], capture_output=True, text=True, timeout=10)
     check(p.returncode == 2 and "--threads" in p.stderr, "bad value %s" % p.stderr)
+    # The shipped default config is valid: only the repository is refused.
+    dflt = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "systemd", "pivotd.json")
+    p = subprocess.run([PIVOTD, "--config", dflt, "--repository", "/nonexistent-repo"], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 2 and "repository" in p.stderr and "config" not in p.stderr, "default config: %s" % p.stderr)
     print("api: ok")
 finally:
     shutil.rmtree(repo, ignore_errors=True)
