@@ -445,8 +445,8 @@ static void publish(pvd_model *m, pvd_version **live, int n, int state) {
   int n_old;
   pthread_mutex_lock(&m->mu);
   n_old = m->n_live;
-  memcpy(old, m->live, sizeof(pvd_version *) * (size_t)n_old);
-  memcpy(m->live, live, sizeof(pvd_version *) * (size_t)n);
+  if (n_old) memcpy(old, m->live, sizeof(pvd_version *) * (size_t)n_old);
+  if (n) memcpy(m->live, live, sizeof(pvd_version *) * (size_t)n);
   m->n_live = n;
   m->state = state;
   pthread_mutex_unlock(&m->mu);

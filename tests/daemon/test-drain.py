@@ -36,6 +36,7 @@ try:
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
+        shutil.rmtree(d.dir, ignore_errors=True)
     print("drain: ok")
 finally:
     shutil.rmtree(repo, ignore_errors=True)
