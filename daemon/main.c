@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #ifdef HAVE_SYSTEMD
@@ -26,6 +27,8 @@ static _Atomic bool initial_done;
 static bool notified_ready, draining;
 static uint64_t drain_deadline;
 static pvd_settings settings;
+static int saved_argc;
+static char **saved_argv;
 
 static void notify(const char *state) {
 #ifdef HAVE_SYSTEMD
@@ -77,7 +80,12 @@ static void on_drain_tick(uv_timer_t *t) {
   pvd_repo_reap();
   int n = pvd_http_inflight();
   if (n == 0 || pvd_now_ns() >= drain_deadline) {
-    if (n) pv_log(PV_LOG_WARN, "drain timeout: %d requests still in flight", n);
+    if (n) {
+      /* libmicrohttpd cannot stop with suspended connections; a request
+       * stuck past the drain timeout ends the process instead. */
+      pv_log(PV_LOG_ERROR, "drain timeout: %d requests still in flight, exiting", n);
+      _exit(1);
+    }
     uv_timer_stop(&drain_timer);
     finish();
   }
@@ -104,11 +112,10 @@ static void on_hup(uv_signal_t *h, int signum) {
   (void)h;
   (void)signum;
   notify("RELOADING=1");
+  /* File then flags again, so flags keep overriding the file. */
   pvd_settings fresh;
   pvd_settings_init(&fresh);
-  free(fresh.config_path);
-  fresh.config_path = strdup(settings.config_path);
-  int rc = pvd_settings_load_file(&fresh, fresh.config_path);
+  int rc = pvd_settings_parse_args(&fresh, saved_argc, saved_argv);
   if (rc) {
     pv_log(PV_LOG_ERROR, "SIGHUP: %s; keeping the current settings", pv_errmsg());
   } else {
@@ -139,6 +146,8 @@ static void on_hup(uv_signal_t *h, int signum) {
 int main(int argc, char **argv) {
   pvd_settings_init(&settings);
   pvd_cfg = &settings;
+  saved_argc = argc;
+  saved_argv = argv;
   int rc = pvd_settings_parse_args(&settings, argc, argv);
   if (rc > 0) { pvd_settings_free(&settings); return 0; }
   if (rc < 0) {

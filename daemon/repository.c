@@ -431,6 +431,14 @@ fail:
   return NULL;
 }
 
+/* explicit_unload and in_repo are read under m->mu by readiness checks. */
+static void set_flags(pvd_model *m, int explicit_unload, int in_repo) {
+  pthread_mutex_lock(&m->mu);
+  if (explicit_unload >= 0) m->explicit_unload = explicit_unload;
+  if (in_repo >= 0) m->in_repo = in_repo;
+  pthread_mutex_unlock(&m->mu);
+}
+
 static void set_error(pvd_model *m, const char *msg) {
   pthread_mutex_lock(&m->mu);
   free(m->last_error);
@@ -583,7 +591,7 @@ static void scan_all(void) {
   if (!d) {
     pv_log(PV_LOG_ERROR, "repository %s: %s", R.s->repository, strerror(errno));
   } else {
-    for (pvd_model *m = pvd_repo_first(); m; m = m->next) m->in_repo = false;
+    for (pvd_model *m = pvd_repo_first(); m; m = m->next) set_flags(m, -1, 0);
     struct dirent *e;
     while ((e = readdir(d))) {
       if (e->d_name[0] == '.') continue;
@@ -593,7 +601,7 @@ static void scan_all(void) {
       if (stat(p, &st) || !S_ISDIR(st.st_mode)) continue;
       pvd_model *m = model_get_or_add(e->d_name);
       if (!m) continue;
-      m->in_repo = true;
+      set_flags(m, -1, 1);
       if (!m->explicit_unload) sync_model(m, -1, false);
     }
     closedir(d);
@@ -634,8 +642,7 @@ static int do_upload(pvd_model *m, int64_t version, const char *tmp) {
   }
   int dfd = open(dir, O_RDONLY | O_DIRECTORY);
   if (dfd >= 0) { fsync(dfd); close(dfd); }
-  m->explicit_unload = false;
-  m->in_repo = true;
+  set_flags(m, 0, 1);
   int rc = sync_model(m, version, false);
   if (rc) {
     char msg[1024];
@@ -682,8 +689,7 @@ static void run_job(job *j) {
     }
     char *old_override = m->cfg_override;
     m->cfg_override = j->arg ? strdup(j->arg) : NULL;
-    m->explicit_unload = false;
-    m->in_repo = true;
+    set_flags(m, 0, 1);
     rc = sync_model(m, -1, true);
     if (rc) {
       free(m->cfg_override);
@@ -696,7 +702,7 @@ static void run_job(job *j) {
   }
   case PVD_JOB_UNLOAD:
     if (!m) { rc = pv_error(PV_ENOTFOUND, "unknown model '%s'", j->model); break; }
-    m->explicit_unload = true;
+    set_flags(m, 1, -1);
     publish(m, NULL, 0, PVD_STATE_UNLOADED);
     break;
   case PVD_JOB_UPLOAD:
