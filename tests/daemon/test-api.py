@@ -7,6 +7,7 @@ repo = make_repo({
     "lin": {1: fake_model(2.0, 1.0), 2: fake_model(3.0, 0.0),
             "config": {"max_batch": 8, "max_queue_delay_us": 20000, "workers": 1}},
     "other": {1: fake_model(1.0, 0.5, n=3)},
+    "slow": {1: fake_model(1.0, sleep_ms=400), "config": {"queue_size": 1, "workers": 1}},
 })
 try:
     with Daemon(repo, "--max-body", "64K") as d:
@@ -98,7 +99,21 @@ try:
         check(ms["inference_stats"]["fail"]["count"] >= 5, "fail count %r" % ms["inference_stats"])
         check(any(b["batch_size"] > 1 for b in ms["batch_stats"]), "no batch > 1: %r" % ms["batch_stats"])
         check(ms["execution_count"] < ms["inference_count"], "batches counted once")
-        st, j = d.json("GET", "/v2/models/stats"); check(st == 200 and len(j["model_stats"]) == 2, "all stats")
+        st, j = d.json("GET", "/v2/models/stats"); check(st == 200 and len(j["model_stats"]) == 3, "all stats")
+        st, j = d.json("GET", "/v2/models/lin/versions/2/stats"); check(st == 200 and len(j["model_stats"]) == 1, "version stats")
+        st, j = d.json("GET", "/v2/models/lin/versions/7/stats"); check(st == 404, "stats of unknown version")
+        st, j = d.json("GET", "/v2/models/lin/versions/2"); check(st == 200 and j["name"] == "lin", "version metadata")
+        st, j = d.json("GET", "/v2/models/lin/versions/7"); check(st == 404, "metadata of unknown version")
+
+        # Full queue: 503 with Retry-After, the others succeed.
+        got = []
+        def slow_one():
+            got.append(d.request("POST", "/v2/models/slow/infer", json.dumps(infer_body([1, 2, 3, 4]))))
+        ts = [threading.Thread(target=slow_one) for _ in range(4)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        codes = sorted(st for st, _, _ in got)
+        check(codes.count(503) >= 1 and codes.count(200) >= 1, "queue full codes %r" % codes)
+        check(all(h.get("retry-after") == "1" and "full" in json.loads(b)["error"] for st, b, h in got if st == 503), "503 needs Retry-After")
         st, j = d.json("GET", "/v2/models/nope/stats"); check(st == 404, "stats of unknown model")
 
         # Metrics: valid Prometheus text, histograms present.
@@ -112,7 +127,7 @@ try:
 
         # Repository: index, unload, load with a config override.
         st, j = d.json("POST", "/v2/repository/index", {})
-        check(st == 200 and {e["name"] for e in j} == {"lin", "other"}, "index %r" % j)
+        check(st == 200 and {e["name"] for e in j} == {"lin", "other", "slow"}, "index %r" % j)
         st, j = d.json("POST", "/v2/repository/models/other/unload"); check(st == 200, "unload %r" % j)
         st, j = d.json("GET", "/v2/models/other/ready"); check(st == 503, "unloaded not ready")
         st, j = d.json("GET", "/v2/health/ready"); check(st == 200, "ready ignores unloaded models")
