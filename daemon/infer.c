@@ -76,26 +76,27 @@ static const char *skip_array(const char *p, const char *end) {
   return NULL;
 }
 
-/* Replace every `"data": [ ... ]` in the copy `w` with the index of the cut
- * (padded with spaces), so cJSON sees a number. Arrays too short to hold
- * their index are left for cJSON. */
-static int cut_data_arrays(char *w, size_t len, const char *orig, cut **cuts,
-                           int *n_cuts) {
+/* Copy the JSON text into `w` with every `"data": [ ... ]` array replaced
+ * by the index of its cut, so cJSON parses only the small envelope (not
+ * kilobytes of numbers, nor padding). Arrays too short to hold their index
+ * are left for cJSON. w needs len + 1 bytes; *wlen gets the copy's length. */
+static int cut_data_arrays(const char *txt, size_t len, char *w, size_t *wlen,
+                           cut **cuts, int *n_cuts) {
   int cap = 0;
   *cuts = NULL;
   *n_cuts = 0;
-  const char *end = w + len;
-  char *p = w;
+  const char *end = txt + len, *p = txt, *copied = txt;
+  char *o = w;
   while (p < end) {
     if (*p != '"') {
-      char *nq = memchr(p, '"', (size_t)(end - p));
+      const char *nq = memchr(p, '"', (size_t)(end - p));
       if (!nq) break;
       p = nq;
     }
-    char *s = p;
+    const char *s = p;
     const char *q = skip_string(p, end);
-    if (!q) return 0; /* cJSON will report it */
-    p = (char *)q;
+    if (!q) break; /* cJSON will report it */
+    p = q;
     if (q - s != 6 || memcmp(s, "\"data\"", 6)) continue;
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
     if (p >= end || *p != ':') continue;
@@ -103,23 +104,29 @@ static int cut_data_arrays(char *w, size_t len, const char *orig, cut **cuts,
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
     if (p >= end || *p != '[') continue;
     const char *ae = skip_array(p, end);
-    if (!ae) return 0;
+    if (!ae) break;
     char idx[16];
     int il = snprintf(idx, sizeof idx, "%d", *n_cuts);
-    if (il > ae - p) { p = (char *)ae; continue; }
+    if (il > ae - p) { p = ae; continue; }
     if (*n_cuts == cap) {
       cap = cap ? cap * 2 : 8;
       cut *nc = realloc(*cuts, (size_t)cap * sizeof *nc);
       if (!nc) return PV_ENOMEM;
       *cuts = nc;
     }
-    (*cuts)[*n_cuts].start = orig + (p - w);
-    (*cuts)[*n_cuts].end = orig + (ae - w);
+    (*cuts)[*n_cuts].start = p;
+    (*cuts)[*n_cuts].end = ae;
     (*n_cuts)++;
-    memcpy(p, idx, (size_t)il);
-    memset(p + il, ' ', (size_t)(ae - p - il));
-    p = (char *)ae;
+    memcpy(o, copied, (size_t)(p - copied));
+    o += p - copied;
+    memcpy(o, idx, (size_t)il);
+    o += il;
+    copied = p = ae;
   }
+  memcpy(o, copied, (size_t)(end - copied));
+  o += end - copied;
+  *o = 0;
+  *wlen = (size_t)(o - w);
   return 0;
 }
 
@@ -186,10 +193,9 @@ int pvd_infer_parse(pvd_req *r, const char *body, size_t len, long hdr_len,
   const char *bin = body + jlen, *bin_end = body + len;
   w = malloc(jlen + 1);
   if (!w) FAIL(500, "out of memory");
-  memcpy(w, body, jlen);
-  w[jlen] = 0;
-  if (cut_data_arrays(w, jlen, body, &cuts, &n_cuts) < 0) FAIL(500, "out of memory");
-  root = cJSON_ParseWithLength(w, jlen);
+  size_t wlen = 0;
+  if (cut_data_arrays(body, jlen, w, &wlen, &cuts, &n_cuts) < 0) FAIL(500, "out of memory");
+  root = cJSON_ParseWithLength(w, wlen);
   if (!root) FAIL(400, "malformed JSON in the request body");
   if (!cJSON_IsObject(root)) FAIL(400, "the request body must be a JSON object");
   cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
