@@ -81,6 +81,25 @@ try:
         err(infer_body([1, 2, 3, 4], outputs=[{"name": "q"}]), 400, "unknown output 'q'")
         err(json.dumps(infer_body([0.5] * 20000)), 413, "limit")
         err("{}", 400, "Inference-Header-Content-Length", headers={"Inference-Header-Content-Length": "x"})
+        # Mutated bodies: any answer but a crash or a hang; errors are JSON.
+        import random
+        rnd = random.Random(7)
+        good = json.dumps({"id": "a", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
+                                                 "data": [[1, 2, 3, 4]]}], "outputs": [{"name": "y"}]})
+        for i in range(300):
+            b = bytearray(good.encode())
+            for _ in range(rnd.randint(1, 4)):
+                op = rnd.randint(0, 2)
+                k = rnd.randrange(len(b))
+                if op == 0: b[k] = rnd.choice(b'[]{}",:0123456789-eE. x')
+                elif op == 1: del b[k:k + rnd.randint(1, 8)]
+                else: b[k:k] = rnd.choice([b"[", b"]", b'"data":', b"1e999", b"-", b"[[[[", b"\\"])
+            hdr = {"Inference-Header-Content-Length": str(rnd.randint(0, len(b) + 5))} if i % 5 == 0 else None
+            st, data, _ = d.request("POST", "/v2/models/lin/infer", bytes(b), hdr)
+            check(st in (200, 400), "mutated body %r -> %d" % (bytes(b), st))
+            if st == 400:
+                check("error" in json.loads(data), "error body")
+        st, j = d.json("GET", "/v2/health/live"); check(st == 200, "alive after mutated bodies")
         st, j = d.json("GET", "/v2/nothing"); check(st == 404 and "error" in j, "unknown path")
         st, j = d.json("DELETE", "/v2/models/lin"); check(st == 405 and "error" in j, "wrong method")
 
