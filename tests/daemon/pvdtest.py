@@ -118,10 +118,15 @@ class Daemon:
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        rc = self.stop()
+        log = self.logtext()
         if exc[0] is not None:
-            sys.stderr.write("---- pivotd log\n" + self.logtext())
+            sys.stderr.write("---- pivotd log\n" + log)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if exc[0] is None:
+            # Sanitizer builds report into the log: a finding fails the test.
+            check("runtime error" not in log and "Sanitizer" not in log, "sanitizer report:\n" + log[-4000:])
+            check(rc == 0, "pivotd exited %d after SIGTERM" % rc)
 
 
 def infer_body(x, n=4, **extra):
