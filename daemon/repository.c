@@ -514,6 +514,8 @@ static int sync_model(pvd_model *m, int64_t must, bool force) {
 
   pvd_version *next[PVD_MAX_VERSIONS];
   int n_next = 0, n_new = 0;
+  int64_t dropped[PVD_MAX_VERSIONS];
+  int n_dropped = 0;
   bool failed = false;
   char errbuf[1024] = "";
   for (int i = 0; i < n; i++) {
@@ -532,7 +534,10 @@ static int sync_model(pvd_model *m, int64_t must, bool force) {
       before = R.freed;
       pthread_mutex_unlock(&R.mu);
       int dropping = n_cur;
-      for (int k = 0; k < n_cur; k++) pvd_version_release(cur[k]);
+      for (int k = 0; k < n_cur; k++) {
+        dropped[n_dropped++] = cur[k]->version;
+        pvd_version_release(cur[k]);
+      }
       n_cur = 0;
       publish(m, next, n_next, PVD_STATE_LOADING);
       wait_freed(before, dropping);
@@ -560,6 +565,17 @@ static int sync_model(pvd_model *m, int64_t must, bool force) {
       for (int b = a; b > 0 && next[b - 1]->version > next[b]->version; b--) {
         pvd_version *t = next[b]; next[b] = next[b - 1]; next[b - 1] = t;
       }
+  }
+  if (failed && n_next == 0 && n_dropped > 0) {
+    /* unload-first dropped what served and the new one failed: bring the
+     * old files back rather than serve nothing. */
+    for (int i = 0; i < n && n_next < PVD_MAX_VERSIONS; i++)
+      for (int k = 0; k < n_dropped; k++)
+        if (fs[i].version == dropped[k]) {
+          pvd_version *v = version_load(m, &fs[i], &cfg);
+          if (v) next[n_next++] = v;
+        }
+    pv_error(PV_EINVAL, "%s", errbuf);
   }
   for (int k = 0; k < n_cur; k++) pvd_version_release(cur[k]);
   publish(m, next, n_next, n_next > 0 ? PVD_STATE_READY : PVD_STATE_UNAVAILABLE);

@@ -54,6 +54,17 @@ try:
         time.sleep(0.5)
         st, j = d.json("GET", "/v2/models/m")
         check(j["versions"] == ["4"], "file overrode a flag after SIGHUP: %r" % j)
+
+    # Unload-first: the swap works; a failed load brings the old file back.
+    with Daemon(repo, "--unload-first") as d:
+        st, j = d.json("PUT", "/v2/models/m/versions/6/model", fake_model(6.0))
+        check(st == 200, "unload-first upload %r" % j)
+        st, j = d.json("POST", "/v2/models/m/infer", infer_body([1, 1, 1, 1]))
+        check(st == 200 and j["outputs"][0]["data"] == [6] * 4, "unload-first serves v6 %r" % j)
+        st, j = d.json("PUT", "/v2/models/m/versions/7/model", fake_model(7.0, fail=1))
+        check(st == 400 and "checksum mismatch" in j["error"], "unload-first failed upload %r" % j)
+        st, j = d.json("POST", "/v2/models/m/infer", infer_body([1, 1, 1, 1]))
+        check(st == 200 and j["model_version"] == "6", "unload-first fell back to v6 %r" % j)
     print("reload: ok")
 finally:
     shutil.rmtree(repo, ignore_errors=True)
