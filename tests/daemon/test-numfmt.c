@@ -1,0 +1,77 @@
+/* The JSON number scanner and float formatter against the C library:
+ * every formatted float must read back (strtof) to the same bits, and the
+ * scanner must agree with strtof on decimal strings of every shape. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pivotd.h"
+
+static uint64_t rng = 88172645463325252ull;
+static uint64_t next(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+
+int main(void) {
+  int bad = 0;
+  char out[40], txt[64];
+  for (int i = 0; i < 2000000 && bad < 10; i++) {
+    uint32_t bits = (uint32_t)next();
+    if (i < 1000) bits = (uint32_t)i; /* subnormals near zero */
+    float f;
+    memcpy(&f, &bits, 4);
+    if (!isfinite(f)) continue;
+    int n = pvd_fmt_float(f, out);
+    float back = strtof(out, NULL);
+    if ((size_t)n != strlen(out) || memcmp(&back, &f, 4)) {
+      fprintf(stderr, "format %.9g (0x%08x) -> %s -> %.9g\n", (double)f, bits, out, (double)back);
+      bad++;
+    }
+    const char *p = out;
+    float s;
+    if (pvd_scan_float(&p, out + n, &s) || memcmp(&s, &f, 4)) {
+      fprintf(stderr, "scan of %s gave %.9g\n", out, (double)s);
+      bad++;
+    }
+  }
+  /* Decimal strings with many digits and exponents, as clients print them. */
+  for (int i = 0; i < 500000 && bad < 20; i++) {
+    double d = ((double)(next() % 2000000001) - 1e9) * pow(10.0, (double)((int)(next() % 60) - 40));
+    static const char *const fmts[] = {"%.17g", "%.6f", "%.3e", "%.12g", "%g"};
+    int len = snprintf(txt, sizeof txt, fmts[i % 5], d);
+    const char *p = txt;
+    float s;
+    float want = strtof(txt, NULL);
+    if (pvd_scan_float(&p, txt + len, &s) || memcmp(&s, &want, 4) || p != txt + len) {
+      fprintf(stderr, "scan of %s gave %.9g, strtof %.9g\n", txt, (double)s, (double)want);
+      bad++;
+    }
+  }
+  /* Nested arrays, integers with range checks, malformed data. */
+  float buf[6];
+  size_t got = 0;
+  const char *a = "[[1, 2.5, -3e2], [4E-1,5,6]]";
+  const char *p = a;
+  if (pvd_json_parse_data(&p, a + strlen(a), PV_F32, buf, 6, &got) || got != 6 || buf[2] != -300.0f || buf[3] != 0.4f) {
+    fprintf(stderr, "nested array parse failed: %s\n", pv_errmsg());
+    bad++;
+  }
+  const char *bads[] = {"[1,2", "[1,,2]", "[1,x]", "[01]", "[1.]", "[1,2,3,4,5,6,7]", "{}"};
+  for (size_t i = 0; i < sizeof bads / sizeof *bads; i++) {
+    p = bads[i];
+    if (pvd_json_parse_data(&p, bads[i] + strlen(bads[i]), PV_F32, buf, 6, &got) == 0) {
+      fprintf(stderr, "accepted malformed %s\n", bads[i]);
+      bad++;
+    }
+  }
+  uint8_t u8[2];
+  const char *ov = "[255,256]";
+  p = ov;
+  if (pvd_json_parse_data(&p, ov + strlen(ov), PV_U8, u8, 2, &got) == 0) {
+    fprintf(stderr, "UINT8 256 accepted\n");
+    bad++;
+  }
+  if (bad) return 1;
+  printf("numfmt: ok\n");
+  return 0;
+}
