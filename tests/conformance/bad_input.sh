@@ -1,0 +1,91 @@
+#!/bin/sh
+# `pivot run` on bad input: each case must exit nonzero with a clear message
+# naming what is wrong (checked with grep), and never crash or hang. With
+# valgrind installed, the cases run again under it and must show no memory
+# error (PIVOT_VALGRIND=0 skips that part).
+set -u
+. "$(cd "$(dirname "$0")" && pwd)/conf-env.sh"
+
+"$PY" -c 'import onnx, numpy' 2>/dev/null ||
+  conf_fail "$PY lacks onnx or numpy: run scripts/deps.sh test"
+[ -x "$PIVOT" ] || conf_fail "$PIVOT not built: run make first"
+bad=$abs_top_builddir/tests/conformance/bad
+rm -rf "$bad" && mkdir -p "$bad/out" || conf_fail "cannot create $bad"
+"$PY" "$CONF_SRC/gen_bad.py" "$bad" || conf_fail "gen_bad.py failed"
+
+use_valgrind=no
+if [ "${PIVOT_VALGRIND:-1}" != 0 ] && command -v valgrind >/dev/null 2>&1; then
+  use_valgrind=yes
+fi
+# clients/pivot is a libtool wrapper script in the build tree; valgrind must
+# see the real program.
+libtool_exec=""
+[ -x "$abs_top_builddir/libtool" ] && libtool_exec="$abs_top_builddir/libtool --mode=execute"
+
+passed=0 failed=0
+log=$bad/case.log
+
+# expect NAME "ERE ..." -- ARGS: every ERE (one per word of the list, '_'
+# standing for a space) must match the output, case-insensitively.
+expect() {
+  cname=$1 pats=$2
+  shift 3
+  ok=yes why=""
+  timeout 60 "$PIVOT" run "$@" --output-dir "$bad/out" >"$log" 2>&1
+  rc=$?
+  if [ $rc -eq 124 ]; then ok=no why="hung (killed after 60 s)"
+  elif pivot_crashed $rc "$log"; then ok=no why="crashed (exit $rc)"
+  elif [ $rc -eq 0 ]; then ok=no why="exit 0 on bad input"
+  else
+    for p in $pats; do
+      p=$(printf %s "$p" | tr _ ' ')
+      grep -qiE -- "$p" "$log" || { ok=no why="${why}message lacks /$p/; "; }
+    done
+  fi
+  msg=$(head -c 300 "$log" | tr '\n' ' ')
+  if [ $ok = yes ]; then
+    passed=$((passed + 1))
+    echo "ok   $cname: exit $rc: $msg"
+  else
+    failed=$((failed + 1))
+    echo "FAIL $cname: $why"
+    echo "     pivot run $*: exit $rc: $msg"
+  fi
+  if [ $use_valgrind = yes ] && [ $ok = yes ]; then
+    timeout 300 $libtool_exec valgrind -q --error-exitcode=99 --errors-for-leak-kinds=none \
+      "$PIVOT" run "$@" --output-dir "$bad/out" >"$log.vg" 2>&1
+    vrc=$?
+    if [ $vrc -eq 99 ] || [ $vrc -eq 124 ] || pivot_crashed $vrc "$log.vg"; then
+      failed=$((failed + 1))
+      echo "FAIL $cname under valgrind (exit $vrc):"
+      sed -n '1,30p' "$log.vg"
+    fi
+  fi
+}
+
+B=$bad
+fileerr='parse|truncat|invalid|corrupt|malformed|decod|protobuf|not_an_onnx|unexpected'
+expect truncated-onnx "truncated\.onnx $fileerr" -- "$B/truncated.onnx" --input "$B/good.npy"
+expect corrupt-onnx "corrupt\.onnx $fileerr" -- "$B/corrupt.onnx" --input "$B/good.npy"
+expect empty-onnx "empty\.onnx empty|no_graph|$fileerr" -- "$B/empty.onnx" --input "$B/good.npy"
+expect missing-model "nosuch\.onnx no_such_file|not_found|cannot_open|does_not_exist|doesn.t_exist" -- \
+  "$B/nosuch.onnx" --input "$B/good.npy"
+expect unsupported-op "Einsum contract_0 opset 12" -- "$B/einsum.onnx" --input "$B/good.npy"
+expect missing-input "right missing|not_given|not_provided|not_supplied|required|needs|expects|no_value" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy"
+expect unknown-input "nosuch" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy" --input "right=$B/good.npy" --input "nosuch=$B/good.npy"
+expect wrong-shape "right shape|dim 2.{0,3}4" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy" --input "right=$B/wrong_shape.npy"
+expect wrong-dtype "right int32|i4 float|f4|fp32" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy" --input "right=$B/int32.npy"
+expect npy-missing "absent\.npy no_such_file|not_found|cannot_open|does_not_exist|doesn.t_exist" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy" --input "right=$B/absent.npy"
+expect npy-garbage "garbage\.npy npy|magic|header|format|invalid" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy" --input "right=$B/garbage.npy"
+expect npy-truncated "truncated\.npy truncat|short|size|bytes|end_of_file|EOF" -- \
+  "$B/two_inputs.onnx" --input "left=$B/good.npy" --input "right=$B/truncated.npy"
+
+[ $use_valgrind = yes ] && echo "(the passing cases ran again under valgrind)"
+echo "bad_input: $passed passed, $failed failed"
+[ $failed -eq 0 ]
