@@ -58,6 +58,13 @@ const char *pv_errmsg(void);
 int pv_error_prefix(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Logging: libpivot writes through one function, stderr by default. */
+enum { PV_LOG_ERROR = 0, PV_LOG_WARN = 1, PV_LOG_INFO = 2, PV_LOG_DEBUG = 3 };
+typedef void (*pv_log_fn)(int level, const char *msg);
+void pv_set_log_fn(pv_log_fn fn); /* NULL restores the default */
+void pv_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------------- tensors */
 
 /* Numbering follows ONNX TensorProto.DataType so import is a cast. */
