@@ -2,12 +2,13 @@
 """Write the bad inputs of bad_input.sh into DIR (small, fixed seeds).
 
 Usage: gen_bad.py DIR
-Models: two_inputs.onnx (left, right: float [2,3] -> Add), einsum.onnx (an
-op pivotd does not support, node "contract_0", opset 12), truncated.onnx
-(the first 60% of a valid Gemm model), corrupt.onnx (random bytes),
-empty.onnx. Tensors: good.npy (float32 [2,3]), wrong_shape.npy (float32
-[2,4]), int32.npy (int32 [2,3]), garbage.npy (random bytes),
-truncated.npy (a valid header, half the data).
+Models: two_inputs.onnx (left, right: float [2,3] -> Add), op.onnx (an
+Einsum, which pivotd does not support, node "contract_0", opset 12), cut.onnx
+(the first 60% of a valid Gemm model), noise.onnx (random bytes), blank.onnx
+(empty). Tensors: good.npy (float32 [2,3]), wide.npy (float32 [2,4]),
+ints.npy (int32 [2,3]), noise.npy (random bytes), half.npy (a valid header,
+half the data). File names share no word with the messages the test looks
+for, so a message that only echoes the path cannot pass.
 """
 import os
 import sys
@@ -47,7 +48,7 @@ def main():
         "einsum", [helper.make_tensor_value_info("x", TensorProto.FLOAT, f23)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]),
-         os.path.join(d, "einsum.onnx"))
+         os.path.join(d, "op.onnx"))
 
     w = numpy_helper.from_array(rng.standard_normal((64, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "b")
@@ -56,22 +57,22 @@ def main():
         "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, f23)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])], [w, b])
     blob = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
-    with open(os.path.join(d, "truncated.onnx"), "wb") as f:
+    with open(os.path.join(d, "cut.onnx"), "wb") as f:
         f.write(blob[: len(blob) * 6 // 10])
-    with open(os.path.join(d, "corrupt.onnx"), "wb") as f:
+    with open(os.path.join(d, "noise.onnx"), "wb") as f:
         f.write(rng.bytes(4096))
-    open(os.path.join(d, "empty.onnx"), "wb").close()
+    open(os.path.join(d, "blank.onnx"), "wb").close()
 
     np.save(os.path.join(d, "good.npy"), rng.standard_normal(f23).astype(np.float32))
-    np.save(os.path.join(d, "wrong_shape.npy"), rng.standard_normal((2, 4)).astype(np.float32))
-    np.save(os.path.join(d, "int32.npy"), np.arange(6, dtype=np.int32).reshape(f23))
-    with open(os.path.join(d, "garbage.npy"), "wb") as f:
+    np.save(os.path.join(d, "wide.npy"), rng.standard_normal((2, 4)).astype(np.float32))
+    np.save(os.path.join(d, "ints.npy"), np.arange(6, dtype=np.int32).reshape(f23))
+    with open(os.path.join(d, "noise.npy"), "wb") as f:
         f.write(rng.bytes(512))
     np.save(os.path.join(d, "full.npy"), rng.standard_normal((64, 64)).astype(np.float32))
     with open(os.path.join(d, "full.npy"), "rb") as f:
         blob = f.read()
     os.unlink(os.path.join(d, "full.npy"))
-    with open(os.path.join(d, "truncated.npy"), "wb") as f:
+    with open(os.path.join(d, "half.npy"), "wb") as f:
         f.write(blob[: 128 + (len(blob) - 128) // 2])
     return 0
 
