@@ -48,7 +48,7 @@ need_ort() {
 # Generate model NAME into $MODELS/NAME unless it is there and current.
 gen_model() {
   mkdir -p "$MODELS" || conf_fail "cannot create $MODELS"
-  flock "$MODELS/.gen-$1.lock" nice -n 10 "$PY" "$CONF_SRC/gen_models.py" --out "$MODELS" "$1" ||
+  flock "$MODELS/.gen-$1.lock" nice -n 10 "$PY" "$CONF_SRC/gen_models.py" --out "$MODELS" "$1" >&2 ||
     conf_fail "$1: model generation failed"
 }
 

@@ -35,6 +35,7 @@ except ImportError as e:  # the test must fail loudly, not skip
 # torch 1.13's exporter warns about folds it cannot do; constant_pad_pads
 # below handles the one that matters.
 warnings.filterwarnings("ignore", message="Constant folding")
+warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")
 
 DARKNET_CFG = "/usr/share/darknet/cfg/yolov3-tiny.cfg"
 
@@ -214,6 +215,33 @@ def constant_pad_pads(m, pads):
         g.initializer.remove(t)
 
 
+def pivot_prune(model, n, min_channels, gen):
+    """Prune weights to the pivoted pattern: after a random row and column
+    permutation, n balanced diagonal blocks; zeros stay stored in the file.
+
+    Linear layers and convolutions (by channel: [Cout, Cin] blocks, every
+    kernel tap alike) whose output and input counts are both >= min_channels.
+    Groups differ by at most one row or column where the counts do not
+    divide by n. Kept weights are scaled by sqrt(n) to keep activations O(1).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            cout, cin = m.weight.shape
+        elif isinstance(m, nn.Conv2d) and m.groups == 1:
+            cout, cin = m.weight.shape[:2]
+        else:
+            continue
+        if min(cout, cin) < min_channels:
+            continue
+        rows = torch.randperm(cout, generator=gen).numpy()
+        cols = torch.randperm(cin, generator=gen).numpy()
+        mask = torch.zeros(cout, cin)
+        for r, c in zip(np.array_split(rows, n), np.array_split(cols, n)):
+            mask[np.ix_(r, c)] = 1.0
+        shape = [cout, cin] + [1] * (m.weight.dim() - 2)
+        m.weight.data.mul_(mask.view(shape) * n ** 0.5)
+
+
 def build_mlp(gen):
     return MLP()
 
@@ -238,6 +266,18 @@ def build_mobilenet_v2(gen):
     return m
 
 
+def build_mlp_p8(gen):
+    m = MLP()
+    pivot_prune(m, 8, 512, gen)
+    return m
+
+
+def build_yolov3_tiny_p4(gen):
+    m = build_yolov3_tiny(gen)
+    pivot_prune(m, 4, 128, gen)
+    return m
+
+
 def build_yolov3_tiny(gen):
     m = Darknet(DARKNET_CFG)
     # Keep activations O(1) through the 13 layers so the relative error
@@ -257,6 +297,10 @@ MODELS = {
     "mlp": dict(build=build_mlp, opset=13, inputs=["x"], outputs=["logits"],
                 shape=[3, 1, 28, 28], dynamic=True,
                 extra={"b1": [1, 1, 28, 28], "b32": [32, 1, 28, 28]}),
+    # fc1 and fc2 at density 1/8 (fc3, 10 rows, stays dense).
+    "mlp_p8": dict(build=build_mlp_p8, opset=13, inputs=["x"], outputs=["logits"],
+                   shape=[3, 1, 28, 28], dynamic=True,
+                   extra={"b1": [1, 1, 28, 28], "b32": [32, 1, 28, 28]}),
     "cnn": dict(build=build_cnn, opset=17, inputs=["input"], outputs=["logits"],
                 shape=[2, 3, 32, 32]),
     "cnn_ext": dict(build=build_cnn, opset=11, inputs=["input"], outputs=["logits"],
@@ -269,6 +313,10 @@ MODELS = {
     "yolov3_tiny": dict(build=build_yolov3_tiny, opset=11, inputs=["image"],
                         outputs=["yolo/13", "yolo/26"], shape=[1, 3, 416, 416],
                         pads=[0, 0, 0, 0, 0, 0, 1, 1]),
+    # Convolutions with >= 128 input and output channels at density 1/4.
+    "yolov3_tiny_p4": dict(build=build_yolov3_tiny_p4, opset=13, inputs=["image"],
+                           outputs=["yolo/13", "yolo/26"], shape=[1, 3, 416, 416],
+                           pads=[0, 0, 0, 0, 0, 0, 1, 1]),
 }
 
 
