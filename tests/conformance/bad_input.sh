@@ -28,7 +28,7 @@ log=$bad/case.log
 # expect CASE "NAMES" "WORDS" -- ARGS: each ERE of NAMES (what the message
 # must name: a file, an input, an op) must match the output, and each ERE of
 # WORDS (what it must say is wrong) must match the output with every path and
-# file name cut out, so an echoed path cannot pass for an explanation. '_'
+# file name cut out, so an echoed path cannot pass for an explanation. '~'
 # stands for a space; matching ignores case.
 expect() {
   cname=$1 names=$2 words=$3
@@ -42,11 +42,11 @@ expect() {
   elif [ $rc -eq 0 ]; then ok=no why="exit 0 on bad input"
   else
     for p in $names; do
-      p=$(printf %s "$p" | tr _ ' ')
+      p=$(printf %s "$p" | tr '~' ' ')
       grep -qiE -- "$p" "$log" || { ok=no why="${why}message does not name /$p/; "; }
     done
     for p in $words; do
-      p=$(printf %s "$p" | tr _ ' ')
+      p=$(printf %s "$p" | tr '~' ' ')
       grep -qiE -- "$p" "$log.words" || { ok=no why="${why}message lacks /$p/; "; }
     done
   fi
@@ -73,17 +73,17 @@ expect() {
 
 B=$bad
 two=$B/two_inputs.onnx
-onnxerr='parse|truncat|invalid|corrupt|malformed|decod|protobuf|not_an_onnx|unexpected|bad'
-noent='no_such_file|not_found|cannot_open|does_not_exist|doesn.t_exist|missing'
+onnxerr='parse|truncat|invalid|corrupt|malformed|decod|protobuf|not~an~onnx|unexpected|bad'
+noent='no~such~file|not~found|cannot~open|does~not~exist|doesn.t~exist|missing'
 expect truncated-onnx "cut\.onnx" "$onnxerr" -- "$B/cut.onnx" --input "$B/good.npy"
 expect corrupt-onnx "noise\.onnx" "$onnxerr" -- "$B/noise.onnx" --input "$B/good.npy"
-expect empty-onnx "blank\.onnx" "empty|no_graph|$onnxerr" -- "$B/blank.onnx" --input "$B/good.npy"
+expect empty-onnx "blank\.onnx" "empty|no~graph|$onnxerr" -- "$B/blank.onnx" --input "$B/good.npy"
 expect missing-model "absent\.onnx" "$noent" -- "$B/absent.onnx" --input "$B/good.npy"
-expect unsupported-op "Einsum contract_0" "opset 12 unsupported|not_supported|no_support|unknown|not_implemented" -- \
+expect unsupported-op "Einsum contract_0" "opset 12 unsupported|not~supported|no~support|unknown|not~implemented" -- \
   "$B/op.onnx" --input "$B/good.npy"
-expect missing-input "right" "missing|not_given|not_provided|not_supplied|required|needs|expects|no_value" -- \
+expect missing-input "right" "missing|not~given|not~provided|not~supplied|required|needs|expects|no~value" -- \
   "$two" --input "left=$B/good.npy"
-expect unknown-input "nosuch" "no_input|unknown|not_an_input|has_no|no_such" -- \
+expect unknown-input "nosuch" "no~input|unknown|not~an~input|has~no|no~such" -- \
   "$two" --input "left=$B/good.npy" --input "right=$B/good.npy" --input "nosuch=$B/good.npy"
 expect wrong-shape "right" "shape|dim 2.{0,3}4" -- \
   "$two" --input "left=$B/good.npy" --input "right=$B/wide.npy"
@@ -91,9 +91,9 @@ expect wrong-dtype "right" "int32|i4 float|f4|fp32" -- \
   "$two" --input "left=$B/good.npy" --input "right=$B/ints.npy"
 expect npy-missing "absent\.npy" "$noent" -- \
   "$two" --input "left=$B/good.npy" --input "right=$B/absent.npy"
-expect npy-garbage "noise\.npy" "npy|magic|header|format|invalid|not_a" -- \
+expect npy-garbage "noise\.npy" "npy|magic|header|format|invalid|not~a" -- \
   "$two" --input "left=$B/good.npy" --input "right=$B/noise.npy"
-expect npy-truncated "half\.npy" "truncat|short|size|bytes|end_of_file|EOF|expected" -- \
+expect npy-truncated "half\.npy" "truncat|short|size|bytes|end~of~file|EOF|expected" -- \
   "$two" --input "left=$B/good.npy" --input "right=$B/half.npy"
 
 [ $use_valgrind = yes ] && echo "(the passing cases ran again under valgrind)"
