@@ -27,14 +27,14 @@ need_python() {
 
 # ONNX Runtime for Node in the cache (PIVOT_CACHE or <source tree>/.cache);
 # installed there when missing. A read-only source tree (make distcheck)
-# falls back to a cache in the build tree.
+# falls back to a cache in this folder of the build tree.
 need_ort() {
   command -v node >/dev/null 2>&1 || conf_fail "node not found: run scripts/deps.sh test"
   if [ -z "${PIVOT_CACHE:-}" ]; then
     PIVOT_CACHE=$abs_top_srcdir/.cache
     if ! PIVOT_CACHE=$PIVOT_CACHE "$abs_top_srcdir/scripts/ort.sh" --check >/dev/null 2>&1 &&
        ! { mkdir -p "$PIVOT_CACHE" 2>/dev/null && [ -w "$PIVOT_CACHE" ]; }; then
-      PIVOT_CACHE=$abs_top_builddir/.cache
+      PIVOT_CACHE=$abs_top_builddir/tests/conformance/.cache
     fi
   fi
   export PIVOT_CACHE
