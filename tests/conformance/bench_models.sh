@@ -17,9 +17,9 @@ need_python
 need_ort
 [ -x "$PIVOT" ] || conf_fail "$PIVOT not built: run make first"
 
-# The first "<number> ms" on a line that says "median".
+# pivot run prints "time X ms (median of N, BACKEND)"; ort_run.js "median_ms=X".
 median_ms() {
-  sed -n 's/.*[Mm]edian[^0-9]*\([0-9][0-9.]*\) *ms.*/\1/p; s/.*median_ms=\([0-9.]*\).*/\1/p' "$1" | head -n 1
+  sed -n 's/^time \([0-9][0-9.]*\) ms (median.*/\1/p; s/^median_ms=\([0-9.]*\).*/\1/p' "$1" | head -n 1
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 
