@@ -40,7 +40,7 @@ need_ort() {
   export PIVOT_CACHE
   mkdir -p "$PIVOT_CACHE" || conf_fail "cannot create $PIVOT_CACHE"
   ort_dir=$(flock "$PIVOT_CACHE/.ort.lock" "$abs_top_srcdir/scripts/ort.sh") ||
-    conf_fail "onnxruntime-node is not installed and could not be: run scripts/deps.sh test"
+    conf_fail "onnxruntime-node is not installed and could not be: run scripts/deps.sh test (it runs scripts/ort.sh)"
   NODE_PATH=$ort_dir/node_modules
   export NODE_PATH
 }
