@@ -254,7 +254,12 @@ pv_tensor pv_value_tensor(const pv_value *v);
 /* ---------------------------------------------------------------- import */
 
 /* ONNX (.onnx protobuf), opsets 7..17 accepted, 11..17 tested. External
- * data files are resolved relative to the model's directory. */
+ * data files are resolved relative to the model's directory (base_dir for
+ * _mem; NULL refuses external data) and must stay inside it. Symbolic or
+ * unknown dims of inputs/outputs become PV_DIM_BATCH on every axis, not
+ * only axis 0. Constant nodes become constant values. Returns a graph the
+ * caller frees with pv_graph_free(), or NULL with pv_errmsg() set;
+ * pv_onnx_load's messages start with the path. */
 pv_graph *pv_onnx_load(const char *path);
 pv_graph *pv_onnx_load_mem(const void *buf, size_t len, const char *base_dir);
 
