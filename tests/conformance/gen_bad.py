@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""Write the bad inputs of bad_input.sh into DIR (small, fixed seeds).
+
+Usage: gen_bad.py DIR
+Models: two_inputs.onnx (left, right: float [2,3] -> Add), op.onnx (an
+Einsum, which pivotd does not support, node "contract_0", opset 12), cut.onnx
+(the first 60% of a valid Gemm model), noise.onnx (random bytes), blank.onnx
+(empty). Tensors: good.npy (float32 [2,3]), wide.npy (float32 [2,4]),
+ints.npy (int32 [2,3]), noise.npy (random bytes), half.npy (a valid header,
+half the data). File names share no word with the messages the test looks
+for, so a message that only echoes the path cannot pass.
+"""
+import os
+import sys
+
+try:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError as e:
+    sys.exit("gen_bad: %s; run scripts/deps.sh test" % e)
+
+
+def save(model, path):
+    onnx.checker.check_model(model)
+    onnx.save_model(model, path)
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: gen_bad.py DIR")
+    d = sys.argv[1]
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(7)
+    f23 = [2, 3]
+
+    g = helper.make_graph(
+        [helper.make_node("Add", ["left", "right"], ["sum"], name="add_0")], "two_inputs",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23),
+         helper.make_tensor_value_info("right", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, f23)])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+         os.path.join(d, "two_inputs.onnx"))
+
+    w = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Einsum", ["x", "w"], ["y"], name="contract_0", equation="ij,jk->ik")],
+        "einsum", [helper.make_tensor_value_info("x", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w])
+    save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]),
+         os.path.join(d, "op.onnx"))
+
+    w = numpy_helper.from_array(rng.standard_normal((64, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "b")
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="gemm_0", transB=1)],
+        "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])], [w, b])
+    blob = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    with open(os.path.join(d, "cut.onnx"), "wb") as f:
+        f.write(blob[: len(blob) * 6 // 10])
+    with open(os.path.join(d, "noise.onnx"), "wb") as f:
+        f.write(rng.bytes(4096))
+    open(os.path.join(d, "blank.onnx"), "wb").close()
+
+    np.save(os.path.join(d, "good.npy"), rng.standard_normal(f23).astype(np.float32))
+    np.save(os.path.join(d, "wide.npy"), rng.standard_normal((2, 4)).astype(np.float32))
+    np.save(os.path.join(d, "ints.npy"), np.arange(6, dtype=np.int32).reshape(f23))
+    with open(os.path.join(d, "noise.npy"), "wb") as f:
+        f.write(rng.bytes(512))
+    np.save(os.path.join(d, "full.npy"), rng.standard_normal((64, 64)).astype(np.float32))
+    with open(os.path.join(d, "full.npy"), "rb") as f:
+        blob = f.read()
+    os.unlink(os.path.join(d, "full.npy"))
+    with open(os.path.join(d, "half.npy"), "wb") as f:
+        f.write(blob[: 128 + (len(blob) - 128) // 2])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

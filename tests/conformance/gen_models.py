@@ -1,0 +1,432 @@
+#!/usr/bin/python3
+"""Generate the conformance models and their inputs.
+
+Usage: gen_models.py --out DIR [NAME ...]   (no NAME: every model)
+       gen_models.py --list
+
+Each model goes to DIR/NAME/: model.onnx (+ external data for cnn_ext),
+in/<input>.npy (extra input sets in in_<tag>/), meta.json (inputs, outputs,
+opset, and a hash of this script, so editing it regenerates). A model whose
+meta.json carries the current hash is left alone. Random weights and inputs
+from fixed seeds: the same script gives the same files.
+
+Needs Debian's python3-torch, python3-torchvision, python3-onnx and
+python3-numpy (scripts/deps.sh test).
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+
+try:
+    import numpy as np
+    import onnx
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as e:  # the test must fail loudly, not skip
+    sys.exit("gen_models: %s; run scripts/deps.sh test "
+             "(needs Debian's python3-torch, python3-torchvision, python3-onnx, python3-numpy)" % e)
+
+# torch 1.13's exporter warns about folds it cannot do; constant_pad_pads
+# below handles the one that matters.
+warnings.filterwarnings("ignore", message="Constant folding")
+warnings.filterwarnings("ignore", message="The shape inference of prim::Constant")
+
+DARKNET_CFG = "/usr/share/darknet/cfg/yolov3-tiny.cfg"
+
+
+def script_hash():
+    with open(os.path.abspath(__file__), "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()
+
+
+def randomize_bn(model, gen):
+    """Non-trivial BN statistics, so a wrong BN fold shows in the outputs."""
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.1)
+
+
+# ---------------------------------------------------------------- models
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 2048)
+        self.fc2 = nn.Linear(2048, 2048)
+        self.fc3 = nn.Linear(2048, 10)
+
+    def forward(self, x):
+        # x.size(0) with a dynamic batch exports the Shape->Gather->Unsqueeze
+        # ->Concat->Reshape pattern the importer must fold symbolically.
+        x = x.view(x.size(0), -1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.conv3 = nn.Conv2d(16, 32, 3, padding=1)
+        # BN after the Relu cannot be folded by the exporter, so a real
+        # BatchNormalization node reaches our importer.
+        self.bn3 = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32 * 8 * 8, 10)
+
+    def forward(self, x):
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)) + y)  # residual Add
+        y = F.max_pool2d(y, 2)
+        y = self.bn3(F.relu(self.conv3(y)))
+        y = F.max_pool2d(y, 2)
+        return self.fc(torch.flatten(y, 1))
+
+
+def parse_darknet_cfg(path):
+    """Sections of a darknet .cfg as [(type, {key: value})]."""
+    sections = []
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            if line.startswith("["):
+                sections.append((line.strip("[]").strip(), {}))
+            elif "=" in line:
+                k, v = line.split("=", 1)
+                sections[-1][1][k.strip()] = v.strip()
+    return sections
+
+
+class Darknet(nn.Module):
+    """The topology of a darknet cfg (the yolov3-tiny subset of layers).
+
+    Yolo layers pass their input through; their inputs (the raw 255-channel
+    head convolutions) are the model's outputs.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        sections = parse_darknet_cfg(cfg)
+        if not sections or sections[0][0] not in ("net", "network"):
+            raise ValueError("%s: first section is not [net]" % cfg)
+        net = sections[0][1]
+        self.width, self.height = int(net["width"]), int(net["height"])
+        chans = [int(net.get("channels", 3))]  # output channels per layer
+        self.layers = nn.ModuleList()
+        self.kinds = []
+        self.routes = {}
+        cin = chans[0]
+        for i, (kind, opt) in enumerate(sections[1:]):
+            if kind == "convolutional":
+                n, k = int(opt["filters"]), int(opt["size"])
+                s = int(opt.get("stride", 1))
+                pad = k // 2 if int(opt.get("pad", 0)) else int(opt.get("padding", 0))
+                bn = int(opt.get("batch_normalize", 0))
+                m = nn.Sequential()
+                m.add_module("conv", nn.Conv2d(cin, n, k, s, pad, bias=not bn))
+                if bn:
+                    m.add_module("bn", nn.BatchNorm2d(n, eps=1e-5))
+                act = opt.get("activation", "linear")
+                if act == "leaky":
+                    m.add_module("act", nn.LeakyReLU(0.1))
+                elif act != "linear":
+                    raise ValueError("layer %d: activation %s not handled" % (i, act))
+                cout = n
+            elif kind == "maxpool":
+                k, s = int(opt["size"]), int(opt["stride"])
+                m = nn.Sequential()
+                if s == 1:
+                    # darknet keeps the size with one extra column and row at
+                    # the bottom/right; the widely used PyTorch port (and so
+                    # the ONNX files users have) pads them explicitly with
+                    # zeros, which is what ORT's optimiser gets wrong.
+                    m.add_module("pad", nn.ZeroPad2d((0, k - 1, 0, k - 1)))
+                m.add_module("pool", nn.MaxPool2d(k, s))
+                cout = cin
+            elif kind == "upsample":
+                m = nn.Upsample(scale_factor=int(opt["stride"]), mode="nearest")
+                cout = cin
+            elif kind == "route":
+                idx = [int(v) for v in opt["layers"].split(",")]
+                idx = [j if j >= 0 else i + j for j in idx]
+                self.routes[i] = idx
+                m = nn.Identity()
+                cout = sum(chans[j + 1] for j in idx)
+            elif kind == "yolo":
+                m = nn.Identity()
+                cout = cin
+            else:
+                raise ValueError("layer %d: [%s] not handled" % (i, kind))
+            self.layers.append(m)
+            self.kinds.append(kind)
+            chans.append(cout)
+            cin = cout
+
+    def forward(self, x):
+        outs, heads = [], []
+        for i, (kind, m) in enumerate(zip(self.kinds, self.layers)):
+            if kind == "route":
+                srcs = [outs[j] for j in self.routes[i]]
+                x = srcs[0] if len(srcs) == 1 else torch.cat(srcs, 1)
+            else:
+                x = m(x)
+            if kind == "yolo":
+                heads.append(x)
+            outs.append(x)
+        return tuple(heads)
+
+
+def constant_pad_pads(m, pads):
+    """Give every Pad node the constant `pads` and drop the dead subgraph.
+
+    torch 1.13 cannot constant-fold the Slice with step -1 it emits to build
+    Pad's pads at opset >= 11, leaving a ConstantOfShape/Slice/Transpose/Cast
+    chain; newer exporters emit the constant itself, which is what we keep.
+    """
+    from onnx import numpy_helper
+    g = m.graph
+    for i, n in enumerate(x for x in g.node if x.op_type == "Pad"):
+        name = "pads_const_%d" % i
+        g.initializer.append(numpy_helper.from_array(np.array(pads, np.int64), name))
+        n.input[1] = name
+    # Remove nodes nothing reads, until none is left.
+    while True:
+        used = {o.name for o in g.output} | {x for n in g.node for x in n.input}
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    used = {x for n in g.node for x in n.input}
+    for t in [t for t in g.initializer if t.name not in used]:
+        g.initializer.remove(t)
+
+
+def pivot_prune(model, n, min_channels, gen):
+    """Prune weights to the pivoted pattern: after a random row and column
+    permutation, n balanced diagonal blocks; zeros stay stored in the file.
+
+    Linear layers and convolutions (by channel: [Cout, Cin] blocks, every
+    kernel tap alike) whose output and input counts are both >= min_channels.
+    Groups differ by at most one row or column where the counts do not
+    divide by n. Kept weights are scaled by sqrt(n) to keep activations O(1).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            cout, cin = m.weight.shape
+        elif isinstance(m, nn.Conv2d) and m.groups == 1:
+            cout, cin = m.weight.shape[:2]
+        else:
+            continue
+        if min(cout, cin) < min_channels:
+            continue
+        rows = torch.randperm(cout, generator=gen).numpy()
+        cols = torch.randperm(cin, generator=gen).numpy()
+        mask = torch.zeros(cout, cin)
+        for r, c in zip(np.array_split(rows, n), np.array_split(cols, n)):
+            mask[np.ix_(r, c)] = 1.0
+        shape = [cout, cin] + [1] * (m.weight.dim() - 2)
+        m.weight.data.mul_(mask.view(shape) * n ** 0.5)
+
+
+def build_mlp(gen):
+    return MLP()
+
+
+def build_cnn(gen):
+    m = SmallCNN()
+    randomize_bn(m, gen)
+    return m
+
+
+def build_resnet18(gen):
+    import torchvision
+    m = torchvision.models.resnet18(weights=None)
+    randomize_bn(m, gen)
+    return m
+
+
+def build_mobilenet_v2(gen):
+    import torchvision
+    m = torchvision.models.mobilenet_v2(weights=None)
+    randomize_bn(m, gen)
+    return m
+
+
+def build_mlp_p8(gen):
+    m = MLP()
+    pivot_prune(m, 8, 512, gen)
+    return m
+
+
+def build_yolov3_tiny_p4(gen):
+    m = build_yolov3_tiny(gen)
+    pivot_prune(m, 4, 128, gen)
+    return m
+
+
+def build_yolov3_tiny(gen):
+    m = Darknet(DARKNET_CFG)
+    # Keep activations O(1) through the 13 layers so the relative error
+    # measures arithmetic, not denormals.
+    for mod in m.modules():
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, a=0.1, nonlinearity="leaky_relu")
+            if mod.bias is not None:
+                nn.init.normal_(mod.bias, 0.0, 0.1)
+    randomize_bn(m, gen)
+    return m
+
+
+# name: builder, opset, input names, output names, conformance input shape,
+# dynamic batch, extra input sets {tag: shape}, external data.
+MODELS = {
+    "mlp": dict(build=build_mlp, opset=13, inputs=["x"], outputs=["logits"],
+                shape=[3, 1, 28, 28], dynamic=True,
+                extra={"b1": [1, 1, 28, 28], "b32": [32, 1, 28, 28]}),
+    # fc1 and fc2 at density 1/8 (fc3, 10 rows, stays dense).
+    "mlp_p8": dict(build=build_mlp_p8, opset=13, inputs=["x"], outputs=["logits"],
+                   shape=[3, 1, 28, 28], dynamic=True,
+                   extra={"b1": [1, 1, 28, 28], "b32": [32, 1, 28, 28]}),
+    "cnn": dict(build=build_cnn, opset=17, inputs=["input"], outputs=["logits"],
+                shape=[2, 3, 32, 32]),
+    "cnn_ext": dict(build=build_cnn, opset=11, inputs=["input"], outputs=["logits"],
+                    shape=[2, 3, 32, 32], external=True),
+    "resnet18": dict(build=build_resnet18, opset=11, inputs=["image"], outputs=["logits"],
+                     shape=[1, 3, 224, 224]),
+    "mobilenet_v2": dict(build=build_mobilenet_v2, opset=13, inputs=["image"],
+                         outputs=["logits"], shape=[1, 3, 224, 224]),
+    # '/' in the output names checks that both sides sanitise file names alike.
+    "yolov3_tiny": dict(build=build_yolov3_tiny, opset=11, inputs=["image"],
+                        outputs=["yolo/13", "yolo/26"], shape=[1, 3, 416, 416],
+                        pads=[0, 0, 0, 0, 0, 0, 1, 1]),
+    # Convolutions with >= 128 input and output channels at density 1/4.
+    "yolov3_tiny_p4": dict(build=build_yolov3_tiny_p4, opset=13, inputs=["image"],
+                           outputs=["yolo/13", "yolo/26"], shape=[1, 3, 416, 416],
+                           pads=[0, 0, 0, 0, 0, 0, 1, 1]),
+}
+
+
+def sanitize(name):
+    """The file name `pivot run` gives an output: unsafe characters -> '_'."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+
+
+def write_npy(path, arr):
+    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def generate(name, spec, out_dir):
+    seed = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = spec["build"](gen).eval()
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(spec["shape"], dtype=np.float32)
+
+    tmp = tempfile.mkdtemp(prefix=".%s." % name, dir=out_dir)
+    try:
+        onnx_path = os.path.join(tmp, "model.onnx")
+        dyn = None
+        if spec.get("dynamic"):
+            dyn = {n: {0: "batch"} for n in spec["inputs"] + spec["outputs"]}
+        with torch.no_grad():
+            torch.onnx.export(model, (torch.from_numpy(x),), onnx_path,
+                              input_names=spec["inputs"], output_names=spec["outputs"],
+                              opset_version=spec["opset"], do_constant_folding=True,
+                              dynamic_axes=dyn)
+            y = model(torch.from_numpy(x))
+        if spec.get("pads"):
+            m = onnx.load(onnx_path)
+            constant_pad_pads(m, spec["pads"])
+            onnx.save_model(m, onnx_path)
+        if spec.get("external"):
+            m = onnx.load(onnx_path)
+            os.unlink(onnx_path)
+            onnx.save_model(m, onnx_path, save_as_external_data=True,
+                            all_tensors_to_one_file=True, location="model.onnx.data",
+                            size_threshold=0)
+        m = onnx.load(onnx_path)
+        onnx.checker.check_model(m)
+        ops = sorted({n.op_type for n in m.graph.node})
+
+        os.mkdir(os.path.join(tmp, "in"))
+        write_npy(os.path.join(tmp, "in", spec["inputs"][0] + ".npy"), x)
+        for tag, shape in spec.get("extra", {}).items():
+            d = os.path.join(tmp, "in_" + tag)
+            os.mkdir(d)
+            write_npy(os.path.join(d, spec["inputs"][0] + ".npy"),
+                      rng.standard_normal(shape, dtype=np.float32))
+        ys = y if isinstance(y, tuple) else (y,)
+        # PyTorch's own outputs: a cross-check of the ORT reference, so a
+        # broken reference cannot pass unnoticed.
+        os.mkdir(os.path.join(tmp, "torch"))
+        for o, t in zip(spec["outputs"], ys):
+            write_npy(os.path.join(tmp, "torch", sanitize(o) + ".npy"), t.numpy())
+        meta = {
+            "name": name, "opset": spec["opset"], "ops": ops,
+            "inputs": spec["inputs"], "outputs": spec["outputs"],
+            "files": {o: sanitize(o) + ".npy" for o in spec["outputs"]},
+            "shape": spec["shape"], "dynamic_batch": bool(spec.get("dynamic")),
+            "external_data": bool(spec.get("external")),
+            "torch_rms": [float(t.float().pow(2).mean().sqrt()) for t in ys],
+            "generator": script_hash(),
+        }
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        dest = os.path.join(out_dir, name)
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print("gen_models: %s: opset %d, ops %s" % (name, spec["opset"], " ".join(ops)))
+
+
+def up_to_date(name, out_dir):
+    try:
+        with open(os.path.join(out_dir, name, "meta.json")) as f:
+            return json.load(f).get("generator") == script_hash()
+    except (OSError, ValueError):
+        return False
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="cache directory")
+    ap.add_argument("--list", action="store_true", help="print the model names")
+    ap.add_argument("names", nargs="*")
+    a = ap.parse_args()
+    if a.list:
+        print("\n".join(MODELS))
+        return 0
+    if not a.out:
+        ap.error("--out DIR is required")
+    names = a.names or list(MODELS)
+    for n in names:
+        if n not in MODELS:
+            ap.error("unknown model %r (known: %s)" % (n, ", ".join(MODELS)))
+    os.makedirs(a.out, exist_ok=True)
+    torch.set_num_threads(1)
+    for n in names:
+        if not up_to_date(n, a.out):
+            generate(n, MODELS[n], a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
