@@ -84,7 +84,8 @@ def cmd_table(a):
     os.makedirs(a.out, exist_ok=True)
     cfg = {"E": a.epochs, "F": a.ft, "threads": a.threads, "impl": a.impl,
            "kd": a.kd, "train_limit": a.train_limit,
-           "test_limit": a.test_limit}
+           "test_limit": a.test_limit,
+           "stream": os.path.join(a.out, "stream.jsonl")}
     t0 = time.time()
     recs = run_table(a.models.split(","), list(range(a.seeds)), _ints(a.ns),
                      cfg, a.device, a.methods.split(","), a.jobs,
@@ -95,6 +96,15 @@ def cmd_table(a):
                 % (time.time() - t0, a.device, a.jobs))
     print(md)
     print("run time %.0f s" % (time.time() - t0))
+
+
+def cmd_report(a):
+    from .experiments import markdown
+    recs = []
+    for path in a.files:
+        with open(path) as f:
+            recs += [json.loads(l) for l in f if l.strip()]
+    print(markdown(recs))
 
 
 def cmd_gru(a):
@@ -156,6 +166,10 @@ def main(argv=None):
     t.add_argument("--jobs", type=int, default=1)
     t.add_argument("--out", default="pivot-train-results")
     t.set_defaults(fn=cmd_table)
+
+    t = sub.add_parser("report", help="markdown table from results.jsonl")
+    t.add_argument("files", nargs="+")
+    t.set_defaults(fn=cmd_report)
 
     t = sub.add_parser("gru", help="pivoted GRU on row-by-row Fashion-MNIST")
     t.add_argument("--ns", default="1,2,4,8")

@@ -64,6 +64,8 @@ def _fresh(name, seed, device):
 def unit(name, seed, ns, cfg, device, methods):
     """All columns for one model and one seed; returns result records."""
     torch.set_num_threads(cfg.get("threads", 1))
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
     xtr, ytr, xte, yte = get_data(device, "reg" if name == "reg" else "cls",
                                   cfg.get("train_limit"), cfg.get("test_limit"),
                                   seed=1000)
@@ -74,7 +76,12 @@ def unit(name, seed, ns, cfg, device, methods):
         r = {"model": name, "seed": seed, "n": n, "method": method,
              "E": E, "F": Fe}
         r.update(kw)
+        r["seconds"] = round(time.time() - t0, 1)
         recs.append(r)
+        if cfg.get("stream"):
+            # one line per result as it comes, so a cut-off run keeps them
+            with open(cfg["stream"], "a") as f:
+                f.write(json.dumps(r) + "\n")
 
     t0 = time.time()
     base = _fresh(name, seed, device)
@@ -127,8 +134,6 @@ def unit(name, seed, ns, cfg, device, methods):
                       batch=bs, seed=seed + 1)
                 rec(kind + "+", n, acc=evaluate(m, xte, yte),
                     retained=info["retained"])
-    for r in recs:
-        r["unit_seconds"] = round(time.time() - t0, 1)
     return recs
 
 
@@ -168,11 +173,16 @@ def markdown(recs):
     lines = []
     for model in sorted({r["model"] for r in recs}):
         R = [r for r in recs if r["model"] == model]
+        # regression records hold RMSE of angle/45: report degrees
+        scale = 45.0 if model == "reg" else 100.0
+        unit_ = "RMSE of the angle in degrees (lower is better)" \
+            if model == "reg" else "test accuracy %"
         seeds = sorted({r["seed"] for r in R})
         ns = sorted({r["n"] for r in R} | {1})
         dense = [r["acc"] for r in R if r["method"] == "dense"]
-        lines.append("**%s**, %d seed(s), E=%d + F=%d epochs; test accuracy %%"
-                     " (mean ± std)\n" % (model, len(seeds), R[0]["E"], R[0]["F"]))
+        lines.append("**%s**, %d seed(s), E=%d + F=%d epochs; %s"
+                     " (mean ± std)\n" % (model, len(seeds), R[0]["E"],
+                                          R[0]["F"], unit_))
         lines.append("| × | dense | random | pivot before FT | pivot | pivot+ |"
                      " magnitude before FT | magnitude | magnitude+ |"
                      " energy pivot / random |")
@@ -181,18 +191,19 @@ def markdown(recs):
             def get(meth, key="acc"):
                 return [r[key] for r in R if r["method"] == meth
                         and r["n"] == n and key in r]
+            ms = lambda v: _ms(v, scale)
             if n == 1:
-                d = _ms(dense)
+                d = ms(dense)
                 lines.append("| 1 | %s | %s | %s | %s | %s | %s | %s | %s | 1 |"
                              % ((d,) * 8))
                 continue
             en = [np.mean(a) / np.mean(b) for a, b in
                   zip(get("pivot", "retained"), get("pivot", "retained_random"))]
             lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                n, _ms(dense), _ms(get("random")),
-                _ms(get("pivot", "acc_before")), _ms(get("pivot")),
-                _ms(get("pivot+")), _ms(get("magnitude", "acc_before")),
-                _ms(get("magnitude")), _ms(get("magnitude+")),
+                n, ms(dense), ms(get("random")),
+                ms(get("pivot", "acc_before")), ms(get("pivot")),
+                ms(get("pivot+")), ms(get("magnitude", "acc_before")),
+                ms(get("magnitude")), ms(get("magnitude+")),
                 _ms(en, 1.0, 2)))
         lines.append("")
     return "\n".join(lines)
