@@ -1,6 +1,9 @@
 /* pivot CLI: one function per subcommand, argv[0] is the subcommand. */
 #ifndef PV_CLI_H
 #define PV_CLI_H
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "pivot.h"
 
 int cmd_run(int argc, char **argv);
@@ -12,4 +15,11 @@ int cmd_bench(int argc, char **argv);
 int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse "1/8", "0.125" into a fraction in (0,1]; -1 on error. */
 double cli_parse_fraction(const char *s);
+/* Split a comma list "opencl,cpu" into names (NULL-terminated) using buf. */
+int cli_backends(const char *list, char *buf, size_t len, const char **names,
+                 int max);
+/* Parse an int in [lo, hi] or print an error naming `what` and return 1. */
+int cli_int(const char *s, const char *what, int lo, int hi, int *out);
+/* Output name → file-name-safe string ([A-Za-z0-9._-], others '_'). */
+void cli_sanitize(const char *in, char *out, size_t len);
 #endif

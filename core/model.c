@@ -1,3 +1,628 @@
-/* Models and execution -- being written. */
-#include "pivot.h"
-pv_model *pv_model_load(const char *path, const pv_load_opts *opts) { (void)path; (void)opts; pv_error(PV_EUNSUPPORTED, "not written"); return NULL; }
+/* Models and execution: load → passes → backend assignment → prepare;
+ * per input shape: shape inference, plan-time evaluation of shape
+ * arithmetic, and a memory plan that reuses activation buffers. */
+#include "config.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "pv-backend.h"
+#include "pv-pivot.h"
+
+#define PV_MAX_BACKENDS 8
+
+typedef struct part {
+  int backend;   /* index into model.backends */
+  int *nodes;
+  int n_nodes;
+  void *plan;
+} part;
+
+struct pv_model {
+  atomic_int refs;
+  pv_graph *g;
+  int n_backends;
+  pv_backend *backends[PV_MAX_BACKENDS];
+  int *node_backend; /* per node: backend index, -1 = evaluated at plan time */
+  bool *static_val;  /* per value: known at plan time (constant or shape math) */
+  int n_parts;
+  part *parts;
+};
+
+struct pv_exec {
+  pv_model *m;
+  bool planned;
+  int64_t in_dims[16][PV_MAX_DIMS]; /* input dims of the current plan */
+  pv_tensor *vals;
+  void **owned;   /* per value: plan-time data this exec owns */
+  char *arena;
+  size_t arena_len;
+  size_t peak;
+  pv_run_ctx rc;
+};
+
+/* ------------------------------------------------------------ scratch */
+
+void *pv_run_scratch(pv_run_ctx *rc, size_t bytes) {
+  if (bytes <= rc->scratch_len) return rc->scratch;
+  void *p = pv_aligned_alloc(bytes);
+  if (!p) {
+    pv_error(PV_ENOMEM, "cannot allocate %zu bytes of scratch", bytes);
+    return NULL;
+  }
+  pv_free(rc->scratch);
+  rc->scratch = p;
+  rc->scratch_len = bytes;
+  return p;
+}
+
+/* ------------------------------------------------------------ loading */
+
+static bool is_pvm(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return false;
+  char magic[8] = {0};
+  size_t n = fread(magic, 1, sizeof magic, f);
+  fclose(f);
+  return n == 8 && !memcmp(magic, "PIVOTPVM", 8);
+}
+
+pv_model *pv_model_load(const char *path, const pv_load_opts *opts) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    pv_error(PV_EIO, "%s: cannot open: %m", path);
+    return NULL;
+  }
+  fclose(f);
+  bool pvm = is_pvm(path);
+  pv_graph *g = pvm ? pv_pvm_load(path) : pv_onnx_load(path);
+  if (!g) {
+    pv_error_prefix(PV_EFORMAT, "%s", path);
+    return NULL;
+  }
+  pv_load_opts o = opts ? *opts : (pv_load_opts){0};
+  /* A .pvm was optimised by the converter already. */
+  if (pvm) o.no_passes = true;
+  pv_model *m = pv_model_from_graph(g, &o);
+  if (!m) pv_error_prefix(PV_EINVAL, "%s", path);
+  return m;
+}
+
+static bool is_shape_op(const char *op) {
+  return !strcmp(op, "Shape") || !strcmp(op, "Size");
+}
+
+/* Mark values computable at plan time: constants, and outputs of nodes
+ * all of whose inputs are (Shape/Size need only dims). */
+static int mark_static(pv_model *m) {
+  pv_graph *g = m->g;
+  m->static_val = calloc(g->n_values ? g->n_values : 1, sizeof(bool));
+  m->node_backend = calloc(g->n_nodes ? g->n_nodes : 1, sizeof(int));
+  if (!m->static_val || !m->node_backend) return pv_error(PV_ENOMEM, "out of memory");
+  for (int v = 0; v < g->n_values; v++)
+    m->static_val[v] = g->values[v].data || g->values[v].pivot;
+  for (int i = 0; i < g->n_inputs; i++) m->static_val[g->inputs[i]] = false;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *n = &g->nodes[i];
+    bool st = is_shape_op(n->op);
+    if (!st && n->n_in > 0) {
+      st = true;
+      for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] >= 0 && !m->static_val[n->in[j]]) st = false;
+    }
+    /* Outputs of a node with no inputs (Constant-like ops, RandomX) are
+     * left to the backend unless already constant. */
+    if (n->n_in == 0) st = false;
+    m->node_backend[i] = st ? -1 : 0;
+    if (st)
+      for (int j = 0; j < n->n_out; j++)
+        if (n->out[j] >= 0) m->static_val[n->out[j]] = true;
+  }
+  return 0;
+}
+
+static int assign_backends(pv_model *m) {
+  pv_graph *g = m->g;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *n = &g->nodes[i];
+    if (m->node_backend[i] < 0) {
+      if (!pv_ref_supports(g, n))
+        return pv_error(PV_EUNSUPPORTED,
+                        "node '%s': op '%s' (opset %d) is not supported", n->name,
+                        n->op, g->opset);
+      continue;
+    }
+    int chosen = -1;
+    for (int b = 0; b < m->n_backends && chosen < 0; b++) {
+      const pv_backend_iface *it = pv_backend_iface_of(m->backends[b]);
+      if (it->supports(pv_backend_ctx(m->backends[b]), g, n)) chosen = b;
+    }
+    if (chosen < 0) {
+      char names[256] = "";
+      for (int b = 0; b < m->n_backends; b++) {
+        size_t l = strlen(names);
+        snprintf(names + l, sizeof names - l, "%s%s", b ? ", " : "",
+                 pv_backend_name(m->backends[b]));
+      }
+      return pv_error(PV_EUNSUPPORTED,
+                      "node '%s': op '%s'%s%s (opset %d) is not supported by any backend (%s)",
+                      n->name, n->op, n->domain && *n->domain ? " in domain " : "",
+                      n->domain ? n->domain : "", g->opset, names);
+    }
+    m->node_backend[i] = chosen;
+  }
+  return 0;
+}
+
+/* Split the runtime nodes into maximal runs of one backend, in order, and
+ * prepare each. */
+static int make_parts(pv_model *m) {
+  pv_graph *g = m->g;
+  m->parts = calloc(g->n_nodes ? g->n_nodes : 1, sizeof(part));
+  if (!m->parts) return pv_error(PV_ENOMEM, "out of memory");
+  for (int i = 0; i < g->n_nodes; i++) {
+    int b = m->node_backend[i];
+    if (b < 0) continue;
+    part *p = m->n_parts ? &m->parts[m->n_parts - 1] : NULL;
+    if (!p || p->backend != b) {
+      p = &m->parts[m->n_parts++];
+      p->backend = b;
+      p->nodes = malloc(sizeof(int) * g->n_nodes);
+      if (!p->nodes) return pv_error(PV_ENOMEM, "out of memory");
+    }
+    p->nodes[p->n_nodes++] = i;
+  }
+  for (int i = 0; i < m->n_parts; i++) {
+    part *p = &m->parts[i];
+    pv_backend *b = m->backends[p->backend];
+    const pv_backend_iface *it = pv_backend_iface_of(b);
+    int rc = it->prepare(pv_backend_ctx(b), g, p->nodes, p->n_nodes, &p->plan);
+    if (rc) return pv_error_prefix(rc, "backend '%s': prepare", pv_backend_name(b));
+  }
+  return 0;
+}
+
+static void model_free(pv_model *m) {
+  for (int i = 0; i < m->n_parts; i++) {
+    part *p = &m->parts[i];
+    if (p->plan) pv_backend_iface_of(m->backends[p->backend])->release(p->plan);
+    free(p->nodes);
+  }
+  free(m->parts);
+  for (int b = 0; b < m->n_backends; b++) pv_backend_put(m->backends[b]);
+  free(m->node_backend);
+  free(m->static_val);
+  pv_graph_free(m->g);
+  free(m);
+}
+
+/* Zero-filled inputs at batch 1 when every dim but the batch is known. */
+static int warm_up(pv_model *m) {
+  pv_graph *g = m->g;
+  pv_tensor in[16];
+  int n = g->n_inputs;
+  if (n > 16) return 0;
+  int rc = 0;
+  for (int i = 0; i < n; i++) {
+    const pv_value *v = &g->values[g->inputs[i]];
+    in[i] = (pv_tensor){.dtype = v->dtype, .ndim = v->ndim};
+    in[i].data = NULL;
+    for (int d = 0; d < v->ndim; d++) {
+      if (v->dims[d] < 0 && d > 0) goto skip; /* unknown spatial dims */
+      in[i].dims[d] = v->dims[d] < 0 ? 1 : v->dims[d];
+    }
+    if (v->ndim < 0 || (rc = pv_tensor_alloc(&in[i]))) goto skip;
+  }
+  pv_exec *e = pv_exec_new(m);
+  if (!e) rc = PV_ENOMEM;
+  else {
+    pv_tensor out[16];
+    rc = pv_exec_run(e, in, n, out, g->n_outputs < 16 ? g->n_outputs : 16);
+    if (rc) pv_error_prefix(rc, "warm-up run");
+    pv_exec_free(e);
+  }
+  for (int i = 0; i < n; i++) pv_free(in[i].data);
+  return rc;
+skip:
+  for (int i = 0; i < n; i++)
+    if (in[i].data) pv_free(in[i].data), in[i].data = NULL;
+  return 0;
+}
+
+pv_model *pv_model_from_graph(pv_graph *g, const pv_load_opts *opts) {
+  pv_load_opts o = opts ? *opts : (pv_load_opts){0};
+  pv_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    pv_graph_free(g);
+    pv_error(PV_ENOMEM, "out of memory");
+    return NULL;
+  }
+  atomic_init(&m->refs, 1);
+  m->g = g;
+  int rc = 0;
+  if (g->n_inputs > 16) {
+    rc = pv_error(PV_EUNSUPPORTED, "model has %d inputs; at most 16 are supported",
+                  g->n_inputs);
+    goto fail;
+  }
+  if (!o.no_passes && (rc = pv_passes_run(g))) {
+    pv_error_prefix(rc, "optimising graph");
+    goto fail;
+  }
+  static const char *const dflt[] = {"cpu", NULL};
+  const char *const *names = o.backends ? o.backends : dflt;
+  bool have_cpu = false;
+  pv_backend_config cfg = {.threads = o.threads};
+  for (int i = 0; names[i] && m->n_backends < PV_MAX_BACKENDS - 1; i++) {
+    pv_backend *b = pv_backend_get(names[i], o.backend_dir, &cfg);
+    if (!b) {
+      /* The CPU backend is the fallback for everything: a missing GPU
+       * backend is a warning, a missing CPU backend an error. */
+      if (!strcmp(names[i], "cpu")) {
+        rc = PV_EBACKEND;
+        goto fail;
+      }
+      pv_log(PV_LOG_WARN, "%s; using the next backend", pv_errmsg());
+      continue;
+    }
+    if (!strcmp(names[i], "cpu")) have_cpu = true;
+    m->backends[m->n_backends++] = b;
+  }
+  if (!have_cpu) {
+    pv_backend *b = pv_backend_get("cpu", o.backend_dir, &cfg);
+    if (!b) {
+      rc = PV_EBACKEND;
+      goto fail;
+    }
+    m->backends[m->n_backends++] = b;
+  }
+  if ((rc = mark_static(m)) || (rc = assign_backends(m)) || (rc = make_parts(m)) ||
+      (rc = warm_up(m)))
+    goto fail;
+  return m;
+fail:
+  model_free(m);
+  return NULL;
+}
+
+pv_model *pv_model_retain(pv_model *m) {
+  atomic_fetch_add(&m->refs, 1);
+  return m;
+}
+
+void pv_model_release(pv_model *m) {
+  if (m && atomic_fetch_sub(&m->refs, 1) == 1) model_free(m);
+}
+
+const pv_graph *pv_model_graph(const pv_model *m) {
+  return m->g;
+}
+int pv_model_n_inputs(const pv_model *m) {
+  return m->g->n_inputs;
+}
+int pv_model_n_outputs(const pv_model *m) {
+  return m->g->n_outputs;
+}
+const pv_value *pv_model_input(const pv_model *m, int i) {
+  return i >= 0 && i < m->g->n_inputs ? &m->g->values[m->g->inputs[i]] : NULL;
+}
+const pv_value *pv_model_output(const pv_model *m, int i) {
+  return i >= 0 && i < m->g->n_outputs ? &m->g->values[m->g->outputs[i]] : NULL;
+}
+const char *pv_model_node_backend(const pv_model *m, int node) {
+  if (node < 0 || node >= m->g->n_nodes) return NULL;
+  int b = m->node_backend[node];
+  return b < 0 ? "plan" : pv_backend_name(m->backends[b]);
+}
+
+/* ------------------------------------------------------------ execution */
+
+pv_exec *pv_exec_new(pv_model *m) {
+  pv_exec *e = calloc(1, sizeof *e);
+  if (!e) goto fail;
+  e->vals = calloc(m->g->n_values ? m->g->n_values : 1, sizeof(pv_tensor));
+  e->owned = calloc(m->g->n_values ? m->g->n_values : 1, sizeof(void *));
+  if (!e->vals || !e->owned) goto fail;
+  e->m = pv_model_retain(m);
+  return e;
+fail:
+  if (e) {
+    free(e->vals);
+    free(e->owned);
+    free(e);
+  }
+  pv_error(PV_ENOMEM, "out of memory");
+  return NULL;
+}
+
+static void exec_drop_plan(pv_exec *e) {
+  for (int v = 0; v < e->m->g->n_values; v++) {
+    pv_free(e->owned[v]);
+    e->owned[v] = NULL;
+  }
+  e->planned = false;
+}
+
+void pv_exec_free(pv_exec *e) {
+  if (!e) return;
+  exec_drop_plan(e);
+  pv_free(e->arena);
+  pv_free(e->rc.scratch);
+  free(e->owned);
+  free(e->vals);
+  pv_model_release(e->m);
+  free(e);
+}
+
+size_t pv_exec_peak_bytes(const pv_exec *e) {
+  return e->peak;
+}
+
+typedef struct live {
+  int v;
+  int start, end; /* node indices, inclusive */
+  size_t size;
+  size_t offset;
+} live;
+
+static int cmp_size_desc(const void *a, const void *b) {
+  const live *x = a, *y = b;
+  if (x->size != y->size) return x->size < y->size ? 1 : -1;
+  return x->v - y->v;
+}
+
+/* Greedy best-fit by decreasing size: each buffer takes the lowest offset
+ * that overlaps no placed buffer alive at the same time. */
+static int memory_plan(pv_exec *e) {
+  pv_model *m = e->m;
+  pv_graph *g = m->g;
+  live *ls = calloc(g->n_values ? g->n_values : 1, sizeof *ls);
+  int *idx = malloc(sizeof(int) * (g->n_values ? g->n_values : 1));
+  if (!ls || !idx) {
+    free(ls);
+    free(idx);
+    return pv_error(PV_ENOMEM, "out of memory");
+  }
+  for (int v = 0; v < g->n_values; v++) idx[v] = -1;
+  int nl = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    if (m->node_backend[i] < 0) continue;
+    const pv_node *n = &g->nodes[i];
+    for (int j = 0; j < n->n_out; j++) {
+      int v = n->out[j];
+      if (v < 0 || idx[v] >= 0) continue;
+      size_t sz = pv_tensor_nbytes(&e->vals[v]);
+      if (sz == SIZE_MAX) {
+        free(ls);
+        free(idx);
+        return pv_error(PV_ERANGE, "value '%s' is too large", g->values[v].name);
+      }
+      idx[v] = nl;
+      ls[nl++] = (live){.v = v, .start = i, .end = i, .size = (sz + 63) & ~(size_t)63};
+    }
+    for (int j = 0; j < n->n_in; j++) {
+      int v = n->in[j];
+      if (v >= 0 && idx[v] >= 0) ls[idx[v]].end = i;
+    }
+  }
+  for (int i = 0; i < g->n_outputs; i++)
+    if (idx[g->outputs[i]] >= 0) ls[idx[g->outputs[i]]].end = g->n_nodes;
+  qsort(ls, nl, sizeof *ls, cmp_size_desc);
+  size_t peak = 0;
+  for (int a = 0; a < nl; a++) {
+    size_t off = 0;
+    bool moved = true;
+    while (moved) {
+      moved = false;
+      for (int b = 0; b < a; b++) {
+        if (ls[b].end < ls[a].start || ls[a].end < ls[b].start) continue;
+        if (off < ls[b].offset + ls[b].size && ls[b].offset < off + ls[a].size) {
+          off = ls[b].offset + ls[b].size;
+          moved = true;
+        }
+      }
+    }
+    ls[a].offset = off;
+    if (off + ls[a].size > peak) peak = off + ls[a].size;
+  }
+  int rc = 0;
+  if (peak > e->arena_len) {
+    pv_free(e->arena);
+    e->arena = pv_aligned_alloc(peak);
+    e->arena_len = e->arena ? peak : 0;
+    if (!e->arena) rc = pv_error(PV_ENOMEM, "cannot allocate %zu bytes of activations", peak);
+  }
+  if (!rc)
+    for (int a = 0; a < nl; a++) e->vals[ls[a].v].data = e->arena + ls[a].offset;
+  e->peak = peak;
+  free(ls);
+  free(idx);
+  return rc;
+}
+
+static bool same_dims(const pv_tensor *t, const int64_t *dims) {
+  for (int d = 0; d < t->ndim; d++)
+    if (t->dims[d] != dims[d]) return false;
+  return true;
+}
+
+static int check_inputs(pv_model *m, const pv_tensor *in, int n_in) {
+  pv_graph *g = m->g;
+  if (n_in != g->n_inputs)
+    return pv_error(PV_EINVAL, "model takes %d input%s, got %d", g->n_inputs,
+                    g->n_inputs == 1 ? "" : "s", n_in);
+  for (int i = 0; i < n_in; i++) {
+    const pv_value *v = &g->values[g->inputs[i]];
+    char want[128], got[128];
+    if (in[i].dtype != v->dtype)
+      return pv_error(PV_ETYPE, "input '%s': expected %s, got %s", v->name,
+                      pv_dtype_name(v->dtype), pv_dtype_name(in[i].dtype));
+    bool ok = v->ndim < 0 || in[i].ndim == v->ndim;
+    for (int d = 0; ok && v->ndim >= 0 && d < v->ndim; d++)
+      if (in[i].dims[d] < 0 || (v->dims[d] >= 0 && in[i].dims[d] != v->dims[d]))
+        ok = false;
+    if (!ok) {
+      pv_dims_str(v->dims, v->ndim < 0 ? 0 : v->ndim, want, sizeof want);
+      pv_dims_str(in[i].dims, in[i].ndim, got, sizeof got);
+      return pv_error(PV_ESHAPE, "input '%s': expected shape %s (-1 = any), got %s",
+                      v->name, want, got);
+    }
+    if (!in[i].data && pv_tensor_numel(&in[i]) > 0)
+      return pv_error(PV_EINVAL, "input '%s': no data", v->name);
+  }
+  return 0;
+}
+
+/* Concrete shapes for the current inputs; evaluates plan-time nodes. */
+static int plan(pv_exec *e, const pv_tensor *in) {
+  pv_model *m = e->m;
+  pv_graph *g = m->g;
+  exec_drop_plan(e);
+  for (int v = 0; v < g->n_values; v++) {
+    const pv_value *val = &g->values[v];
+    e->vals[v] = (pv_tensor){0};
+    if (val->data || val->pivot) e->vals[v] = pv_value_tensor(val);
+  }
+  for (int i = 0; i < g->n_inputs; i++) {
+    pv_tensor *t = &e->vals[g->inputs[i]];
+    *t = in[i];
+    memcpy(e->in_dims[i], in[i].dims, sizeof e->in_dims[i]);
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *n = &g->nodes[i];
+    int rc = pv_infer_node(g, n, e->vals);
+    if (rc) return pv_error_prefix(rc, "node '%s' (%s)", n->name, n->op);
+    if (m->node_backend[i] >= 0) continue;
+    for (int j = 0; j < n->n_out; j++) {
+      int v = n->out[j];
+      if (v < 0) continue;
+      if ((rc = pv_tensor_alloc(&e->vals[v]))) return rc;
+      e->owned[v] = e->vals[v].data;
+    }
+    if ((rc = pv_ref_node(g, n, e->vals)))
+      return pv_error_prefix(rc, "node '%s' (%s)", n->name, n->op);
+  }
+  int rc = memory_plan(e);
+  if (rc) return rc;
+  e->planned = true;
+  return 0;
+}
+
+int pv_exec_run(pv_exec *e, const pv_tensor *inputs, int n_in,
+                pv_tensor *outputs, int n_out) {
+  pv_model *m = e->m;
+  pv_graph *g = m->g;
+  int rc = check_inputs(m, inputs, n_in);
+  if (rc) return rc;
+  if (n_out > g->n_outputs) n_out = g->n_outputs;
+  bool replan = !e->planned;
+  for (int i = 0; !replan && i < n_in; i++)
+    if (!same_dims(&inputs[i], e->in_dims[i])) replan = true;
+  if (replan && (rc = plan(e, inputs))) {
+    e->planned = false;
+    return rc;
+  }
+  for (int i = 0; i < n_in; i++) e->vals[g->inputs[i]].data = inputs[i].data;
+  e->rc.vals = e->vals;
+  e->rc.batch = n_in > 0 && inputs[0].ndim > 0 ? inputs[0].dims[0] : 1;
+  for (int i = 0; i < m->n_parts; i++) {
+    part *p = &m->parts[i];
+    pv_backend *b = m->backends[p->backend];
+    rc = pv_backend_iface_of(b)->execute(p->plan, &e->rc);
+    if (rc) return pv_error_prefix(rc, "backend '%s'", pv_backend_name(b));
+  }
+  for (int i = 0; i < n_out; i++) outputs[i] = e->vals[g->outputs[i]];
+  return 0;
+}
+
+/* ------------------------------------------------------------ inspect */
+
+static double node_flops(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                         int64_t *params, double *density, int *blocks,
+                         size_t *wbytes) {
+  const pv_tensor *out = &vals[n->out[0]];
+  double outn = (double)pv_tensor_numel(out);
+  *params = 0;
+  *density = 1;
+  *blocks = 0;
+  *wbytes = 0;
+  for (int j = 0; j < n->n_in; j++) {
+    int v = n->in[j];
+    if (v < 0) continue;
+    const pv_value *val = &g->values[v];
+    if (val->pivot) {
+      *params += pv_pivot_nnz(val->pivot);
+      *density = pv_pivot_density(val->pivot);
+      *blocks = val->pivot->n_blocks;
+      *wbytes += (size_t)pv_pivot_nnz(val->pivot) * 4 +
+                 (size_t)(val->pivot->M + val->pivot->C) * 4;
+    } else if (val->data) {
+      pv_tensor t = pv_value_tensor(val);
+      *params += pv_tensor_numel(&t);
+      *wbytes += val->nbytes ? val->nbytes : pv_tensor_nbytes(&t);
+    }
+  }
+  if (!strcmp(n->op, "Conv") && n->n_in >= 2 && n->in[1] >= 0) {
+    const pv_tensor *w = &vals[n->in[1]];
+    double per_out = 1;
+    for (int d = 1; d < w->ndim; d++) per_out *= (double)w->dims[d];
+    return 2.0 * outn * per_out * *density;
+  }
+  if ((!strcmp(n->op, "Gemm") || !strcmp(n->op, "MatMul")) && n->n_in >= 2) {
+    const pv_tensor *a = &vals[n->in[0]];
+    int64_t k = a->ndim ? a->dims[a->ndim - 1] : 1;
+    if (!strcmp(n->op, "Gemm") && pv_attr_int(n, "transA", 0) && a->ndim == 2)
+      k = a->dims[0];
+    return 2.0 * outn * (double)k * *density;
+  }
+  return outn;
+}
+
+int pv_model_inspect(pv_model *m, int batch, pv_layer_info *rows, int max,
+                     size_t *peak) {
+  pv_graph *g = m->g;
+  pv_tensor in[16];
+  int n = g->n_inputs, rc = 0;
+  memset(in, 0, sizeof in);
+  for (int i = 0; i < n; i++) {
+    const pv_value *v = &g->values[g->inputs[i]];
+    in[i] = (pv_tensor){.dtype = v->dtype, .ndim = v->ndim < 0 ? 0 : v->ndim};
+    for (int d = 0; d < in[i].ndim; d++) {
+      if (v->dims[d] < 0 && d > 0)
+        return pv_error(PV_ESHAPE, "input '%s' has unknown dim %d: give a shape",
+                        v->name, d);
+      in[i].dims[d] = v->dims[d] < 0 ? batch : v->dims[d];
+    }
+    /* Shape inference never reads activation data. */
+    in[i].data = (void *)&in[i];
+  }
+  pv_exec *e = pv_exec_new(m);
+  if (!e) return PV_ENOMEM;
+  if ((rc = plan(e, in))) goto out;
+  int r = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const pv_node *nd = &g->nodes[i];
+    if (m->node_backend[i] < 0 || nd->n_out < 1 || nd->out[0] < 0) continue;
+    if (r < max) {
+      pv_layer_info *li = &rows[r];
+      memset(li, 0, sizeof *li);
+      li->name = nd->name;
+      li->op = nd->op;
+      li->backend = pv_model_node_backend(m, i);
+      const pv_tensor *o = &e->vals[nd->out[0]];
+      li->out_ndim = o->ndim;
+      memcpy(li->out_dims, o->dims, sizeof li->out_dims);
+      li->flops = node_flops(g, nd, e->vals, &li->params, &li->density,
+                             &li->n_blocks, &li->weight_bytes);
+    }
+    r++;
+  }
+  if (peak) *peak = e->peak;
+  rc = r;
+out:
+  pv_exec_free(e);
+  return rc;
+}

@@ -1,6 +1,1028 @@
-/* reference ops -- to be written. */
+/* Reference operators: plain, exact loops over concrete tensors. They are
+ * the yardstick the fast backends are tested against and the fallback for
+ * rare ops, so clarity wins over speed (within reason: the convolution
+ * keeps its inner loop contiguous so resnet18 runs in seconds). */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "pivot.h"
 #include "pv-pivot.h"
-int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) { (void)g; (void)vals; return pv_error(PV_EUNSUPPORTED, "op %s not implemented", n->op); }
-bool pv_ref_supports(const pv_graph *g, const pv_node *n) { (void)g; (void)n; return false; }
-void pv_act_apply(float *x, size_t n, pv_act act, float alpha, float beta) { (void)x; (void)n; (void)act; (void)alpha; (void)beta; }
+#include "ops-internal.h"
+
+/* pv_pivot_to_dense lives in pivot.c; weak so the reference ops link
+ * (and report a clear error) in builds where pivot support is absent. */
+#pragma weak pv_pivot_to_dense
+
+#define IN(k) pv_node_in(n, vals, (k))
+#define ERR(code, ...) pv_node_error(n, (code), __VA_ARGS__)
+
+void pv_act_apply(float *x, size_t n, pv_act act, float alpha, float beta) {
+  switch (act) {
+  case PV_ACT_NONE:
+    break;
+  case PV_ACT_RELU:
+    for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+    break;
+  case PV_ACT_LEAKY:
+    for (size_t i = 0; i < n; i++) x[i] = x[i] >= 0 ? x[i] : x[i] * alpha;
+    break;
+  case PV_ACT_CLIP:
+    for (size_t i = 0; i < n; i++)
+      x[i] = x[i] < alpha ? alpha : x[i] > beta ? beta : x[i];
+    break;
+  case PV_ACT_SIGMOID:
+    for (size_t i = 0; i < n; i++) x[i] = 1.f / (1.f + expf(-x[i]));
+    break;
+  case PV_ACT_TANH:
+    for (size_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
+    break;
+  }
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static size_t numel(const pv_tensor *t) {
+  int64_t c = pv_tensor_numel(t);
+  return c < 0 ? 0 : (size_t)c;
+}
+
+/* Data of input k as floats; a pivot-only constant is expanded into *tmp
+ * (the caller frees it with pv_free). */
+static int in_data(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                   int k, const void **p, float **tmp) {
+  const pv_tensor *t = IN(k);
+  *p = NULL;
+  if (!t) return 0;
+  if (t->data || numel(t) == 0) {
+    *p = t->data;
+    return 0;
+  }
+  const pv_value *v = &g->values[n->in[k]];
+  if (!v->pivot)
+    return ERR(PV_EINVAL, "input %d ('%s') has no data", k, v->name);
+  const pv_pivot *pv = v->pivot;
+  if (!pv_pivot_to_dense)
+    return ERR(PV_EUNSUPPORTED, "pivoted weight '%s' needs pivot support", v->name);
+  if (t->dtype != PV_F32 ||
+      (int64_t)pv->M * pv->C * pv->kk != pv_tensor_numel(t))
+    return ERR(PV_ESHAPE, "pivoted weight '%s' has %lld elements, tensor %lld",
+               v->name, (long long)pv->M * pv->C * pv->kk,
+               (long long)pv_tensor_numel(t));
+  *tmp = pv_aligned_alloc(numel(t) * sizeof(float));
+  if (!*tmp) return ERR(PV_ENOMEM, "out of memory expanding '%s'", v->name);
+  pv_pivot_to_dense(pv, *tmp);
+  *p = *tmp;
+  return 0;
+}
+
+/* Row-major strides (in elements) of t, laid over an output of rank r
+ * with numpy broadcasting: broadcast axes get stride 0. */
+static void bstrides(const pv_tensor *t, int r, const int64_t *odims,
+                     int64_t *st) {
+  int64_t s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    int o = i - (r - t->ndim);
+    if (o < 0 || (t->dims[o] == 1 && odims[i] != 1)) {
+      st[i] = 0;
+    } else {
+      st[i] = s;
+    }
+    if (o >= 0) s *= t->dims[o];
+  }
+}
+
+/* Odometer over dims: advance idx and the k offsets by strides; returns
+ * false when done. */
+static bool odo_next(int r, const int64_t *dims, int64_t *idx, int k,
+                     int64_t st[][PV_MAX_DIMS], int64_t *off) {
+  for (int i = r - 1; i >= 0; i--) {
+    idx[i]++;
+    for (int j = 0; j < k; j++) off[j] += st[j][i];
+    if (idx[i] < dims[i]) return true;
+    for (int j = 0; j < k; j++) off[j] -= st[j][i] * dims[i];
+    idx[i] = 0;
+  }
+  return false;
+}
+
+static double rd(const void *p, pv_dtype t, int64_t i) {
+  switch (t) {
+  case PV_F32: return ((const float *)p)[i];
+  case PV_F64: return ((const double *)p)[i];
+  case PV_I64: return (double)((const int64_t *)p)[i];
+  case PV_I32: return ((const int32_t *)p)[i];
+  case PV_I16: return ((const int16_t *)p)[i];
+  case PV_I8: return ((const int8_t *)p)[i];
+  case PV_U8: case PV_BOOL: return ((const uint8_t *)p)[i];
+  case PV_U16: return ((const uint16_t *)p)[i];
+  case PV_U32: return ((const uint32_t *)p)[i];
+  case PV_U64: return (double)((const uint64_t *)p)[i];
+  default: return 0;
+  }
+}
+
+static int64_t rdi(const void *p, pv_dtype t, int64_t i) {
+  switch (t) {
+  case PV_I64: return ((const int64_t *)p)[i];
+  case PV_U64: return (int64_t)((const uint64_t *)p)[i];
+  case PV_I32: return ((const int32_t *)p)[i];
+  case PV_U32: return ((const uint32_t *)p)[i];
+  case PV_I16: return ((const int16_t *)p)[i];
+  case PV_U16: return ((const uint16_t *)p)[i];
+  case PV_I8: return ((const int8_t *)p)[i];
+  case PV_U8: case PV_BOOL: return ((const uint8_t *)p)[i];
+  default: return (int64_t)rd(p, t, i);
+  }
+}
+
+static bool is_float(pv_dtype t) { return t == PV_F32 || t == PV_F64; }
+
+static void wr(void *p, pv_dtype t, int64_t i, double v) {
+  switch (t) {
+  case PV_F32: ((float *)p)[i] = (float)v; break;
+  case PV_F64: ((double *)p)[i] = v; break;
+  case PV_BOOL: ((uint8_t *)p)[i] = v != 0; break;
+  default: {
+    /* Float to integer truncates toward zero; saturate NaN/huge to 0/edges. */
+    double c = isnan(v) ? 0 : v > 9.2e18 ? 9.2e18 : v < -9.2e18 ? -9.2e18 : v;
+    int64_t x = (int64_t)c;
+    switch (t) {
+    case PV_I64: ((int64_t *)p)[i] = x; break;
+    case PV_U64: ((uint64_t *)p)[i] = (uint64_t)x; break;
+    case PV_I32: ((int32_t *)p)[i] = (int32_t)x; break;
+    case PV_U32: ((uint32_t *)p)[i] = (uint32_t)x; break;
+    case PV_I16: ((int16_t *)p)[i] = (int16_t)x; break;
+    case PV_U16: ((uint16_t *)p)[i] = (uint16_t)x; break;
+    case PV_I8: ((int8_t *)p)[i] = (int8_t)x; break;
+    case PV_U8: ((uint8_t *)p)[i] = (uint8_t)x; break;
+    default: break;
+    }
+  }
+  }
+}
+
+static void wri(void *p, pv_dtype t, int64_t i, int64_t v) {
+  if (is_float(t) || t == PV_BOOL) {
+    wr(p, t, i, (double)v);
+    return;
+  }
+  switch (t) {
+  case PV_I64: ((int64_t *)p)[i] = v; break;
+  case PV_U64: ((uint64_t *)p)[i] = (uint64_t)v; break;
+  case PV_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+  case PV_U32: ((uint32_t *)p)[i] = (uint32_t)v; break;
+  case PV_I16: ((int16_t *)p)[i] = (int16_t)v; break;
+  case PV_U16: ((uint16_t *)p)[i] = (uint16_t)v; break;
+  case PV_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+  case PV_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+  default: break;
+  }
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+typedef enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_EQ, B_LT, B_GT } bop;
+
+static int ref_binary(const pv_node *n, const pv_tensor *a, const void *ad,
+                      const pv_tensor *b, const void *bd, pv_tensor *o, bop op) {
+  bool cmp = op >= B_EQ;
+  if (op != B_POW && a->dtype != b->dtype)
+    return ERR(PV_ETYPE, "inputs are %s and %s", pv_dtype_name(a->dtype),
+               pv_dtype_name(b->dtype));
+  pv_dtype t = a->dtype;
+  if (!cmp && (t == PV_BOOL || pv_dtype_size(t) == 0 || t == PV_F16))
+    return ERR(PV_ETYPE, "arithmetic on %s", pv_dtype_name(t));
+  size_t cnt = numel(o);
+  if (!cnt) return 0;
+  int r = o->ndim;
+  int64_t st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0}, off[3] = {0};
+  bstrides(a, r, o->dims, st[0]);
+  bstrides(b, r, o->dims, st[1]);
+  /* The common fp32 case gets a tight loop; everything else goes through
+   * double (exact for fp32 + - * / and for integers below 2^53). */
+  if (t == PV_F32 && b->dtype == PV_F32 && !cmp && op != B_POW) {
+    const float *x = ad, *y = bd;
+    float *z = o->data;
+    size_t i = 0;
+    do {
+      float u = x[off[0]], v = y[off[1]];
+      z[i++] = op == B_ADD ? u + v : op == B_SUB ? u - v : op == B_MUL ? u * v : u / v;
+    } while (odo_next(r, o->dims, idx, 2, st, off));
+    return 0;
+  }
+  bool integer = !is_float(t) && !is_float(b->dtype);
+  size_t i = 0;
+  do {
+    if (integer && op <= B_DIV) {
+      int64_t u = rdi(ad, t, off[0]), v = rdi(bd, b->dtype, off[1]), z;
+      if (op == B_DIV && v == 0) return ERR(PV_EINVAL, "integer division by zero");
+      z = op == B_ADD ? u + v : op == B_SUB ? u - v : op == B_MUL ? u * v : u / v;
+      wri(o->data, o->dtype, i++, z);
+      continue;
+    }
+    double u = rd(ad, t, off[0]), v = rd(bd, b->dtype, off[1]), z;
+    switch (op) {
+    case B_ADD: z = u + v; break;
+    case B_SUB: z = u - v; break;
+    case B_MUL: z = u * v; break;
+    case B_DIV: z = u / v; break;
+    case B_POW: z = t == PV_F32 ? powf((float)u, (float)v) : pow(u, v); break;
+    case B_EQ: z = u == v; break;
+    case B_LT: z = u < v; break;
+    default: z = u > v; break;
+    }
+    wr(o->data, o->dtype, i++, z);
+  } while (odo_next(r, o->dims, idx, 2, st, off));
+  return 0;
+}
+
+/* Broadcast copy of up to three inputs by element size: Expand, Where. */
+static int ref_where(const pv_node *n, const pv_tensor *vals, pv_tensor *o,
+                     bool expand) {
+  const pv_tensor *c = IN(0), *x = expand ? IN(0) : IN(1), *y = expand ? IN(0) : IN(2);
+  if (!expand && c->dtype != PV_BOOL) return ERR(PV_ETYPE, "condition must be BOOL");
+  if (!expand && x->dtype != y->dtype) return ERR(PV_ETYPE, "X and Y differ in type");
+  size_t es = pv_dtype_size(o->dtype);
+  if (!numel(o)) return 0;
+  int r = o->ndim;
+  int64_t st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0}, off[3] = {0};
+  bstrides(c, r, o->dims, st[0]);
+  bstrides(x, r, o->dims, st[1]);
+  bstrides(y, r, o->dims, st[2]);
+  char *z = o->data;
+  do {
+    const char *src = expand || ((const uint8_t *)c->data)[off[0]]
+                          ? (const char *)x->data + off[1] * es
+                          : (const char *)y->data + off[2] * es;
+    memcpy(z, src, es);
+    z += es;
+  } while (odo_next(r, o->dims, idx, 3, st, off));
+  return 0;
+}
+
+static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                     pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  const char *op = n->op;
+  size_t cnt = numel(o);
+  if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) {
+    if (cnt) memcpy(o->data, x->data, cnt * pv_dtype_size(x->dtype));
+    if (!strcmp(op, "Dropout") && n->n_out > 1 && n->out[1] >= 0)
+      memset(vals[n->out[1]].data, 1, cnt); /* nothing is dropped */
+    return 0;
+  }
+  if (!strcmp(op, "Not")) {
+    if (x->dtype != PV_BOOL) return ERR(PV_ETYPE, "input must be BOOL");
+    for (size_t i = 0; i < cnt; i++)
+      ((uint8_t *)o->data)[i] = !((const uint8_t *)x->data)[i];
+    return 0;
+  }
+  if (!strcmp(op, "Neg") || !strcmp(op, "Abs")) {
+    if (x->dtype != PV_F32 && x->dtype != PV_I64 && x->dtype != PV_I32)
+      return ERR(PV_ETYPE, "type %s", pv_dtype_name(x->dtype));
+    bool neg = !strcmp(op, "Neg");
+    for (size_t i = 0; i < cnt; i++) {
+      if (x->dtype == PV_F32) {
+        float v = ((const float *)x->data)[i];
+        ((float *)o->data)[i] = neg ? -v : fabsf(v);
+      } else {
+        int64_t v = rdi(x->data, x->dtype, i);
+        wri(o->data, o->dtype, i, neg ? -v : v < 0 ? -v : v);
+      }
+    }
+    return 0;
+  }
+  if (x->dtype != PV_F32) return ERR(PV_ETYPE, "type %s (FP32 only)", pv_dtype_name(x->dtype));
+  const float *a = x->data;
+  float *z = o->data;
+  if (!strcmp(op, "Clip")) {
+    float lo = -FLT_MAX, hi = FLT_MAX;
+    if (g->opset < 11) {
+      lo = pv_attr_float(n, "min", lo);
+      hi = pv_attr_float(n, "max", hi);
+    } else {
+      for (int k = 1; k <= 2; k++) {
+        const pv_tensor *t = IN(k);
+        if (!t) continue;
+        if (t->dtype != PV_F32 || numel(t) != 1 || !t->data)
+          return ERR(PV_EINVAL, "%s must be a known FP32 scalar", k == 1 ? "min" : "max");
+        *(k == 1 ? &lo : &hi) = *(const float *)t->data;
+      }
+    }
+    memcpy(z, a, cnt * sizeof *z);
+    pv_act_apply(z, cnt, PV_ACT_CLIP, lo, hi);
+    return 0;
+  }
+  if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
+    int64_t ax = pv_attr_int(n, "axis", g->opset < 13 ? 1 : -1);
+    int rk = x->ndim ? x->ndim : 1;
+    if (ax < 0) ax += rk;
+    size_t outer = 1, len = 1, inner = 1;
+    for (int i = 0; i < x->ndim; i++) {
+      if (i < ax) outer *= x->dims[i];
+      else if (i == ax || g->opset < 13) len *= x->dims[i];
+      else inner *= x->dims[i];
+    }
+    bool lg = !strcmp(op, "LogSoftmax");
+    for (size_t o_ = 0; o_ < outer; o_++)
+      for (size_t in = 0; in < inner; in++) {
+        const float *s = a + o_ * len * inner + in;
+        float *d = z + o_ * len * inner + in;
+        float m = -INFINITY;
+        for (size_t k = 0; k < len; k++) m = fmaxf(m, s[k * inner]);
+        double sum = 0;
+        for (size_t k = 0; k < len; k++) sum += exp((double)s[k * inner] - m);
+        for (size_t k = 0; k < len; k++)
+          d[k * inner] = lg ? (float)(s[k * inner] - m - log(sum))
+                            : (float)(exp((double)s[k * inner] - m) / sum);
+      }
+    return 0;
+  }
+  for (size_t i = 0; i < cnt; i++) {
+    float v = a[i], r;
+    switch (op[0]) {
+    case 'R': r = op[1] == 'e' && op[2] == 'l' ? (v > 0 ? v : 0) : 1.f / v; break;
+    case 'L': r = op[1] == 'o' ? logf(v) : v >= 0 ? v : v * pv_attr_float(n, "alpha", 0.01f); break;
+    case 'S': r = op[1] == 'q' ? sqrtf(v) : 1.f / (1.f + expf(-v)); break;
+    case 'T': r = tanhf(v); break;
+    case 'E': r = op[1] == 'x' ? expf(v) : erff(v); break;
+    case 'F': r = floorf(v); break;
+    case 'C': r = ceilf(v); break;
+    default: return ERR(PV_EUNSUPPORTED, "not implemented");
+    }
+    z[i] = r;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ conv, pool */
+
+/* Spatial geometry as 2-D (a 1-D input is H = 1). */
+typedef struct geo2 {
+  int64_t ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, peh, pew;
+} geo2;
+
+static void to2(const pv_window *w, const pv_tensor *x, const pv_tensor *o,
+                geo2 *g) {
+  bool one = w->nsp == 1;
+  g->ih = one ? 1 : x->dims[2];
+  g->iw = x->dims[x->ndim - 1];
+  g->oh = one ? 1 : o->dims[2];
+  g->ow = o->dims[o->ndim - 1];
+  int a = one ? 0 : 1;
+  g->kh = one ? 1 : w->k[0];
+  g->kw = w->k[a];
+  g->sh = one ? 1 : w->s[0];
+  g->sw = w->s[a];
+  g->dh = one ? 1 : w->d[0];
+  g->dw = w->d[a];
+  g->ph = one ? 0 : w->pb[0];
+  g->pw = w->pb[a];
+  g->peh = one ? 0 : w->pe[0];
+  g->pew = w->pe[a];
+}
+
+static int ref_conv(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                    pv_tensor *o) {
+  const pv_tensor *x = IN(0), *wt = IN(1);
+  if (x->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
+  if (x->ndim > 4) return ERR(PV_EUNSUPPORTED, "3-D convolution");
+  pv_window win;
+  for (int i = 0; i < x->ndim - 2; i++) win.k[i] = wt->dims[2 + i];
+  int rc = pv_window_geom(n, x, false, &win);
+  if (rc) return rc;
+  float *tw = NULL, *tb = NULL;
+  const void *wp, *bp;
+  if ((rc = in_data(g, n, vals, 1, &wp, &tw)) ||
+      (rc = in_data(g, n, vals, 2, &bp, &tb)))
+    goto out;
+  geo2 q;
+  to2(&win, x, o, &q);
+  const float *X = x->data, *W = wp, *B = bp;
+  float *Y = o->data;
+  int64_t N = x->dims[0], C = x->dims[1], M = o->dims[1];
+  int64_t G = pv_attr_int(n, "group", 1), cg = C / G, mg = M / G;
+  size_t isz = (size_t)(q.ih * q.iw), osz = (size_t)(q.oh * q.ow);
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t m = 0; m < M; m++) {
+      float *y = Y + ((size_t)b * M + m) * osz;
+      float bias = B ? B[m] : 0.f;
+      for (size_t i = 0; i < osz; i++) y[i] = bias;
+      int64_t grp = m / mg;
+      for (int64_t c = 0; c < cg; c++) {
+        const float *xin = X + ((size_t)b * C + grp * cg + c) * isz;
+        const float *wk = W + ((size_t)m * cg + c) * q.kh * q.kw;
+        for (int64_t kh = 0; kh < q.kh; kh++)
+          for (int64_t kw = 0; kw < q.kw; kw++) {
+            float wv = wk[kh * q.kw + kw];
+            int64_t offw = kw * q.dw - q.pw;
+            /* Output columns whose input column lies inside [0, iw). */
+            int64_t lo = offw >= 0 ? 0 : (-offw + q.sw - 1) / q.sw;
+            int64_t hi = q.iw - offw <= 0 ? 0 : (q.iw - offw - 1) / q.sw + 1;
+            if (hi > q.ow) hi = q.ow;
+            for (int64_t oh = 0; oh < q.oh; oh++) {
+              int64_t ih = oh * q.sh + kh * q.dh - q.ph;
+              if (ih < 0 || ih >= q.ih) continue;
+              const float *xr = xin + ih * q.iw + offw;
+              float *yr = y + oh * q.ow;
+              if (q.sw == 1)
+                for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow];
+              else
+                for (int64_t ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * q.sw];
+            }
+          }
+      }
+    }
+out:
+  pv_free(tw);
+  pv_free(tb);
+  return rc;
+}
+
+static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
+  if (x->ndim > 4) return ERR(PV_EUNSUPPORTED, "3-D pooling");
+  bool global = !strncmp(n->op, "Global", 6);
+  bool maxp = strstr(n->op, "Max") != NULL;
+  pv_window win;
+  if (global) {
+    memset(&win, 0, sizeof win);
+    win.nsp = x->ndim - 2;
+    for (int i = 0; i < win.nsp; i++) {
+      win.k[i] = x->dims[2 + i];
+      win.s[i] = win.d[i] = 1;
+    }
+  } else {
+    const int64_t *ks;
+    int nk = pv_attr_ints(n, "kernel_shape", &ks);
+    for (int i = 0; i < nk && i < PV_MAX_SPATIAL; i++) win.k[i] = ks[i];
+    int rc = pv_window_geom(n, x, true, &win);
+    if (rc) return rc;
+  }
+  geo2 q;
+  to2(&win, x, o, &q);
+  bool incl = pv_attr_int(n, "count_include_pad", 0);
+  int64_t planes = x->dims[0] * x->dims[1];
+  float *ind_f = NULL;
+  int64_t *ind = n->n_out > 1 && n->out[1] >= 0 ? vals[n->out[1]].data : NULL;
+  (void)ind_f;
+  for (int64_t p = 0; p < planes; p++) {
+    const float *xp = (const float *)x->data + p * q.ih * q.iw;
+    float *yp = (float *)o->data + p * q.oh * q.ow;
+    for (int64_t oh = 0; oh < q.oh; oh++)
+      for (int64_t ow = 0; ow < q.ow; ow++) {
+        double acc = 0;
+        float mx = -INFINITY;
+        int64_t arg = 0, cnt = 0;
+        for (int64_t kh = 0; kh < q.kh; kh++) {
+          int64_t ih = oh * q.sh + kh * q.dh - q.ph;
+          bool hin = ih >= 0 && ih < q.ih, hpad = ih < q.ih + q.peh;
+          for (int64_t kw = 0; kw < q.kw; kw++) {
+            int64_t iw = ow * q.sw + kw * q.dw - q.pw;
+            bool in = hin && iw >= 0 && iw < q.iw;
+            /* count_include_pad counts taps in the explicit pads, not the
+             * extra ceil_mode overhang (as ONNX Runtime does). */
+            if (in || (incl && hpad && iw < q.iw + q.pew)) cnt++;
+            if (!in) continue;
+            float v = xp[ih * q.iw + iw];
+            acc += v;
+            if (v > mx || (isnan(v) && !isnan(mx))) {
+              mx = v;
+              arg = ih * q.iw + iw;
+            }
+          }
+        }
+        yp[oh * q.ow + ow] = maxp ? mx : cnt ? (float)(acc / cnt) : 0.f;
+        if (ind) ind[p * q.oh * q.ow + oh * q.ow + ow] = p * q.ih * q.iw + arg;
+      }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ matmul */
+
+/* C[M,N] += A[M,K] B[K,N] with element strides (row, col) for A and B. */
+static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t ar,
+                 int64_t ac, const float *B, int64_t br, int64_t bc, float *C,
+                 float alpha) {
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t k = 0; k < K; k++) {
+      float a = alpha * A[i * ar + k * ac];
+      const float *b = B + k * br;
+      float *c = C + i * N;
+      if (bc == 1)
+        for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+      else
+        for (int64_t j = 0; j < N; j++) c[j] += a * b[j * bc];
+    }
+}
+
+static int ref_gemm(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                    pv_tensor *o) {
+  const pv_tensor *a = IN(0), *b = IN(1), *c = IN(2);
+  if (a->dtype != PV_F32 || b->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
+  float *ta = NULL, *tb = NULL, *tc = NULL;
+  const void *ap, *bp, *cp;
+  int rc;
+  if ((rc = in_data(g, n, vals, 0, &ap, &ta)) || (rc = in_data(g, n, vals, 1, &bp, &tb)) ||
+      (rc = in_data(g, n, vals, 2, &cp, &tc)))
+    goto out;
+  bool tA = pv_attr_int(n, "transA", 0), tB = pv_attr_int(n, "transB", 0);
+  float alpha = pv_attr_float(n, "alpha", 1.f), beta = pv_attr_float(n, "beta", 1.f);
+  int64_t M = o->dims[0], N = o->dims[1], K = tA ? a->dims[0] : a->dims[1];
+  float *Y = o->data;
+  if (c && beta != 0) {
+    int64_t st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0}, off[3] = {0};
+    bstrides(c, 2, o->dims, st[0]);
+    size_t i = 0;
+    if (M > 0 && N > 0)
+      do Y[i++] = beta * ((const float *)cp)[off[0]];
+      while (odo_next(2, o->dims, idx, 1, st, off));
+  } else {
+    memset(Y, 0, numel(o) * sizeof *Y);
+  }
+  gemm(M, N, K, ap, tA ? 1 : K, tA ? M : 1, bp, tB ? 1 : N, tB ? K : 1, Y, alpha);
+out:
+  pv_free(ta);
+  pv_free(tb);
+  pv_free(tc);
+  return rc;
+}
+
+static int ref_matmul(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                      pv_tensor *o) {
+  const pv_tensor *a = IN(0), *b = IN(1);
+  if (a->dtype != PV_F32 || b->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
+  float *ta = NULL, *tb = NULL;
+  const void *ap, *bp;
+  int rc;
+  if ((rc = in_data(g, n, vals, 0, &ap, &ta)) || (rc = in_data(g, n, vals, 1, &bp, &tb)))
+    goto out;
+  int64_t M = a->ndim > 1 ? a->dims[a->ndim - 2] : 1, K = a->dims[a->ndim - 1];
+  int64_t N = b->ndim > 1 ? b->dims[b->ndim - 1] : 1;
+  /* Batch axes: the output's leading axes; operands broadcast over them. */
+  pv_tensor ba = *a, bb = *b, bo = {0};
+  ba.ndim = a->ndim > 2 ? a->ndim - 2 : 0;
+  bb.ndim = b->ndim > 2 ? b->ndim - 2 : 0;
+  bo.ndim = o->ndim - (a->ndim > 1) - (b->ndim > 1);
+  memcpy(bo.dims, o->dims, sizeof bo.dims);
+  int64_t st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0}, off[3] = {0};
+  bstrides(&ba, bo.ndim, bo.dims, st[0]);
+  bstrides(&bb, bo.ndim, bo.dims, st[1]);
+  memset(o->data, 0, numel(o) * sizeof(float));
+  if (!numel(o)) goto out;
+  float *Y = o->data;
+  do {
+    gemm(M, N, K, (const float *)ap + off[0] * M * K, K, 1,
+         (const float *)bp + off[1] * K * N, N, 1, Y, 1.f);
+    Y += M * N;
+  } while (odo_next(bo.ndim, bo.dims, idx, 2, st, off));
+out:
+  pv_free(ta);
+  pv_free(tb);
+  return rc;
+}
+
+/* ------------------------------------------------------------ data movement */
+
+static int ref_transpose(const pv_node *n, const pv_tensor *x, pv_tensor *o) {
+  const int64_t *p;
+  int c = pv_attr_ints(n, "perm", &p);
+  int r = x->ndim;
+  int64_t xs[PV_MAX_DIMS], st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0},
+                           off[3] = {0};
+  size_t es = pv_dtype_size(x->dtype);
+  int64_t s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  for (int i = 0; i < r; i++) st[0][i] = xs[c >= 0 ? p[i] : r - 1 - i];
+  if (!numel(o)) return 0;
+  char *z = o->data;
+  do {
+    memcpy(z, (const char *)x->data + off[0] * es, es);
+    z += es;
+  } while (odo_next(r, o->dims, idx, 1, st, off));
+  return 0;
+}
+
+/* Copy chunks along an axis: Concat (many inputs -> one output) or Split
+ * (one input -> many outputs). */
+static void axis_copy(const pv_tensor *whole, int axis, char *wdata,
+                      const pv_tensor *part, char *pdata, int64_t at, bool to_whole) {
+  size_t es = pv_dtype_size(whole->dtype);
+  size_t outer = 1, inner = es;
+  for (int i = 0; i < axis; i++) outer *= whole->dims[i];
+  for (int i = axis + 1; i < whole->ndim; i++) inner *= whole->dims[i];
+  size_t wrow = whole->dims[axis] * inner, prow = part->dims[axis] * inner;
+  for (size_t o = 0; o < outer; o++) {
+    char *w = wdata + o * wrow + at * inner, *p = pdata + o * prow;
+    if (prow) memmove(to_whole ? w : p, to_whole ? p : w, prow);
+  }
+}
+
+static int ref_gather(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1);
+  int64_t a = pv_attr_int(n, "axis", 0);
+  if (a < 0) a += x->ndim;
+  size_t es = pv_dtype_size(x->dtype), outer = 1, inner = es;
+  for (int i = 0; i < a; i++) outer *= x->dims[i];
+  for (int i = a + 1; i < x->ndim; i++) inner *= x->dims[i];
+  int64_t len = x->dims[a];
+  size_t ni = numel(ix);
+  char *z = o->data;
+  for (size_t p = 0; p < outer; p++)
+    for (size_t k = 0; k < ni; k++) {
+      int64_t j = rdi(ix->data, ix->dtype, k);
+      if (j < -len || j >= len)
+        return ERR(PV_ERANGE, "index %lld out of range for axis of size %lld",
+                   (long long)j, (long long)len);
+      if (j < 0) j += len;
+      memcpy(z, (const char *)x->data + (p * len + j) * inner, inner);
+      z += inner;
+    }
+  return 0;
+}
+
+static int ref_slice(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                     pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t start[PV_MAX_DIMS], step[PV_MAX_DIMS], cnt[PV_MAX_DIMS];
+  int rc = pv_slice_geom(g, n, vals, start, step, cnt);
+  if (rc) return rc;
+  int r = x->ndim;
+  size_t es = pv_dtype_size(x->dtype);
+  int64_t st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0}, off[3] = {0}, s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    st[0][i] = s * step[i];
+    off[0] += s * start[i];
+    s *= x->dims[i];
+  }
+  if (!numel(o)) return 0;
+  char *z = o->data;
+  do {
+    memcpy(z, (const char *)x->data + off[0] * es, es);
+    z += es;
+  } while (odo_next(r, o->dims, idx, 1, st, off));
+  return 0;
+}
+
+static int ref_pad(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                   pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t pb[PV_MAX_DIMS], pe[PV_MAX_DIMS];
+  int rc = pv_pad_geom(g, n, vals, pb, pe);
+  if (rc) return rc;
+  const char *mode = pv_attr_str(n, "mode", "constant");
+  int m = !strcmp(mode, "constant") ? 0 : !strcmp(mode, "reflect") ? 1
+          : !strcmp(mode, "edge") ? 2 : -1;
+  if (m < 0) return ERR(PV_EUNSUPPORTED, "mode '%s'", mode);
+  double cv = g->opset < 11 ? pv_attr_float(n, "value", 0.f) : 0;
+  const pv_tensor *ct = g->opset >= 11 ? IN(2) : NULL;
+  if (ct && numel(ct)) {
+    if (!ct->data || ct->dtype != x->dtype) return ERR(PV_EINVAL, "bad constant_value");
+    cv = rd(ct->data, ct->dtype, 0);
+  }
+  int r = x->ndim;
+  for (int i = 0; i < r; i++)
+    if (m && x->dims[i] == 0 && o->dims[i] > 0)
+      return ERR(PV_ESHAPE, "cannot %s-pad an empty axis", mode);
+    else if (m == 1 && (pb[i] >= x->dims[i] || pe[i] >= x->dims[i]))
+      return ERR(PV_ESHAPE, "reflect pad %lld/%lld not smaller than axis %d (%lld)",
+                 (long long)pb[i], (long long)pe[i], i, (long long)x->dims[i]);
+  size_t es = pv_dtype_size(x->dtype), total = numel(o);
+  char fill[8] = {0};
+  wr(fill, x->dtype, 0, cv);
+  int64_t idx[PV_MAX_DIMS] = {0}, xs[PV_MAX_DIMS], s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  char *z = o->data;
+  for (size_t e = 0; e < total; e++) {
+    int64_t off = 0;
+    bool inside = true;
+    for (int i = 0; i < r; i++) {
+      int64_t j = idx[i] - pb[i], d = x->dims[i];
+      if (j < 0 || j >= d) {
+        if (m == 0) inside = false;
+        else if (m == 2) j = j < 0 ? 0 : d - 1;
+        else {
+          /* Reflect without repeating the edge; period 2(d-1). */
+          int64_t per = 2 * (d - 1);
+          j = per ? ((j % per) + per) % per : 0;
+          if (j >= d) j = per - j;
+        }
+      }
+      off += j * xs[i];
+    }
+    memcpy(z, inside ? (const char *)x->data + off * es : fill, es);
+    z += es;
+    for (int i = r - 1; i >= 0; i--) {
+      if (++idx[i] < o->dims[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+static int64_t nearest(float xo, const char *mode) {
+  if (!strcmp(mode, "floor")) return (int64_t)floorf(xo);
+  if (!strcmp(mode, "ceil")) return (int64_t)ceilf(xo);
+  if (!strcmp(mode, "round_prefer_ceil")) return (int64_t)roundf(xo);
+  /* round_prefer_floor: halves go down. */
+  if (xo == (float)(int64_t)xo + 0.5f) return (int64_t)floorf(xo);
+  return (int64_t)roundf(xo);
+}
+
+static int ref_resize(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                      pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  float sc[PV_MAX_DIMS];
+  int64_t od[PV_MAX_DIMS];
+  int rc = pv_resize_geom(g, n, vals, sc, od);
+  if (rc) return rc;
+  bool ups = !strcmp(n->op, "Upsample");
+  const char *mode = pv_attr_str(n, "mode", "nearest");
+  if (strcmp(mode, "nearest")) return ERR(PV_EUNSUPPORTED, "mode '%s' (nearest only)", mode);
+  const char *ctm = ups || g->opset < 11 ? "asymmetric"
+                    : pv_attr_str(n, "coordinate_transformation_mode", "half_pixel");
+  const char *nm = ups || g->opset < 11 ? "floor"
+                   : pv_attr_str(n, "nearest_mode", "round_prefer_floor");
+  if (strcmp(nm, "floor") && strcmp(nm, "ceil") && strcmp(nm, "round_prefer_floor") &&
+      strcmp(nm, "round_prefer_ceil"))
+    return ERR(PV_EUNSUPPORTED, "nearest_mode '%s'", nm);
+  int r = x->ndim;
+  /* Source index for every output coordinate of every axis. */
+  int64_t *map[PV_MAX_DIMS] = {0};
+  for (int a = 0; a < r; a++) {
+    map[a] = malloc(sizeof(int64_t) * (o->dims[a] ? o->dims[a] : 1));
+    if (!map[a]) {
+      rc = ERR(PV_ENOMEM, "out of memory");
+      goto out;
+    }
+    int64_t in = x->dims[a], on = o->dims[a];
+    for (int64_t i = 0; i < on; i++) {
+      float xo, s = sc[a];
+      if (!strcmp(ctm, "half_pixel")) xo = ((float)i + 0.5f) / s - 0.5f;
+      else if (!strcmp(ctm, "pytorch_half_pixel")) xo = on > 1 ? ((float)i + 0.5f) / s - 0.5f : 0;
+      else if (!strcmp(ctm, "align_corners")) xo = on == 1 ? 0 : (float)i * (float)(in - 1) / (float)(on - 1);
+      else if (!strcmp(ctm, "asymmetric")) xo = (float)i / s;
+      else if (!strcmp(ctm, "tf_half_pixel_for_nn")) xo = ((float)i + 0.5f) / s;
+      else {
+        rc = ERR(PV_EUNSUPPORTED, "coordinate_transformation_mode '%s'", ctm);
+        goto out;
+      }
+      int64_t j = nearest(xo, nm);
+      map[a][i] = j < 0 ? 0 : j >= in ? in - 1 : j;
+    }
+  }
+  size_t es = pv_dtype_size(x->dtype), total = numel(o);
+  int64_t idx[PV_MAX_DIMS] = {0}, xs[PV_MAX_DIMS], s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  char *z = o->data;
+  for (size_t e = 0; e < total; e++) {
+    int64_t off = 0;
+    for (int i = 0; i < r; i++) off += map[i][idx[i]] * xs[i];
+    memcpy(z, (const char *)x->data + off * es, es);
+    z += es;
+    for (int i = r - 1; i >= 0; i--) {
+      if (++idx[i] < o->dims[i]) break;
+      idx[i] = 0;
+    }
+  }
+out:
+  for (int a = 0; a < r; a++) free(map[a]);
+  return rc;
+}
+
+static int ref_reduce(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                      pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
+  bool mask[PV_MAX_DIMS];
+  int rc = pv_reduce_axes(g, n, vals, mask);
+  if (rc) return rc;
+  size_t on = numel(o);
+  double *acc = calloc(on ? on : 1, sizeof *acc);
+  if (!acc) return ERR(PV_ENOMEM, "out of memory");
+  int r = x->ndim;
+  int64_t st[3][PV_MAX_DIMS] = {{0}}, idx[PV_MAX_DIMS] = {0}, off[3] = {0}, s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    st[0][i] = mask[i] ? 0 : s;
+    if (!mask[i]) s *= x->dims[i];
+  }
+  size_t xn = numel(x), i = 0;
+  if (xn) do acc[off[0]] += ((const float *)x->data)[i++];
+    while (odo_next(r, x->dims, idx, 1, st, off));
+  double div = on ? (double)xn / (double)on : 1;
+  bool mean = !strcmp(n->op, "ReduceMean");
+  for (size_t k = 0; k < on; k++)
+    ((float *)o->data)[k] = (float)(mean ? (xn ? acc[k] / div : NAN) : acc[k]);
+  free(acc);
+  return 0;
+}
+
+static int ref_batchnorm(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
+  for (int k = 1; k < 5; k++)
+    if (IN(k)->dtype != PV_F32 || !IN(k)->data)
+      return ERR(PV_EINVAL, "input %d must be FP32 with data", k);
+  const float *sc = IN(1)->data, *bi = IN(2)->data, *mu = IN(3)->data,
+              *var = IN(4)->data;
+  float eps = pv_attr_float(n, "epsilon", 1e-5f);
+  size_t N = x->dims[0], C = x->dims[1], inner = 1;
+  for (int i = 2; i < x->ndim; i++) inner *= x->dims[i];
+  for (size_t b = 0; b < N; b++)
+    for (size_t c = 0; c < C; c++) {
+      float s = sc[c] / sqrtf(var[c] + eps), t = bi[c] - mu[c] * s;
+      const float *xi = (const float *)x->data + (b * C + c) * inner;
+      float *y = (float *)o->data + (b * C + c) * inner;
+      for (size_t i = 0; i < inner; i++) y[i] = xi[i] * s + t;
+    }
+  return 0;
+}
+
+static int ref_constant(const pv_node *n, pv_tensor *o) {
+  const pv_attr *a = pv_node_attr(n, "value");
+  size_t nb = pv_tensor_nbytes(o);
+  if (a && a->type == PV_ATTR_TENSOR) {
+    if (nb && !a->t.data) return ERR(PV_EINVAL, "value has no data");
+    if (nb) memcpy(o->data, a->t.data, nb);
+  } else if ((a = pv_node_attr(n, "value_float"))) {
+    *(float *)o->data = a->f;
+  } else if ((a = pv_node_attr(n, "value_int"))) {
+    *(int64_t *)o->data = a->i;
+  } else if ((a = pv_node_attr(n, "value_floats"))) {
+    if (a->n) memcpy(o->data, a->floats, sizeof(float) * a->n);
+  } else if ((a = pv_node_attr(n, "value_ints"))) {
+    if (a->n) memcpy(o->data, a->ints, sizeof(int64_t) * a->n);
+  } else {
+    return ERR(PV_EUNSUPPORTED, "no supported value attribute");
+  }
+  return 0;
+}
+
+static int ref_range(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *s = IN(0), *dl = IN(2);
+  size_t cnt = numel(o);
+  if (is_float(s->dtype)) {
+    double a = rd(s->data, s->dtype, 0), d = rd(dl->data, dl->dtype, 0);
+    for (size_t i = 0; i < cnt; i++) wr(o->data, o->dtype, i, a + (double)i * d);
+  } else {
+    int64_t a = rdi(s->data, s->dtype, 0), d = rdi(dl->data, dl->dtype, 0);
+    for (size_t i = 0; i < cnt; i++) wri(o->data, o->dtype, i, a + (int64_t)i * d);
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static const char *const ops[] = {
+    "Conv", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Pow", "Equal",
+    "Less", "Greater", "Where", "Not", "Relu", "LeakyRelu", "Clip", "Sigmoid",
+    "Tanh", "Softmax", "LogSoftmax", "MaxPool", "AveragePool",
+    "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Concat",
+    "Reshape", "Flatten", "Transpose", "Resize", "Upsample", "Pad",
+    "Identity", "Constant", "Split", "Slice", "Shape", "Size", "Gather",
+    "Unsqueeze", "Squeeze", "Cast", "ConstantOfShape", "Range", "Expand",
+    "ReduceMean", "ReduceSum", "Dropout", "Sqrt", "Exp", "Neg", "Abs", "Erf",
+    "Floor", "Ceil", "Reciprocal", "Log", NULL};
+
+bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
+  (void)g;
+  if (!n->op || (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")))
+    return false;
+  for (const char *const *p = ops; *p; p++)
+    if (!strcmp(*p, n->op)) return true;
+  return false;
+}
+
+static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  const char *op = n->op;
+  const pv_tensor *x = IN(0);
+  pv_tensor *o = &vals[n->out[0]];
+  if (!strcmp(op, "Conv")) return ref_conv(g, n, vals, o);
+  if (!strcmp(op, "Gemm")) return ref_gemm(g, n, vals, o);
+  if (!strcmp(op, "MatMul")) return ref_matmul(g, n, vals, o);
+  if (strstr(op, "Pool")) return ref_pool(n, vals, o);
+  if (!strcmp(op, "BatchNormalization")) return ref_batchnorm(n, vals, o);
+  static const char *const bnames[] = {"Add", "Sub", "Mul", "Div", "Pow",
+                                       "Equal", "Less", "Greater"};
+  for (int b = 0; b < 8; b++)
+    if (!strcmp(op, bnames[b])) {
+      float *t0 = NULL, *t1 = NULL;
+      const void *p0, *p1;
+      int rc = in_data(g, n, vals, 0, &p0, &t0);
+      if (!rc) rc = in_data(g, n, vals, 1, &p1, &t1);
+      if (!rc) rc = ref_binary(n, x, p0, IN(1), p1, o, (bop)b);
+      pv_free(t0);
+      pv_free(t1);
+      return rc;
+    }
+  if (!strcmp(op, "Where")) return ref_where(n, vals, o, false);
+  if (!strcmp(op, "Expand")) return ref_where(n, vals, o, true);
+  if (!strcmp(op, "Reshape") || !strcmp(op, "Flatten") ||
+      !strcmp(op, "Squeeze") || !strcmp(op, "Unsqueeze")) {
+    size_t nb = pv_tensor_nbytes(o);
+    if (nb != pv_tensor_nbytes(x)) return ERR(PV_ESHAPE, "size changed");
+    if (nb) memcpy(o->data, x->data, nb);
+    return 0;
+  }
+  if (!strcmp(op, "Transpose")) return ref_transpose(n, x, o);
+  if (!strcmp(op, "Concat")) {
+    int64_t a = pv_attr_int(n, "axis", 0), at = 0;
+    if (a < 0) a += o->ndim;
+    for (int k = 0; k < n->n_in; k++) {
+      const pv_tensor *t = IN(k);
+      if (!t) continue;
+      axis_copy(o, (int)a, o->data, t, t->data, at, true);
+      at += t->dims[a];
+    }
+    return 0;
+  }
+  if (!strcmp(op, "Split")) {
+    int axis;
+    int64_t sz[64], at = 0;
+    if (n->n_out > 64) return ERR(PV_EUNSUPPORTED, "more than 64 outputs");
+    int rc = pv_split_geom(g, n, vals, &axis, sz);
+    if (rc) return rc;
+    for (int k = 0; k < n->n_out; k++) {
+      if (n->out[k] >= 0)
+        axis_copy(x, axis, x->data, &vals[n->out[k]], vals[n->out[k]].data, at, false);
+      at += sz[k];
+    }
+    return 0;
+  }
+  if (!strcmp(op, "Slice")) return ref_slice(g, n, vals, o);
+  if (!strcmp(op, "Gather")) return ref_gather(n, vals, o);
+  if (!strcmp(op, "Pad")) return ref_pad(g, n, vals, o);
+  if (!strcmp(op, "Resize") || !strcmp(op, "Upsample")) return ref_resize(g, n, vals, o);
+  if (!strcmp(op, "Constant")) return ref_constant(n, o);
+  if (!strcmp(op, "Shape")) {
+    /* Dims only: the input's data need not exist yet. */
+    int64_t s = pv_attr_int(n, "start", 0);
+    if (s < 0) s += x->ndim;
+    if (s < 0) s = 0;
+    for (int64_t i = 0; i < o->dims[0]; i++) ((int64_t *)o->data)[i] = x->dims[s + i];
+    return 0;
+  }
+  if (!strcmp(op, "Size")) {
+    *(int64_t *)o->data = pv_tensor_numel(x);
+    return 0;
+  }
+  if (!strcmp(op, "Cast")) {
+    size_t cnt = numel(o);
+    bool ints = !is_float(x->dtype) && !is_float(o->dtype);
+    for (size_t i = 0; i < cnt; i++)
+      if (ints) wri(o->data, o->dtype, i, rdi(x->data, x->dtype, i));
+      else wr(o->data, o->dtype, i, rd(x->data, x->dtype, i));
+    return 0;
+  }
+  if (!strcmp(op, "ConstantOfShape")) {
+    const pv_attr *a = pv_node_attr(n, "value");
+    size_t es = pv_dtype_size(o->dtype), cnt = numel(o);
+    char v[8] = {0};
+    if (a && a->type == PV_ATTR_TENSOR && a->t.data && es <= 8 &&
+        pv_tensor_numel(&a->t) >= 1)
+      memcpy(v, a->t.data, es);
+    for (size_t i = 0; i < cnt; i++) memcpy((char *)o->data + i * es, v, es);
+    return 0;
+  }
+  if (!strcmp(op, "Range")) return ref_range(n, vals, o);
+  if (!strcmp(op, "ReduceMean") || !strcmp(op, "ReduceSum")) return ref_reduce(g, n, vals, o);
+  return ref_unary(g, n, vals, o);
+}
+
+int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  if (!pv_ref_supports(g, n))
+    return ERR(PV_EUNSUPPORTED, "op not implemented (opset %d)", g->opset);
+  if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");
+  bool dims_only = !strcmp(n->op, "Shape") || !strcmp(n->op, "Size");
+  for (int k = 0; k < n->n_in && !dims_only; k++) {
+    const pv_tensor *t = IN(k);
+    if (t && !t->data && numel(t) && !g->values[n->in[k]].pivot)
+      return ERR(PV_EINVAL, "input %d ('%s') has no data", k, g->values[n->in[k]].name);
+  }
+  for (int k = 0; k < n->n_out; k++)
+    if (n->out[k] >= 0 && !vals[n->out[k]].data && numel(&vals[n->out[k]]))
+      return ERR(PV_EINVAL, "output %d has no storage", k);
+  if (strcmp(n->op, "Constant") && strcmp(n->op, "Range") && !IN(0))
+    return ERR(PV_EINVAL, "missing first input");
+  int rc = dispatch(g, n, vals);
+  if (rc) return rc;
+  pv_tensor *o = &vals[n->out[0]];
+  if (n->act != PV_ACT_NONE) {
+    if (o->dtype != PV_F32) return ERR(PV_ETYPE, "fused activation on %s", pv_dtype_name(o->dtype));
+    pv_act_apply(o->data, numel(o), n->act, n->act_alpha, n->act_beta);
+  }
+  return 0;
+}

@@ -58,6 +58,13 @@ const char *pv_errmsg(void);
 int pv_error_prefix(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Logging: libpivot writes through one function, stderr by default. */
+enum { PV_LOG_ERROR = 0, PV_LOG_WARN = 1, PV_LOG_INFO = 2, PV_LOG_DEBUG = 3 };
+typedef void (*pv_log_fn)(int level, const char *msg);
+void pv_set_log_fn(pv_log_fn fn); /* NULL restores the default */
+void pv_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------------- tensors */
 
 /* Numbering follows ONNX TensorProto.DataType so import is a cast. */
@@ -247,7 +254,12 @@ pv_tensor pv_value_tensor(const pv_value *v);
 /* ---------------------------------------------------------------- import */
 
 /* ONNX (.onnx protobuf), opsets 7..17 accepted, 11..17 tested. External
- * data files are resolved relative to the model's directory. */
+ * data files are resolved relative to the model's directory (base_dir for
+ * _mem; NULL refuses external data) and must stay inside it. Symbolic or
+ * unknown dims of inputs/outputs become PV_DIM_BATCH on every axis, not
+ * only axis 0. Constant nodes become constant values. Returns a graph the
+ * caller frees with pv_graph_free(), or NULL with pv_errmsg() set;
+ * pv_onnx_load's messages start with the path. */
 pv_graph *pv_onnx_load(const char *path);
 pv_graph *pv_onnx_load_mem(const void *buf, size_t len, const char *base_dir);
 

@@ -1,0 +1,46 @@
+/* Faulty backend plugins for the loader tests; FAULT selects the fault. */
+#include "pv-backend.h"
+
+static int init_fail(const pv_backend_config *cfg, void **ctx) {
+  (void)cfg;
+  (void)ctx;
+  return pv_error(PV_EBACKEND, "no device found");
+}
+static int init_ok(const pv_backend_config *cfg, void **ctx) {
+  (void)cfg;
+  *ctx = NULL;
+  return 0;
+}
+static bool supports(void *ctx, const pv_graph *g, const pv_node *n) {
+  (void)ctx; (void)g; (void)n;
+  return false;
+}
+static int prepare(void *ctx, const pv_graph *g, const int *nodes, int n, void **plan) {
+  (void)ctx; (void)g; (void)nodes; (void)n; (void)plan;
+  return PV_EUNSUPPORTED;
+}
+static int execute(void *plan, pv_run_ctx *rc) {
+  (void)plan; (void)rc;
+  return PV_EUNSUPPORTED;
+}
+static void release(void *plan) { (void)plan; }
+
+#if FAULT == 1 /* wrong ABI version */
+static const pv_backend_iface iface = {.abi_version = PV_BACKEND_ABI_VERSION + 41,
+  .name = "badabi", .init = init_ok, .supports = supports, .prepare = prepare,
+  .execute = execute, .release = release};
+#elif FAULT == 2 /* init fails */
+static const pv_backend_iface iface = {.abi_version = PV_BACKEND_ABI_VERSION,
+  .name = "initfail", .init = init_fail, .supports = supports, .prepare = prepare,
+  .execute = execute, .release = release};
+#elif FAULT == 3 /* a required method missing */
+static const pv_backend_iface iface = {.abi_version = PV_BACKEND_ABI_VERSION,
+  .name = "nomethod", .init = init_ok, .supports = supports};
+#endif
+
+#if FAULT != 4 /* FAULT 4: no entry symbol at all */
+const pv_backend_iface *pv_backend_entry(void);
+const pv_backend_iface *pv_backend_entry(void) { return &iface; }
+#else
+int pv_backend_entry_misspelt;
+#endif

@@ -1,0 +1,167 @@
+/* Runtime: load from a graph, plan per input shape, reuse of activation
+ * memory, input checks, unsupported ops, reference counting. */
+#include <math.h>
+#include <string.h>
+
+#include "cunit-main.h"
+#include "pivot.h"
+
+static int add_const(pv_graph *g, const char *name, int64_t rows, int64_t cols,
+                     float scale) {
+  int v = pv_graph_add_value(g, name);
+  pv_value *val = &g->values[v];
+  val->dtype = PV_F32;
+  val->ndim = 2;
+  val->dims[0] = rows;
+  val->dims[1] = cols;
+  val->nbytes = rows * cols * 4;
+  val->data = pv_aligned_alloc(val->nbytes);
+  float *d = val->data;
+  for (int64_t i = 0; i < rows * cols; i++) d[i] = scale * (float)((i * 7) % 5 - 2);
+  return v;
+}
+
+/* x[N,4] -> Gemm(W1[8,4]^T) -> Relu -> Gemm(W2[3,8]^T) -> y[N,3], and a
+ * dynamic-batch Reshape in between driven by Shape. */
+static pv_graph *mlp(const char *extra_op) {
+  pv_graph *g = pv_graph_new();
+  int x = pv_graph_add_value(g, "x");
+  g->values[x].dtype = PV_F32;
+  g->values[x].ndim = 2;
+  g->values[x].dims[0] = PV_DIM_BATCH;
+  g->values[x].dims[1] = 4;
+  int w1 = add_const(g, "w1", 8, 4, 0.5f), w2 = add_const(g, "w2", 3, 8, 0.25f);
+  int h = pv_graph_add_value(g, "h"), r = pv_graph_add_value(g, "r");
+  int s = pv_graph_add_value(g, "s"), rr = pv_graph_add_value(g, "rr");
+  int y = pv_graph_add_value(g, "y");
+  pv_attr tb = {.name = "transB", .type = PV_ATTR_INT, .i = 1};
+  int in1[] = {x, w1};
+  int n1 = pv_graph_add_node(g, "fc1", "Gemm", in1, 2, &h, 1);
+  pv_node_add_attr(g, n1, &tb);
+  pv_graph_add_node(g, "act", extra_op ? extra_op : "Relu", &h, 1, &r, 1);
+  pv_graph_add_node(g, "shape", "Shape", &r, 1, &s, 1);
+  int in3[] = {r, s};
+  pv_graph_add_node(g, "reshape", "Reshape", in3, 2, &rr, 1);
+  int in2[] = {rr, w2};
+  int n2 = pv_graph_add_node(g, "fc2", "Gemm", in2, 2, &y, 1);
+  pv_node_add_attr(g, n2, &tb);
+  g->inputs = malloc(sizeof(int));
+  g->inputs[0] = x;
+  g->n_inputs = 1;
+  g->outputs = malloc(sizeof(int));
+  g->outputs[0] = y;
+  g->n_outputs = 1;
+  g->opset = 13;
+  pv_graph_compact(g);
+  return g;
+}
+
+static void expected(const float *x, int64_t n, float *y) {
+  for (int64_t b = 0; b < n; b++) {
+    float h[8];
+    for (int i = 0; i < 8; i++) {
+      float acc = 0;
+      for (int k = 0; k < 4; k++) acc += 0.5f * (float)(((i * 4 + k) * 7) % 5 - 2) * x[b * 4 + k];
+      h[i] = acc > 0 ? acc : 0;
+    }
+    for (int o = 0; o < 3; o++) {
+      float acc = 0;
+      for (int i = 0; i < 8; i++) acc += 0.25f * (float)(((o * 8 + i) * 7) % 5 - 2) * h[i];
+      y[b * 3 + o] = acc;
+    }
+  }
+}
+
+static void run_batch(pv_exec *e, int64_t n) {
+  float x[64 * 4], want[64 * 3];
+  for (int i = 0; i < n * 4; i++) x[i] = (float)((i * 13) % 11) - 5.0f;
+  expected(x, n, want);
+  pv_tensor in = {.dtype = PV_F32, .ndim = 2, .dims = {n, 4}, .data = x}, out;
+  CU_ASSERT_EQUAL_FATAL(pv_exec_run(e, &in, 1, &out, 1), 0);
+  CU_ASSERT_EQUAL(out.ndim, 2);
+  CU_ASSERT_EQUAL(out.dims[0], n);
+  CU_ASSERT_EQUAL(out.dims[1], 3);
+  const float *y = out.data;
+  for (int i = 0; i < n * 3; i++) CU_ASSERT_DOUBLE_EQUAL(y[i], want[i], 1e-4);
+}
+
+static void test_runs_and_replans(void) {
+  pv_model *m = pv_model_from_graph(mlp(NULL), NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  /* The passes fused Relu into fc1; Shape is evaluated at plan time. */
+  CU_ASSERT_STRING_EQUAL(pv_model_node_backend(m, 0), "cpu");
+  pv_exec *e = pv_exec_new(m);
+  run_batch(e, 1);
+  run_batch(e, 17);
+  run_batch(e, 3);
+  run_batch(e, 3);
+  pv_exec_free(e);
+  pv_model_release(m);
+}
+
+static void test_memory_reuse(void) {
+  pv_model *m = pv_model_from_graph(mlp(NULL), NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  pv_layer_info rows[16];
+  size_t peak = 0;
+  int n = pv_model_inspect(m, 64, rows, 16, &peak);
+  CU_ASSERT(n >= 2);
+  /* Activations: h/r [64,8], rr [64,8], y [64,3]: never all alive at once,
+   * so the plan needs less than their sum. */
+  size_t sum = 64 * 8 * 4 * 2 + 64 * 3 * 4;
+  CU_ASSERT(peak > 0);
+  CU_ASSERT(peak < sum);
+  pv_model_release(m);
+}
+
+static void test_input_checks(void) {
+  pv_model *m = pv_model_from_graph(mlp(NULL), NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  pv_exec *e = pv_exec_new(m);
+  float x[10] = {0};
+  pv_tensor out, in = {.dtype = PV_F32, .ndim = 2, .dims = {2, 5}, .data = x};
+  CU_ASSERT_EQUAL(pv_exec_run(e, &in, 1, &out, 1), PV_ESHAPE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "input 'x'"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "[2,5]"));
+  in = (pv_tensor){.dtype = PV_I32, .ndim = 2, .dims = {2, 4}, .data = x};
+  CU_ASSERT_EQUAL(pv_exec_run(e, &in, 1, &out, 1), PV_ETYPE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "INT32"));
+  CU_ASSERT_EQUAL(pv_exec_run(e, &in, 0, &out, 1), PV_EINVAL);
+  /* A good run still works after the failures. */
+  run_batch(e, 2);
+  pv_exec_free(e);
+  pv_model_release(m);
+}
+
+static void test_unsupported_op(void) {
+  pv_model *m = pv_model_from_graph(mlp("FancyAct"), NULL);
+  CU_ASSERT_PTR_NULL(m);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "FancyAct"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "act"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "opset 13"));
+}
+
+static void test_exec_keeps_model_alive(void) {
+  pv_model *m = pv_model_from_graph(mlp(NULL), NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  pv_exec *e = pv_exec_new(m);
+  pv_model_release(m); /* the exec holds the last reference */
+  run_batch(e, 5);
+  pv_exec_free(e);
+}
+
+static void test_missing_file(void) {
+  CU_ASSERT_PTR_NULL(pv_model_load("/nonexistent/model.onnx", NULL));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "/nonexistent/model.onnx"));
+}
+
+static CU_TestInfo tests[] = {
+    {"runs and replans on new batch sizes", test_runs_and_replans},
+    {"memory plan reuses buffers", test_memory_reuse},
+    {"input checks name the input", test_input_checks},
+    {"unsupported op names node, op, opset", test_unsupported_op},
+    {"exec keeps its model alive", test_exec_keeps_model_alive},
+    {"missing file", test_missing_file},
+    CU_TEST_INFO_NULL,
+};
+PV_CUNIT_MAIN("model", tests)
