@@ -22,4 +22,4 @@
 #define HAVE_IMAGE 1
 #define HAVE_OPENBLAS 1
 #define HAVE_SYSTEMD 1
-#define PV_BUILD_DIR "/work/main"
+#define PV_BUILD_DIR "/work/wt/train"
