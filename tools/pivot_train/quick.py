@@ -97,11 +97,26 @@ def main(a):
     pivot = os.path.join(os.path.dirname(__file__), "..", "..", "clients",
                          "pivot")
     if os.access(pivot, os.X_OK):
+        # pivotd's own runtime runs the exported file and agrees with torch.
+        xin = os.path.join(work, "x.npy")
+        np.save(xin, xte[:16].numpy())
+        r = subprocess.run([pivot, "run", path, "--input", xin,
+                            "--output-dir", work],
+                           capture_output=True, text=True)
+        outp = os.path.join(work, "output.npy")
+        if r.returncode == 0 and os.path.exists(outp):
+            want = m.eval()(xte[:16]).detach().numpy()
+            check(np.allclose(np.load(outp), want, atol=1e-3),
+                  "pivot run on the exported ONNX matches torch (batch 16)")
+        else:
+            check(False, "pivot run %s: %s" % (path, r.stderr.strip()[-300:]))
         pvm = os.path.join(work, "mlp-4x.pvm")
         r = subprocess.run([pivot, "convert", path, pvm],
                            capture_output=True, text=True)
         print("pivot convert: rc=%d %s" % (r.returncode,
                                            (r.stdout + r.stderr).strip()[-300:]))
+    else:
+        print("skip: clients/pivot not built, exported model not run")
     if not a.workdir:
         shutil.rmtree(work)
     print("quick check: %d failure(s), %.0f s" % (len(fails), time.time() - t0))
