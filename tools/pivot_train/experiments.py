@@ -1,0 +1,209 @@
+"""The accuracy-versus-compression experiments of docs/TRAINING.md.
+
+Every column gets the same training budget of E + F epochs (Adam, lr 1e-3
+constant for E epochs, then cosine to 0 over F epochs):
+  dense      E dense + F dense
+  random     a fixed random-permutation block mask from step 0, E + F
+  pivot      E dense, prune by pivoting (one shot), F fine-tuning
+  pivot+     E dense, F epochs of gradual pivoting (2, 4, ... n blocks,
+             activation-aware) with distillation from the E-epoch model
+  magnitude  E dense, unstructured magnitude pruning, F fine-tuning
+  magnitude+ E dense, gradual magnitude pruning with the same distillation
+"""
+import copy
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+from . import masks as mk
+from .data import load_fmnist
+from .models import build
+from .train import (Masker, evaluate, gradual_schedule, layer_input_power,
+                    layer_mask, train)
+
+
+def get_data(device, task="cls", train_limit=None, test_limit=None, seed=0):
+    xtr, ytr, xte, yte = load_fmnist()
+    if train_limit:
+        xtr, ytr = xtr[:train_limit], ytr[:train_limit]
+    if test_limit:
+        xte, yte = xte[:test_limit], yte[:test_limit]
+    xtr, xte = torch.from_numpy(xtr), torch.from_numpy(xte)
+    ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
+    if task == "reg":
+        xtr, ytr = rotated(xtr, seed)
+        xte, yte = rotated(xte, seed + 1)
+    return [t.to(device) for t in (xtr, ytr, xte, yte)]
+
+
+def rotated(x, seed, max_deg=45.0):
+    """Regression task: each image rotated by a uniform random angle in
+    [-45, 45] degrees; the target is the angle / 45 (RMSE is reported in
+    degrees).  Garment images have a canonical orientation, so the angle
+    is learnable but not linear in the pixels."""
+    g = torch.Generator().manual_seed(seed)
+    ang = (torch.rand(x.shape[0], generator=g) * 2 - 1) * max_deg
+    t = ang * math.pi / 180
+    theta = torch.zeros(x.shape[0], 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(t), -torch.sin(t)
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(t), torch.cos(t)
+    grid = torch.nn.functional.affine_grid(theta, x.shape, align_corners=False)
+    xr = torch.nn.functional.grid_sample(x, grid, align_corners=False)
+    return xr, ang / max_deg
+
+
+def _fresh(name, seed, device):
+    torch.manual_seed(seed)
+    return build(name).to(device)
+
+
+def unit(name, seed, ns, cfg, device, methods):
+    """All columns for one model and one seed; returns result records."""
+    torch.set_num_threads(cfg.get("threads", 1))
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    xtr, ytr, xte, yte = get_data(device, "reg" if name == "reg" else "cls",
+                                  cfg.get("train_limit"), cfg.get("test_limit"),
+                                  seed=1000)
+    E, Fe, bs = cfg["E"], cfg["F"], cfg.get("batch", 128)
+    recs = []
+
+    def rec(method, n, **kw):
+        r = {"model": name, "seed": seed, "n": n, "method": method,
+             "E": E, "F": Fe}
+        r.update(kw)
+        r["seconds"] = round(time.time() - t0, 1)
+        recs.append(r)
+        if cfg.get("stream"):
+            # one line per result as it comes, so a cut-off run keeps them
+            with open(cfg["stream"], "a") as f:
+                f.write(json.dumps(r) + "\n")
+
+    t0 = time.time()
+    base = _fresh(name, seed, device)
+    train(base, xtr, ytr, E, batch=bs, seed=seed)
+    acc_e = evaluate(base, xte, yte)
+    dense = copy.deepcopy(base)
+    train(dense, xtr, ytr, Fe, cosine=True, batch=bs, seed=seed + 1)
+    rec("dense", 1, acc=evaluate(dense, xte, yte), acc_before=acc_e)
+    power = layer_input_power(base, base.prunable(), xtr) \
+        if "pivot+" in methods else None
+
+    for n in ns:
+        if n == 1:
+            continue
+        if "random" in methods:
+            m = _fresh(name, seed, device)
+            L = m.prunable()
+            masker = Masker(L, [layer_mask(l, "random", n, seed)[0] for l in L])
+            train(m, xtr, ytr, E, masker=masker, batch=bs, seed=seed)
+            train(m, xtr, ytr, Fe, cosine=True, masker=masker, batch=bs,
+                  seed=seed + 1)
+            rec("random", n, acc=evaluate(m, xte, yte))
+        for kind in ("pivot", "magnitude"):
+            if kind in methods:
+                m = copy.deepcopy(base)
+                L = m.prunable()
+                out = [layer_mask(l, kind, n, seed, impl=cfg.get("impl", "auto"))
+                       for l in L]
+                extra = {"retained": [r for _, r in out]}
+                if kind == "pivot":
+                    extra["retained_random"] = [
+                        layer_mask(l, "random", n, seed)[1] for l in L]
+                masker = Masker(L, [mm for mm, _ in out])
+                before = evaluate(m, xte, yte)
+                train(m, xtr, ytr, Fe, cosine=True, masker=masker, batch=bs,
+                      seed=seed + 1)
+                rec(kind, n, acc=evaluate(m, xte, yte), acc_before=before,
+                    **extra)
+            if kind + "+" in methods:
+                m = copy.deepcopy(base)
+                L = m.prunable()
+                teacher = copy.deepcopy(base).eval()
+                pf = (lambda m=m, L=L: layer_input_power(m, L, xtr)) \
+                    if kind == "pivot" else None
+                sched, info = gradual_schedule(L, kind, n, seed, power_fn=pf,
+                                               impl=cfg.get("impl", "auto"))
+                masker = Masker(L, [torch.ones_like(l.weight) for l in L])
+                train(m, xtr, ytr, Fe, cosine=True, masker=masker,
+                      schedule=sched, teacher=teacher, kd=cfg.get("kd", 0.5),
+                      batch=bs, seed=seed + 1)
+                rec(kind + "+", n, acc=evaluate(m, xte, yte),
+                    retained=info["retained"])
+    return recs
+
+
+def _unit_star(args):
+    return unit(*args)
+
+
+def run_table(models, seeds, ns, cfg, device, methods, jobs=1, out=None):
+    work = [(m, s, ns, cfg, device, methods) for m in models for s in seeds]
+    if jobs > 1:
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(jobs) as pool:
+            results = pool.map(_unit_star, work, chunksize=1)
+    else:
+        results = [_unit_star(w) for w in work]
+    recs = [r for rs in results for r in rs]
+    if out:
+        with open(out, "w") as f:
+            for r in recs:
+                f.write(json.dumps(r) + "\n")
+    return recs
+
+
+def _ms(vals, scale=100.0, digits=1):
+    if not vals:
+        return "–"
+    a = np.array(vals) * scale
+    if len(a) == 1:
+        return "%.*f" % (digits, a[0])
+    return "%.*f ± %.*f" % (digits, a.mean(), digits, a.std(ddof=1))
+
+
+def markdown(recs):
+    """One table per model: rows = compression, columns = methods,
+    mean ± sample std over seeds (accuracy %)."""
+    lines = []
+    for model in sorted({r["model"] for r in recs}):
+        R = [r for r in recs if r["model"] == model]
+        # regression records hold RMSE of angle/45: report degrees
+        scale = 45.0 if model == "reg" else 100.0
+        unit_ = "RMSE of the angle in degrees (lower is better)" \
+            if model == "reg" else "test accuracy %"
+        seeds = sorted({r["seed"] for r in R})
+        ns = sorted({r["n"] for r in R} | {1})
+        dense = [r["acc"] for r in R if r["method"] == "dense"]
+        lines.append("**%s**, %d seed(s), E=%d + F=%d epochs; %s"
+                     " (mean ± std)\n" % (model, len(seeds), R[0]["E"],
+                                          R[0]["F"], unit_))
+        lines.append("| × | dense | random | pivot before FT | pivot | pivot+ |"
+                     " magnitude before FT | magnitude | magnitude+ |"
+                     " energy pivot / random |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for n in ns:
+            def get(meth, key="acc"):
+                return [r[key] for r in R if r["method"] == meth
+                        and r["n"] == n and key in r]
+            ms = lambda v: _ms(v, scale)
+            if n == 1:
+                d = ms(dense)
+                lines.append("| 1 | %s | %s | %s | %s | %s | %s | %s | %s | 1 |"
+                             % ((d,) * 8))
+                continue
+            en = [np.mean(a) / np.mean(b) for a, b in
+                  zip(get("pivot", "retained"), get("pivot", "retained_random"))]
+            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                n, ms(dense), ms(get("random")),
+                ms(get("pivot", "acc_before")), ms(get("pivot")),
+                ms(get("pivot+")), ms(get("magnitude", "acc_before")),
+                ms(get("magnitude")), ms(get("magnitude+")),
+                _ms(en, 1.0, 2)))
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+#!/bin/sh
+# pivotd speedup of pivoted models: exports the MLP and small CNN with
+# balanced block masks at 1/2/4/8/16x (values do not change speed) and
+# times each with `pivot run --repeat N` at batch 1 and 32; prints the
+# median time and the ratio to the dense model measured in the same run.
+# Usage: tools/speedup.sh [REPEAT] [BACKEND]
+REPEAT=${1:-50}
+BACKEND=${2:-cpu}
+PY=${PYTHON:-/usr/bin/python3}
+here=$(cd "$(dirname "$0")" && pwd)
+pivot=${PIVOT:-$here/../clients/pivot}
+dir=$(mktemp -d) || exit 1
+trap 'rm -rf "$dir"' EXIT
+cd "$here" && $PY - "$dir" <<'PYEOF' 2>/dev/null || exit 1
+import sys, torch, numpy as np
+from pivot_train.models import build
+from pivot_train.train import Masker, layer_mask
+from pivot_train.export import export_onnx, pivot_metadata
+torch.set_num_threads(1)
+d = sys.argv[1]
+for name in ("mlp", "cnn"):
+    for n in (1, 2, 4, 8, 16):
+        torch.manual_seed(0)
+        m = build(name)
+        L = m.prunable()
+        masks = [layer_mask(l, "random", n, 0)[0] for l in L]
+        Masker(L, masks)
+        use = n > 1
+        export_onnx(m, "%s/%s-%d.onnx" % (d, name, n), torch.rand(1, 1, 28, 28),
+                    L if use else (), masks if use else (),
+                    pivot_metadata(m, L, masks, n))
+for b in (1, 32):
+    np.save("%s/x%d.npy" % (d, b), np.random.rand(b, 1, 28, 28).astype(np.float32))
+PYEOF
+echo "model batch x median_ms ratio_to_dense"
+for model in mlp cnn; do
+  for b in 1 32; do
+    base=
+    for n in 1 2 4 8 16; do
+      t=$("$pivot" run "$dir/$model-$n.onnx" --input "$dir/x$b.npy" \
+          --output-dir "$dir/out" --backend "$BACKEND" --repeat "$REPEAT" 2>&1 |
+          sed -n 's/^time \([0-9.]*\) ms.*/\1/p')
+      [ -n "$t" ] || { echo "$model b$b ${n}x: pivot run failed"; continue; }
+      [ -n "$base" ] || base=$t
+      echo "$model $b $n $t $(echo "$base $t" | awk '{printf "%.2f", $1/$2}')"
+    done
+  done
+done

@@ -1,0 +1,109 @@
+"""Unit tests of the mask code (no training): python3 -m unittest."""
+import os
+import sys
+import unittest
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from pivot_train import libpivot, masks as mk  # noqa: E402
+
+
+def planted(M, C, kk, n, seed, noise=0.05):
+    """A matrix that IS block diagonal (n blocks) after hidden random
+    permutations, plus small noise everywhere: the pruner must find it."""
+    rng = np.random.default_rng(seed)
+    rg, cg = rng.permutation(M) % n, rng.permutation(C) % n
+    w = noise * rng.standard_normal((M, C * kk))
+    blk = np.repeat(rg[:, None] == cg[None, :], kk, axis=1)
+    w[blk] += rng.standard_normal(int(blk.sum()))
+    return w.astype(np.float32), rg, cg
+
+
+class TestMasks(unittest.TestCase):
+    def test_splitmix_reference(self):
+        # First outputs for seed 0 from the published splitmix64.c.
+        r = mk.SplitMix64(0)
+        self.assertEqual(r.next(), 0xE220A8397B1DCDAF)
+        self.assertEqual(r.next(), 0x6E789E6AA1B965F4)
+
+    def test_group_sizes_balanced(self):
+        self.assertEqual(mk.group_sizes(10, 4).tolist(), [3, 3, 2, 2])
+        self.assertRaises(ValueError, mk.group_sizes, 3, 4)
+        self.assertRaises(ValueError, mk.group_sizes, 3, 0)
+
+    def test_random_mask_is_balanced_block_diagonal(self):
+        rg, cg = mk.random_pivot_groups(64, 48, 8, seed=3)
+        m = mk.mask_from_groups(rg, cg, 9, 8)
+        self.assertEqual(m.shape, (64, 48 * 9))
+        self.assertAlmostEqual(m.mean(), 1 / 8)
+        np.testing.assert_array_equal(m.sum(axis=1), 6 * 9)
+        comps = mk.detect_blocks(m, 48, 9)
+        self.assertEqual(len(comps), 8)
+        self.assertTrue(all(len(r) == 8 and len(c) == 6 for r, c in comps))
+
+    def test_general_pattern_density(self):
+        rg, cg = mk.random_pivot_groups(40, 40, 4, seed=1)
+        m = mk.mask_from_groups(rg, cg, 1, 4, c=2)
+        self.assertAlmostEqual(m.mean(), 0.5)
+
+    def test_pivot_finds_planted_blocks(self):
+        w, rg, cg = planted(96, 80, 3, 8, seed=5)
+        prg, pcg, ret = mk.pivot_prune_groups(w, 80, 3, 8, seed=0)
+        m = mk.mask_from_groups(prg, pcg, 3, 8)
+        truth = np.repeat(rg[:, None] == cg[None, :], 3, axis=1)
+        np.testing.assert_array_equal(m > 0, truth)
+        self.assertAlmostEqual(ret, mk.retained(w, m), places=6)
+        rr, rc = mk.random_pivot_groups(96, 80, 8, seed=0)
+        self.assertGreater(ret, 3 * mk.retained(w, mk.mask_from_groups(
+            rr, rc, 3, 8)))
+
+    def test_pivot_deterministic_and_balanced(self):
+        w = np.random.default_rng(1).standard_normal((50, 30)).astype(np.float32)
+        a = mk.pivot_prune_groups(w, 30, 1, 4, seed=7)
+        b = mk.pivot_prune_groups(w, 30, 1, 4, seed=7)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        self.assertEqual(sorted(np.bincount(a[0]).tolist()), [12, 12, 13, 13])
+        self.assertEqual(sorted(np.bincount(a[1]).tolist()), [7, 7, 8, 8])
+
+    def test_magnitude_density(self):
+        w = np.arange(1, 101, dtype=np.float32).reshape(10, 10)
+        m = mk.magnitude_mask(w, 0.25)
+        self.assertEqual(int(m.sum()), 25)
+        self.assertTrue((w[m > 0] > 75).all())
+
+    def test_detect_merges_through_shared_rows(self):
+        w = np.zeros((4, 4), np.float32)
+        w[0, 0] = w[0, 1] = w[1, 1] = w[2, 2] = w[3, 3] = 1
+        self.assertEqual(len(mk.detect_blocks(w, 4, 1)), 3)
+
+    def test_bad_geometry(self):
+        self.assertRaises(ValueError, mk.channel_energy, np.ones((4, 5)), 2, 2)
+
+
+class TestLibpivotMatches(unittest.TestCase):
+    """The C pruner (pivot convert --prune) and this package must give the
+    same masks on the same weights."""
+
+    def test_same_masks(self):
+        if libpivot.find() is None:
+            self.skipTest("libpivot.so with pv_pivot_prune not built: %s"
+                          % libpivot.why())
+        for (M, C, kk, n) in ((96, 80, 3, 8), (64, 64, 1, 4), (33, 20, 1, 2)):
+            w, _, _ = planted(M, C, kk, n, seed=M)
+            w += np.random.default_rng(M).standard_normal(w.shape).astype(
+                np.float32) * 0.5
+            try:
+                cm, cret = libpivot.prune(w, C, kk, n, 1, 11)
+            except RuntimeError as e:
+                self.skipTest("pv_pivot_prune not usable yet: %s" % e)
+            rg, cg, pret = mk.pivot_prune_groups(w, C, kk, n, 1, 11)
+            pm = mk.mask_from_groups(rg, cg, kk, n)
+            np.testing.assert_array_equal(cm, pm, "masks differ for %dx%dx%d"
+                                          " n=%d" % (M, C, kk, n))
+            self.assertAlmostEqual(cret, pret, places=5)
+
+
+if __name__ == "__main__":
+    unittest.main()
