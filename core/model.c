@@ -80,8 +80,7 @@ pv_model *pv_model_load(const char *path, const pv_load_opts *opts) {
   bool pvm = is_pvm(path);
   pv_graph *g = pvm ? pv_pvm_load(path) : pv_onnx_load(path);
   if (!g) {
-    pv_error_prefix(PV_EFORMAT, "%s", path);
-    return NULL;
+    return NULL; /* importers name the file */
   }
   pv_load_opts o = opts ? *opts : (pv_load_opts){0};
   /* A .pvm was optimised by the converter already. */
@@ -494,7 +493,7 @@ static int plan(pv_exec *e, const pv_tensor *in) {
   for (int i = 0; i < g->n_nodes; i++) {
     const pv_node *n = &g->nodes[i];
     int rc = pv_infer_node(g, n, e->vals);
-    if (rc) return pv_error_prefix(rc, "node '%s' (%s)", n->name, n->op);
+    if (rc) return rc; /* shape inference names the node */
     if (m->node_backend[i] >= 0) continue;
     for (int j = 0; j < n->n_out; j++) {
       int v = n->out[j];
@@ -502,8 +501,7 @@ static int plan(pv_exec *e, const pv_tensor *in) {
       if ((rc = pv_tensor_alloc(&e->vals[v]))) return rc;
       e->owned[v] = e->vals[v].data;
     }
-    if ((rc = pv_ref_node(g, n, e->vals)))
-      return pv_error_prefix(rc, "node '%s' (%s)", n->name, n->op);
+    if ((rc = pv_ref_node(g, n, e->vals))) return rc;
   }
   int rc = memory_plan(e);
   if (rc) return rc;

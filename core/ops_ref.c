@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pivot.h"
+#include "pv-rnn.h"
 #include "pv-pivot.h"
 #include "ops-internal.h"
 
@@ -933,6 +934,7 @@ static bool known_op(const pv_node *n) {
 }
 
 bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
+  if (pv_rnn_supports(n)) return true;
   if (!known_op(n)) return false;
   /* The first input's declared type, when the graph knows it. */
   pv_dtype t = n->n_in > 0 && n->in[0] >= 0 && n->in[0] < g->n_values
@@ -1047,6 +1049,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
 }
 
 int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  if (pv_rnn_supports(n)) return pv_ref_rnn(g, n, vals);
   if (!known_op(n))
     return ERR(PV_EUNSUPPORTED, "op not implemented (opset %d)", g->opset);
   if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");

@@ -27,3 +27,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
+
+# ONNX Runtime (the conformance reference) from npm, only when missing.
+if [ "$want" = test ]; then
+  "$(dirname "$0")/ort.sh"
+fi
