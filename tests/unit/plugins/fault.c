@@ -1,29 +1,29 @@
 /* Faulty backend plugins for the loader tests; FAULT selects the fault. */
 #include "pv-backend.h"
 
-static int init_fail(const pv_backend_config *cfg, void **ctx) {
+__attribute__((unused)) static int init_fail(const pv_backend_config *cfg, void **ctx) {
   (void)cfg;
   (void)ctx;
   return pv_error(PV_EBACKEND, "no device found");
 }
-static int init_ok(const pv_backend_config *cfg, void **ctx) {
+__attribute__((unused)) static int init_ok(const pv_backend_config *cfg, void **ctx) {
   (void)cfg;
   *ctx = NULL;
   return 0;
 }
-static bool supports(void *ctx, const pv_graph *g, const pv_node *n) {
+__attribute__((unused)) static bool supports(void *ctx, const pv_graph *g, const pv_node *n) {
   (void)ctx; (void)g; (void)n;
   return false;
 }
-static int prepare(void *ctx, const pv_graph *g, const int *nodes, int n, void **plan) {
+__attribute__((unused)) static int prepare(void *ctx, const pv_graph *g, const int *nodes, int n, void **plan) {
   (void)ctx; (void)g; (void)nodes; (void)n; (void)plan;
   return PV_EUNSUPPORTED;
 }
-static int execute(void *plan, pv_run_ctx *rc) {
+__attribute__((unused)) static int execute(void *plan, pv_run_ctx *rc) {
   (void)plan; (void)rc;
   return PV_EUNSUPPORTED;
 }
-static void release(void *plan) { (void)plan; }
+__attribute__((unused)) static void release(void *plan) { (void)plan; }
 
 #if FAULT == 1 /* wrong ABI version */
 static const pv_backend_iface iface = {.abi_version = PV_BACKEND_ABI_VERSION + 41,
