@@ -215,6 +215,33 @@ def constant_pad_pads(m, pads):
         g.initializer.remove(t)
 
 
+class GRUNet(nn.Module):
+    """Reads a 28x28 image row by row (28 steps of 28 features), as the
+    pivoted GRU of tools/pivot_train does; batch_first export adds the
+    Transpose/Squeeze/Gather nodes around the ONNX GRU."""
+
+    def __init__(self, hidden=96):
+        super().__init__()
+        self.gru = nn.GRU(28, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        out, _ = self.gru(x.flatten(1, 2))
+        return self.fc(out[:, -1])
+
+
+def pivot_prune_gru(gru, n, gen):
+    """Block-diagonal W and R after one hidden-unit and one input-feature
+    permutation shared by the three gates (tools/pivot_train/rnn.py)."""
+    H, I = gru.hidden_size, gru.input_size
+    hg = torch.randperm(H, generator=gen) % n
+    ig = torch.randperm(I, generator=gen) % n
+    rows = hg.repeat(3)
+    with torch.no_grad():
+        gru.weight_ih_l0.mul_((rows[:, None] == ig[None, :]).float() * n ** 0.5)
+        gru.weight_hh_l0.mul_((rows[:, None] == hg[None, :]).float() * n ** 0.5)
+
+
 def pivot_prune(model, n, min_channels, gen):
     """Prune weights to the pivoted pattern: after a random row and column
     permutation, n balanced diagonal blocks; zeros stay stored in the file.
@@ -272,6 +299,16 @@ def build_mlp_p8(gen):
     return m
 
 
+def build_gru(gen):
+    return GRUNet()
+
+
+def build_gru_p4(gen):
+    m = GRUNet()
+    pivot_prune_gru(m.gru, 4, gen)
+    return m
+
+
 def build_yolov3_tiny_p4(gen):
     m = build_yolov3_tiny(gen)
     pivot_prune(m, 4, 128, gen)
@@ -301,6 +338,12 @@ MODELS = {
     "mlp_p8": dict(build=build_mlp_p8, opset=13, inputs=["x"], outputs=["logits"],
                    shape=[3, 1, 28, 28], dynamic=True,
                    extra={"b1": [1, 1, 28, 28], "b32": [32, 1, 28, 28]}),
+    # A GRU (batch_first, so Transpose and Gather around it) dense and with
+    # W and R pivot-pruned to 1/4; dynamic batch.
+    "gru": dict(build=build_gru, opset=13, inputs=["x"], outputs=["logits"],
+                shape=[3, 1, 28, 28], dynamic=True, extra={"b1": [1, 1, 28, 28]}),
+    "gru_p4": dict(build=build_gru_p4, opset=14, inputs=["x"], outputs=["logits"],
+                   shape=[5, 1, 28, 28], dynamic=True),
     "cnn": dict(build=build_cnn, opset=17, inputs=["input"], outputs=["logits"],
                 shape=[2, 3, 32, 32]),
     "cnn_ext": dict(build=build_cnn, opset=11, inputs=["input"], outputs=["logits"],
