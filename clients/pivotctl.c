@@ -323,12 +323,13 @@ static int cmd_upload(pvc_client *c, opts *o) {
     return rc;
   }
   if (o->json) {
-    printf("{\"name\":");
-    fflush(stdout);
     pvc_buf s = {0};
+    pvc_buf_puts(&s, "{\"name\":");
     pvc_buf_json_str(&s, model);
-    printf("%s,\"version\":\"%lld\",\"bytes\":%zu,\"seconds\":%.3f,\"server\":%s}\n", s.p ? s.p : "\"\"",
-           version, size, dt, r.body.len ? r.body.p : "null");
+    pvc_buf_printf(&s, ",\"version\":\"%lld\",\"bytes\":%zu,\"seconds\":%.3f,\"server\":", version, size, dt);
+    pvc_buf_add(&s, r.body.len ? r.body.p : "null", r.body.len ? r.body.len : 4);
+    pvc_buf_puts(&s, "}");
+    if (!s.oom) puts(s.p);
     free(s.p);
   } else {
     printf("%s: version %lld uploaded (%zu bytes), loaded and serving (%.2f s)\n", model, version, size, dt);
