@@ -2,7 +2,7 @@
 windows, 1:2:1) whose CSV and JSON rows must agree with each other and
 with the server's own request count; rate mode, JSON payloads, .npy
 inputs, --compare, and the exit codes."""
-import csv, json, os, shutil, tempfile
+import csv, json, os, shutil, subprocess, tempfile
 from clienttest import *
 
 blob1, _, _ = gemm_relu(1)
@@ -54,6 +54,25 @@ try:
         # the server batched the 2-row .npy input: it reports batch >= 1 and saw 2-row requests
         st = d.json("GET", "/v2/models/mlp/stats")[1]["model_stats"][0]
         check(any(b["batch_size"] >= 2 for b in st["batch_stats"]), "2-row requests reached the model %r" % st["batch_stats"])
+
+        # on a terminal, a progress line per window on stderr; never in a pipe
+        import pty
+        master, slave = pty.openpty()
+        p = subprocess.run([PIVOT_BENCH, "mlp", "--window", "0.3", "--warmup", "0", "--max-windows", "3"],
+                           stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, PIVOTD_URL=url(d)), timeout=60)
+        os.close(slave)
+        tty = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            tty += chunk
+        os.close(master)
+        check(p.returncode == 0 and b"\r" in tty and b"window 1/3" in tty, "progress line on a tty: %r" % tty)
+        check(b"window 1/3" not in p.stdout, "progress kept off stdout")
 
         # exit codes
         rc, _, err = run([PIVOT_BENCH, "nosuch", "--window", "0.2"], env=env)
