@@ -93,25 +93,28 @@ void pvb_print_row(FILE *f, const pvb_result *r) {
   char lvl[32];
   if (r->concurrency) snprintf(lvl, sizeof lvl, "%d", r->concurrency);
   else snprintf(lvl, sizeof lvl, "%g", r->rate);
-  fprintf(f, "%-12s %11.1f %9.0f %9.0f %9.0f %9.0f %10.1f %10.1f %10.1f %6.2f %7lld %d%s\n", lvl,
+  char late[64] = "";
+  if (r->late) snprintf(late, sizeof late, " (%lld sends late: raise --max-inflight)", r->late);
+  fprintf(f, "%-12s %11.1f %9.0f %9.0f %9.0f %9.0f %10.1f %10.1f %10.1f %6.2f %7lld %d%s%s\n", lvl,
           r->throughput, r->p50, r->p90, r->p95, r->p99, r->srv_queue, r->srv_compute, r->srv_overhead,
-          r->srv_batch, r->errors, r->windows, r->stable ? "" : " (unstable)");
+          r->srv_batch, r->errors, r->windows, r->stable ? "" : " (unstable)", late);
 }
 
 static const char csv_head[] =
     "model,version,concurrency,rate,throughput_per_s,p50_us,p90_us,p95_us,p99_us,mean_us,"
     "server_total_us,server_queue_us,server_compute_us,server_overhead_us,server_batch,"
-    "requests,errors,windows,stable\n";
+    "requests,errors,windows,stable,late\n";
 
 int pvb_write_csv(const char *path, const pvb_result *r, int n) {
   FILE *f = fopen(path, "w");
   if (!f) return -errno;
   fputs(csv_head, f);
   for (int i = 0; i < n; i++)
-    fprintf(f, "%s,%lld,%d,%g,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%.2f,%.2f,%.2f,%.2f,%.3f,%lld,%lld,%d,%d\n",
+    fprintf(f, "%s,%lld,%d,%g,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%.2f,%.2f,%.2f,%.2f,%.3f,%lld,%lld,%d,%d,%lld\n",
             r[i].model, r[i].version, r[i].concurrency, r[i].rate, r[i].throughput, r[i].p50, r[i].p90,
             r[i].p95, r[i].p99, r[i].mean, r[i].srv_total, r[i].srv_queue, r[i].srv_compute,
-            r[i].srv_overhead, r[i].srv_batch, r[i].requests, r[i].errors, r[i].windows, r[i].stable);
+            r[i].srv_overhead, r[i].srv_batch, r[i].requests, r[i].errors, r[i].windows, r[i].stable,
+            r[i].late);
   return fclose(f) ? -errno : 0;
 }
 
@@ -137,6 +140,7 @@ static cJSON *result_json(const pvb_result *r) {
   cJSON_AddNumberToObject(o, "errors", (double)r->errors);
   cJSON_AddNumberToObject(o, "windows", r->windows);
   cJSON_AddBoolToObject(o, "stable", r->stable);
+  cJSON_AddNumberToObject(o, "late", (double)r->late);
   return o;
 }
 

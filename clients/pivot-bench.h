@@ -30,6 +30,7 @@ typedef struct pvb_result {
   double srv_total, srv_queue, srv_compute, srv_overhead; /* server, µs per request */
   double srv_batch;         /* mean batch size on the server */
   long long requests, errors;
+  long long late;           /* rate mode: sends delayed, every slot busy */
   int windows;
   bool stable;
 } pvb_result;
