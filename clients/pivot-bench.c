@@ -46,6 +46,7 @@ typedef struct slot {
   CURL *h;
   double t0;
   bool busy;
+  bool ready; /* options set */
   char err[256]; /* start of an error answer */
   size_t err_len;
 } slot;
@@ -232,18 +233,22 @@ typedef struct level {
 
 static int start(level *L, slot *s) {
   CURL *h = s->h;
-  curl_easy_reset(h);
-  curl_easy_setopt(h, CURLOPT_URL, L->full_url);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, L->t->hdrs);
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, L->t->body.p);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)L->t->body.len);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
-  curl_easy_setopt(h, CURLOPT_PRIVATE, s);
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+  /* Options are set once per handle: a finished transfer keeps them, and
+   * re-adding the handle reuses its connection. */
+  if (!s->ready) {
+    s->ready = true;
+    curl_easy_setopt(h, CURLOPT_URL, L->full_url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, L->t->hdrs);
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, L->t->body.p);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)L->t->body.len);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+  }
   s->err_len = 0;
   s->err[0] = 0;
   s->t0 = now_s();
