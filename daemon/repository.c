@@ -5,6 +5,7 @@
  * version to the main loop, which stops its workers and frees it. */
 #define _GNU_SOURCE
 #include "pivotd.h"
+#include "dashboard.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -60,6 +61,7 @@ void pvd_version_release(pvd_version *v) {
 }
 
 static void version_free(pvd_version *v) {
+  pvd_dash_retired(v);
   pvd_sched_free(v->sched);
   if (v->pm) pv_model_release(v->pm);
   pvd_model_cfg_free(&v->cfg);
