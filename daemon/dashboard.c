@@ -37,7 +37,9 @@ typedef struct point {
 /* One model/version/backend. A version is known by its address, number
  * and load time together: a reload of the same number is a new series. */
 typedef struct series {
-  bool used, live;
+  bool used;
+  bool live;                    /* sampled in the last complete tick */
+  uint64_t tick;                /* tick of the last sample */
   const void *key;
   int64_t version;
   uint64_t load_ns;
@@ -82,6 +84,7 @@ static struct {
   bool started, stop;
   pthread_t thread;
   uint64_t t0_ns, last_ns;
+  uint64_t tick;                /* samples taken */
   series s[MAX_SERIES];
   event ev[MAX_EVENTS];         /* ring */
   int ev_head, ev_n;
@@ -138,11 +141,13 @@ static series *series_for(const pvd_version *v) {
     series *s = &D.s[i];
     if (!s->used) { if (!free_slot) free_slot = s; continue; }
     if (s->key == v && s->version == v->version && s->load_ns == v->load_ns) return s;
-    if (!s->live && (!oldest || s->pts[(s->head + PVD_DASH_POINTS - 1) % PVD_DASH_POINTS].t_ms <
+    if (!s->live && s->tick != D.tick && (!oldest || s->pts[(s->head + PVD_DASH_POINTS - 1) % PVD_DASH_POINTS].t_ms <
                                     oldest->pts[(oldest->head + PVD_DASH_POINTS - 1) % PVD_DASH_POINTS].t_ms))
       oldest = s;
   }
-  /* More versions than slots: the one retired longest ago makes room. */
+  /* More versions than slots: the one retired longest ago makes room
+   * (`live` still says what the previous tick saw, so no series this tick
+   * has yet to visit is taken). */
   series *s = free_slot ? free_slot : oldest;
   if (!s) return NULL;
   memset(s, 0, sizeof *s);
@@ -202,7 +207,7 @@ static void push_point(series *s, const counters *c, int64_t t, double dt) {
 static void sample_version(pvd_version *v, int64_t t, double dt) {
   series *s = series_for(v);
   if (!s) return;
-  s->live = true;
+  s->tick = D.tick;
   counters c;
   counters_read(v, &c);
   push_point(s, &c, t, dt);
@@ -263,7 +268,7 @@ static void sample(void) {
   if (dt <= 0) dt = PERIOD_MS * 1e-3;
   D.last_ns = now;
   int64_t t = wall_ms();
-  for (int i = 0; i < MAX_SERIES; i++) D.s[i].live = false;
+  D.tick++;
   for (pvd_model *m = pvd_repo_first(); m; m = m->next) {
     pvd_version *vs[PVD_MAX_VERSIONS];
     vid ids[PVD_MAX_VERSIONS];
@@ -288,7 +293,9 @@ static void sample(void) {
    * counts add up; then it is dropped once its last point leaves the window. */
   for (int i = 0; i < MAX_SERIES; i++) {
     series *s = &D.s[i];
-    if (!s->used || s->live || !s->n) continue;
+    if (!s->used) continue;
+    s->live = s->tick == D.tick;
+    if (s->live || !s->n) continue;
     if (s->has_final) {
       push_point(s, &s->final, t, dt);
       s->has_final = false;
