@@ -227,6 +227,11 @@ void pvd_dash_retired(const pvd_version *v) {
   pthread_mutex_unlock(&D.mu);
 }
 
+/* The loader appends models while we walk the list without its lock. */
+static pvd_model *next_model(pvd_model *m) {
+  return __atomic_load_n(&m->next, __ATOMIC_ACQUIRE);
+}
+
 static seen_model *seen_for(pvd_model *m) {
   for (int i = 0; i < D.n_seen; i++)
     if (D.seen[i].m == m) return &D.seen[i];
@@ -269,7 +274,7 @@ static void sample(void) {
   D.last_ns = now;
   int64_t t = wall_ms();
   D.tick++;
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next) {
+  for (pvd_model *m = pvd_repo_first(); m; m = next_model(m)) {
     pvd_version *vs[PVD_MAX_VERSIONS];
     vid ids[PVD_MAX_VERSIONS];
     char err[256] = "";
@@ -433,7 +438,7 @@ static void models_json(pvd_buf *b) {
   static const char *const states[] = {"UNAVAILABLE", "LOADING", "READY", "UNLOADED"};
   pvd_buf_puts(b, ",\"models\":[");
   bool first = true;
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next) {
+  for (pvd_model *m = pvd_repo_first(); m; m = next_model(m)) {
     pvd_buf_printf(b, "%s{\"name\":", first ? "" : ",");
     first = false;
     pvd_buf_json_str(b, m->name);

@@ -142,7 +142,9 @@ static pvd_model *model_get_or_add(const char *name) {
     if (m) {
       pthread_mutex_init(&m->mu, NULL);
       m->state = PVD_STATE_UNAVAILABLE;
-      *R.models_tail = m;
+      /* Released: readers walk the list without R.mu (models are never
+       * freed while running), so they must see the model whole. */
+      __atomic_store_n(R.models_tail, m, __ATOMIC_RELEASE);
       R.models_tail = &m->next;
     }
   }
