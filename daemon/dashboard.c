@@ -16,7 +16,7 @@
 
 #define NB (PVD_NBUCKETS + 1)   /* histogram buckets with +Inf */
 #define WIN 10                  /* seconds behind the "now" figures */
-#define MAX_SERIES 32
+#define MAX_SERIES 64
 #define MAX_EVENTS 64
 #define PERIOD_MS 1000
 

@@ -82,7 +82,7 @@ async function run(wsUrl) {
   const { targetId } = await send("Target.createTarget", { url: "about:blank" });
   const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
   const cmd = (m, p) => send(m, p, sessionId);
-  const errors = [];
+  const errors = [], requests = [];
   let loaded = false;
   listeners.push(m => {
     if (m.sessionId !== sessionId) return;
@@ -92,11 +92,13 @@ async function run(wsUrl) {
       errors.push("exception: " + (m.params.exceptionDetails.exception?.description || m.params.exceptionDetails.text));
     else if (m.method === "Log.entryAdded" && ["error", "warning"].includes(m.params.entry.level))
       errors.push("log." + m.params.entry.level + ": " + m.params.entry.text + " " + (m.params.entry.url || ""));
+    else if (m.method === "Network.requestWillBeSent") requests.push(m.params.request.url);
     else if (m.method === "Page.loadEventFired") loaded = true;
   });
   await cmd("Runtime.enable");
   await cmd("Log.enable");
   await cmd("Page.enable");
+  await cmd("Network.enable");
   await cmd("Emulation.setDeviceMetricsOverride", { width: 1280, height: 1000, deviceScaleFactor: 1, mobile: false });
   await cmd("Page.navigate", { url });
   for (let i = 0; i < 200 && !loaded; i++) await sleep(50);
@@ -154,7 +156,8 @@ async function run(wsUrl) {
   const last = await snapshot();
   const png = await cmd("Page.captureScreenshot", { format: "png", captureBeyondViewport: false });
   fs.writeFileSync(shot, Buffer.from(png.data, "base64"));
-  process.stdout.write(JSON.stringify({ first, second, swapStatus, swapped, last, errors }) + "\n");
+  process.stdout.write(JSON.stringify({ first, second, swapStatus, swapped, last, errors,
+    requests: [...new Set(requests.map(u => u.replace(/\?.*/, "")))] }) + "\n");
   sock.close();
 }
 

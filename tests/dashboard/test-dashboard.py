@@ -162,6 +162,9 @@ try:
         print("page before: %r" % seen["first"]["models"])
         print("page after swap: %r" % seen["last"]["models"])
         check(not seen["errors"], "console errors: %r" % seen["errors"])
+        origin = "http://127.0.0.1:%d/" % d.port
+        check(seen["requests"] and all(u.startswith(origin) for u in seen["requests"]),
+              "the page asked only its own server: %r" % seen["requests"])
         a, b, z = seen["first"], seen["second"], seen["last"]
         check(a["title"] == "pivotd dashboard" and z["status"].startswith("live"), "status %r" % z["status"])
         num = lambda s, m, k: float(s["models"][m][k].replace(",", "").rstrip("kM"))
