@@ -60,7 +60,9 @@ typedef struct event {
   int64_t t_ms;
   char model[128];
   char kind[16];                /* load, unload, swap, load_failed */
-  int64_t from, to;             /* -1 = none */
+  int64_t from, to;             /* highest removed / added version; -1 = none */
+  int64_t added[PVD_MAX_VERSIONS], removed[PVD_MAX_VERSIONS];
+  int n_added, n_removed;
   char msg[256];
 } event;
 
@@ -122,9 +124,10 @@ double pvd_dash_quantile(const uint64_t *count, const double *le, int nle, doubl
   return le[nle - 1];
 }
 
-static void add_event(int64_t t, const char *model, const char *kind, int64_t from,
-                      int64_t to, const char *msg) {
+static event *add_event(int64_t t, const char *model, const char *kind, int64_t from,
+                        int64_t to, const char *msg) {
   event *e = &D.ev[D.ev_head];
+  memset(e, 0, sizeof *e);
   D.ev_head = (D.ev_head + 1) % MAX_EVENTS;
   if (D.ev_n < MAX_EVENTS) D.ev_n++;
   e->t_ms = t;
@@ -133,6 +136,7 @@ static void add_event(int64_t t, const char *model, const char *kind, int64_t fr
   e->from = from;
   e->to = to;
   snprintf(e->msg, sizeof e->msg, "%s", msg ? msg : "");
+  return e;
 }
 
 static series *series_for(const pvd_version *v) {
@@ -251,16 +255,29 @@ static bool vid_in(const vid *a, int n, const vid *x) {
 /* Compare the model's versions with a second ago and log what changed. */
 static void diff_model(seen_model *sm, const vid *now, int n, uint64_t failed,
                        const char *err, int64_t t) {
-  int64_t added = -1, removed = -1;
+  int64_t add[PVD_MAX_VERSIONS], rem[PVD_MAX_VERSIONS], added = -1, removed = -1;
   int n_added = 0, n_removed = 0;
   for (int i = 0; i < n; i++)
-    if (!vid_in(sm->v, sm->n, &now[i])) { n_added++; if (now[i].version > added) added = now[i].version; }
+    if (!vid_in(sm->v, sm->n, &now[i])) {
+      add[n_added++] = now[i].version;
+      if (now[i].version > added) added = now[i].version;
+    }
   for (int i = 0; i < sm->n; i++)
-    if (!vid_in(now, n, &sm->v[i])) { n_removed++; if (sm->v[i].version > removed) removed = sm->v[i].version; }
+    if (!vid_in(now, n, &sm->v[i])) {
+      rem[n_removed++] = sm->v[i].version;
+      if (sm->v[i].version > removed) removed = sm->v[i].version;
+    }
   const char *name = sm->m->name;
-  if (n_added && n_removed) add_event(t, name, "swap", removed, added, NULL);
-  else if (n_added) add_event(t, name, "load", -1, added, NULL);
-  else if (n_removed) add_event(t, name, "unload", removed, -1, NULL);
+  event *e = NULL;
+  if (n_added && n_removed) e = add_event(t, name, "swap", removed, added, NULL);
+  else if (n_added) e = add_event(t, name, "load", -1, added, NULL);
+  else if (n_removed) e = add_event(t, name, "unload", removed, -1, NULL);
+  if (e) {
+    memcpy(e->added, add, sizeof(int64_t) * (size_t)n_added);
+    memcpy(e->removed, rem, sizeof(int64_t) * (size_t)n_removed);
+    e->n_added = n_added;
+    e->n_removed = n_removed;
+  }
   if (failed > sm->loads_failed) add_event(t, name, "load_failed", -1, -1, err);
   memcpy(sm->v, now, sizeof(vid) * (size_t)n);
   sm->n = n;
@@ -501,6 +518,13 @@ void pvd_dash_series(pvd_conn *c) {
     pvd_buf_printf(&b, ",\"kind\":\"%s\"", e->kind);
     if (e->from >= 0) pvd_buf_printf(&b, ",\"from\":\"%lld\"", (long long)e->from);
     if (e->to >= 0) pvd_buf_printf(&b, ",\"to\":\"%lld\"", (long long)e->to);
+    pvd_buf_puts(&b, ",\"added\":[");
+    for (int i = 0; i < e->n_added; i++)
+      pvd_buf_printf(&b, "%s\"%lld\"", i ? "," : "", (long long)e->added[i]);
+    pvd_buf_puts(&b, "],\"removed\":[");
+    for (int i = 0; i < e->n_removed; i++)
+      pvd_buf_printf(&b, "%s\"%lld\"", i ? "," : "", (long long)e->removed[i]);
+    pvd_buf_puts(&b, "]");
     pvd_buf_puts(&b, ",\"message\":");
     pvd_buf_json_str(&b, e->msg);
     pvd_buf_puts(&b, "}");

@@ -150,7 +150,7 @@ async function run(wsUrl) {
   const swapStatus = r.status;
   await r.text();
   const swapped = await until("the swap marker", s => s.swapMarkers.length > 0 &&
-    (s.models[swapModel]?.versions || "").startsWith("v" + swapVersion), 10000);
+    (s.models[swapModel]?.versions || "").includes("v" + swapVersion), 10000);
   // Let the new version serve a few seconds so the chart shows both sides.
   await sleep(3000);
   const last = await snapshot();

@@ -95,6 +95,11 @@ try:
         versions = [int(e[3]) for e in swaps]
         check(versions == sorted(versions), "swaps in order")
         check(("slow", "unload", "1", None) in ev, "unload event %r" % ev)
+        for e in j["events"]:
+            if e["kind"] == "swap":
+                check(e["added"] == [e["to"]] and e["removed"] == [e["from"]], "one in, one out: %r" % e)
+        first = sorted((e["model"], e["added"]) for e in j["events"] if e["kind"] == "load")
+        check(first == [("fast", ["1"]), ("slow", ["1"])], "start-up loads %r" % first)
         failed = [e for e in j["events"] if e["kind"] == "load_failed"]
         check(len(failed) == 1 and "checksum" in failed[0]["message"], "failed load event %r" % failed)
         (sm,) = [m for m in j["models"] if m["name"] == "slow"]
