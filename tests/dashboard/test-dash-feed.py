@@ -52,7 +52,7 @@ try:
         # so the median is at least one model run; the 30 ms run itself
         # falls in the (25, 50] ms bucket.
         p50 = s["total"]["p50_ms"]
-        check(25 < p50 <= 250, "slow p50 %r" % p50)
+        check(25 < p50 <= 1000, "slow p50 %r" % p50)
         check(s["total"]["mean_ms"] >= 30, "slow mean %r" % s["total"]["mean_ms"])
         check(s["total"]["count"] == done[0], "slow count %d, clients %d" % (s["total"]["count"], done[0]))
         hist, le = s["total"]["hist"], j["bucket_le_ms"]
