@@ -328,6 +328,126 @@ def build_yolov3_tiny(gen):
     return m
 
 
+class OpZoo(nn.Module):
+    """The elementwise, reduction, index and layout ops of ops_ext.c, one
+    output per family so a failure names the op."""
+
+    def __init__(self):
+        super().__init__()
+        self.prelu = nn.PReLU(8)
+        nn.init.uniform_(self.prelu.weight, -0.5, 0.5)
+        self.ct1 = nn.ConvTranspose1d(8, 4, 3, stride=2, padding=1, output_padding=1,
+                                      dilation=2)
+        self.ct2 = nn.ConvTranspose2d(8, 6, (3, 2), stride=(2, 3), padding=(1, 0),
+                                      output_padding=(1, 2), groups=2)
+
+    def forward(self, x):  # x [2, 8, 6, 6]
+        act = (F.hardsigmoid(x) + F.hardswish(x) + self.prelu(x) + F.elu(x, 0.7)
+               + F.selu(x) + F.celu(x, 1.3) + F.softplus(x) + F.softsign(x))
+        trig = torch.sin(x) * torch.cos(2 * x) + torch.sign(x - 0.1)
+        y = x.flip(3)
+        minmax = torch.minimum(x, y) - 2 * torch.maximum(x, y[:, :1]) + (x + y) / 2
+        cmp = ((x <= y).float() + 2 * (x >= 0.3).float()
+               + 4 * torch.logical_xor(x > 0, y > 0).float()
+               + 8 * torch.logical_and(x > 0, y < 0).float()
+               + 16 * torch.logical_or(x > 1, y < -1).float())
+        mod = torch.fmod(x * 3, 0.7)
+        red = torch.cat([x.amax(dim=(2, 3)), x.amin(dim=1).flatten(1),
+                         (x * 0.5 + 1).prod(dim=3).flatten(1),
+                         x.norm(p=1, dim=2).flatten(1), x.norm(p=2, dim=(1, 3)),
+                         torch.logsumexp(x, dim=1).flatten(1)], 1)
+        amax = torch.argmax(x, dim=1, keepdim=True)
+        amin = torch.argmin(x.flatten(2), dim=2)
+        tile = x[:, :2].repeat(1, 2, 3, 1)
+        topv, topi = torch.topk(x.flatten(1), 7)
+        botv, boti = torch.topk(x.flatten(1), 5, largest=False)
+        idx = (torch.arange(2 * 8 * 6 * 6).reshape(2, 8, 6, 6) * 7) % 6
+        gath = torch.gather(x, 3, idx[..., :4])
+        cs = torch.cumsum(x, dim=2) + torch.cumsum(x.flip(1), dim=1)
+        d2s = F.pixel_shuffle(x, 2)
+        s2d = F.pixel_unshuffle(x, 2)
+        inorm = F.instance_norm(x, weight=torch.linspace(0.5, 1.5, 8),
+                                bias=torch.linspace(-1, 1, 8))
+        ct1 = self.ct1(x.flatten(2))
+        ct2 = self.ct2(x)
+        return (act, trig, minmax, cmp, mod, red, amax, amin, tile, topv, topi,
+                botv, boti, gath, cs, d2s, s2d, inorm, ct1, ct2)
+
+
+OPZOO_OUTPUTS = ["act", "trig", "minmax", "cmp", "mod", "red", "argmax", "argmin",
+                 "tile", "topv", "topi", "botv", "boti", "gather", "cumsum",
+                 "d2s", "s2d", "inorm", "convt1d", "convt2d"]
+
+
+class ScatterZoo(nn.Module):
+    """Index assignment exports ScatterND."""
+
+    def forward(self, x):  # x [2, 8, 6, 6]
+        y = x.clone()
+        y[:, 2:5] = x[:, :3] * 2
+        y[1, :, 3] = -x[0, :, 1]
+        return y
+
+
+class SegNet(nn.Module):
+    """A small encoder-decoder: strided convs down, ConvTranspose and
+    bilinear / bicubic Resize back up."""
+
+    def __init__(self):
+        super().__init__()
+        self.down1 = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.down2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.up1 = nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1,
+                                      groups=2)
+        self.bn = nn.BatchNorm2d(16)
+        self.head = nn.Conv2d(8 + 16 + 16 + 32, 5, 1)
+
+    def forward(self, x):  # x [1, 3, 48, 64]
+        a = F.relu(self.down1(x))
+        b = F.relu(self.down2(a))
+        u = F.relu(self.bn(self.up1(b)))
+        u = F.relu(self.up2(u + a))
+        h, w = x.shape[2], x.shape[3]
+        s1 = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
+        s2 = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=True)
+        s3 = F.interpolate(b, size=(h, w), mode="bicubic", align_corners=False)
+        return self.head(torch.cat([u, s1, s2, s3], 1))
+
+
+def build_opzoo(gen):
+    return OpZoo()
+
+
+def build_scatter(gen):
+    return ScatterZoo()
+
+
+def build_segnet(gen):
+    m = SegNet()
+    randomize_bn(m, gen)
+    return m
+
+
+def build_transformer(gen):
+    # dropout 0 and eval: the exported graph is the inference one.
+    # Sequence-first (batch_first=False) keeps torch 1.13 off its fused
+    # attention fast path, which it cannot export.
+    return nn.Sequential(
+        nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128,
+                                   dropout=0.0, activation="gelu"),
+        nn.LayerNorm(64))
+
+
+def torchvision_builder(name):
+    def build(gen):
+        import torchvision
+        m = getattr(torchvision.models, name)(weights=None)
+        randomize_bn(m, gen)
+        return m
+    return build
+
+
 # name: builder, opset, input names, output names, conformance input shape,
 # dynamic batch, extra input sets {tag: shape}, external data.
 MODELS = {
@@ -360,6 +480,30 @@ MODELS = {
     "yolov3_tiny_p4": dict(build=build_yolov3_tiny_p4, opset=13, inputs=["image"],
                            outputs=["yolo/13", "yolo/26"], shape=[1, 3, 416, 416],
                            pads=[0, 0, 0, 0, 0, 0, 1, 1]),
+    # HardSwish (opset 14) and HardSigmoid in the squeeze-excite blocks.
+    "mobilenet_v3_small": dict(build=torchvision_builder("mobilenet_v3_small"), opset=14,
+                               inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    "squeezenet1_1": dict(build=torchvision_builder("squeezenet1_1"), opset=13,
+                          inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    # Channel shuffle: Reshape / Transpose / Reshape, and Split.
+    "shufflenet_v2_x0_5": dict(build=torchvision_builder("shufflenet_v2_x0_5"), opset=13,
+                               inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    # SiLU as Sigmoid * Mul, squeeze-excite.
+    "efficientnet_b0": dict(build=torchvision_builder("efficientnet_b0"), opset=13,
+                            inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    "segnet": dict(build=build_segnet, opset=11, inputs=["image"], outputs=["mask"],
+                   shape=[1, 3, 48, 64]),
+    "segnet_o13": dict(build=build_segnet, opset=13, inputs=["image"], outputs=["mask"],
+                       shape=[2, 3, 48, 64]),
+    "opzoo": dict(build=build_opzoo, opset=13, inputs=["x"], outputs=OPZOO_OUTPUTS,
+                  shape=[2, 8, 6, 6]),
+    "opzoo_o17": dict(build=build_opzoo, opset=17, inputs=["x"], outputs=OPZOO_OUTPUTS,
+                      shape=[2, 8, 6, 6]),
+    "scatter": dict(build=build_scatter, opset=16, inputs=["x"], outputs=["y"],
+                    shape=[2, 8, 6, 6]),
+    # MatMul / Softmax attention, Erf GELU and LayerNormalization (opset 17).
+    "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
+                        outputs=["features"], shape=[10, 2, 64]),
 }
 
 
