@@ -448,6 +448,136 @@ def torchvision_builder(name):
     return build
 
 
+# ---------------------------------------------------------------- hand-built graphs
+# Ops and attributes PyTorch never exports, written with onnx.helper. Their
+# cross-check of the ONNX Runtime reference is numpy, written here from the
+# ONNX operator spec (the "torch" folder holds it).
+
+def _np_resize_linear_asym(x, scales):
+    """Linear resize, asymmetric coordinates, one axis at a time."""
+    for a, s in enumerate(scales):
+        if s == 1:
+            continue
+        n_in = x.shape[a]
+        n_out = int(np.float32(s) * np.float32(n_in))
+        c = np.clip(np.arange(n_out, dtype=np.float64) / s, 0, n_in - 1)
+        i0 = np.floor(c).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        w = (c - i0).reshape([-1 if k == a else 1 for k in range(x.ndim)])
+        x = np.take(x, i0, axis=a) * (1 - w) + np.take(x, i1, axis=a) * w
+    return x.astype(np.float32)
+
+
+def _np_convt_same_upper(x, w, stride, out_hw):
+    """ConvTranspose with output_shape (ONNX: total padding
+    stride*(in-1) + ek - out, SAME_UPPER puts the odd one at the end)."""
+    N, C, H, W = x.shape
+    M, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    full = np.zeros([N, M, stride[0] * (H - 1) + kh, stride[1] * (W - 1) + kw])
+    for i in range(H):
+        for j in range(W):
+            full[:, :, i * stride[0]:i * stride[0] + kh, j * stride[1]:j * stride[1] + kw] += \
+                np.einsum("nc,cmij->nmij", x[:, :, i, j], w)
+    y = np.zeros([N, M] + list(out_hw))
+    for a in range(2):
+        tot = max(0, full.shape[2 + a] - out_hw[a])
+        pb = tot // 2
+        sl = [slice(None)] * 4
+        sl[2 + a] = slice(pb, pb + out_hw[a])
+        full = full[tuple(sl)]
+    y[:, :, :full.shape[2], :full.shape[3]] = full
+    return y.astype(np.float32)
+
+
+def build_onnx_zoo(rng):
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([2, 4, 6, 6], dtype=np.float32)
+    y = rng.standard_normal([4, 1, 6], dtype=np.float32)
+    wt = (rng.standard_normal([4, 3, 3, 3]) * 0.3).astype(np.float32)
+    div = np.array([3, -4, 5, -2, 7, 6], dtype=np.int64)
+    nodes, outs, ref = [], [], []
+
+    def out(name, elem, arr):
+        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
+        ref.append(arr)
+
+    N = oh.make_node
+    nodes += [N("ThresholdedRelu", ["x"], ["thr"], alpha=0.3),
+              N("Softsign", ["x"], ["ss"]),
+              N("Shrink", ["x"], ["shr"], lambd=0.4, bias=0.1),
+              N("Sum", ["thr", "ss", "shr"], ["act"])]
+    out("act", TP.FLOAT, np.where(x > 0.3, x, 0) + x / (1 + np.abs(x))
+        + np.where(x < -0.4, x + 0.1, np.where(x > 0.4, x - 0.1, 0)))
+    nodes += [N("Mean", ["x", "y"], ["mean"]), N("Max", ["x", "y", "thr"], ["max3"])]
+    out("mean", TP.FLOAT, (x + y) / 2)
+    out("max3", TP.FLOAT, np.maximum(np.maximum(x, y), np.where(x > 0.3, x, 0)))
+    nodes += [N("ReduceSumSquare", ["x"], ["rss"], axes=[1, 3], keepdims=0),
+              N("Abs", ["x"], ["ax"]),
+              N("ReduceLogSum", ["ax"], ["rls"], axes=[2])]
+    out("rss", TP.FLOAT, (x.astype(np.float64) ** 2).sum(axis=(1, 3)).astype(np.float32))
+    out("rls", TP.FLOAT, np.log(np.abs(x).astype(np.float64).sum(axis=2, keepdims=True)).astype(np.float32))
+    nodes += [N("SpaceToDepth", ["x"], ["s2d"], blocksize=2),
+              N("DepthToSpace", ["x"], ["d2s"], blocksize=2, mode="DCR")]
+    b = 2
+    n_, c_, h_, w_ = x.shape
+    s2d = x.reshape(n_, c_, h_ // b, b, w_ // b, b).transpose(0, 3, 5, 1, 2, 4).reshape(n_, c_ * 4, h_ // b, w_ // b)
+    d2s = x.reshape(n_, b, b, c_ // 4, h_, w_).transpose(0, 3, 4, 1, 5, 2).reshape(n_, c_ // 4, h_ * b, w_ * b)
+    out("s2d", TP.FLOAT, s2d)
+    out("d2s", TP.FLOAT, d2s)
+    # Integer Mod with the divisor's sign (fmod=0) on truncated x*10.
+    nodes += [N("Mul", ["x", "ten"], ["x10"]), N("Cast", ["x10"], ["xi"], to=TP.INT64),
+              N("Mod", ["xi", "div"], ["imod"])]
+    xi = np.trunc(x * np.float32(10)).astype(np.int64)
+    out("imod", TP.INT64, np.mod(xi, div))
+    # Ties: floor(2x) has many; ONNX Runtime takes the lower index first.
+    nodes += [N("Mul", ["x", "two"], ["x2"]), N("Floor", ["x2"], ["fl"]),
+              N("Reshape", ["fl", "flat"], ["fl2"]),
+              N("TopK", ["fl2", "k"], ["tv", "ti"], axis=1, largest=1, sorted=1),
+              N("ArgMax", ["fl"], ["amaxl"], axis=3, keepdims=0, select_last_index=1),
+              N("ArgMin", ["fl"], ["aminl"], axis=1, keepdims=1, select_last_index=1)]
+    fl = np.floor(x * 2).reshape(2, -1)
+    order = np.argsort(-fl, axis=1, kind="stable")[:, :9]
+    out("tv", TP.FLOAT, np.take_along_axis(fl, order, 1).astype(np.float32))
+    out("ti", TP.INT64, order.astype(np.int64))
+    f4 = np.floor(x * 2)
+    out("amaxl", TP.INT64, (5 - np.argmax(f4[..., ::-1], axis=3)).astype(np.int64))
+    out("aminl", TP.INT64, (3 - np.argmin(f4[:, ::-1], axis=1))[:, None].astype(np.int64))
+    nodes += [N("CumSum", ["x", "ax3"], ["cs"], exclusive=1, reverse=1)]
+    cs = np.flip(np.cumsum(np.flip(x, 3), axis=3), 3) - x
+    out("cs", TP.FLOAT, cs.astype(np.float32))
+    nodes += [N("Resize", ["x", "", "scales"], ["rz"], mode="linear",
+                coordinate_transformation_mode="asymmetric")]
+    out("rz", TP.FLOAT, _np_resize_linear_asym(x, [1, 1, 2.0, 1.5]))
+    nodes += [N("ConvTranspose", ["x", "wt"], ["ct"], strides=[2, 2],
+                output_shape=[12, 11], auto_pad="SAME_UPPER")]
+    out("ct", TP.FLOAT, _np_convt_same_upper(x, wt, (2, 2), (12, 11)))
+    nodes += [N("LayerNormalization", ["x", "lns", "lnb"], ["ln", "lnm", "lni"], axis=2,
+                epsilon=1e-3)]
+    lns = np.linspace(0.5, 1.5, 36, dtype=np.float32).reshape(6, 6)
+    lnb = np.linspace(-1, 1, 6, dtype=np.float32)
+    xd = x.astype(np.float64).reshape(2, 4, 36)
+    mu = xd.mean(axis=2, keepdims=True)
+    var = xd.var(axis=2, keepdims=True)
+    ln = ((xd - mu) / np.sqrt(var + 1e-3)).reshape(x.shape) * lns + lnb
+    out("ln", TP.FLOAT, ln.astype(np.float32))
+    out("lnm", TP.FLOAT, mu.reshape(2, 4, 1, 1).astype(np.float32))
+    out("lni", TP.FLOAT, (1 / np.sqrt(var + 1e-3)).reshape(2, 4, 1, 1).astype(np.float32))
+    inits = [nh.from_array(np.array(10, np.float32), "ten"), nh.from_array(div, "div"),
+             nh.from_array(np.array(2, np.float32), "two"),
+             nh.from_array(np.array([2, -1], np.int64), "flat"),
+             nh.from_array(np.array([9], np.int64), "k"),
+             nh.from_array(np.array(3, np.int64), "ax3"),
+             nh.from_array(np.array([1, 1, 2.0, 1.5], np.float32), "scales"),
+             nh.from_array(wt, "wt"), nh.from_array(lns, "lns"), nh.from_array(lnb, "lnb")]
+    g = oh.make_graph(nodes, "onnx_zoo",
+                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape)),
+                       oh.make_tensor_value_info("y", TP.FLOAT, list(y.shape))],
+                      outs, inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m, {"x": x, "y": y}, [o.name for o in outs], ref
+
+
 # name: builder, opset, input names, output names, conformance input shape,
 # dynamic batch, extra input sets {tag: shape}, external data.
 MODELS = {
@@ -502,6 +632,8 @@ MODELS = {
     "scatter": dict(build=build_scatter, opset=16, inputs=["x"], outputs=["y"],
                     shape=[2, 8, 6, 6]),
     # MatMul / Softmax attention, Erf GELU and LayerNormalization (opset 17).
+    # Hand-built: ops and attributes torch does not export (see build_onnx_zoo).
+    "onnx_zoo": dict(onnx=build_onnx_zoo),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
                         outputs=["features"], shape=[10, 2, 64]),
 }
@@ -584,6 +716,35 @@ def generate(name, spec, out_dir):
     print("gen_models: %s: opset %d, ops %s" % (name, spec["opset"], " ".join(ops)))
 
 
+def generate_onnx(name, spec, out_dir):
+    seed = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(seed)
+    m, feeds, outputs, ref = spec["onnx"](rng)
+    onnx.checker.check_model(m)
+    tmp = tempfile.mkdtemp(prefix=".%s." % name, dir=out_dir)
+    try:
+        onnx.save_model(m, os.path.join(tmp, "model.onnx"))
+        for d, arrs in (("in", feeds), ("torch", dict(zip(outputs, ref)))):
+            os.mkdir(os.path.join(tmp, d))
+            for k, v in arrs.items():
+                write_npy(os.path.join(tmp, d, sanitize(k) + ".npy"), v)
+        meta = {"name": name, "opset": m.opset_import[0].version,
+                "ops": sorted({n.op_type for n in m.graph.node}),
+                "inputs": list(feeds), "outputs": outputs,
+                "files": {o: sanitize(o) + ".npy" for o in outputs},
+                "reference_check": "numpy", "generator": script_hash()}
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        dest = os.path.join(out_dir, name)
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print("gen_models: %s: opset %d, ops %s" % (name, meta["opset"], " ".join(meta["ops"])))
+
+
 def up_to_date(name, out_dir):
     try:
         with open(os.path.join(out_dir, name, "meta.json")) as f:
@@ -611,7 +772,7 @@ def main():
     torch.set_num_threads(1)
     for n in names:
         if not up_to_date(n, a.out):
-            generate(n, MODELS[n], a.out)
+            (generate_onnx if "onnx" in MODELS[n] else generate)(n, MODELS[n], a.out)
     return 0
 
 
