@@ -485,10 +485,14 @@ static int ref_reduce(const pv_graph *g, const pv_node *n, const pv_tensor *vals
     if (l2) v = sqrt(v);
     else if (lse) v = log(v) + (isinf(top[k]) ? 0 : top[k]);
     else if (ls) v = log(v);
-    if (o->dtype == PV_F32) ((float *)o->data)[k] = (float)v;
-    else if (isinf(v)) puti(o, k, v > 0 ? (o->dtype == PV_I32 ? INT32_MAX : INT64_MAX)
-                                        : (o->dtype == PV_I32 ? INT32_MIN : INT64_MIN));
-    else puti(o, k, (int64_t)v);
+    if (o->dtype == PV_F32) {
+      ((float *)o->data)[k] = (float)v;
+      continue;
+    }
+    /* Integers saturate (an empty Max/Min, a Prod past the range). */
+    double lo = o->dtype == PV_I32 ? INT32_MIN : -9.2e18,
+           hi = o->dtype == PV_I32 ? INT32_MAX : 9.2e18;
+    puti(o, k, isnan(v) ? 0 : v <= lo ? (int64_t)lo : v >= hi ? (int64_t)hi : (int64_t)v);
   }
   free(acc);
   free(top);
@@ -1091,7 +1095,7 @@ static int ct_geometry(const pv_node *n, const pv_tensor *vals, ct_geom *c) {
     } else {
       if (!strcmp(ap, "VALID")) pb = pe = 0;
       out = full - pb - pe;
-      if (out < 1)
+      if (out < 1 || out > (INT64_C(1) << 31))
         return ERR(PV_ESHAPE, "output size %lld on spatial axis %d", (long long)out, i);
     }
     c->k[i] = k, c->s[i] = s, c->d[i] = d, c->pb[i] = pb, c->pe[i] = pe;
@@ -1230,6 +1234,15 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   if (!x) return ERR(PV_EINVAL, "missing first input");
   if (!type_ok(e->types, x->dtype))
     return ERR(PV_ETYPE, "input type %s is not supported", pv_dtype_name(x->dtype));
+  /* Only the optional inputs of these ops may be absent. */
+  int need = e->kind == K_VARIADIC ? n->n_in
+             : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
+                     e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
+                     e->kind == K_TILE || e->kind == K_CUMSUM
+                 ? 2
+             : e->kind == K_SCATTER_ND || e->kind == K_INORM ? 3 : 1;
+  for (int k = 0; k < need; k++)
+    if (!IN(k)) return ERR(PV_EINVAL, "missing input %d", k);
   for (int k = 0; k < n->n_in; k++) {
     const pv_tensor *t = IN(k);
     if (t && !t->data && numel(t))
