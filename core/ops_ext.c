@@ -36,6 +36,7 @@ typedef enum {
   K_INORM,
   K_LNORM,
   K_CONVT,
+  K_EINSUM,
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -78,6 +79,7 @@ static const struct ext_op {
     {"InstanceNormalization", K_INORM, T_F32},
     {"LayerNormalization", K_LNORM, T_F32},
     {"ConvTranspose", K_CONVT, T_F32},
+    {"Einsum", K_EINSUM, T_F32},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -1164,6 +1166,206 @@ static int ref_convt(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   return 0;
 }
 
+/* ------------------------------------------------------------ Einsum */
+
+#define EIN_MAX_OPS 8
+#define EIN_MAX_LABELS 64
+
+/* A parsed equation: every label (letter, or one axis of the ellipsis)
+ * with its size, each operand's element stride per label (a letter
+ * repeated in one operand adds its strides: a diagonal), and the output
+ * labels in order; the other labels are summed over. */
+typedef struct ein {
+  int nl, nout, nsum;
+  int64_t size[EIN_MAX_LABELS];
+  int64_t st[EIN_MAX_OPS][EIN_MAX_LABELS];
+  int out[PV_MAX_DIMS], sum[EIN_MAX_LABELS];
+} ein;
+
+static int ein_parse(const pv_node *n, const pv_tensor *vals, ein *e) {
+  const char *eq = pv_attr_str(n, "equation", NULL);
+  if (!eq) return ERR(PV_EINVAL, "missing attribute 'equation'");
+  int nops = n->n_in;
+  if (nops < 1 || nops > EIN_MAX_OPS)
+    return ERR(PV_EUNSUPPORTED, "%d operands (1 to %d)", nops, EIN_MAX_OPS);
+  char buf[256];
+  size_t bl = 0;
+  for (const char *c = eq; *c; c++)
+    if (*c != ' ') {
+      if (bl + 1 >= sizeof buf) return ERR(PV_EINVAL, "equation too long");
+      buf[bl++] = *c;
+    }
+  buf[bl] = 0;
+  char *arrow = strstr(buf, "->");
+  if (arrow) *arrow = 0;
+  /* Letter ids: 'a'-'z' 0-25, 'A'-'Z' 26-51; the ellipsis axes from 52,
+   * right-aligned across operands as in numpy. */
+  int letter_id[52], count[52] = {0}, ell = 0;
+  for (int i = 0; i < 52; i++) letter_id[i] = -1;
+  memset(e, 0, sizeof *e);
+  for (int i = 0; i < EIN_MAX_LABELS; i++) e->size[i] = -1;
+  const char *term = buf;
+  int ell_rank[EIN_MAX_OPS] = {0};
+  for (int k = 0; k < nops; k++) {
+    const char *end = strchr(term, ',');
+    if ((k < nops - 1) != (end != NULL))
+      return ERR(PV_EINVAL, "equation '%s' has %s terms than the %d inputs", eq,
+                 end ? "more" : "fewer", nops);
+    if (!end) end = term + strlen(term);
+    const pv_tensor *t = IN(k);
+    if (!t) return ERR(PV_EINVAL, "missing input %d", k);
+    if (t->dtype != PV_F32) return ERR(PV_ETYPE, "input %d is not FP32", k);
+    int nlet = 0, dots = 0;
+    for (const char *c = term; c < end; c++) {
+      if (*c == '.') {
+        if (c + 2 >= end || c[1] != '.' || c[2] != '.' || dots)
+          return ERR(PV_EINVAL, "bad ellipsis in '%s'", eq);
+        dots = 1;
+        c += 2;
+      } else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')) {
+        nlet++;
+      } else {
+        return ERR(PV_EINVAL, "bad character '%c' in equation '%s'", *c, eq);
+      }
+    }
+    if (nlet > t->ndim || (!dots && nlet != t->ndim))
+      return ERR(PV_ESHAPE, "term %d of '%s' has %d letters for rank %d", k, eq,
+                 nlet, t->ndim);
+    ell_rank[k] = t->ndim - nlet;
+    if (ell_rank[k] > ell) ell = ell_rank[k];
+    int64_t stride[PV_MAX_DIMS], sz = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) stride[d] = sz, sz *= t->dims[d];
+    int axis = 0;
+    for (const char *c = term; c < end; c++) {
+      if (*c == '.') {
+        /* ellipsis axes: label 52 + position counted from the right */
+        for (int j = 0; j < ell_rank[k]; j++, axis++) {
+          int lab = 52 + (EIN_MAX_LABELS - 52 - 1) - (ell_rank[k] - 1 - j);
+          int64_t d = t->dims[axis];
+          if (e->size[lab] < 0 || e->size[lab] == 1) e->size[lab] = d;
+          else if (d != 1 && d != e->size[lab])
+            return ERR(PV_ESHAPE, "ellipsis dims do not broadcast in '%s'", eq);
+          if (d != 1) e->st[k][lab] += stride[axis];
+        }
+        c += 2;
+        continue;
+      }
+      int li = *c >= 'a' ? *c - 'a' : *c - 'A' + 26;
+      count[li]++;
+      if (letter_id[li] < 0) letter_id[li] = li;
+      int64_t d = t->dims[axis];
+      if (e->size[li] >= 0 && e->size[li] != d)
+        return ERR(PV_ESHAPE, "label '%c' is %lld and %lld in '%s'", *c,
+                   (long long)e->size[li], (long long)d, eq);
+      e->size[li] = d;
+      e->st[k][li] += stride[axis];
+      axis++;
+    }
+    term = end + 1;
+  }
+  if (ell > PV_MAX_DIMS) return ERR(PV_ESHAPE, "ellipsis too long");
+  /* Output labels: explicit, or the ellipsis then the letters seen once,
+   * alphabetically (numpy's implicit mode; capitals sort first). */
+  bool is_out[EIN_MAX_LABELS] = {0};
+  if (arrow) {
+    const char *c = arrow + 2;
+    int dots = 0;
+    for (; *c; c++) {
+      if (*c == '.' && c[1] == '.' && c[2] == '.' && !dots) {
+        dots = 1;
+        for (int j = 0; j < ell; j++) {
+          if (e->nout >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+          int lab = EIN_MAX_LABELS - ell + j;
+          e->out[e->nout++] = lab;
+          is_out[lab] = true;
+        }
+        c += 2;
+        continue;
+      }
+      int li = *c >= 'a' && *c <= 'z' ? *c - 'a' : *c >= 'A' && *c <= 'Z' ? *c - 'A' + 26 : -1;
+      if (li < 0 || letter_id[li] < 0 || is_out[li])
+        return ERR(PV_EINVAL, "bad output label '%c' in '%s'", *c, eq);
+      if (e->nout >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+      e->out[e->nout++] = li;
+      is_out[li] = true;
+    }
+  } else {
+    for (int j = 0; j < ell; j++) {
+      int lab = EIN_MAX_LABELS - ell + j;
+      e->out[e->nout++] = lab;
+      is_out[lab] = true;
+    }
+    static const int order[52] = {26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,
+                                  39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51,
+                                  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                  13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25};
+    for (int j = 0; j < 52; j++) {
+      int li = order[j];
+      if (count[li] != 1) continue;
+      if (e->nout >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+      e->out[e->nout++] = li;
+      is_out[li] = true;
+    }
+  }
+  for (int l = 0; l < EIN_MAX_LABELS; l++)
+    if (e->size[l] >= 0 && !is_out[l]) e->sum[e->nsum++] = l;
+  return 0;
+}
+
+static int infer_einsum(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  ein e;
+  int rc = ein_parse(n, vals, &e);
+  if (rc) return rc;
+  int64_t d[PV_MAX_DIMS];
+  for (int i = 0; i < e.nout; i++) d[i] = e.size[e.out[i]];
+  set_out(o, PV_F32, e.nout, d);
+  return 0;
+}
+
+static int ref_einsum(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  ein e;
+  int rc = ein_parse(n, vals, &e);
+  if (rc) return rc;
+  int nops = n->n_in;
+  size_t cnt = numel(o);
+  int64_t inner = 1;
+  for (int j = 0; j < e.nsum; j++) {
+    if (e.size[e.sum[j]] == 0) inner = 0;
+    else if (inner > INT64_MAX / e.size[e.sum[j]]) return ERR(PV_ERANGE, "too much work");
+    else inner *= e.size[e.sum[j]];
+  }
+  const float *src[EIN_MAX_OPS];
+  for (int k = 0; k < nops; k++) src[k] = IN(k)->data;
+  int64_t oi[PV_MAX_DIMS] = {0};
+  for (size_t el = 0; el < cnt; el++) {
+    int64_t base[EIN_MAX_OPS] = {0};
+    for (int k = 0; k < nops; k++)
+      for (int i = 0; i < e.nout; i++) base[k] += oi[i] * e.st[k][e.out[i]];
+    double acc = 0;
+    int64_t si[EIN_MAX_LABELS] = {0}, off[EIN_MAX_OPS];
+    memcpy(off, base, sizeof off);
+    for (int64_t it = 0; it < inner; it++) {
+      double p = 1;
+      for (int k = 0; k < nops; k++) p *= src[k][off[k]];
+      acc += p;
+      for (int j = e.nsum - 1; j >= 0; j--) {
+        int l = e.sum[j];
+        si[j]++;
+        for (int k = 0; k < nops; k++) off[k] += e.st[k][l];
+        if (si[j] < e.size[l]) break;
+        for (int k = 0; k < nops; k++) off[k] -= e.st[k][l] * e.size[l];
+        si[j] = 0;
+      }
+    }
+    ((float *)o->data)[el] = (float)acc;
+    for (int i = e.nout - 1; i >= 0; i--) {
+      if (++oi[i] < e.size[e.out[i]]) break;
+      oi[i] = 0;
+    }
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -1219,6 +1421,7 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_INORM: rc = infer_inorm(n, vals, o); break;
   case K_LNORM: rc = infer_lnorm(n, vals); break;
   case K_CONVT: rc = infer_convt(n, vals, o); break;
+  case K_EINSUM: rc = infer_einsum(n, vals, o); break;
   }
   if (rc) return rc;
   for (int k = 0; k < n->n_out; k++)
@@ -1235,7 +1438,7 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   if (!type_ok(e->types, x->dtype))
     return ERR(PV_ETYPE, "input type %s is not supported", pv_dtype_name(x->dtype));
   /* Only the optional inputs of these ops may be absent. */
-  int need = e->kind == K_VARIADIC ? n->n_in
+  int need = e->kind == K_VARIADIC || e->kind == K_EINSUM ? n->n_in
              : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
                      e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
                      e->kind == K_TILE || e->kind == K_CUMSUM
@@ -1279,6 +1482,7 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_INORM: return ref_inorm(n, vals, o);
   case K_LNORM: return ref_lnorm(n, vals);
   case K_CONVT: return ref_convt(n, vals, o);
+  case K_EINSUM: return ref_einsum(n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

@@ -370,13 +370,16 @@ class OpZoo(nn.Module):
                                 bias=torch.linspace(-1, 1, 8))
         ct1 = self.ct1(x.flatten(2))
         ct2 = self.ct2(x)
+        ein = torch.cat([torch.einsum("nchw,ndhw->ncd", x, x.flip(1)).flatten(1),
+                         torch.einsum("...ij,...jk->...ik", x, x).flatten(1),
+                         torch.einsum("ncii->nc", x)], 1)
         return (act, trig, minmax, cmp, mod, red, amax, amin, tile, topv, topi,
-                botv, boti, gath, cs, d2s, s2d, inorm, ct1, ct2)
+                botv, boti, gath, cs, d2s, s2d, inorm, ct1, ct2, ein)
 
 
 OPZOO_OUTPUTS = ["act", "trig", "minmax", "cmp", "mod", "red", "argmax", "argmin",
                  "tile", "topv", "topi", "botv", "boti", "gather", "cumsum",
-                 "d2s", "s2d", "inorm", "convt1d", "convt2d"]
+                 "d2s", "s2d", "inorm", "convt1d", "convt2d", "einsum"]
 
 
 class ScatterZoo(nn.Module):

@@ -1394,17 +1394,57 @@ static void test_index_layout_ext(void) {
   CU_ASSERT(h_maxerr(F(&R[o]), wc, 3) == 0);
 }
 
+/* Einsum by hand: a matrix product, a trace, implicit output order, an
+ * ellipsis, and a bad equation named. */
+static void einsum_case(const char *eq, int nin, int ndim, const int64_t *dims,
+                        const float *want, int nw) {
+  float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 2, 1, 0, 3};
+  h_new(13);
+  int in[2] = {h_f32("a", 2, DIMS(2, 3), a), h_f32("b", 2, DIMS(3, 2), b)};
+  int o = h_out("o");
+  int nd = h_node("Einsum", nin, in, 1, &o);
+  h_as(nd, "equation", eq);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[o], ndim, dims));
+  CU_ASSERT(h_maxerr(F(&R[o]), want, nw) == 0);
+}
+
+static void test_einsum(void) {
+  /* a [[1,2,3],[4,5,6]] x b [[1,0],[2,1],[0,3]] = [[5,11],[14,23]] */
+  const float mm[4] = {5, 11, 14, 23};
+  einsum_case("ij,jk->ik", 2, 2, DIMS(2, 2), mm, 4);
+  einsum_case("...j,jk", 2, 2, DIMS(2, 2), mm, 4);
+  const float mmt[4] = {5, 14, 11, 23};
+  einsum_case("ij,jk->ki", 2, 2, DIMS(2, 2), mmt, 4);
+  /* implicit: "ji" keeps the letters alphabetically: i, j -> transpose */
+  const float tr[6] = {1, 4, 2, 5, 3, 6};
+  einsum_case("ji", 1, 2, DIMS(3, 2), tr, 6);
+  const float rows[2] = {6, 15}, all[1] = {21};
+  einsum_case("ij->i", 1, 1, DIMS(2), rows, 2);
+  einsum_case("ij->", 1, 0, DIMS(0), all, 1);
+  /* trace of a . b = 5 + 23 */
+  const float trace[1] = {28};
+  einsum_case("ij,ji", 2, 0, DIMS(0), trace, 1);
+  float a[6] = {1, 2, 3, 4, 5, 6};
+  h_new(13);
+  int x = h_f32("a", 2, DIMS(2, 3), a), o = h_out("o");
+  int nd = h_node("Einsum", 1, &x, 1, &o);
+  h_as(nd, "equation", "ijk->i");
+  CU_ASSERT_EQUAL(h_run(NULL), PV_ESHAPE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "Einsum"));
+}
+
 /* Ops still missing are refused at support time and at run time with the
  * node and op named. */
 static void test_ext_unsupported(void) {
   float a[2] = {1, 2};
   h_new(13);
   int x = h_f32("a", 1, DIMS(2), a), o = h_out("o");
-  pv_graph_add_node(H, "es1", "Einsum", &x, 1, &o, 1);
+  pv_graph_add_node(H, "nz1", "NonZero", &x, 1, &o, 1);
   CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[0]));
   CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
-  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "es1"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "Einsum"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "nz1"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "NonZero"));
   /* Float-only ops refuse integer inputs by declared type */
   int64_t i2[2] = {1, 2};
   h_new(13);
@@ -1424,7 +1464,8 @@ static void random_ext_node(void) {
       "LessOrEqual", "And", "Xor", "Mod", "ReduceMax", "ReduceL2",
       "ReduceLogSumExp", "ReduceProd", "ArgMax", "ArgMin", "Tile", "TopK",
       "GatherElements", "ScatterND", "CumSum", "DepthToSpace", "SpaceToDepth",
-      "InstanceNormalization", "LayerNormalization", "ConvTranspose", "IsInf"};
+      "InstanceNormalization", "LayerNormalization", "ConvTranspose", "IsInf",
+      "Einsum"};
   static const char *const inames[] = {"axis", "group", "keepdims", "blocksize",
                                        "select_last_index", "largest", "fmod",
                                        "noop_with_empty_axes"};
@@ -1462,6 +1503,10 @@ static void random_ext_node(void) {
     else if (kind == 1) h_ais(nd, lnames[rr(0, 6)], n, l);
     else h_as(nd, rr(0, 2) ? "auto_pad" : rr(0, 1) ? "mode" : "reduction", svals[rr(0, 5)]);
   }
+  static const char *const eqs[] = {"ij,jk->ik", "...i->...", "ii->i", "ab,bc",
+                                    "a...,...->a", "i,i", "->", ",", "iij->j",
+                                    "...,...", "abcdefgh->hgfedcba", "a.b", "ab->bb"};
+  if (!strcmp(H->nodes[nd].op, "Einsum")) h_as(nd, "equation", eqs[rr(0, 12)]);
   int rc = h_run(NULL);
   if (rc && rc != PV_ENOMEM && rc != PV_ERANGE && !strstr(pv_errmsg(), H->nodes[0].op)) {
     CU_FAIL("error message does not name the op");
@@ -1520,7 +1565,8 @@ static CU_TestInfo tests[] = {
     {"reduce max/min/l1/l2/prod/logsumexp, axes input, noop", test_reduce_ext},
     {"resize linear", test_resize_linear},
     {"mod depthtospace gatherelements scatternd tile cumsum", test_index_layout_ext},
-    {"einsum refused, types by op", test_ext_unsupported},
+    {"einsum", test_einsum},
+    {"nonzero refused, types by op", test_ext_unsupported},
     {"random ext nodes fail cleanly", test_random_ext_nodes},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
