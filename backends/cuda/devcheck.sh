@@ -155,6 +155,13 @@ trc=$?
 grep -E "FAIL|skip|SKIP" "$B.test.log" | head -20
 tail -2 "$B.test.log"
 case $trc in 0) note "unit tests: PASS" ;; 77) note "unit tests: SKIP (no usable GPU)" ;; *) note "unit tests: FAIL ($trc)" ;; esac
+if [ $trc -eq 0 ]; then
+  # Again with every uniform pivoted layer forced through cuBLAS.
+  PIVOT_CUDA_PIVOT_PATH=cublas "$TEST" > "$B.test-cublas.log" 2>&1
+  trc=$?
+  grep -E "FAIL" "$B.test-cublas.log" | head -10
+  [ $trc -eq 0 ] && note "unit tests, cuBLAS pivoted path forced: PASS" || note "unit tests, cuBLAS pivoted path forced: FAIL ($trc)"
+fi
 
 # One model through the runtime on cuda and on cpu: the outputs' largest
 # relative error and how many layers ran on the GPU.

@@ -688,6 +688,13 @@ int main(void) {
     int ro2[] = {0, 20, 40}, co2[] = {0, 11, 22, 31}, two[] = {1, 1, 0, 0, 1, 1};
     RUN(test_pivot_gemm(7, 40, 31, 2, 3, ro2, co2, two, false));
     RUN(test_pivot_gemm(64, 40, 31, 2, 3, ro2, co2, two, true));
+    /* Uniform structures at batches from 16: the CUDA backend runs these
+     * through strided-batched cuBLAS (block diagonal; 2 blocks per row
+     * group at a constant shift). */
+    int ro3[] = {0, 16, 32, 48}, co3[] = {0, 12, 24, 36};
+    RUN(test_pivot_gemm(40, 48, 36, 3, 3, ro3, co3, diag, false));
+    int ro4[] = {0, 16, 32}, co4[] = {0, 10, 20, 30, 40}, shift[] = {1, 1, 0, 0, 0, 0, 1, 1};
+    RUN(test_pivot_gemm(24, 32, 40, 2, 4, ro4, co4, shift, true));
   }
   RUN(test_conv((convp){2, 5, 11, 9, 7, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 0}, false, PV_ACT_NONE));
   RUN(test_conv((convp){1, 6, 8, 7, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 0, 0}, false, PV_ACT_CLIP)); /* depthwise */
