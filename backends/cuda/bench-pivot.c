@@ -202,7 +202,7 @@ int main(int argc, char **argv) {
   printf("pivot_us: gather + blocks as the backend runs them (path by batch size); rows/t32/t64/\n"
          "blas: the blocks alone on each path (warp per row; 64-row tiles x 32 or 64 batch\n"
          "columns; strided-batched cuBLAS sgemm + scatter). blas %s\n",
-         "is chosen from batch 16 up");
+         "is chosen from batch 16 up for blocks of >= 128 rows");
   printf("%5s %5s %4s %9s %9s %9s %9s %9s %9s %9s %8s %7s %9s\n", "M=K", "batch", "1/n",
          "dense_us", "pivot_us", "gather_us", "rows_us", "t32_us", "t64_us", "blas_us",
          "speedup", "linear", "relerr");

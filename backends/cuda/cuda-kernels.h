@@ -66,7 +66,8 @@ typedef struct pvk_blas_args {
 void pvk_blas_plan(pvk_blas_args *b, int nr, const int32_t *row_off, const int32_t *col_off,
                    int n_blocks, const int32_t *blk_rg, const int32_t *blk_cg,
                    const unsigned long long *blk_off, int kk);
-/* Whether the cuBLAS path is the faster one for P batch columns. */
+/* Whether the cuBLAS path is the faster one for P batch columns (from
+ * batch 16, blocks of at least 128 rows). */
 int pvk_blas_wanted(const pvk_blas_args *b, int P);
 /* The layer through cuBLAS: a->xp, a->data, a->out_row, a->bias, a->y and
  * the shapes of a (not its tables); yp: scratch of P*M floats. Returns a

@@ -240,8 +240,10 @@ extern "C" void pvk_blas_plan(pvk_blas_args *b, int nr, const int32_t *row_off,
 
 extern "C" int pvk_blas_wanted(const pvk_blas_args *b, int P) {
   // Below 16 columns the sgemms are matrix-vector products with little
-  // reuse, where our warp-per-row kernel reads each weight once and wins.
-  return b->ok && P >= 16;
+  // reuse, where our warp-per-row kernel reads each weight once; blocks of
+  // fewer than 128 rows are too small for cuBLAS's tiles, where our tiled
+  // kernel won (H100, backends/cuda/DEVCHECK.md).
+  return b->ok && P >= 16 && b->R >= 128;
 }
 
 __global__ void k_scatter_rows(const float *__restrict__ yp, float *__restrict__ y,

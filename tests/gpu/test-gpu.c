@@ -688,9 +688,10 @@ int main(void) {
     int ro2[] = {0, 20, 40}, co2[] = {0, 11, 22, 31}, two[] = {1, 1, 0, 0, 1, 1};
     RUN(test_pivot_gemm(7, 40, 31, 2, 3, ro2, co2, two, false));
     RUN(test_pivot_gemm(64, 40, 31, 2, 3, ro2, co2, two, true));
-    /* Uniform structures at batches from 16: the CUDA backend runs these
-     * through strided-batched cuBLAS (block diagonal; 2 blocks per row
-     * group at a constant shift). */
+    /* Uniform structures (block diagonal; 2 blocks per row group at a
+     * constant shift): the CUDA backend's strided-batched cuBLAS path,
+     * which devcheck.sh forces with PIVOT_CUDA_PIVOT_PATH=cublas (by
+     * default it takes blocks of 128 rows and more). */
     int ro3[] = {0, 16, 32, 48}, co3[] = {0, 12, 24, 36};
     RUN(test_pivot_gemm(40, 48, 36, 3, 3, ro3, co3, diag, false));
     int ro4[] = {0, 16, 32}, co4[] = {0, 10, 20, 30, 40}, shift[] = {1, 1, 0, 0, 0, 0, 1, 1};
