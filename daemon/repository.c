@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -391,6 +392,32 @@ out:
   return rc;
 }
 
+/* The label of a version: the most preferred backend in its config that
+ * runs at least one node (a GPU backend that takes part of the model names
+ * it). When the first choice runs nothing (missing, failed to start, or
+ * supports no node) that is logged, since the model is then slower than
+ * its config asks for. */
+static void version_backend(pvd_version *v) {
+  static const char *const dflt[] = {"cpu", NULL};
+  const char *const *pref = v->cfg.backends ? (const char *const *)v->cfg.backends : dflt;
+  const pv_graph *g = pv_model_graph(v->pm);
+  int n_nodes = g ? g->n_nodes : 0, best = -1;
+  const char *name = NULL;
+  for (int i = 0; i < n_nodes; i++) {
+    const char *be = pv_model_node_backend(v->pm, i);
+    if (!be || !strcmp(be, "plan")) continue; /* folded at load time */
+    int rank = 0;
+    while (pref[rank] && strcmp(pref[rank], be)) rank++;
+    if (!pref[rank]) rank = INT_MAX - 1; /* cpu appended by the runtime */
+    if (best < 0 || rank < best) best = rank, name = be;
+  }
+  snprintf(v->backend, sizeof v->backend, "%s", name ? name : "none");
+  if (name && strcmp(pref[0], name))
+    pv_log(PV_LOG_WARN, "model %s version %lld: backend '%s' (first in its "
+           "backends list) runs none of its nodes; falling back to '%s'",
+           v->model->name, (long long)v->version, pref[0], name);
+}
+
 static pvd_version *version_load(pvd_model *m, const found *f, const pvd_model_cfg *cfg) {
   pvd_version *v = calloc(1, sizeof *v);
   if (!v) { pv_error(PV_ENOMEM, "version"); return NULL; }
@@ -408,9 +435,7 @@ static pvd_version *version_load(pvd_model *m, const found *f, const pvd_model_c
   uint64_t t0 = pvd_now_ns();
   v->pm = pv_model_load(v->path, &o);
   if (!v->pm) goto fail;
-  const pv_graph *g = pv_model_graph(v->pm);
-  const char *be = g && g->n_nodes > 0 ? pv_model_node_backend(v->pm, 0) : NULL;
-  snprintf(v->backend, sizeof v->backend, "%s", be ? be : "none");
+  version_backend(v);
   if (warm_up(v)) goto fail;
   v->sched = pvd_sched_new(v);
   if (!v->sched) goto fail;
