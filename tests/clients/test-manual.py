@@ -44,6 +44,7 @@ try:
         check("relative to" in out, "compare printed")
         check(re.search(r'pivotd_request_duration_seconds_count\{model="fashion",version="2"', out), "metrics line")
         check(re.search(r"^9 \d+$", out, re.M), "python client line:\n" + out)
+        check(re.search(r"^200 text/html", out, re.M), "dashboard answered:\n" + out)
     print("manual: %d blocks ok" % len(blocks))
 finally:
     shutil.rmtree(repo, ignore_errors=True)
