@@ -52,7 +52,8 @@ static void usage(FILE *f) {
     "  -o, --out DIR    where infer writes outputs\n"
     "  --output NAME    ask infer for this output only (repeatable)\n"
     "  --json-payload   send infer inputs as JSON numbers, not binary\n"
-    "  --param K=V      detect: a query parameter, e.g. a threshold (repeatable)\n"
+    "  --param K=V      detect: a query parameter (repeatable): score=0.5,\n"
+    "                   iou=0.45, top_k=100\n"
     "Exit status: 0 ok, 1 the server refused, 2 usage error, 3 cannot connect.\n");
 }
 
