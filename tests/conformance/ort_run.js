@@ -131,7 +131,7 @@ async function main() {
     ms.sort((a, b) => a - b);
     const mid = ms.length >> 1;
     const med = ms.length % 2 ? ms[mid] : (ms[mid - 1] + ms[mid]) / 2;
-    console.log(`median_ms=${med.toFixed(3)} threads=${threads} repeat=${repeat}`);
+    console.log(`median_ms=${med.toFixed(3)} threads=${threads} repeat=${repeat} min_ms=${ms[0].toFixed(3)}`);
     return;
   }
   const res = await sess.run(feeds);
