@@ -136,33 +136,40 @@ int pv_node_add_attr(pv_graph *g, int node, const pv_attr *a) {
   n->attrs = na;
   pv_attr *d = &na[n->n_attrs];
   memset(d, 0, sizeof *d);
-  d->name = xstrdup(a->name);
   d->type = a->type;
   d->i = a->i;
   d->f = a->f;
   d->n = a->n;
-  d->s = xstrdup(a->s);
-  if (a->ints && a->n) {
-    d->ints = malloc(sizeof(int64_t) * a->n);
-    if (d->ints) memcpy(d->ints, a->ints, sizeof(int64_t) * a->n);
-  }
-  if (a->floats && a->n) {
-    d->floats = malloc(sizeof(float) * a->n);
-    if (d->floats) memcpy(d->floats, a->floats, sizeof(float) * a->n);
-  }
-  if (a->strings && a->n) {
-    d->strings = calloc(a->n, sizeof(char *));
-    if (d->strings)
-      for (int i = 0; i < a->n; i++) d->strings[i] = xstrdup(a->strings[i]);
-  }
   d->t = a->t;
   d->t.data = NULL;
-  if (a->type == PV_ATTR_TENSOR && a->t.data) {
+  /* Every copy is checked: an attribute half-copied (a NULL array with
+   * n > 0) would be read as if complete by the ops. */
+  bool ok = (d->name = xstrdup(a->name)) != NULL || !a->name;
+  if (ok && a->s) ok = (d->s = xstrdup(a->s)) != NULL;
+  if (ok && a->ints && a->n) {
+    ok = (d->ints = malloc(sizeof(int64_t) * a->n)) != NULL;
+    if (ok) memcpy(d->ints, a->ints, sizeof(int64_t) * a->n);
+  }
+  if (ok && a->floats && a->n) {
+    ok = (d->floats = malloc(sizeof(float) * a->n)) != NULL;
+    if (ok) memcpy(d->floats, a->floats, sizeof(float) * a->n);
+  }
+  if (ok && a->strings && a->n) {
+    ok = (d->strings = calloc(a->n, sizeof(char *))) != NULL;
+    for (int i = 0; ok && i < a->n; i++)
+      ok = (d->strings[i] = xstrdup(a->strings[i])) != NULL || !a->strings[i];
+  }
+  if (ok && a->type == PV_ATTR_TENSOR && a->t.data) {
     size_t nb = pv_tensor_nbytes(&a->t);
-    d->t.data = pv_aligned_alloc(nb);
-    if (d->t.data) memcpy(d->t.data, a->t.data, nb);
+    ok = (d->t.data = pv_aligned_alloc(nb)) != NULL;
+    if (ok) memcpy(d->t.data, a->t.data, nb);
   }
   n->n_attrs++;
+  if (!ok) {
+    /* Counted so the node's normal teardown frees the partial copy. */
+    return pv_error(PV_ENOMEM, "out of memory copying attribute '%s'",
+                    a->name ? a->name : "");
+  }
   return 0;
 }
 
@@ -220,57 +227,113 @@ int pv_graph_consumers(const pv_graph *g, int v, int *nodes, int max) {
   return count;
 }
 
-/* Kahn's algorithm over value dependencies; stable for sorted input. */
-static int toposort(pv_graph *g) {
-  int n = g->n_nodes;
-  if (n == 0) return 0;
-  char *avail = calloc(g->n_values, 1);
-  char *done = calloc(n, 1);
-  pv_node *sorted = malloc(sizeof *sorted * n);
-  if (!avail || !done || !sorted) {
-    free(avail);
-    free(done);
-    free(sorted);
-    return pv_error(PV_ENOMEM, "out of memory");
+/* Min-heap of node indices: among ready nodes the earliest in the input
+ * order runs first, so an already sorted graph keeps its order. */
+static void heap_push(int *h, int *len, int v) {
+  int i = (*len)++;
+  while (i > 0 && h[(i - 1) / 2] > v) {
+    h[i] = h[(i - 1) / 2];
+    i = (i - 1) / 2;
   }
-  for (int v = 0; v < g->n_values; v++) avail[v] = 1;
+  h[i] = v;
+}
+
+static int heap_pop(int *h, int *len) {
+  int top = h[0], v = h[--(*len)], i = 0;
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= *len) break;
+    if (c + 1 < *len && h[c + 1] < h[c]) c++;
+    if (h[c] >= v) break;
+    h[i] = h[c];
+    i = c;
+  }
+  if (*len) h[i] = v;
+  return top;
+}
+
+/* Kahn's algorithm over value dependencies, O((V + E) log N): a hostile
+ * model with many nodes must not cost quadratic time at load. A value is
+ * available once (any) producer has run, as before. */
+static int toposort(pv_graph *g) {
+  int n = g->n_nodes, nv = g->n_values;
+  if (n == 0) return 0;
+  size_t n_edges = 0;
+  for (int i = 0; i < n; i++) n_edges += (size_t)g->nodes[i].n_in;
+  char *avail = calloc(nv ? nv : 1, 1);
+  int *deps = calloc(n, sizeof(int));
+  int *first = calloc((size_t)nv + 1, sizeof(int));   /* CSR value -> consumers */
+  int *cons = malloc(sizeof(int) * (n_edges ? n_edges : 1));
+  int *heap = malloc(sizeof(int) * n);
+  int *order = malloc(sizeof(int) * n);
+  pv_node *sorted = malloc(sizeof *sorted * n);
+  int rc = 0;
+  if (!avail || !deps || !first || !cons || !heap || !order || !sorted) {
+    rc = pv_error(PV_ENOMEM, "out of memory");
+    goto out;
+  }
+  memset(avail, 1, nv);
   for (int i = 0; i < n; i++)
-    for (int j = 0; j < g->nodes[i].n_out; j++)
-      if (g->nodes[i].out[j] >= 0) avail[g->nodes[i].out[j]] = 0;
-  int k = 0;
-  bool progress = true;
-  while (k < n && progress) {
-    progress = false;
-    for (int i = 0; i < n; i++) {
-      if (done[i]) continue;
-      pv_node *nd = &g->nodes[i];
-      bool ready = true;
-      for (int j = 0; j < nd->n_in; j++)
-        if (nd->in[j] >= 0 && !avail[nd->in[j]]) {
-          ready = false;
-          break;
-        }
-      if (!ready) continue;
-      sorted[k++] = *nd;
-      done[i] = 1;
-      progress = true;
-      for (int j = 0; j < nd->n_out; j++)
-        if (nd->out[j] >= 0) avail[nd->out[j]] = 1;
+    for (int j = 0; j < g->nodes[i].n_out; j++) {
+      int v = g->nodes[i].out[j];
+      if (v >= 0 && v < nv) avail[v] = 0;
+    }
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < g->nodes[i].n_in; j++) {
+      int v = g->nodes[i].in[j];
+      if (v >= 0 && v < nv && !avail[v]) {
+        deps[i]++;
+        first[v + 1]++;
+      }
+    }
+  for (int v = 0; v < nv; v++) first[v + 1] += first[v];
+  {
+    int *fill = calloc(nv ? nv : 1, sizeof(int));
+    if (!fill) {
+      rc = pv_error(PV_ENOMEM, "out of memory");
+      goto out;
+    }
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < g->nodes[i].n_in; j++) {
+        int v = g->nodes[i].in[j];
+        if (v >= 0 && v < nv && !avail[v]) cons[first[v] + fill[v]++] = i;
+      }
+    free(fill);
+  }
+  int len = 0, k = 0;
+  for (int i = 0; i < n; i++)
+    if (!deps[i]) heap_push(heap, &len, i);
+  while (len) {
+    int i = heap_pop(heap, &len);
+    order[k++] = i;
+    const pv_node *nd = &g->nodes[i];
+    for (int j = 0; j < nd->n_out; j++) {
+      int v = nd->out[j];
+      if (v < 0 || v >= nv || avail[v]) continue;
+      avail[v] = 1;
+      for (int c = first[v]; c < first[v + 1]; c++)
+        if (--deps[cons[c]] == 0) heap_push(heap, &len, cons[c]);
     }
   }
-  int rc = 0;
   if (k < n) {
     int bad = 0;
-    while (done[bad]) bad++;
+    while (bad < n && !deps[bad]) bad++;
+    if (bad == n) bad = 0;
     rc = pv_error(PV_EFORMAT,
                   "graph has a cycle or a missing input at node '%s' (%s)",
                   g->nodes[bad].name, g->nodes[bad].op);
-  } else {
-    memcpy(g->nodes, sorted, sizeof *sorted * n);
+    goto out;
   }
-  free(sorted);
+  for (int i = 0; i < n; i++) sorted[i] = g->nodes[order[i]];
+  memcpy(g->nodes, sorted, sizeof *sorted * n);
+out:
   free(avail);
-  free(done);
+  free(deps);
+  free(first);
+  free(cons);
+  free(heap);
+  free(order);
+  free(sorted);
   if (!rc) pv_graph_link(g);
   return rc;
 }

@@ -5,6 +5,7 @@
  * version to the main loop, which stops its workers and frees it. */
 #define _GNU_SOURCE
 #include "pivotd.h"
+#include "dashboard.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -60,6 +61,7 @@ void pvd_version_release(pvd_version *v) {
 }
 
 static void version_free(pvd_version *v) {
+  pvd_dash_retired(v);
   pvd_sched_free(v->sched);
   if (v->pm) pv_model_release(v->pm);
   pvd_model_cfg_free(&v->cfg);
@@ -140,7 +142,9 @@ static pvd_model *model_get_or_add(const char *name) {
     if (m) {
       pthread_mutex_init(&m->mu, NULL);
       m->state = PVD_STATE_UNAVAILABLE;
-      *R.models_tail = m;
+      /* Released: readers walk the list without R.mu (models are never
+       * freed while running), so they must see the model whole. */
+      __atomic_store_n(R.models_tail, m, __ATOMIC_RELEASE);
       R.models_tail = &m->next;
     }
   }

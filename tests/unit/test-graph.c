@@ -101,6 +101,44 @@ static void test_cycle_is_an_error(void) {
   pv_graph_free(g);
 }
 
+/* A long chain stored backwards (the worst order for a rescanning sort)
+ * and a diamond stored consumer-first come out in dependency order. */
+static void test_sort_long_reversed_chain(void) {
+  enum { N = 20000 };
+  pv_graph *g = pv_graph_new();
+  int v[N + 1];
+  char name[32];
+  for (int i = 0; i <= N; i++) {
+    snprintf(name, sizeof name, "v%d", i);
+    v[i] = pv_graph_add_value(g, name);
+  }
+  for (int i = N - 1; i >= 0; i--) {
+    snprintf(name, sizeof name, "n%d", i);
+    CU_ASSERT_EQUAL(pv_graph_add_node(g, name, "Relu", &v[i], 1, &v[i + 1], 1),
+                    N - 1 - i);
+  }
+  CU_ASSERT_EQUAL(pv_graph_compact(g), 0);
+  int ok = 1;
+  for (int i = 0; i < N; i++) ok &= g->nodes[i].in[0] == v[i];
+  CU_ASSERT_TRUE(ok);
+  CU_ASSERT_EQUAL(g->values[v[N]].producer, N - 1);
+  pv_graph_free(g);
+
+  g = pv_graph_new();
+  int a = pv_graph_add_value(g, "a"), b = pv_graph_add_value(g, "b");
+  int c = pv_graph_add_value(g, "c"), d = pv_graph_add_value(g, "d");
+  int bc[2] = {b, c};
+  pv_graph_add_node(g, "join", "Add", bc, 2, &d, 1);
+  pv_graph_add_node(g, "right", "Relu", &a, 1, &c, 1);
+  pv_graph_add_node(g, "left", "Relu", &a, 1, &b, 1);
+  CU_ASSERT_EQUAL(pv_graph_compact(g), 0);
+  /* Ready nodes keep their stored order: right before left. */
+  CU_ASSERT_STRING_EQUAL(g->nodes[0].name, "right");
+  CU_ASSERT_STRING_EQUAL(g->nodes[1].name, "left");
+  CU_ASSERT_STRING_EQUAL(g->nodes[2].name, "join");
+  pv_graph_free(g);
+}
+
 static void test_errors_and_dtypes(void) {
   CU_ASSERT_EQUAL(pv_error(PV_ESHAPE, "input '%s' bad", "x"), PV_ESHAPE);
   CU_ASSERT_STRING_EQUAL(pv_errmsg(), "input 'x' bad");
@@ -124,6 +162,7 @@ static CU_TestInfo tests[] = {
     {"metadata", test_meta},
     {"compact sorts and removes", test_compact_sorts_and_removes},
     {"cycle is an error", test_cycle_is_an_error},
+    {"sort a long reversed chain", test_sort_long_reversed_chain},
     {"errors and dtypes", test_errors_and_dtypes},
     CU_TEST_INFO_NULL,
 };
