@@ -230,6 +230,142 @@ class GRUNet(nn.Module):
         return self.fc(out[:, -1])
 
 
+class RNNZoo(nn.Module):
+    """LSTM (2 layers, bidirectional) -> GRU (bidirectional) -> RNN (tanh),
+    batch_first: every recurrent op, both directions, stacked layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 32, num_layers=2, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(64, 24, batch_first=True, bidirectional=True)
+        self.rnn = nn.RNN(48, 16, batch_first=True)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y, _ = self.lstm(x.flatten(1, 2))
+        y, _ = self.gru(y)
+        y, _ = self.rnn(y)
+        return self.fc(y[:, -1])
+
+
+# ------------------------------------------- recurrent ops built directly
+# Attributes PyTorch never exports (reverse direction, sequence_lens,
+# peepholes, clip, input_forget, initial states, GRU linear_before_reset=0,
+# layout 1), built with onnx.helper; the cross-check reference is this
+# numpy implementation of the ONNX operator text, independent of ours.
+
+def _sig(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def np_rnn(op, x, W, R, B, sl, h0, c0, P, H, direction, clip, lbr, coupled, layout):
+    """Returns Y [T, D, B, H], Y_h [D, B, H], Y_c (LSTM) in layout 0; x in layout 0."""
+    T, Bt, _ = x.shape
+    D = 2 if direction == "bidirectional" else 1
+    G = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    cl = (lambda v: np.clip(v, -clip, clip)) if clip else (lambda v: v)
+    Y = np.zeros((T, D, Bt, H), np.float64)
+    Yh = np.zeros((D, Bt, H)); Yc = np.zeros((D, Bt, H))
+    for d in range(D):
+        rev = direction == "reverse" or d == 1
+        w, r = W[d].astype(np.float64), R[d].astype(np.float64)
+        b = B[d].astype(np.float64) if B is not None else np.zeros(2 * G * H)
+        wb, rb = b[:G * H], b[G * H:]
+        for n in range(Bt):
+            L = int(sl[n]) if sl is not None else T
+            h = h0[d, n].astype(np.float64) if h0 is not None else np.zeros(H)
+            c = c0[d, n].astype(np.float64) if c0 is not None else np.zeros(H)
+            for t in (range(L - 1, -1, -1) if rev else range(L)):
+                gx = w @ x[t, n] + wb
+                if op == "RNN":
+                    h = np.tanh(cl(gx + r @ h + rb))
+                elif op == "GRU":
+                    z = _sig(cl(gx[:H] + r[:H] @ h + rb[:H]))
+                    rr = _sig(cl(gx[H:2 * H] + r[H:2 * H] @ h + rb[H:2 * H]))
+                    if lbr:
+                        hh = np.tanh(cl(gx[2 * H:] + rr * (r[2 * H:] @ h + rb[2 * H:])))
+                    else:
+                        hh = np.tanh(cl(gx[2 * H:] + r[2 * H:] @ (rr * h) + rb[2 * H:]))
+                    h = (1 - z) * hh + z * h
+                else:
+                    g = gx + r @ h + rb
+                    p = P[d].astype(np.float64) if P is not None else np.zeros(3 * H)
+                    i = _sig(cl(g[:H] + p[:H] * c))
+                    f = 1 - i if coupled else _sig(cl(g[2 * H:3 * H] + p[2 * H:] * c))
+                    c = f * c + i * np.tanh(cl(g[3 * H:]))
+                    o = _sig(cl(g[H:2 * H] + p[H:2 * H] * c))
+                    h = o * np.tanh(c)
+                Y[t, d, n] = h
+            Yh[d, n] = h
+            Yc[d, n] = c
+    return Y.astype(np.float32), Yh.astype(np.float32), Yc.astype(np.float32)
+
+
+RNN_CASES = [
+    # op, direction, hidden, attributes, with seq_lens, initial states, peepholes
+    ("LSTM", "reverse", 7, {"clip": 2.5}, True, False, True),
+    ("LSTM", "bidirectional", 6, {"input_forget": 1}, False, True, True),
+    ("GRU", "reverse", 5, {"linear_before_reset": 0, "clip": 1.5}, True, True, False),
+    ("GRU", "bidirectional", 4, {"linear_before_reset": 1}, True, False, False),
+    ("RNN", "bidirectional", 6, {"clip": 0.9}, True, True, False),
+]
+
+
+def build_rnn_attrs(rng, layout=0):
+    """Input x [T=6, B=3, I=5] in layout 0, [B, T, I] in layout 1."""
+    from onnx import helper, numpy_helper, TensorProto
+    T, Bt, I = 6, 3, 5
+    x = rng.standard_normal((T, Bt, I), dtype=np.float32)
+    sl = np.array([T, max(1, T - 2), 1][:Bt], np.int32)
+    inits = [numpy_helper.from_array(sl, "seq_lens")]
+    nodes, outs, refs = [], [], []
+    for k, (op, direction, H, attrs, use_sl, use_h0, use_p) in enumerate(RNN_CASES):
+        D = 2 if direction == "bidirectional" else 1
+        G = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+        W = (rng.standard_normal((D, G * H, I)) * 0.6).astype(np.float32)
+        R = (rng.standard_normal((D, G * H, H)) * 0.6).astype(np.float32)
+        B = (rng.standard_normal((D, 2 * G * H)) * 0.3).astype(np.float32)
+        h0 = rng.standard_normal((D, Bt, H)).astype(np.float32) if use_h0 else None
+        c0 = rng.standard_normal((D, Bt, H)).astype(np.float32) if use_h0 and op == "LSTM" else None
+        P = (rng.standard_normal((D, 3 * H)) * 0.5).astype(np.float32) if use_p else None
+        names = {}
+        for nm, arr in (("W", W), ("R", R), ("B", B), ("h0", h0), ("c0", c0), ("P", P)):
+            if arr is not None:
+                if layout and nm in ("h0", "c0"):
+                    arr = np.ascontiguousarray(arr.transpose(1, 0, 2))
+                names[nm] = "%s%d_%s" % (op.lower(), k, nm)
+                inits.append(numpy_helper.from_array(arr, names[nm]))
+        ins = ["x", names["W"], names["R"], names["B"], "seq_lens" if use_sl else "",
+               names.get("h0", "")]
+        if op == "LSTM":
+            ins += [names.get("c0", ""), names.get("P", "")]
+        o = ["%s%d_Y" % (op.lower(), k), "%s%d_Yh" % (op.lower(), k)]
+        if op == "LSTM":
+            o.append("%s%d_Yc" % (op.lower(), k))
+        while ins and ins[-1] == "":
+            ins.pop()
+        kw = dict(attrs, direction=direction, hidden_size=H)
+        if layout:
+            kw["layout"] = 1
+        nodes.append(helper.make_node(op, ins, o, name="%s%d" % (op.lower(), k), **kw))
+        Y, Yh, Yc = np_rnn(op, x, W, R, B, sl if use_sl else None, h0, c0, P, H, direction,
+                           attrs.get("clip", 0), attrs.get("linear_before_reset", 0),
+                           attrs.get("input_forget", 0), layout)
+        if layout:
+            Y, Yh, Yc = Y.transpose(2, 0, 1, 3), Yh.transpose(1, 0, 2), Yc.transpose(1, 0, 2)
+        res = [Y, Yh] + ([Yc] if op == "LSTM" else [])
+        for name, arr in zip(o, res):
+            outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(arr.shape)))
+            refs.append(np.ascontiguousarray(arr))
+    xs = [Bt, T, I] if layout else [T, Bt, I]
+    g = helper.make_graph(nodes, "rnn_attrs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                          outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 7
+    x_in = np.ascontiguousarray(x.transpose(1, 0, 2)) if layout else x
+    return m, {"x": x_in}, [o.name for o in outs], refs
+
+
 def pivot_prune_gru(gru, n, gen):
     """Block-diagonal W and R after one hidden-unit and one input-feature
     permutation shared by the three gates (tools/pivot_train/rnn.py)."""
@@ -301,6 +437,10 @@ def build_mlp_p8(gen):
 
 def build_gru(gen):
     return GRUNet()
+
+
+def build_rnn_zoo(gen):
+    return RNNZoo()
 
 
 def build_gru_p4(gen):
@@ -616,6 +756,13 @@ MODELS = {
                 shape=[3, 1, 28, 28], dynamic=True, extra={"b1": [1, 1, 28, 28]}),
     "gru_p4": dict(build=build_gru_p4, opset=14, inputs=["x"], outputs=["logits"],
                    shape=[5, 1, 28, 28], dynamic=True),
+    "rnn_zoo": dict(build=build_rnn_zoo, opset=14, inputs=["x"], outputs=["logits"],
+                    shape=[3, 1, 28, 28], dynamic=True, extra={"b1": [1, 1, 28, 28]}),
+    # Recurrent-op attributes exporters never write (built with onnx.helper;
+    # numpy reference): reverse, sequence_lens, peepholes, clip, states.
+    "rnn_attrs": dict(onnx=build_rnn_attrs),
+    # The same in layout 1 (batch first): input [B, T, I].
+    "rnn_attrs_l1": dict(onnx=lambda rng: build_rnn_attrs(rng, layout=1)),
     "cnn": dict(build=build_cnn, opset=17, inputs=["input"], outputs=["logits"],
                 shape=[2, 3, 32, 32]),
     "cnn_ext": dict(build=build_cnn, opset=11, inputs=["input"], outputs=["logits"],
