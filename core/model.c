@@ -583,6 +583,13 @@ static double node_flops(const pv_graph *g, const pv_node *n, const pv_tensor *v
       k = a->dims[0];
     return 2.0 * outn * (double)k * *density;
   }
+  if (!strcmp(n->op, "ConvTranspose") && n->n_in >= 2 && n->in[0] >= 0 && n->in[1] >= 0) {
+    /* Each input element scatters into (M / group) x kernel outputs. */
+    const pv_tensor *x = &vals[n->in[0]], *w = &vals[n->in[1]];
+    double per_in = 1;
+    for (int d = 1; d < w->ndim; d++) per_in *= (double)w->dims[d];
+    return 2.0 * (double)pv_tensor_numel(x) * per_in;
+  }
   if (!strcmp(n->op, "GRU") && n->n_in >= 3 && n->in[0] >= 0 && n->in[2] >= 0) {
     /* Per step and batch row: W x (3H x I) and R h (3H x H). */
     const pv_tensor *x = &vals[n->in[0]], *r = &vals[n->in[2]];

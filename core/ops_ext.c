@@ -211,59 +211,79 @@ static int64_t span(const int64_t *dims, int from, int to) {
 
 /* ------------------------------------------------------------ unary */
 
-static float unary1(const pv_node *n, float v, float a, float b) {
-  const char *op = n->op;
-  switch (op[0]) {
-  case 'H':
-    if (op[4] == 'S' && op[5] == 'i') return fmaxf(0.f, fminf(1.f, a * v + b));
-    return v * fmaxf(0.f, fminf(1.f, v / 6.f + 0.5f)); /* HardSwish */
-  case 'E': return v >= 0 ? v : a * (expf(v) - 1.f);
-  case 'C':
-    if (op[1] == 'e') return fmaxf(0.f, v) + fminf(0.f, a * (expf(v / a) - 1.f));
-    return op[3] == 'h' ? coshf(v) : cosf(v);
-  case 'S':
-    if (!strcmp(op, "Selu")) return v > 0 ? b * v : b * (a * expf(v) - a);
-    if (!strcmp(op, "Softplus")) return v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v));
-    if (!strcmp(op, "Softsign")) return v / (1.f + fabsf(v));
-    if (!strcmp(op, "Shrink")) return v < -a ? v + b : v > a ? v - b : 0.f;
-    return op[3] == 'h' ? sinhf(v) : sinf(v);
-  case 'T':
-    if (op[1] == 'h') return v > a ? v : 0.f; /* ThresholdedRelu */
-    return tanf(v);
-  case 'A':
-    if (!strcmp(op, "Asin")) return asinf(v);
-    if (!strcmp(op, "Acos")) return acosf(v);
-    if (!strcmp(op, "Atan")) return atanf(v);
-    if (!strcmp(op, "Asinh")) return asinhf(v);
-    if (!strcmp(op, "Acosh")) return acoshf(v);
-    return atanhf(v);
-  default: /* Round: halves to even, as ONNX specifies */
-    return nearbyintf(v);
-  }
-}
+typedef enum {
+  U_HSIG, U_HSWISH, U_ELU, U_SELU, U_CELU, U_SOFTPLUS, U_SOFTSIGN, U_THRELU,
+  U_SIN, U_COS, U_TAN, U_ASIN, U_ACOS, U_ATAN, U_SINH, U_COSH, U_ASINH,
+  U_ACOSH, U_ATANH, U_ROUND, U_SHRINK, U_NONE
+} uop;
 
+static const char *const unames[] = {
+    "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus", "Softsign",
+    "ThresholdedRelu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
+    "Cosh", "Asinh", "Acosh", "Atanh", "Round", "Shrink"};
+
+/* The op is looked up once, then each runs as its own loop (these sit in
+ * the hot path of HardSwish networks). */
 static int ref_unary(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0);
-  const char *op = n->op;
+  uop u = U_NONE;
+  for (int i = 0; i < U_NONE; i++)
+    if (!strcmp(n->op, unames[i])) u = (uop)i;
   float a = 0, b = 0;
-  if (!strcmp(op, "HardSigmoid")) {
+  switch (u) {
+  case U_HSIG:
     a = pv_attr_float(n, "alpha", 0.2f);
     b = pv_attr_float(n, "beta", 0.5f);
-  } else if (!strcmp(op, "Elu") || !strcmp(op, "Celu") ||
-             !strcmp(op, "ThresholdedRelu")) {
+    break;
+  case U_ELU: case U_CELU: case U_THRELU:
     a = pv_attr_float(n, "alpha", 1.f);
-    if (!strcmp(op, "Celu") && a == 0) return ERR(PV_EINVAL, "alpha is 0");
-  } else if (!strcmp(op, "Selu")) {
+    if (u == U_CELU && a == 0) return ERR(PV_EINVAL, "alpha is 0");
+    break;
+  case U_SELU:
     a = pv_attr_float(n, "alpha", 1.67326319217681884765625f);
     b = pv_attr_float(n, "gamma", 1.05070102214813232421875f);
-  } else if (!strcmp(op, "Shrink")) {
+    break;
+  case U_SHRINK:
     a = pv_attr_float(n, "lambd", 0.5f);
     b = pv_attr_float(n, "bias", 0.f);
+    break;
+  case U_NONE: return ERR(PV_EINTERNAL, "not a unary op");
+  default: break;
   }
   const float *s = x->data;
   float *z = o->data;
   size_t cnt = numel(o);
-  for (size_t i = 0; i < cnt; i++) z[i] = unary1(n, s[i], a, b);
+#define EACH(expr)                                   \
+  for (size_t i = 0; i < cnt; i++) {                 \
+    float v = s[i];                                  \
+    z[i] = (expr);                                   \
+  }                                                  \
+  break
+  switch (u) {
+  case U_HSIG: EACH(fmaxf(0.f, fminf(1.f, a * v + b)));
+  case U_HSWISH: EACH(v * fmaxf(0.f, fminf(1.f, v / 6.f + 0.5f)));
+  case U_ELU: EACH(v >= 0 ? v : a * (expf(v) - 1.f));
+  case U_SELU: EACH(v > 0 ? b * v : b * (a * expf(v) - a));
+  case U_CELU: EACH(fmaxf(0.f, v) + fminf(0.f, a * (expf(v / a) - 1.f)));
+  case U_SOFTPLUS: EACH(v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v)));
+  case U_SOFTSIGN: EACH(v / (1.f + fabsf(v)));
+  case U_THRELU: EACH(v > a ? v : 0.f);
+  case U_SIN: EACH(sinf(v));
+  case U_COS: EACH(cosf(v));
+  case U_TAN: EACH(tanf(v));
+  case U_ASIN: EACH(asinf(v));
+  case U_ACOS: EACH(acosf(v));
+  case U_ATAN: EACH(atanf(v));
+  case U_SINH: EACH(sinhf(v));
+  case U_COSH: EACH(coshf(v));
+  case U_ASINH: EACH(asinhf(v));
+  case U_ACOSH: EACH(acoshf(v));
+  case U_ATANH: EACH(atanhf(v));
+  case U_ROUND: EACH(nearbyintf(v)); /* halves to even, as ONNX specifies */
+  case U_SHRINK: EACH(v < -a ? v + b : v > a ? v - b : 0.f);
+  case U_NONE: break;
+  }
+#undef EACH
   return 0;
 }
 

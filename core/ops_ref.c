@@ -215,13 +215,37 @@ static int ref_binary(const pv_node *n, const pv_tensor *a, const void *ad,
   /* The common fp32 case gets a tight loop; everything else goes through
    * double (exact for fp32 + - * / and for integers below 2^53). */
   if (t == PV_F32 && b->dtype == PV_F32 && !cmp && op != B_POW) {
+    /* Merge axes along which both operands continue contiguously (or both
+     * repeat), then run the innermost axis as a plain loop: the odometer
+     * per element dominated SiLU and squeeze-excite networks. */
+    int64_t md[PV_MAX_DIMS], ms[2][PV_MAX_DIMS] = {{0}}, mi[PV_MAX_DIMS] = {0};
+    int q = 0;
+    for (int d = 0; d < r; d++) {
+      if (q > 0 && ms[0][q - 1] == st[0][d] * o->dims[d] &&
+          ms[1][q - 1] == st[1][d] * o->dims[d]) {
+        md[q - 1] *= o->dims[d];
+        ms[0][q - 1] = st[0][d];
+        ms[1][q - 1] = st[1][d];
+        continue;
+      }
+      md[q] = o->dims[d];
+      ms[0][q] = st[0][d];
+      ms[1][q] = st[1][d];
+      q++;
+    }
+    if (q == 0) md[q] = 1, q = 1; /* a scalar */
     const float *x = ad, *y = bd;
     float *z = o->data;
-    size_t i = 0;
+    int64_t len = md[q - 1], sa = ms[0][q - 1], sb = ms[1][q - 1];
+    md[q - 1] = 1; /* the odometer walks the outer axes only */
     do {
-      float u = x[off[0]], v = y[off[1]];
-      z[i++] = op == B_ADD ? u + v : op == B_SUB ? u - v : op == B_MUL ? u * v : u / v;
-    } while (odo_next(r, o->dims, idx, 2, st, off));
+      const float *xa = x + off[0], *yb = y + off[1];
+      for (int64_t j = 0; j < len; j++) {
+        float u = xa[j * sa], v = yb[j * sb];
+        z[j] = op == B_ADD ? u + v : op == B_SUB ? u - v : op == B_MUL ? u * v : u / v;
+      }
+      z += len;
+    } while (odo_next(q, md, mi, 2, ms, off));
     return 0;
   }
   bool integer = !is_float(t) && !is_float(b->dtype);
@@ -353,6 +377,11 @@ static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
           d[k * inner] = lg ? (float)(s[k * inner] - m - log(sum))
                             : (float)(exp((double)s[k * inner] - m) / sum);
       }
+    return 0;
+  }
+  if (!strcmp(op, "Sigmoid")) {
+    /* Its own loop: SiLU networks run one after every convolution. */
+    for (size_t i = 0; i < cnt; i++) z[i] = 1.f / (1.f + expf(-a[i]));
     return 0;
   }
   for (size_t i = 0; i < cnt; i++) {

@@ -651,6 +651,22 @@ def build_onnx_zoo(rng):
               N("Sum", ["thr", "ss", "shr"], ["act"])]
     out("act", TP.FLOAT, np.where(x > 0.3, x, 0) + x / (1 + np.abs(x))
         + np.where(x < -0.4, x + 0.1, np.where(x > 0.4, x - 0.1, 0)))
+    # The rest of the unary math, each on inputs inside its domain.
+    nodes += [N("Mul", ["x", "half"], ["xh"]), N("Tan", ["xh"], ["tan"]),
+              N("Atan", ["x"], ["atan"]), N("Asinh", ["x"], ["asinh"]),
+              N("Sinh", ["x"], ["sinh"]), N("Cosh", ["x"], ["cosh"]),
+              N("Mul", ["x", "two"], ["x2r"]), N("Round", ["x2r"], ["round"]),
+              N("Tanh", ["x"], ["t"]), N("Asin", ["t"], ["asin"]), N("Acos", ["t"], ["acos"]),
+              N("Mul", ["t", "nine"], ["t9"]), N("Atanh", ["t9"], ["atanh"]),
+              N("Abs", ["x"], ["axm"]), N("Add", ["axm", "one"], ["ax1"]),
+              N("Acosh", ["ax1"], ["acosh"]),
+              N("Sum", ["tan", "atan", "asinh", "sinh", "cosh", "round", "asin", "acos",
+                        "atanh", "acosh"], ["math"])]
+    t = np.tanh(x.astype(np.float64))
+    math = (np.tan(x * 0.5) + np.arctan(x) + np.arcsinh(x) + np.sinh(x) + np.cosh(x)
+            + np.round(x * np.float32(2)) + np.arcsin(t) + np.arccos(t) + np.arctanh(t * 0.9)
+            + np.arccosh(1 + np.abs(x)))
+    out("math", TP.FLOAT, math.astype(np.float32))
     nodes += [N("Mean", ["x", "y"], ["mean"]), N("Max", ["x", "y", "thr"], ["max3"])]
     out("mean", TP.FLOAT, (x + y) / 2)
     out("max3", TP.FLOAT, np.maximum(np.maximum(x, y), np.where(x > 0.3, x, 0)))
@@ -707,6 +723,9 @@ def build_onnx_zoo(rng):
     out("lni", TP.FLOAT, (1 / np.sqrt(var + 1e-3)).reshape(2, 4, 1, 1).astype(np.float32))
     inits = [nh.from_array(np.array(10, np.float32), "ten"), nh.from_array(div, "div"),
              nh.from_array(np.array(2, np.float32), "two"),
+             nh.from_array(np.array(0.5, np.float32), "half"),
+             nh.from_array(np.array(0.9, np.float32), "nine"),
+             nh.from_array(np.array(1, np.float32), "one"),
              nh.from_array(np.array([2, -1], np.int64), "flat"),
              nh.from_array(np.array([9], np.int64), "k"),
              nh.from_array(np.array(3, np.int64), "ax3"),
