@@ -1,0 +1,47 @@
+// The reference: @vladmandic/face-api itself, on TF.js's pure-JavaScript CPU
+// backend, JPEGs decoded with jpeg-js. Prints one JSON object per image:
+// {"image", "width", "height", "detections": [{"box": [x0,y0,x1,y1], "score"}]}
+// in original-image pixels.
+// Usage: node faceapi_ref.js tiny|ssd MODEL_DIR IMAGE... (NODE_PATH must
+// point at the node_modules that tools/faceapi/fetch.sh filled).
+const fs = require('fs');
+const path = require('path');
+
+async function main() {
+  const [kind, modelDir, ...images] = process.argv.slice(2);
+  if (!['tiny', 'ssd'].includes(kind) || !modelDir || images.length === 0) {
+    process.stderr.write('usage: faceapi_ref.js tiny|ssd MODEL_DIR IMAGE...\n');
+    process.exit(2);
+  }
+  const tf = require('@tensorflow/tfjs');
+  const jpeg = require('jpeg-js');
+  const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
+  await tf.setBackend('cpu');
+  await tf.ready();
+  const net = kind === 'tiny' ? faceapi.nets.tinyFaceDetector : faceapi.nets.ssdMobilenetv1;
+  await net.loadFromDisk(modelDir);
+  const opts = kind === 'tiny'
+    ? new faceapi.TinyFaceDetectorOptions({ inputSize: 416, scoreThreshold: 0.5 })
+    : new faceapi.SsdMobilenetv1Options({ minConfidence: 0.5, maxResults: 100 });
+  for (const file of images) {
+    const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: false });
+    const t = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32');
+    const dets = await faceapi.detectAllFaces(t, opts);
+    t.dispose();
+    const out = {
+      image: path.basename(file),
+      width: img.width,
+      height: img.height,
+      detections: dets.map((d) => ({
+        box: [d.box.x, d.box.y, d.box.x + d.box.width, d.box.y + d.box.height],
+        score: d.score,
+      })),
+    };
+    process.stdout.write(JSON.stringify(out) + '\n');
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`faceapi_ref: ${e.stack || e}\n`);
+  process.exit(1);
+});
