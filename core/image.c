@@ -113,7 +113,7 @@ typedef struct jerr {
 
 static void jerr_exit(j_common_ptr c) {
   jerr *e = (jerr *)c->err;
-  c->err->format_message(c, e->msg);
+  if (!e->truncated) c->err->format_message(c, e->msg);
   longjmp(e->jmp, 1);
 }
 
@@ -140,7 +140,8 @@ static int decode_jpeg(const uint8_t *b, size_t len, pv_image *img) {
   if (setjmp(e.jmp)) {
     jpeg_destroy_decompress(&ci);
     free(rgb);
-    return pv_error(PV_EFORMAT, "JPEG: %s", e.msg);
+    /* A file cut in its headers ends as "contains no image": say why. */
+    return pv_error(PV_EFORMAT, e.truncated ? "JPEG: truncated file (%s)" : "JPEG: %s", e.msg);
   }
   jpeg_create_decompress(&ci);
   jpeg_mem_src(&ci, b, (unsigned long)len);

@@ -4,8 +4,37 @@
 // in original-image pixels.
 // Usage: node faceapi_ref.js tiny|ssd MODEL_DIR IMAGE... (NODE_PATH must
 // point at the node_modules that tools/faceapi/fetch.sh filled).
+// With PNG_DIR set, also writes the pixels jpeg-js decoded as
+// PNG_DIR/IMAGE.png, so pivot can be checked on exactly the same pixels.
 const fs = require('fs');
 const path = require('path');
+const zlib = require('zlib');
+
+function pngChunk(type, data) {
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(data.length);
+  const td = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(td) >>> 0);
+  return Buffer.concat([len, td, crc]);
+}
+
+function writePng(file, w, h, rgb) {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 2; // RGB
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) {
+    raw[y * (w * 3 + 1)] = 0; // filter: none
+    Buffer.from(rgb.buffer, rgb.byteOffset + y * w * 3, w * 3).copy(raw, y * (w * 3 + 1) + 1);
+  }
+  fs.writeFileSync(file, Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    pngChunk('IHDR', ihdr), pngChunk('IDAT', zlib.deflateSync(raw)),
+    pngChunk('IEND', Buffer.alloc(0))]));
+}
 
 async function main() {
   const [kind, modelDir, ...images] = process.argv.slice(2);
@@ -25,6 +54,9 @@ async function main() {
     : new faceapi.SsdMobilenetv1Options({ minConfidence: 0.5, maxResults: 100 });
   for (const file of images) {
     const img = jpeg.decode(fs.readFileSync(file), { useTArray: true, formatAsRGBA: false });
+    if (process.env.PNG_DIR) {
+      writePng(path.join(process.env.PNG_DIR, `${path.basename(file)}.png`), img.width, img.height, img.data);
+    }
     const t = tf.tensor3d(img.data, [img.height, img.width, 3], 'int32');
     const dets = await faceapi.detectAllFaces(t, opts);
     t.dispose();
