@@ -206,7 +206,7 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
   return 0;
 }
 
-static double clip01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+static float clampf(float v, float hi) { return v < 0 ? 0 : v > hi ? hi : v; }
 
 int pv_detect_decode_ssd(const pv_detect_cfg *c, const pv_tensor *deltas,
                          const pv_tensor *logits, const pv_tensor *anchors,
@@ -238,8 +238,8 @@ int pv_detect_decode_ssd(const pv_detect_cfg *c, const pv_tensor *deltas,
     double acy = a[0] + ah / 2, acx = a[1] + aw / 2;
     double cy = t[0] * c->variances[0] * ah + acy, cx = t[1] * c->variances[1] * aw + acx;
     double hh = exp(t[2] * c->variances[2]) * ah / 2, hw = exp(t[3] * c->variances[3]) * aw / 2;
-    pv_detection d = {{(float)(clip01(cx - hw) * net_w), (float)(clip01(cy - hh) * net_h),
-                       (float)(clip01(cx + hw) * net_w), (float)(clip01(cy + hh) * net_h)},
+    pv_detection d = {{(float)((cx - hw) * net_w), (float)((cy - hh) * net_h),
+                       (float)((cx + hw) * net_w), (float)((cy + hh) * net_h)},
                       (float)score, cls - 1, ""};
     int rc = list_push(l, &d);
     if (rc) return rc;
@@ -352,6 +352,12 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
   rc = 0;
   for (int i = 0; i < l.n; i++) {
     pv_detection *d = &l.d[i];
+    if (c.type == PV_DETECT_SSD) { /* clipped after NMS, as TF's SSD does */
+      d->box[0] = clampf(d->box[0], (float)prep.width);
+      d->box[1] = clampf(d->box[1], (float)prep.height);
+      d->box[2] = clampf(d->box[2], (float)prep.width);
+      d->box[3] = clampf(d->box[3], (float)prep.height);
+    }
     d->box[0] = (float)(d->box[0] * xf.sx + xf.ox);
     d->box[1] = (float)(d->box[1] * xf.sy + xf.oy);
     d->box[2] = (float)(d->box[2] * xf.sx + xf.ox);

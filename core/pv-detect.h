@@ -76,7 +76,8 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
                           float thr, pv_det_list *l);
 /* Decode SSD outputs: deltas [1,N,4] (ty,tx,th,tw), class logits [1,N,K]
  * (K >= 2, class 0 background), anchors [N,4] or [1,N,4] (ymin, xmin, ymax,
- * xmax, relative); boxes clipped to [0,1] and scaled to network pixels. */
+ * xmax, relative); boxes scaled to network pixels, not clipped (NMS runs
+ * on unclipped boxes; pv_detect_image clips after it). */
 int pv_detect_decode_ssd(const pv_detect_cfg *c, const pv_tensor *deltas,
                          const pv_tensor *logits, const pv_tensor *anchors,
                          int net_w, int net_h, float thr, pv_det_list *l);

@@ -1,7 +1,8 @@
 # Shared set-up of the detection test scripts (sourced, not run). Defines
 #   PY, PIVOT, WORK (cache of converted models and reference results),
 #   det_fail MSG, need_faceapi (sets FACEAPI, the package folder, and
-#   NODE_PATH), tiny_model (converts TinyFaceDetector to $WORK/tiny.onnx).
+#   NODE_PATH), face_model tiny|ssd (converts a face-api detector to
+#   $WORK/KIND.onnx), tiny_model.
 DETECT_SRC=${DETECT_SRC:-$(cd "$(dirname "$0")" && pwd)}
 abs_top_srcdir=${abs_top_srcdir:-$(cd "$DETECT_SRC/../.." && pwd)}
 abs_top_builddir=${abs_top_builddir:-$abs_top_srcdir}
@@ -38,18 +39,19 @@ need_faceapi() {
   export NODE_PATH
 }
 
-# $WORK/tiny.onnx, rebuilt when the converter is newer.
-tiny_model() {
+# $WORK/KIND.onnx (tiny or ssd), rebuilt when the converter is newer.
+face_model() {
   mkdir -p "$WORK" || det_fail "cannot create $WORK"
   conv=$abs_top_srcdir/tools/faceapi/tfjs2onnx.py
   (
     flock 9
-    if [ ! -f "$WORK/tiny.onnx" ] || [ "$conv" -nt "$WORK/tiny.onnx" ]; then
-      "$PY" "$conv" tiny "$FACEAPI/model" "$WORK/tiny.onnx.tmp" &&
-        mv "$WORK/tiny.onnx.tmp" "$WORK/tiny.onnx" || exit 1
+    if [ ! -f "$WORK/$1.onnx" ] || [ "$conv" -nt "$WORK/$1.onnx" ]; then
+      "$PY" "$conv" "$1" "$FACEAPI/model" "$WORK/$1.onnx.tmp" &&
+        mv "$WORK/$1.onnx.tmp" "$WORK/$1.onnx" || exit 1
     fi
-  ) 9>"$WORK/.tiny.lock" || det_fail "converting TinyFaceDetector failed"
+  ) 9>"$WORK/.$1.lock" || det_fail "converting the $1 face detector failed"
 }
+tiny_model() { face_model tiny; }
 
 # A crash shows as a signal or a sanitizer report, never as an error exit.
 det_crashed() { # RC LOGFILE

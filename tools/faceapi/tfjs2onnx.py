@@ -164,7 +164,106 @@ def main():
 
 
 def ssd(model_dir):
-    sys.exit("tfjs2onnx: ssd: not implemented yet")
+    """SSD-MobileNetV1 (src/ssdMobilenetv1): MobileNetV1 with relu6, depthwise
+    batch norm folded into the depthwise filters, six box predictors."""
+    w = load_manifest(model_dir, "ssd_mobilenetv1_model")
+    b = Builder()
+    eps = 0.0010000000474974513  # mobileNetV1.ts
+
+    def same_pads(size, k, s):
+        # TF 'same': the odd padding pixel goes at the bottom/right.
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        return out, [total // 2, total // 2, total - total // 2, total - total // 2]
+
+    def pointwise(x, size, prefix, name, stride):
+        """conv2d 'same' + bias (convolution_bn_offset) + relu6."""
+        f = w[prefix + "/weights"]
+        out, pads = same_pads(size, f.shape[0], stride)
+        x = b.node("Conv", [x, b.const(name + ".w", f.transpose(3, 2, 0, 1)),
+                            b.const(name + ".b", w[prefix + "/convolution_bn_offset"])],
+                   name, kernel_shape=list(f.shape[:2]), pads=pads,
+                   strides=[stride, stride], group=1)
+        return b.node("Clip", [x, b.const(name + ".lo", np.array(0, np.float32)),
+                               b.const(name + ".hi", np.array(6, np.float32))],
+                      name + ".relu6"), out
+
+    def depthwise(x, size, idx, stride):
+        p = "MobilenetV1/Conv2d_%d_depthwise" % idx
+        name = "conv%d.dw" % idx
+        f = w[p + "/depthwise_weights"].astype(np.float64)  # [3,3,C,1]
+        scale = w[p + "/BatchNorm/gamma"].astype(np.float64) / np.sqrt(
+            w[p + "/BatchNorm/moving_variance"].astype(np.float64) + eps)
+        bias = w[p + "/BatchNorm/beta"] - w[p + "/BatchNorm/moving_mean"] * scale
+        f = (f * scale[None, None, :, None]).astype(np.float32)
+        out, pads = same_pads(size, 3, stride)
+        x = b.node("Conv", [x, b.const(name + ".w", f.transpose(2, 3, 0, 1)),
+                            b.const(name + ".b", bias.astype(np.float32))],
+                   name, kernel_shape=[3, 3], pads=pads, strides=[stride, stride],
+                   group=f.shape[2])
+        return b.node("Clip", [x, b.const(name + ".lo", np.array(0, np.float32)),
+                               b.const(name + ".hi", np.array(6, np.float32))],
+                      name + ".relu6"), out
+
+    def predictor(x, idx, kind, per):
+        """1x1 conv, then NHWC order flattened to [1, H*W*A, per]."""
+        p = "Prediction/BoxPredictor_%d/%s" % (idx, kind)
+        name = "box%d.%s" % (idx, "cls" if kind == "ClassPredictor" else "loc")
+        f = w[p + "/weights"]
+        x = b.node("Conv", [x, b.const(name + ".w", f.transpose(3, 2, 0, 1)),
+                            b.const(name + ".b", w[p + "/biases"])], name,
+                   kernel_shape=[1, 1], pads=[0, 0, 0, 0], strides=[1, 1], group=1)
+        x = b.node("Transpose", [x], name + ".nhwc", perm=[0, 2, 3, 1])
+        return b.node("Reshape", [x, b.const(name + ".shape", np.array([1, -1, per], np.int64))],
+                      name + ".flat")
+
+    size = 512
+    x, hw = pointwise("input", size, "MobilenetV1/Conv2d_0_pointwise", "conv0", 2)
+    conv11 = None
+    for i in range(1, 14):
+        x, hw = depthwise(x, hw, i, 2 if i in (2, 4, 6, 12) else 1)
+        x, hw = pointwise(x, hw, "MobilenetV1/Conv2d_%d_pointwise" % i, "conv%d.pw" % i, 1)
+        if i == 11:
+            conv11 = x
+    feats = [conv11, x]
+    y = x
+    for i in range(8):
+        y, hw = pointwise(y, hw, "Prediction/Conv2d_%d_pointwise" % i, "pred%d" % i,
+                          2 if i % 2 else 1)
+        if i % 2:
+            feats.append(y)
+    locs = [predictor(f, i, "BoxEncodingPredictor", 4) for i, f in enumerate(feats)]
+    clss = [predictor(f, i, "ClassPredictor", 3) for i, f in enumerate(feats)]
+    b.nodes.append(helper.make_node("Concat", locs, ["deltas"], name="deltas", axis=1))
+    c = b.node("Concat", clss, "logits3", axis=1)
+    # Class 2 is never read by face-api (outputLayer.ts): keep background
+    # and face only.
+    b.nodes.append(helper.make_node(
+        "Slice", [c, b.const("cls.starts", np.array([0], np.int64)),
+                  b.const("cls.ends", np.array([2], np.int64)),
+                  b.const("cls.axes", np.array([2], np.int64))], ["logits"], name="logits"))
+    anchors = w["Output/extra_dim"].astype(np.float32)
+    n = anchors.shape[1]
+    b.nodes.append(helper.make_node("Identity", [b.const("anchors.c", anchors)], ["anchors"],
+                                    name="anchors"))
+    ninp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])
+    outs = [helper.make_tensor_value_info("deltas", TensorProto.FLOAT, [1, n, 4]),
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, n, 2]),
+            helper.make_tensor_value_info("anchors", TensorProto.FLOAT, [1, n, 4])]
+    g = helper.make_graph(b.nodes, "ssd_mobilenetv1", [ninp], outs, b.inits)
+    meta = {
+        "pivot.image.resize": "pad_square",
+        "pivot.image.channels": "rgb",
+        "pivot.image.mean": "127.5",
+        "pivot.image.std": "127.5",
+        "pivot.detect.type": "ssd",
+        "pivot.detect.variances": "0.1,0.1,0.2,0.2",
+        "pivot.detect.iou": "0.5",
+        "pivot.detect.score": "0.5",
+        "pivot.detect.top_k": "100",
+        "pivot.detect.labels": "face",
+    }
+    return g, meta
 
 
 if __name__ == "__main__":
