@@ -166,6 +166,9 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
     return pv_error(PV_ESHAPE, "detect: YOLO output %s is not FP32 [1, %d*(5+classes), H, W]",
                     pv_dims_str(out->dims, out->ndim, d, sizeof d), n_mask);
   }
+  for (int j = 0; j < n_mask; j++)
+    if (mask[j] < 0 || mask[j] >= c->n_anchors)
+      return pv_error(PV_EINVAL, "detect: anchor %d of the mask is not one of the %d anchors", mask[j], c->n_anchors);
   int stride = (int)(out->dims[1] / n_mask), ncls = stride - 5;
   int64_t gh = out->dims[2], gw = out->dims[3], plane = gh * gw;
   const float *o = out->data;

@@ -95,14 +95,6 @@ void pvd_h_detect(pvd_conn *c) {
   }
   j->params.top_k = (int)top_k;
   if (query_unit(c, "score", &j->params.score) || query_unit(c, "iou", &j->params.iou)) goto fail;
-  /* Bad images get their 400 here, from the header, without queueing. */
-  j->img = c->body.p;
-  j->len = c->body.len;
-  if (pv_image_probe(j->img, j->len, NULL, NULL, NULL)) {
-    const char *ct = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Type");
-    pvd_reply_error(c, 400, "%s (Content-Type: %s); POST a JPEG or PNG image", pv_errmsg(), ct ? ct : "none");
-    goto fail;
-  }
   pvd_model *m;
   pvd_version *v = pvd_route_resolve(c, &m);
   if (!v) goto fail;
@@ -112,6 +104,15 @@ void pvd_h_detect(pvd_conn *c) {
   if (rc) {
     pvd_version_release(v);
     pvd_reply_error(c, 400, "model '%s': %s", m->name, pv_errmsg());
+    goto fail;
+  }
+  /* Bad images get their 400 here, from the header, without queueing. */
+  j->img = c->body.p;
+  j->len = c->body.len;
+  if (pv_image_probe(j->img, j->len, NULL, NULL, NULL)) {
+    const char *ct = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Type");
+    pvd_version_release(v);
+    pvd_reply_error(c, 400, "%s (Content-Type: %s); POST a JPEG or PNG image", pv_errmsg(), ct ? ct : "none");
     goto fail;
   }
   pvd_req *r = calloc(1, sizeof *r);
