@@ -5,7 +5,8 @@
 #    package's six sample photos that the pruned model still finds
 #    (IoU >= 0.5), at the model's threshold and at a lowered one;
 #  - speed: median `pivot run --repeat` time of each against the dense
-#    model, measured in the same run (ratios, one thread).
+#    model, measured in the same run (ratios, one thread), and the
+#    instructions per run counted by callgrind.
 # Usage: tools/faceapi/prune-report.sh [BUILD_DIR] (default: the source tree)
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,3 +67,17 @@ for line in open(sys.argv[1]):
 for m in ["dense", "7_8", "3_4", "1_2", "1_4", "c5_1_2"]:
     print("%-7s best median %.2f ms, speedup %.2fx" % (m, best[m], best["dense"] / best[m]))
 PYEOF
+# Instructions per run (valgrind --tool=callgrind; repeat 3 minus repeat 1,
+# halved, so loading and packing the model cancel): exact where timings on
+# a shared machine are not.
+if command -v valgrind >/dev/null 2>&1 && [ -x "$build/clients/.libs/pivot" ]; then
+  for m in dense 7_8 3_4 1_2 1_4 c5_1_2; do
+    ir1=$(LD_LIBRARY_PATH=$build/core/.libs valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+      "$build/clients/.libs/pivot" run "$out/$m.pvm" --input "$out/x.npy" --repeat 1 --threads 1 -o "$out/o" 2>&1 |
+      sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    ir3=$(LD_LIBRARY_PATH=$build/core/.libs valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+      "$build/clients/.libs/pivot" run "$out/$m.pvm" --input "$out/x.npy" --repeat 3 --threads 1 -o "$out/o" 2>&1 |
+      sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+    echo "$m: $(( (ir3 - ir1) / 2 )) instructions per run"
+  done
+fi
