@@ -198,20 +198,25 @@ static int decode_png(const uint8_t *b, size_t len, pv_image *img) {
     png_image_free(&pi);
     return rc;
   }
-  pi.format = PNG_FORMAT_RGB;
+  /* Alpha is dropped, not composited, as PIL's convert("RGB") and
+   * TensorFlow's decode_png(channels=3) do: read RGBA, then squeeze. */
+  bool alpha = pi.format & PNG_FORMAT_FLAG_ALPHA;
+  pi.format = alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
   size_t bytes = PNG_IMAGE_SIZE(pi);
   uint8_t *rgb = malloc(bytes);
   if (!rgb) {
     png_image_free(&pi);
     return pv_error(PV_ENOMEM, "PNG: no memory for %ux%u pixels", pi.width, pi.height);
   }
-  /* Transparent pixels are composited onto black, as TF.js's decoders do
-   * when they drop the alpha channel. */
   if (!png_image_finish_read(&pi, NULL, rgb, 0, NULL)) {
     free(rgb);
     rc = pv_error(PV_EFORMAT, "PNG: %s", pi.message);
     png_image_free(&pi);
     return rc;
+  }
+  if (alpha) {
+    size_t n = (size_t)pi.width * pi.height;
+    for (size_t i = 0; i < n; i++) memmove(rgb + 3 * i, rgb + 4 * i, 3);
   }
   img->w = (int)pi.width;
   img->h = (int)pi.height;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <jpeglib.h> /* after stdio.h: it needs FILE and size_t */
+#include <png.h>
 
 #include "cunit-main.h"
 #include "pv-image.h"
@@ -158,6 +159,28 @@ static void test_png_round_trip(void) {
   free(src);
 }
 
+/* Alpha is dropped, whatever it is: a fully transparent pixel keeps its
+ * colour (as PIL's convert("RGB") does), so results never depend on what
+ * memory held before. */
+static void test_png_alpha_dropped(void) {
+  uint8_t rgba[2 * 4] = {200, 100, 50, 0, 10, 20, 30, 255};
+  png_image pi;
+  memset(&pi, 0, sizeof pi);
+  pi.version = PNG_IMAGE_VERSION;
+  pi.width = 2;
+  pi.height = 1;
+  pi.format = PNG_FORMAT_RGBA;
+  uint8_t buf[4096];
+  png_alloc_size_t n = sizeof buf;
+  CU_ASSERT_FATAL(png_image_write_to_memory(&pi, buf, &n, 0, rgba, 0, NULL));
+  pv_image im;
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(buf, n, &im), 0);
+  CU_ASSERT_EQUAL(im.w, 2);
+  const uint8_t want[6] = {200, 100, 50, 10, 20, 30};
+  CU_ASSERT(memcmp(im.rgb, want, 6) == 0);
+  pv_image_free(&im);
+}
+
 static void test_jpeg_decode_and_truncation(void) {
   int w = 256, h = 192;
   uint8_t *src = gradient(w, h);
@@ -288,6 +311,7 @@ static CU_TestInfo tests[] = {
     {"not an image", test_not_an_image},
     {"oversized headers refused before decoding", test_oversized_headers},
     {"PNG round trip and truncation", test_png_round_trip},
+    {"PNG alpha dropped", test_png_alpha_dropped},
     {"JPEG decode and truncation", test_jpeg_decode_and_truncation},
     {"bilinear resize like TF", test_resize_like_tensorflow},
     {"pad to square, letterbox, normalise", test_pad_square_and_normalise},
