@@ -251,6 +251,13 @@ pv_model *pv_model_from_graph(pv_graph *g, const pv_load_opts *opts) {
     pv_error_prefix(rc, "optimising graph");
     goto fail;
   }
+  /* A pruned ONNX model (zeros stored) runs pivoted without a conversion:
+   * the same exact detection as `pivot convert` (no folding, which only
+   * the converter does). A .pvm (no_passes) carries its pivots already. */
+  if (!o.no_passes && (rc = pv_graph_detect_pivots(g, 0.75))) {
+    pv_error_prefix(rc, "detecting pivoted weights");
+    goto fail;
+  }
   static const char *const dflt[] = {"cpu", NULL};
   const char *const *names = o.backends ? o.backends : dflt;
   bool have_cpu = false;

@@ -380,6 +380,17 @@ int pv_graph_detect_pivots(pv_graph *g, double max_density) {
   for (int i = 0; i < g->n_nodes; i++) {
     pv_wlayer L;
     if (!pv_wlayer_of(g, i, &L) || g->values[L.wv].pivot) continue;
+    /* Blocks cover every nonzero, so a weight with more than max_density
+     * nonzeros has no structure worth keeping: skip the copy and the scan
+     * (this runs at every ONNX load). */
+    const pv_value *wv = &g->values[L.wv];
+    if (wv->data && wv->dtype == PV_F32) {
+      size_t n = (size_t)L.M * (size_t)L.C * (size_t)L.kk, nz = 0;
+      size_t limit = (size_t)(max_density * (double)n);
+      const float *d = wv->data;
+      for (size_t k = 0; k < n && nz <= limit; k++) nz += d[k] != 0.0f;
+      if (nz > limit) continue;
+    }
     float *W = pv_wlayer_dense(g, &L);
     if (!W) return pv_error_prefix(PV_ENOMEM, "layer '%s'", layer_name(g, &L));
     pv_pivot *p = pv_pivot_detect(W, L.M, L.C, L.kk, max_density);

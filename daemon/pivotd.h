@@ -115,7 +115,7 @@ typedef struct pvd_version {
   char *path;
   int64_t file_mtime_ns, file_size;
   pv_model *pm;
-  char backend[32];        /* backend of the first node, for labels */
+  char backend[32];        /* most preferred backend running a node, for labels */
   pvd_model_cfg cfg;       /* copy used by its scheduler */
   struct pvd_sched *sched;
   pvd_vstats stats;
@@ -212,6 +212,10 @@ void pvd_sched_free(pvd_sched *s);
 /* Queue r (takes it). -PV_EBUSY when the queue is full. */
 int pvd_sched_submit(pvd_sched *s, pvd_req *r);
 int pvd_sched_depth(pvd_sched *s);
+/* Run r now on the calling thread if its model computes in a few µs and
+ * nothing is queued; r->complete is called before it returns true. False:
+ * nothing was done, submit it. */
+bool pvd_sched_try_inline(pvd_sched *s, pvd_req *r);
 
 /* ------------------------------------------------------------ tensor-json.c */
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dashboard.h"
 #include "metrics.h"
 
 pvd_settings *pvd_cfg;
@@ -138,6 +139,19 @@ static void infer_done(pvd_req *r) {
   pvd_conn_finish(c);
 }
 
+/* The same for a request run inline: the connection was never
+ * suspended, so the HTTP callback sends the reply when it returns. */
+static void infer_done_inline(pvd_req *r) {
+  pvd_conn *c = r->conn;
+  c->status = r->http_status;
+  c->resp = r->resp;
+  c->resp_len = r->resp_len;
+  c->resp_json_len = r->resp_json_len;
+  c->resp_type = r->resp_type;
+  r->resp = NULL;
+  atomic_store(&c->finished, 1);
+}
+
 static void h_infer(pvd_conn *c) {
   pvd_model *m;
   pvd_version *v = resolve(c, &m);
@@ -167,6 +181,10 @@ static void h_infer(pvd_conn *c) {
     pvd_stat_add(&v->stats.fail, pvd_now_ns() - c->t_recv);
     goto answer;
   }
+  /* A tiny model with nothing queued runs here, answered at once. */
+  r->complete = infer_done_inline;
+  if (pvd_sched_try_inline(v->sched, r)) return;
+  r->complete = infer_done;
   /* Suspend first: a fast worker may finish before we return. */
   pvd_conn_suspend(c);
   if (pvd_sched_submit(v->sched, r) == 0) return;
@@ -320,5 +338,7 @@ const pvd_route pvd_routes[] = {
     {.method = "POST", .pattern = "/v2/repository/index", .fn = h_index},
     {.method = "POST", .pattern = "/v2/repository/models/{m}/load", .fn = h_load, .admin = true},
     {.method = "POST", .pattern = "/v2/repository/models/{m}/unload", .fn = h_unload, .admin = true},
+    {.method = "GET", .pattern = "/", .fn = pvd_dash_page},
+    {.method = "GET", .pattern = "/v2/dashboard/series", .fn = pvd_dash_series},
 };
 const int pvd_n_routes = (int)(sizeof pvd_routes / sizeof pvd_routes[0]);

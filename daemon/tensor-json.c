@@ -78,6 +78,9 @@ static const double pow10_exact[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+static const uint32_t pow10_exact_u32[8] = {1, 10, 100, 1000, 10000, 100000,
+                                             1000000, 10000000};
+
 typedef struct num {
   bool neg;
   uint64_t mant;   /* first 19 significant digits */
@@ -89,8 +92,78 @@ typedef struct num {
 
 static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
+/* Eight bytes at p as a little-endian word (the first char lowest). */
+static inline uint64_t load8(const char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  return v;
+}
+
+/* How many of the 8 chars in v are leading decimal digits. A borrow or
+ * carry between bytes only runs towards later chars, so the first
+ * non-digit is always seen correctly. */
+static inline int digits8(uint64_t v) {
+  uint64_t t = v - 0x3030303030303030ull;
+  uint64_t bad = ((t + 0x7676767676767676ull) | t) & 0x8080808080808080ull;
+  return bad ? __builtin_ctzll(bad) >> 3 : 8;
+}
+
+/* Value of the first nd (1..7) digit chars of v: the others are replaced
+ * by leading '0's, then pairs, quads and halves are combined with three
+ * multiplications instead of one per digit. */
+static inline uint32_t value8(uint64_t v, int nd) {
+  v = (v << (8 * (8 - nd))) | (0x3030303030303030ull >> (8 * nd));
+  v -= 0x3030303030303030ull;
+  v = (v * 10) + (v >> 8);
+  v = (((v & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
+       (((v >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >> 32;
+  return (uint32_t)v;
+}
+
+/* The common shape of numbers that clients print, -?(0|[1-9]d{0,6})
+ * (.d{1,7})? followed by neither a digit nor an exponent, eight chars at
+ * a time; false (nothing consumed) for anything else, which then takes
+ * the general scanner. Every load stays before end. */
+static inline bool scan_num_fast(const char *p, const char *end, num *n) {
+  const char *s = p;
+  bool neg = false;
+  if (p < end && *p == '-') { neg = true; p++; }
+  if (end - p < 8) return false;
+  uint64_t v = load8(p);
+  int ni = digits8(v);
+  if (ni == 0 || ni == 8 || (ni > 1 && *p == '0')) return false;
+  uint64_t mant = value8(v, ni);
+  p += ni;
+  int exp10 = 0;
+  bool is_int = true;
+  if (*p == '.') {
+    p++;
+    if (end - p < 8) return false;
+    v = load8(p);
+    int nf = digits8(v);
+    if (nf == 0 || nf == 8) return false;
+    mant = mant * pow10_exact_u32[nf] + value8(v, nf);
+    exp10 = -nf;
+    p += nf;
+    is_int = false;
+  }
+  if (*p == 'e' || *p == 'E') return false; /* p < end: a non-digit was seen */
+  n->start = s;
+  n->end = p;
+  n->neg = neg;
+  n->mant = mant;
+  n->exp10 = exp10;
+  n->trunc = false;
+  n->is_int = is_int;
+  return true;
+}
+
 /* JSON number grammar; returns -1 if there is no number at p. */
 static int scan_num(const char *p, const char *end, num *n) {
+  if (scan_num_fast(p, end, n)) return 0;
   n->start = p;
   n->neg = false;
   n->mant = 0;
@@ -312,9 +385,20 @@ static const uint64_t pow10_u[20] = {
 
 /* Write digits (ndig of them, value m) with decimal exponent e10 of the
  * first digit, choosing fixed or exponent notation like %g. */
+static const char digit_pairs[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static int emit(char *out, bool neg, uint64_t m, int ndig, int e10) {
   char dig[24];
-  for (int i = ndig - 1; i >= 0; i--) { dig[i] = (char)('0' + m % 10); m /= 10; }
+  int i = ndig;
+  /* Two digits per division by a constant. */
+  for (; i >= 2; i -= 2) {
+    memcpy(dig + i - 2, digit_pairs + 2 * (m % 100), 2);
+    m /= 100;
+  }
+  if (i) dig[0] = (char)('0' + m);
   while (ndig > 1 && dig[ndig - 1] == '0') ndig--;
   char *o = out;
   if (neg) *o++ = '-';

@@ -8,6 +8,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 
 #include "cpu-impl.h"
 #include "pv-backend.h"
@@ -15,6 +17,7 @@
 typedef struct cpu_ctx {
   pv_cpu_pool *pool;
   const pv_cpu_isa *isa;
+  bool profile; /* PIVOT_CPU_PROFILE set: time each op */
 } cpu_ctx;
 
 enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
@@ -470,15 +473,32 @@ static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
 
 static int cpu_execute(void *vplan, pv_run_ctx *rc) {
   cpu_plan *plan = vplan;
+  /* PIVOT_CPU_PROFILE=1: one line per op and run on stderr, to find
+   * where a model's time goes without a profiler. */
+  bool prof = plan->ctx->profile;
   for (int i = 0; i < plan->n_ops; i++) {
     const cpu_op *op = &plan->ops[i];
     int r;
+    struct timespec t0, t1, c0, c1;
+    if (prof) {
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    }
     switch (op->kind) {
     case OP_FC: r = exec_fc(plan->ctx, op, rc); break;
     case OP_CONV:
     case OP_DW: r = exec_conv(plan->ctx, op, rc); break;
     case OP_MAXPOOL: r = exec_maxpool(plan->ctx, op, rc); break;
     default: r = pv_ref_node(plan->g, op->node, rc->vals); break;
+    }
+    if (prof) {
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+      /* The calling thread's CPU time: all of it with one thread. */
+      fprintf(stderr, "cpu-profile %s %s %.3f ms cpu %.3f ms\n", op->node->name,
+              op->node->op,
+              (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6,
+              (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) / 1e6);
     }
     if (r) return r;
   }
@@ -491,6 +511,8 @@ static int cpu_init(const pv_backend_config *cfg, void **out) {
   cpu_ctx *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return pv_error(PV_ENOMEM, "cpu: out of memory");
   const char *force = getenv("PIVOT_CPU_ISA");
+  const char *prof = getenv("PIVOT_CPU_PROFILE");
+  ctx->profile = prof && *prof && strcmp(prof, "0");
   ctx->isa = force && *force ? pv_cpu_isa_get(force) : pv_cpu_isa_best();
   if (!ctx->isa) {
     free(ctx);

@@ -24,66 +24,93 @@ typedef struct gemm_job {
   int64_t n, nc, n_chunks;
   int msplit;
   int64_t *start; /* [n_seg+1] first item of each segment */
+  /* K-blocked mode: the im2col matrix, built once per call and shared
+   * by the threads; segment s's rows ([chunk][k][nc]) start at
+   * bpk + boff[s]. */
+  float *bpk;
+  int64_t *boff;
   atomic_int failed;
 } gemm_job;
+
+/* K-blocking: a pair of row panels over KB_KC steps (32 KB) stays in L1
+ * while every column panel of the chunk passes it, and the chunk's B block
+ * (KB_KC x KB_NC, 256 KB) stays in L2 while the row panels pass. So each
+ * weight is read from memory once per call, not once per column chunk. */
+#define KB_KC 256
+#define KB_NC 256
+#define KB_UNITS 8 /* row units per item: bounds the accumulator tiles */
+#define KB_MIN_K 2048 /* taps from which K-blocking pays (measured) */
+#define KB_MAX_FLOATS ((int64_t)16 << 20) /* packed B limit (64 MB) */
 
 static int64_t seg_units(const pv_cpu_seg *s, int np) {
   int64_t panels = (s->rows + PV_CPU_MR - 1) / PV_CPU_MR;
   return (panels + np - 1) / np;
 }
 
-/* Convolution columns (im2col fused into the packing): p outer so the
- * divisions that split a column into (channel, ky, kx) run once per
- * column, not per element; a panel that lies within one output row
- * copies contiguous input (stride 1) with no per-element bounds checks. */
+/* One row of the im2col matrix: dst[i] = B(p, n0 + i) for i < cn, the
+ * input under tap p (channel, ky, kx) of output pixel n0 + i, one output
+ * row segment at a time: zeros where the window leaves the input, a plain
+ * copy in between. */
+static void im2col_row(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int64_t p,
+                       int64_t n0, int64_t cn, float *restrict dst) {
+  const int64_t kk = b->kh * b->kw, OW = b->OW;
+  int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+  int64_t ch = c / kk, t = c % kk;
+  int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
+  const float *xc = b->x + ch * b->H * b->W;
+  /* Output columns [lo, hi) of a row read inside the input row. */
+  int64_t lo = dx >= 0 ? 0 : (-dx + b->sw - 1) / b->sw;
+  int64_t hi = b->W - 1 - dx < 0 ? 0 : (b->W - 1 - dx) / b->sw + 1;
+  if (hi > OW) hi = OW;
+  if (lo > hi) lo = hi;
+  int64_t oy = n0 / OW, ox = n0 % OW;
+  for (int64_t i = 0; i < cn; oy++, ox = 0) {
+    int64_t seg = OW - ox < cn - i ? OW - ox : cn - i;
+    int64_t iy = oy * b->sh + dy;
+    float *l = dst + i - ox; /* indexed by output column */
+    if ((uint64_t)iy >= (uint64_t)b->H) {
+      for (int64_t o = ox; o < ox + seg; o++) l[o] = 0.0f;
+    } else {
+      const float *xr = xc + iy * b->W;
+      int64_t e0 = ox > lo ? ox : lo, e1 = ox + seg < hi ? ox + seg : hi;
+      if (e1 < e0) e0 = e1 = e0 < ox + seg ? e0 : ox + seg; /* none inside */
+      for (int64_t o = ox; o < e0; o++) l[o] = 0.0f;
+      if (b->sw == 1) {
+        for (int64_t o = e0; o < e1; o++) l[o] = xr[o + dx];
+      } else {
+        for (int64_t o = e0; o < e1; o++) l[o] = xr[o * b->sw + dx];
+      }
+      for (int64_t o = e1; o < ox + seg; o++) l[o] = 0.0f;
+    }
+    i += seg;
+  }
+}
+
+/* Convolution columns packed into nr-wide panels (im2col fused into the
+ * packing): each im2col row is built as one line, then cut into the
+ * panels. Both loops are plain copies, where building each panel
+ * separately needs per-element bounds checks for every panel that wraps
+ * to the next output row (half of them on a 13-pixel-wide layer). */
+#define PACK_LINE 480 /* a multiple of every nr (4, 6, 8) */
+
 static void pack_b_conv(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int nr,
                         int64_t n0, int64_t ncols, float *dst) {
-  const int64_t k = s->k, kk = b->kh * b->kw;
-  const int64_t npan = (ncols + nr - 1) / nr;
-  const int64_t oy0 = n0 / b->OW, ox0 = n0 % b->OW;
-  for (int64_t p = 0; p < k; p++) {
-    int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
-    int64_t ch = c / kk, t = c % kk;
-    int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
-    const float *xc = b->x + ch * b->H * b->W;
-    int64_t oy = oy0, ox = ox0;
-    for (int64_t q = 0; q < npan; q++) {
-      float *d = dst + q * k * nr + p * nr;
-      int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
-      int jj = 0;
-      if (ox + w <= b->OW) {
-        int64_t iy = oy * b->sh + dy, ix = ox * b->sw + dx;
-        if ((uint64_t)iy < (uint64_t)b->H) {
-          const float *xr = xc + iy * b->W;
-          if (b->sw == 1 && ix >= 0 && ix + w <= b->W) {
-            if (w == 8) { /* a fixed count the compiler turns into moves */
-              for (; jj < 8; jj++) d[jj] = xr[ix + jj];
-            } else {
-              for (; jj < w; jj++) d[jj] = xr[ix + jj];
-            }
-          } else {
-            for (; jj < w; jj++, ix += b->sw)
-              d[jj] = (uint64_t)ix < (uint64_t)b->W ? xr[ix] : 0.0f;
-          }
-        }
-      } else { /* the panel wraps to the next output row */
-        int64_t y2 = oy, x2 = ox;
-        for (; jj < w; jj++) {
-          int64_t iy = y2 * b->sh + dy, ix = x2 * b->sw + dx;
-          d[jj] = (uint64_t)iy < (uint64_t)b->H && (uint64_t)ix < (uint64_t)b->W
-                      ? xc[iy * b->W + ix]
-                      : 0.0f;
-          if (++x2 == b->OW) {
-            x2 = 0;
-            y2++;
-          }
-        }
-      }
-      for (; jj < nr; jj++) d[jj] = 0;
-      ox += nr;
-      while (ox >= b->OW) {
-        ox -= b->OW;
-        oy++;
+  const int64_t k = s->k;
+  float line[PACK_LINE];
+  for (int64_t c0 = 0; c0 < ncols; c0 += PACK_LINE) {
+    const int64_t cn = ncols - c0 < PACK_LINE ? ncols - c0 : PACK_LINE;
+    const int64_t npan = (cn + nr - 1) / nr;
+    float *dbase = dst + (c0 / nr) * k * nr;
+    for (int64_t p = 0; p < k; p++) {
+      im2col_row(s, b, p, n0 + c0, cn, line);
+      for (int64_t i = cn; i < npan * nr; i++) line[i] = 0.0f;
+      float *d = dbase + p * nr;
+      if (nr == 8) { /* a fixed count the compiler turns into one move */
+        for (int64_t q = 0; q < npan; q++)
+          for (int jj = 0; jj < 8; jj++) d[q * k * 8 + jj] = line[q * 8 + jj];
+      } else {
+        for (int64_t q = 0; q < npan; q++)
+          for (int jj = 0; jj < nr; jj++) d[q * k * nr + jj] = line[q * nr + jj];
       }
     }
   }
@@ -243,6 +270,72 @@ static bool conv_implicit(const gemm_job *j, const pv_cpu_seg *s, int64_t u0,
   return true;
 }
 
+/* One item in K-blocked mode: the accumulator tiles of all (row unit,
+ * column panel) pairs of the item live in scratch across the k blocks;
+ * the last block stores them with bias and activation. The micro-kernel
+ * reads B straight from the im2col rows. */
+static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
+                        int64_t n0, int64_t ncols, int tid) {
+  const pv_cpu_isa *isa = j->isa;
+  const pv_cpu_seg *s = &j->segs[si];
+  const int nr = isa->nr, tl = PV_CPU_TILE_M * nr;
+  const int64_t npan = (ncols + nr - 1) / nr, k = s->k, ld = j->nc;
+  const int64_t panel_len = PV_CPU_MR * k;
+  size_t ntiles = (size_t)((u1 - u0) * npan + 1);
+  float *acc = pv_cpu_pool_scratch(j->pool, tid, ntiles * tl * sizeof(float));
+  if (!acc) {
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  float *tmp = acc + (ntiles - 1) * tl;
+  const float *bseg = j->bpk + j->boff[si] + n0 / j->nc * k * ld;
+  for (int64_t pc = 0; pc < k; pc += KB_KC) {
+    int64_t kb = k - pc < KB_KC ? k - pc : KB_KC;
+    bool first = pc == 0, last = pc + kb == k;
+    for (int64_t u = u0; u < u1; u++) {
+      int64_t r0 = u * isa->np_max * PV_CPU_MR;
+      int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+      if (np > isa->np_max) np = isa->np_max;
+      int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+      const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len + pc * PV_CPU_MR;
+      for (int64_t q = 0; q < npan; q++) {
+        int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
+        float *t = acc + ((u - u0) * npan + q) * tl;
+        isa->ukr(ap, panel_len, np, bseg + pc * ld + q * nr, ld, 1, kb, w,
+                 first ? t : tmp);
+        if (!first)
+          for (int jj = 0; jj < w; jj++) {
+            float *restrict td = t + jj * PV_CPU_TILE_M;
+            const float *restrict ts = tmp + jj * PV_CPU_TILE_M;
+            for (int i = 0; i < np * PV_CPU_MR; i++) td[i] += ts[i];
+          }
+        if (last) store_tile(isa, s, j->out, r0, nrows, n0 + q * nr, w, t);
+      }
+    }
+  }
+}
+
+/* Packing item of the K-blocked mode: KB_PACK_ROWS im2col rows of a
+ * segment over all columns. The matrix is stored per column chunk
+ * ([chunk][k][nc]), so the block one item reads is contiguous: rows of
+ * the whole matrix would put each row of a wide layer on its own page. */
+#define KB_PACK_ROWS 32
+static void kblock_pack(void *arg, int64_t item, int tid) {
+  (void)tid;
+  gemm_job *j = arg;
+  int64_t per = (j->a->max_k + KB_PACK_ROWS - 1) / KB_PACK_ROWS;
+  int si = (int)(item / per);
+  const pv_cpu_seg *s = &j->segs[si];
+  int64_t p0 = item % per * KB_PACK_ROWS;
+  int64_t p1 = p0 + KB_PACK_ROWS < s->k ? p0 + KB_PACK_ROWS : s->k;
+  float *base = j->bpk + j->boff[si];
+  for (int64_t c = 0; c < j->n_chunks; c++) {
+    int64_t n0 = c * j->nc, cn = j->n - n0 < j->nc ? j->n - n0 : j->nc;
+    for (int64_t p = p0; p < p1; p++)
+      im2col_row(s, j->b, p, n0, cn, base + (c * s->k + p) * j->nc);
+  }
+}
+
 static void gemm_item(void *arg, int64_t item, int tid) {
   gemm_job *j = arg;
   const pv_cpu_isa *isa = j->isa;
@@ -257,6 +350,10 @@ static void gemm_item(void *arg, int64_t item, int tid) {
   int64_t n0 = chunk * j->nc;
   int64_t ncols = j->n - n0 < j->nc ? j->n - n0 : j->nc;
   int64_t npan = (ncols + isa->nr - 1) / isa->nr;
+  if (j->bpk) {
+    kblock_item(j, si, u0, u1, n0, ncols, tid);
+    return;
+  }
 
   size_t bfl = (size_t)(npan * isa->nr) * (size_t)(s->k ? s->k : 1);
   float *scratch =
@@ -324,9 +421,17 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   gemm_job j = {.pool = pool, .isa = isa, .a = a, .segs = segs, .bidx = bidx,
                 .b = b, .out = out, .n = n};
   int64_t kmax = a->max_k > 0 ? a->max_k : 1;
-  int64_t nc = B_CHUNK_FLOATS / kmax / isa->nr * isa->nr;
-  if (nc < isa->nr) nc = isa->nr;
   int64_t nfull = (n + isa->nr - 1) / isa->nr * isa->nr;
+  /* A convolution with many taps: build its im2col matrix once and run
+   * K-blocked, rather than packing per item and streaming all weights
+   * once per column chunk (at K = 4608 the chunks are 24 columns wide).
+   * Below KB_MIN_K the chunks are wide enough and the per-item path,
+   * with its implicit GEMM for few taps, is as fast or faster. */
+  int64_t ksum = 0;
+  for (int s = 0; s < a->n_seg; s++) ksum += segs[s].k;
+  bool kblock = b->conv && kmax >= KB_MIN_K && ksum <= KB_MAX_FLOATS / (n + KB_NC);
+  int64_t nc = (kblock ? KB_NC : B_CHUNK_FLOATS / kmax) / isa->nr * isa->nr;
+  if (nc < isa->nr) nc = isa->nr;
   if (nc > nfull) nc = nfull;
   j.nc = nc;
   j.n_chunks = (n + nc - 1) / nc;
@@ -342,11 +447,34 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   /* A few items per thread absorb the noise of a shared machine. */
   int64_t want = threads > 1 ? 4 * (int64_t)threads : 1;
   int64_t msplit = base >= want ? 1 : (want + base - 1) / (base ? base : 1);
+  if (kblock && msplit < (max_units + KB_UNITS - 1) / KB_UNITS)
+    msplit = (max_units + KB_UNITS - 1) / KB_UNITS;
   if (msplit > max_units) msplit = max_units;
   j.msplit = (int)msplit;
 
   j.start = malloc(((size_t)a->n_seg + 1) * sizeof *j.start);
   if (!j.start) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  if (kblock) {
+    j.boff = malloc(((size_t)a->n_seg + 1) * sizeof *j.boff);
+    if (!j.boff) {
+      free(j.start);
+      return pv_error(PV_ENOMEM, "cpu: out of memory");
+    }
+    j.boff[0] = 0;
+    for (int s = 0; s < a->n_seg; s++) j.boff[s + 1] = j.boff[s] + segs[s].k * j.n_chunks * nc;
+    pv_cpu_pool_call_lock(pool);
+    j.bpk = pv_cpu_pool_call_scratch(pool, (size_t)j.boff[a->n_seg] * sizeof(float));
+    if (!j.bpk) {
+      pv_cpu_pool_call_unlock(pool);
+      free(j.boff);
+      free(j.start);
+      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+    }
+    int64_t pitems = a->n_seg * ((kmax + KB_PACK_ROWS - 1) / KB_PACK_ROWS);
+    int puse = (int)((double)ksum * (double)n / 65536.0) + 1;
+    pv_cpu_pool_run_max(pool, pitems, puse < threads ? puse : threads,
+                        kblock_pack, &j);
+  }
   j.start[0] = 0;
   for (int s = 0; s < a->n_seg; s++) {
     int64_t u = seg_units(&segs[s], isa->np_max);
@@ -359,6 +487,10 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   int use = (int)(macs / 262144.0) + 1;
   pv_cpu_pool_run_max(pool, j.start[a->n_seg], use < threads ? use : threads,
                       gemm_item, &j);
+  if (kblock) {
+    pv_cpu_pool_call_unlock(pool);
+    free(j.boff);
+  }
   free(j.start);
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");

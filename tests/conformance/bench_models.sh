@@ -17,9 +17,14 @@ need_python
 need_ort
 [ -x "$PIVOT" ] || conf_fail "$PIVOT not built: run make first"
 
-# pivot run prints "time X ms (median of N, BACKEND)"; ort_run.js "median_ms=X".
+# pivot run prints "time X ms (median of N, BACKEND), min Y ms, min cpu Z ms";
+# ort_run.js "median_ms=X ... min_cpu_ms=Z".
 median_ms() {
   sed -n 's/^time \([0-9][0-9.]*\) ms (median.*/\1/p; s/^median_ms=\([0-9.]*\).*/\1/p' "$1" | head -n 1
+}
+# The least CPU time of one run: steadier than wall time on a shared machine.
+min_cpu_ms() {
+  sed -n 's/^time .*min cpu \([0-9][0-9.]*\) ms.*/\1/p; s/^median_ms=.*min_cpu_ms=\([0-9.]*\).*/\1/p' "$1" | head -n 1
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 
@@ -30,7 +35,7 @@ done
 
 echo "pivot run --repeat $repeat vs ONNX Runtime $(sed -n 's/^ORT_VERSION=//p' "$abs_top_srcdir/scripts/ort.sh") (graphOptimizationLevel all), medians after one warm-up"
 echo "$(nproc) cores: $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1)"
-printf '%-16s %-6s %-12s %9s %9s %9s %9s %9s %9s\n' model input "ORT model" "pivot t1" "pivot t2" "ort t1" "ort t2" ort1/piv1 ort2/piv2
+printf '%-16s %-6s %-12s %9s %9s %9s %9s %9s %9s %9s\n' model input "ORT model" "pivot t1" "pivot t2" "ort t1" "ort t2" ort1/piv1 ort2/piv2 cpu1-ratio
 tmp=$MODELS/bench.tmp
 mkdir -p "$tmp"
 for c in $cases; do
@@ -57,8 +62,11 @@ for c in $cases; do
   done
   p1=$(median_ms "$tmp/pivot1.log"); p2=$(median_ms "$tmp/pivot2.log")
   o1=$(median_ms "$tmp/ort1.log"); o2=$(median_ms "$tmp/ort2.log")
-  printf '%-16s %-6s %-12s %9s %9s %9s %9s %9s %9s\n' "$model" "$set" "$ortmodel" \
-    "${p1:-?}" "${p2:-?}" "${o1:-?}" "${o2:-?}" "$(ratio "${o1:-0}" "${p1:-0}")" "$(ratio "${o2:-0}" "${p2:-0}")"
+  c1=$(min_cpu_ms "$tmp/pivot1.log"); d1=$(min_cpu_ms "$tmp/ort1.log")
+  printf '%-16s %-6s %-12s %9s %9s %9s %9s %9s %9s %9s\n' "$model" "$set" "$ortmodel" \
+    "${p1:-?}" "${p2:-?}" "${o1:-?}" "${o2:-?}" "$(ratio "${o1:-0}" "${p1:-0}")" "$(ratio "${o2:-0}" "${p2:-0}")" \
+    "$(ratio "${d1:-0}" "${c1:-0}")"
 done
 echo "times in ms; a ratio > 1 means pivot is faster than ONNX Runtime with the same thread count"
+echo "cpu1-ratio: the same at one thread from the least process CPU time of one run (ORT / pivot)"
 rm -rf "$tmp"

@@ -123,15 +123,18 @@ async function main() {
   if (timing) {
     await sess.run(feeds);
     const ms = [];
+    let cpuMin = Infinity;
     for (let i = 0; i < repeat; i++) {
-      const t0 = process.hrtime.bigint();
+      const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
       await sess.run(feeds);
       ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const c = process.cpuUsage(c0);
+      cpuMin = Math.min(cpuMin, (c.user + c.system) / 1e3);
     }
     ms.sort((a, b) => a - b);
     const mid = ms.length >> 1;
     const med = ms.length % 2 ? ms[mid] : (ms[mid - 1] + ms[mid]) / 2;
-    console.log(`median_ms=${med.toFixed(3)} threads=${threads} repeat=${repeat}`);
+    console.log(`median_ms=${med.toFixed(3)} threads=${threads} repeat=${repeat} min_ms=${ms[0].toFixed(3)} min_cpu_ms=${cpuMin.toFixed(3)}`);
     return;
   }
   const res = await sess.run(feeds);

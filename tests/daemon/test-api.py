@@ -124,6 +124,25 @@ try:
         st, j = d.json("GET", "/v2/models/lin/versions/2"); check(st == 200 and j["name"] == "lin", "version metadata")
         st, j = d.json("GET", "/v2/models/lin/versions/7"); check(st == 404, "metadata of unknown version")
 
+        # A tiny model without batching runs on the HTTP thread once
+        # measured (8 runs) while its queue is empty, on the workers
+        # otherwise: the values are right either way, in sequence and with
+        # concurrent clients mixing both paths.
+        for i in range(20):
+            st, j = d.json("POST", "/v2/models/other/infer", infer_body([i, -i, 0.25], n=3))
+            check(st == 200 and j["outputs"][0]["data"] == [i + 0.5, 0.5 - i, 0.75], "inline %d: %r" % (i, j))
+        res = []
+        def other(i):
+            for k in range(10):
+                st, j = d.json("POST", "/v2/models/other/infer", infer_body([i, k, -1], n=3))
+                res.append((st, i, k, j["outputs"][0]["data"] if st == 200 else j))
+        ts = [threading.Thread(target=other, args=(i,)) for i in range(4)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        check(len(res) == 40 and all(st == 200 and out == [i + 0.5, k + 0.5, -0.5] for st, i, k, out in res),
+              "inline and queued results %r" % res)
+        st, j = d.json("POST", "/v2/models/other/infer", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]})
+        check(st == 400 and "error" in j, "bad shape still a 400 %r" % j)
+
         # Full queue: 503 with Retry-After, the others succeed.
         got = []
         def slow_one():

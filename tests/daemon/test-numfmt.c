@@ -33,6 +33,14 @@ int main(void) {
       fprintf(stderr, "scan of %s gave %.9g\n", out, (double)s);
       bad++;
     }
+    /* Inside a longer array the eight-chars-at-a-time path reads it. */
+    char arr[64];
+    int len = snprintf(arr, sizeof arr, "%s,12345678,", out);
+    p = arr;
+    if (pvd_scan_float(&p, arr + len, &s) || memcmp(&s, &f, 4) || p != arr + n) {
+      fprintf(stderr, "scan of %s followed by more gave %.9g\n", out, (double)s);
+      bad++;
+    }
   }
   /* Decimal strings with many digits and exponents, as clients print them. */
   for (int i = 0; i < 500000 && bad < 20; i++) {
@@ -44,6 +52,12 @@ int main(void) {
     float want = strtof(txt, NULL);
     if (pvd_scan_float(&p, txt + len, &s) || memcmp(&s, &want, 4) || p != txt + len) {
       fprintf(stderr, "scan of %s gave %.9g, strtof %.9g\n", txt, (double)s, (double)want);
+      bad++;
+    }
+    memcpy(txt + len, "]       ", 9); /* room for whole-word loads */
+    p = txt;
+    if (pvd_scan_float(&p, txt + len + 8, &s) || memcmp(&s, &want, 4) || p != txt + len) {
+      fprintf(stderr, "scan of %s followed by more gave %.9g\n", txt, (double)s);
       bad++;
     }
   }
