@@ -10,6 +10,7 @@ int cmd_run(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_detect(int argc, char **argv);
 
 /* Print "pivot: <message>" to stderr and return 1 (for `return die(...)`). */
 int cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,4 +1,4 @@
-/* pivot: the local command line (run, inspect, convert, bench). */
+/* pivot: the local command line (run, inspect, convert, bench, detect). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@ static const struct {
     {"inspect", cmd_inspect, "layers, shapes, parameters, FLOPs, memory"},
     {"convert", cmd_convert, "convert/prune a model to .pvm"},
     {"bench", cmd_bench, "benchmark kernels and models"},
+    {"detect", cmd_detect, "detect objects in a JPEG/PNG photo"},
 };
 
 int cli_die(const char *fmt, ...) {

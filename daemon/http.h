@@ -60,5 +60,9 @@ void pvd_reply_buf(pvd_conn *c, int status, pvd_buf *b);
 void pvd_conn_suspend(pvd_conn *c);
 void pvd_conn_finish(pvd_conn *c);
 bool pvd_http_quiescing(void);
+/* Model and version the URL names, retained; NULL after answering 404/503. */
+pvd_version *pvd_route_resolve(pvd_conn *c, pvd_model **mp);
+/* detect.c */
+void pvd_h_detect(pvd_conn *c);
 
 #endif

@@ -20,6 +20,7 @@ void pvd_req_free(pvd_req *r) {
   free(r->out_binary);
   free(r->id);
   free(r->resp);
+  if (r->ext_free) r->ext_free(r->ext);
   if (r->ver) pvd_version_release(r->ver);
   free(r);
 }

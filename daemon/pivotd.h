@@ -191,6 +191,12 @@ typedef struct pvd_req {
   const char *resp_type;
   int fail_reason;
   void (*complete)(struct pvd_req *); /* resumes the connection */
+  /* Set by endpoints other than infer (detect): the worker calls run with
+   * its execution context instead of batching `in`, and run fills the
+   * response. ext is the endpoint's state, freed with ext_free. */
+  void (*run)(struct pvd_req *, pv_exec *);
+  void *ext;
+  void (*ext_free)(void *);
   struct pvd_req *next;
 } pvd_req;
 

@@ -61,6 +61,8 @@ static pvd_version *resolve(pvd_conn *c, pvd_model **mp) {
   return NULL;
 }
 
+pvd_version *pvd_route_resolve(pvd_conn *c, pvd_model **mp) { return resolve(c, mp); }
+
 static void tensor_meta(pvd_buf *b, const pv_value *v) {
   pvd_buf_puts(b, "{\"name\":");
   pvd_buf_json_str(b, v->name);
@@ -330,6 +332,8 @@ const pvd_route pvd_routes[] = {
     {.method = "GET", .pattern = "/v2/models/{m}/versions/{v}/stats", .fn = h_stats},
     {.method = "POST", .pattern = "/v2/models/{m}/infer", .fn = h_infer},
     {.method = "POST", .pattern = "/v2/models/{m}/versions/{v}/infer", .fn = h_infer},
+    {.method = "POST", .pattern = "/v2/models/{m}/detect", .fn = pvd_h_detect},
+    {.method = "POST", .pattern = "/v2/models/{m}/versions/{v}/detect", .fn = pvd_h_detect},
     {.method = "PUT", .pattern = "/v2/models/{m}/versions/{v}/model", .fn = h_upload, .admin = true, .upload = true},
     {.method = "POST", .pattern = "/v2/repository/index", .fn = h_index},
     {.method = "POST", .pattern = "/v2/repository/models/{m}/load", .fn = h_load, .admin = true},

@@ -155,6 +155,19 @@ static void run_batch(pvd_sched *s, pv_exec *e, pvd_req **rs, int n) {
   }
 }
 
+/* A request with its own run (detect): alone, never batched. */
+static void run_custom(pvd_sched *s, pv_exec *e, pvd_req *r) {
+  pvd_vstats *st = &s->ver->stats;
+  r->t_start = r->t_infer0 = pvd_now_ns();
+  r->run(r, e);
+  r->t_infer1 = r->t_end = pvd_now_ns();
+  atomic_fetch_add_explicit(&st->execution_count, 1, memory_order_relaxed);
+  pvd_stat_add(&st->batch[1], r->t_infer1 - r->t_infer0);
+  if (r->http_status == 200) record(r, 1);
+  else pvd_stat_add(&st->fail, r->t_end - r->t_recv);
+  r->complete(r);
+}
+
 typedef struct worker_arg {
   pvd_sched *s;
   int idx;
@@ -177,13 +190,13 @@ static void *worker(void *arg) {
     s->count--;
     int n = 1, total = req_batch(first);
     batch[0] = first;
-    if (s->batchable && max_batch > 1) {
+    if (s->batchable && max_batch > 1 && !first->run) {
       uint64_t until = first->t_enq + delay_ns;
       for (;;) {
         /* Take compatible requests from the head while they fit. */
         while (s->count > 0 && n < MAX_GATHER) {
           pvd_req *r = s->ring[s->head];
-          if (!compatible(first, r) || total + req_batch(r) > max_batch) break;
+          if (r->run || !compatible(first, r) || total + req_batch(r) > max_batch) break;
           s->head = (s->head + 1) % s->cap;
           s->count--;
           batch[n++] = r;
@@ -213,7 +226,8 @@ static void *worker(void *arg) {
         batch[keep++] = batch[k];
       }
     }
-    if (keep) run_batch(s, e, batch, keep);
+    if (keep && batch[0]->run) run_custom(s, e, batch[0]);
+    else if (keep) run_batch(s, e, batch, keep);
     pthread_mutex_lock(&s->mu);
   }
   pthread_mutex_unlock(&s->mu);

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install what pivotd needs to build, run and test, from Debian's packages,
-# only when something is missing. Usage: scripts/deps.sh [build|test]
+# only when something is missing. Usage: scripts/deps.sh [build|demo|test]
+# (demo: build, plus what converting the face detector needs)
 set -e
 want=build
 [ -n "$1" ] && want=$1
@@ -15,11 +16,14 @@ if [ "$want" = test ]; then
     dataset-fashion-mnist gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
     chromium fonts-dejavu-core systemd"
 fi
+if [ "$want" = demo ]; then
+  pkgs="$pkgs python3-onnx python3-numpy"
+fi
 
 missing=""
 # Node.js may come from elsewhere than Debian (npm's own builds): any
 # working node and npm will do.
-if [ "$want" = test ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then
+if [ "$want" != build ] && ! { command -v node >/dev/null && command -v npm >/dev/null; }; then
   missing="nodejs npm"
 fi
 for p in $pkgs; do
@@ -37,4 +41,8 @@ fi
 # ONNX Runtime (the conformance reference) from npm, only when missing.
 if [ "$want" = test ]; then
   "$(dirname "$0")/ort.sh"
+fi
+# face-api (trained face detectors, sample photos, the reference) from npm.
+if [ "$want" != build ]; then
+  "$(dirname "$0")/../tools/faceapi/fetch.sh" >/dev/null
 fi

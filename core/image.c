@@ -1,0 +1,428 @@
+/* Image input: JPEG (libjpeg-turbo) and PNG (libpng) decoding with the
+ * size checked from the header first, and the resize/pad/normalise that
+ * turns a photo into a model's input tensor. */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pv-image.h"
+
+#ifdef HAVE_IMAGE
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+#endif
+
+static bool is_png(const uint8_t *b, size_t len) {
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  return len >= 8 && !memcmp(b, sig, 8);
+}
+
+static bool is_jpeg(const uint8_t *b, size_t len) {
+  return len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
+}
+
+static int check_size(const char *fmt, long w, long h) {
+  if (w <= 0 || h <= 0)
+    return pv_error(PV_EFORMAT, "%s header gives an empty image (%ldx%ld)",
+                    fmt, w, h);
+  if (w > PV_IMAGE_MAX_SIDE || h > PV_IMAGE_MAX_SIDE ||
+      w * h > PV_IMAGE_MAX_PIXELS)
+    return pv_error(PV_ERANGE,
+                    "%s image is %ldx%ld, larger than the limit of %d pixels "
+                    "a side and %ld Mpx",
+                    fmt, w, h, PV_IMAGE_MAX_SIDE, PV_IMAGE_MAX_PIXELS >> 20);
+  return 0;
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Walk the JPEG markers up to the first start-of-frame. */
+static int jpeg_dims(const uint8_t *b, size_t len, long *w, long *h) {
+  size_t i = 2;
+  while (i + 4 <= len) {
+    if (b[i] != 0xff) return pv_error(PV_EFORMAT, "JPEG: bad marker at byte %zu", i);
+    uint8_t m = b[i + 1];
+    if (m == 0xff) { i++; continue; } /* fill byte */
+    if (m == 0xd8 || (m >= 0xd0 && m <= 0xd7) || m == 0x01) { i += 2; continue; }
+    if (m == 0xd9 || m == 0xda)
+      return pv_error(PV_EFORMAT, "JPEG: no frame header before the image data");
+    size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
+    if (seg < 2) return pv_error(PV_EFORMAT, "JPEG: bad segment length at byte %zu", i);
+    bool sof = m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc;
+    if (sof) {
+      if (seg < 7 || i + 2 + 7 > len) break;
+      *h = (long)b[i + 5] << 8 | b[i + 6];
+      *w = (long)b[i + 7] << 8 | b[i + 8];
+      return 0;
+    }
+    i += 2 + seg;
+  }
+  return pv_error(PV_EFORMAT, "JPEG: truncated before the frame header");
+}
+
+int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
+                   int *h) {
+  const uint8_t *b = buf;
+  long iw = 0, ih = 0;
+  const char *fmt;
+  if (!buf || len == 0) return pv_error(PV_EFORMAT, "empty image");
+  if (is_png(b, len)) {
+    fmt = "PNG";
+    if (len < 24 || memcmp(b + 12, "IHDR", 4))
+      return pv_error(PV_EFORMAT, "PNG: truncated or missing IHDR header");
+    iw = (long)be32(b + 16);
+    ih = (long)be32(b + 20);
+  } else if (is_jpeg(b, len)) {
+    fmt = "JPEG";
+    int rc = jpeg_dims(b, len, &iw, &ih);
+    if (rc) return rc;
+  } else {
+    return pv_error(PV_EFORMAT, "not a JPEG or PNG image (%zu bytes starting %02x %02x %02x %02x)",
+                    len, b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
+  }
+  int rc = check_size(fmt, iw, ih);
+  if (rc) return rc;
+  if (format) *format = fmt[0] == 'P' ? "png" : "jpeg";
+  if (w) *w = (int)iw;
+  if (h) *h = (int)ih;
+  return 0;
+}
+
+void pv_image_free(pv_image *img) {
+  if (!img) return;
+  free(img->rgb);
+  img->rgb = NULL;
+  img->w = img->h = 0;
+}
+
+#ifdef HAVE_IMAGE
+
+typedef struct jerr {
+  struct jpeg_error_mgr mgr;
+  jmp_buf jmp;
+  char msg[JMSG_LENGTH_MAX];
+  bool truncated;
+} jerr;
+
+static void jerr_exit(j_common_ptr c) {
+  jerr *e = (jerr *)c->err;
+  if (!e->truncated) c->err->format_message(c, e->msg);
+  longjmp(e->jmp, 1);
+}
+
+/* libjpeg only warns about a file cut short and fills the rest with grey;
+ * we want an error, so remember those warnings. */
+static void jerr_emit(j_common_ptr c, int level) {
+  jerr *e = (jerr *)c->err;
+  if (level < 0 && (c->err->msg_code == JWRN_JPEG_EOF ||
+                    c->err->msg_code == JWRN_HIT_MARKER)) {
+    if (!e->truncated) c->err->format_message(c, e->msg);
+    e->truncated = true;
+  }
+}
+
+static int decode_jpeg(const uint8_t *b, size_t len, pv_image *img) {
+  struct jpeg_decompress_struct ci;
+  jerr e;
+  /* volatile: assigned between setjmp and longjmp. */
+  uint8_t *volatile rgb = NULL;
+  memset(&e, 0, sizeof e);
+  ci.err = jpeg_std_error(&e.mgr);
+  e.mgr.error_exit = jerr_exit;
+  e.mgr.emit_message = jerr_emit;
+  if (setjmp(e.jmp)) {
+    jpeg_destroy_decompress(&ci);
+    free(rgb);
+    /* A file cut in its headers ends as "contains no image": say why. */
+    return pv_error(PV_EFORMAT, e.truncated ? "JPEG: truncated file (%s)" : "JPEG: %s", e.msg);
+  }
+  jpeg_create_decompress(&ci);
+  jpeg_mem_src(&ci, b, (unsigned long)len);
+  jpeg_read_header(&ci, TRUE);
+  int rc = check_size("JPEG", (long)ci.image_width, (long)ci.image_height);
+  if (rc) {
+    jpeg_destroy_decompress(&ci);
+    return rc;
+  }
+  ci.out_color_space = JCS_RGB;
+  jpeg_start_decompress(&ci);
+  if (ci.output_components != 3) {
+    jpeg_destroy_decompress(&ci);
+    return pv_error(PV_EUNSUPPORTED, "JPEG: %d output components, want 3",
+                    ci.output_components);
+  }
+  size_t stride = (size_t)ci.output_width * 3;
+  rgb = malloc(stride * ci.output_height);
+  if (!rgb) {
+    jpeg_destroy_decompress(&ci);
+    return pv_error(PV_ENOMEM, "JPEG: no memory for %ux%u pixels",
+                    ci.output_width, ci.output_height);
+  }
+  while (ci.output_scanline < ci.output_height && !e.truncated) {
+    JSAMPROW row = rgb + stride * ci.output_scanline;
+    jpeg_read_scanlines(&ci, &row, 1);
+  }
+  if (e.truncated) {
+    jpeg_destroy_decompress(&ci);
+    free(rgb);
+    return pv_error(PV_EFORMAT, "JPEG: truncated or corrupt image data (%s)", e.msg);
+  }
+  jpeg_finish_decompress(&ci);
+  if (e.truncated) { /* the end-of-image marker itself was missing */
+    jpeg_destroy_decompress(&ci);
+    free(rgb);
+    return pv_error(PV_EFORMAT, "JPEG: truncated (%s)", e.msg);
+  }
+  img->w = (int)ci.output_width;
+  img->h = (int)ci.output_height;
+  img->rgb = rgb;
+  jpeg_destroy_decompress(&ci);
+  return 0;
+}
+
+static int decode_png(const uint8_t *b, size_t len, pv_image *img) {
+  png_image pi;
+  memset(&pi, 0, sizeof pi);
+  pi.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_memory(&pi, b, len))
+    return pv_error(PV_EFORMAT, "PNG: %s", pi.message);
+  int rc = check_size("PNG", (long)pi.width, (long)pi.height);
+  if (rc) {
+    png_image_free(&pi);
+    return rc;
+  }
+  /* Alpha is dropped, not composited, as PIL's convert("RGB") and
+   * TensorFlow's decode_png(channels=3) do: read RGBA, then squeeze. */
+  bool alpha = pi.format & PNG_FORMAT_FLAG_ALPHA;
+  pi.format = alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
+  size_t bytes = PNG_IMAGE_SIZE(pi);
+  uint8_t *rgb = malloc(bytes);
+  if (!rgb) {
+    png_image_free(&pi);
+    return pv_error(PV_ENOMEM, "PNG: no memory for %ux%u pixels", pi.width, pi.height);
+  }
+  if (!png_image_finish_read(&pi, NULL, rgb, 0, NULL)) {
+    free(rgb);
+    rc = pv_error(PV_EFORMAT, "PNG: %s", pi.message);
+    png_image_free(&pi);
+    return rc;
+  }
+  if (alpha) {
+    size_t n = (size_t)pi.width * pi.height;
+    for (size_t i = 0; i < n; i++) memmove(rgb + 3 * i, rgb + 4 * i, 3);
+  }
+  img->w = (int)pi.width;
+  img->h = (int)pi.height;
+  img->rgb = rgb;
+  png_image_free(&pi);
+  return 0;
+}
+
+int pv_image_decode(const void *buf, size_t len, pv_image *img) {
+  if (!img) return pv_error(PV_EINVAL, "pv_image_decode: no image");
+  memset(img, 0, sizeof *img);
+  const char *fmt;
+  int w, h;
+  int rc = pv_image_probe(buf, len, &fmt, &w, &h);
+  if (rc) return rc;
+  return fmt[0] == 'p' ? decode_png(buf, len, img) : decode_jpeg(buf, len, img);
+}
+
+int pv_image_write_png(const char *path, const pv_image *img) {
+  png_image pi;
+  memset(&pi, 0, sizeof pi);
+  pi.version = PNG_IMAGE_VERSION;
+  pi.width = (png_uint_32)img->w;
+  pi.height = (png_uint_32)img->h;
+  pi.format = PNG_FORMAT_RGB;
+  if (!png_image_write_to_file(&pi, path, 0, img->rgb, 0, NULL)) {
+    int rc = pv_error(PV_EIO, "%s: %s", path, pi.message);
+    png_image_free(&pi);
+    return rc;
+  }
+  return 0;
+}
+
+#else /* !HAVE_IMAGE */
+
+int pv_image_decode(const void *buf, size_t len, pv_image *img) {
+  (void)buf;
+  (void)len;
+  if (img) memset(img, 0, sizeof *img);
+  return pv_error(PV_EUNSUPPORTED, "built without libjpeg/libpng: no image decoding");
+}
+
+int pv_image_write_png(const char *path, const pv_image *img) {
+  (void)img;
+  return pv_error(PV_EUNSUPPORTED, "%s: built without libpng", path);
+}
+
+#endif
+
+/* ------------------------------------------------------ preprocessing */
+
+/* Parse exactly n comma-separated floats. */
+static int parse_floats(const char *key, const char *s, float *out, int n) {
+  for (int i = 0; i < n; i++) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !isfinite(v))
+      return pv_error(PV_EFORMAT, "metadata %s: want %d comma-separated numbers", key, n);
+    out[i] = (float)v;
+    s = end;
+    while (*s == ' ') s++;
+    if (i + 1 < n) {
+      if (*s != ',') return pv_error(PV_EFORMAT, "metadata %s: want %d comma-separated numbers", key, n);
+      s++;
+    }
+  }
+  if (*s) return pv_error(PV_EFORMAT, "metadata %s: more than %d numbers", key, n);
+  return 0;
+}
+
+/* One number for all channels, or three. */
+static int parse_channels(const pv_graph *g, const char *key, float *out) {
+  const char *s = pv_graph_get_meta(g, key);
+  if (!s) return 0;
+  if (!strchr(s, ',')) {
+    int rc = parse_floats(key, s, out, 1);
+    out[1] = out[2] = out[0];
+    return rc;
+  }
+  return parse_floats(key, s, out, 3);
+}
+
+int pv_image_prep_from_graph(const pv_graph *g, int input, pv_image_prep *p) {
+  memset(p, 0, sizeof *p);
+  p->std[0] = p->std[1] = p->std[2] = 1;
+  if (input < 0 || input >= g->n_values)
+    return pv_error(PV_EINVAL, "image input: no value %d", input);
+  const pv_value *v = &g->values[input];
+  if (v->dtype != PV_F32 || v->ndim != 4 || v->dims[1] != 3 || v->dims[2] <= 0 ||
+      v->dims[3] <= 0 || v->dims[2] > PV_IMAGE_MAX_SIDE || v->dims[3] > PV_IMAGE_MAX_SIDE) {
+    char d[64];
+    return pv_error(PV_ESHAPE, "image input '%s' must be FP32 [N,3,H,W] with fixed H and W, not %s %s",
+                    v->name, pv_dtype_name(v->dtype),
+                    v->ndim >= 0 ? pv_dims_str(v->dims, v->ndim, d, sizeof d) : "[?]");
+  }
+  p->height = (int)v->dims[2];
+  p->width = (int)v->dims[3];
+  const char *s = pv_graph_get_meta(g, "pivot.image.resize");
+  if (!s || !strcmp(s, "stretch")) p->resize = PV_RESIZE_STRETCH;
+  else if (!strcmp(s, "pad_square")) p->resize = PV_RESIZE_PAD_SQUARE;
+  else if (!strcmp(s, "letterbox")) p->resize = PV_RESIZE_LETTERBOX;
+  else return pv_error(PV_EFORMAT, "metadata pivot.image.resize: '%s' is not stretch, pad_square or letterbox", s);
+  s = pv_graph_get_meta(g, "pivot.image.channels");
+  if (!s || !strcmp(s, "rgb")) p->bgr = false;
+  else if (!strcmp(s, "bgr")) p->bgr = true;
+  else return pv_error(PV_EFORMAT, "metadata pivot.image.channels: '%s' is not rgb or bgr", s);
+  int rc = parse_channels(g, "pivot.image.mean", p->mean);
+  if (!rc) rc = parse_channels(g, "pivot.image.std", p->std);
+  if (rc) return rc;
+  for (int c = 0; c < 3; c++)
+    if (p->std[c] == 0) return pv_error(PV_EFORMAT, "metadata pivot.image.std: zero");
+  s = pv_graph_get_meta(g, "pivot.image.pad");
+  if (s && (rc = parse_floats("pivot.image.pad", s, &p->pad, 1))) return rc;
+  return 0;
+}
+
+/* Source taps of TF's resizeBilinear (alignCorners=false,
+ * halfPixelCenters=false) for one axis: src = dst * in/out. */
+typedef struct tap {
+  int lo, hi;
+  double frac;
+} tap;
+
+static void taps(tap *t, int out, int in) {
+  double ratio = (double)in / out;
+  for (int i = 0; i < out; i++) {
+    double f = ratio * i;
+    int lo = (int)floor(f);
+    if (lo < 0) lo = 0;
+    int hi = (int)ceil(f);
+    if (hi > in - 1) hi = in - 1;
+    t[i].lo = lo;
+    t[i].hi = hi;
+    t[i].frac = f - lo;
+  }
+}
+
+int pv_image_to_chw(const pv_image *img, const pv_image_prep *p, float *out,
+                    pv_image_xform *xf) {
+  if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
+    return pv_error(PV_EINVAL, "image to tensor: empty image");
+  if (p->width <= 0 || p->height <= 0)
+    return pv_error(PV_EINVAL, "image to tensor: bad input size %dx%d", p->width, p->height);
+  long W = img->w, H = img->h, OW = p->width, OH = p->height;
+  /* The image sits at (px, py) on a canvas of CW x CH filled with the pad
+   * value; the canvas is what gets resized, as face-api does it. */
+  long CW = W, CH = H, px = 0, py = 0;
+  pv_image_xform x = {(double)W / OW, (double)H / OH, 0, 0};
+  if (p->resize == PV_RESIZE_PAD_SQUARE) {
+    CW = CH = W > H ? W : H;
+    /* face-api scales boxes back by the rounded fitted size, not the
+     * canvas: match it so boxes agree to the pixel. */
+    long rw = lround((double)W * OW / CW), rh = lround((double)H * OH / CH);
+    x.sx = (double)W / (rw > 0 ? rw : 1);
+    x.sy = (double)H / (rh > 0 ? rh : 1);
+  } else if (p->resize == PV_RESIZE_LETTERBOX) {
+    if (W * OH > H * OW) {
+      CH = lround((double)W * OH / OW);
+      py = (CH - H) / 2;
+    } else {
+      CW = lround((double)H * OW / OH);
+      px = (CW - W) / 2;
+    }
+    x.sx = (double)CW / OW;
+    x.sy = (double)CH / OH;
+    x.ox = -(double)px;
+    x.oy = -(double)py;
+  }
+  tap *tx = malloc(sizeof *tx * (size_t)OW), *ty = malloc(sizeof *ty * (size_t)OH);
+  if (!tx || !ty) {
+    free(tx);
+    free(ty);
+    return pv_error(PV_ENOMEM, "image to tensor: no memory");
+  }
+  taps(tx, (int)OW, (int)CW);
+  taps(ty, (int)OH, (int)CH);
+  size_t plane = (size_t)OW * (size_t)OH;
+  float pad = p->pad;
+  for (long oy = 0; oy < OH; oy++) {
+    long y0 = ty[oy].lo - py, y1 = ty[oy].hi - py;
+    bool in0 = y0 >= 0 && y0 < H, in1 = y1 >= 0 && y1 < H;
+    const uint8_t *r0 = img->rgb + (size_t)(in0 ? y0 : 0) * (size_t)W * 3;
+    const uint8_t *r1 = img->rgb + (size_t)(in1 ? y1 : 0) * (size_t)W * 3;
+    double fy = ty[oy].frac;
+    for (long ox = 0; ox < OW; ox++) {
+      long x0 = tx[ox].lo - px, x1 = tx[ox].hi - px;
+      bool ix0 = x0 >= 0 && x0 < W, ix1 = x1 >= 0 && x1 < W;
+      double fx = tx[ox].frac;
+      for (int c = 0; c < 3; c++) {
+        double tl = in0 && ix0 ? r0[x0 * 3 + c] : pad;
+        double tr = in0 && ix1 ? r0[x1 * 3 + c] : pad;
+        double bl = in1 && ix0 ? r1[x0 * 3 + c] : pad;
+        double br = in1 && ix1 ? r1[x1 * 3 + c] : pad;
+        double top = tl + (tr - tl) * fx, bot = bl + (br - bl) * fx;
+        /* TF.js stores the resized image as float32, then normalises in
+         * float32: round at the same places. */
+        float v = (float)(top + (bot - top) * fy);
+        int oc = p->bgr ? 2 - c : c;
+        out[(size_t)oc * plane + (size_t)oy * (size_t)OW + (size_t)ox] =
+            (v - p->mean[oc]) / p->std[oc];
+      }
+    }
+  }
+  free(tx);
+  free(ty);
+  if (xf) *xf = x;
+  return 0;
+}

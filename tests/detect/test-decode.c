@@ -1,0 +1,178 @@
+/* core/detect.c: YOLOv2/YOLOv3/SSD decoding on hand-made outputs whose
+ * boxes are worked out by hand, NMS, IoU, and metadata parsing. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cunit-main.h"
+#include "pv-detect.h"
+
+static float logit(double p) { return (float)log(p / (1 - p)); }
+
+static pv_tensor t4(float *d, int64_t c, int64_t h, int64_t w) {
+  pv_tensor t = {PV_F32, 4, {1, c, h, w}, d};
+  return t;
+}
+
+static void test_yolo2(void) {
+  /* One anchor (2 x 3 grid cells), no classes, a 2x2 grid on a 64x64
+   * input. Only cell (row 1, col 0) is confident. */
+  float o[5 * 4];
+  for (int i = 0; i < 20; i++) o[i] = 0;
+  for (int i = 0; i < 4; i++) o[4 * 4 + i] = -10;
+  int cell = 1 * 2 + 0;
+  o[3 * 4 + cell] = (float)log(2.0); /* th */
+  o[4 * 4 + cell] = logit(0.8);
+  pv_detect_cfg c = {.type = PV_DETECT_YOLO2, .n_anchors = 1, .anchors = {2, 3}};
+  pv_tensor t = t4(o, 5, 2, 2);
+  pv_det_list l = {0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_yolo(&c, &t, NULL, 0, 64, 64, 0.5f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 1);
+  /* centre ((0 + .5) / 2 * 64, (1 + .5) / 2 * 64) = (16, 48);
+   * size (2 / 2 * 64, 2 * 3 / 2 * 64) = (64, 192). */
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[0], 16 - 32, 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[1], 48 - 96, 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[2], 16 + 32, 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[3], 48 + 96, 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.8, 1e-6);
+  /* The threshold is strict and applies to the score. */
+  l.n = 0;
+  CU_ASSERT_EQUAL(pv_detect_decode_yolo(&c, &t, NULL, 0, 64, 64, 0.85f, &l), 0);
+  CU_ASSERT_EQUAL(l.n, 0);
+  free(l.d);
+}
+
+static void test_yolo2_classes(void) {
+  /* Two classes with logits 0 and log 3: softmax 0.25 / 0.75. */
+  float o[7] = {0, 0, 0, 0, logit(0.8), 0, (float)log(3.0)};
+  pv_detect_cfg c = {.type = PV_DETECT_YOLO2, .n_anchors = 1, .anchors = {1, 1}};
+  pv_tensor t = t4(o, 7, 1, 1);
+  pv_det_list l = {0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_yolo(&c, &t, NULL, 0, 32, 32, 0.1f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 1);
+  CU_ASSERT_EQUAL(l.d[0].cls, 1);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.8 * 0.75, 1e-6);
+  /* YOLOv3: independent sigmoids, anchors in input pixels, a mask. */
+  c.type = PV_DETECT_YOLO3;
+  c.n_anchors = 2;
+  c.anchors[2] = 10, c.anchors[3] = 20;
+  int mask[1] = {1};
+  l.n = 0;
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_yolo(&c, &t, mask, 1, 32, 32, 0.1f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 1);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.8 * (3.0 / 4.0), 1e-6); /* sigmoid(log 3) = .75 */
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[2] - l.d[0].box[0], 10, 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[3] - l.d[0].box[1], 20, 1e-4);
+  /* A wrong channel count is a shape error, not a crash. */
+  pv_tensor bad = t4(o, 7, 1, 1);
+  CU_ASSERT_EQUAL(pv_detect_decode_yolo(&c, &bad, NULL, 0, 32, 32, 0.1f, &l), PV_ESHAPE);
+  free(l.d);
+}
+
+static void test_ssd(void) {
+  /* Two anchors; the first with zero deltas decodes to itself, the second
+   * is shifted down by one y-delta (0.1 of its height) and is background. */
+  float an[8] = {0.2f, 0.2f, 0.6f, 0.4f, 0.5f, 0.5f, 0.7f, 0.9f};
+  float dl[8] = {0, 0, 0, 0, 1, 0, 0, 0};
+  float lg[4] = {0, logit(0.9), 0, -5};
+  pv_tensor td = {PV_F32, 3, {1, 2, 4}, dl}, tl = {PV_F32, 3, {1, 2, 2}, lg},
+            ta = {PV_F32, 2, {2, 4}, an};
+  pv_detect_cfg c = {.type = PV_DETECT_SSD, .variances = {0.1f, 0.1f, 0.2f, 0.2f}};
+  pv_det_list l = {0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_ssd(&c, &td, &tl, &ta, 100, 200, 0.5f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 1);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.9, 1e-6);
+  CU_ASSERT_EQUAL(l.d[0].cls, 0);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[0], 0.2 * 100, 1e-3); /* xmin * width */
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[1], 0.2 * 200, 1e-3);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[2], 0.4 * 100, 1e-3);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].box[3], 0.6 * 200, 1e-3);
+  lg[3] = logit(0.7f);
+  l.n = 0;
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_ssd(&c, &td, &tl, &ta, 100, 200, 0.5f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 2);
+  /* ty = 1: centre y 0.6 + 0.1 * 0.2 = 0.62, height 0.2 unchanged. */
+  CU_ASSERT_DOUBLE_EQUAL(l.d[1].box[1], (0.62 - 0.1) * 200, 1e-3);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[1].box[3], (0.62 + 0.1) * 200, 1e-3);
+  pv_tensor ta_bad = {PV_F32, 2, {3, 4}, an};
+  CU_ASSERT_EQUAL(pv_detect_decode_ssd(&c, &td, &tl, &ta_bad, 100, 200, 0.5f, &l), PV_ESHAPE);
+  free(l.d);
+}
+
+static void test_iou_and_nms(void) {
+  float a[4] = {0, 0, 10, 10}, b[4] = {5, 0, 15, 10}, z[4] = {3, 3, 3, 3};
+  CU_ASSERT_DOUBLE_EQUAL(pv_box_iou(a, a), 1, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(pv_box_iou(a, b), 50.0 / 150.0, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(pv_box_iou(z, z), 0, 0);
+  pv_det_list l = {0};
+  l.cap = 8;
+  l.d = calloc(8, sizeof *l.d);
+  pv_detection in[] = {
+      {{100, 100, 110, 110}, 0.7f, 0, ""}, /* C: far away */
+      {{5, 0, 15, 10}, 0.8f, 0, ""},       /* B: IoU 1/3 with A */
+      {{1, 0, 11, 10}, 0.85f, 0, ""},      /* E: IoU 0.82 with A */
+      {{0, 0, 10, 10}, 0.9f, 0, ""},       /* A */
+      {{0, 0, 10, 10}, 0.6f, 1, ""},       /* D: A's place, other class */
+  };
+  memcpy(l.d, in, sizeof in);
+  l.n = 5;
+  CU_ASSERT_EQUAL(pv_detect_nms(&l, 0.3f, 0), 3);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.9, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[1].score, 0.7, 1e-6); /* B (1/3 > 0.3) went */
+  CU_ASSERT_EQUAL(l.d[2].cls, 1);                  /* class-wise */
+  memcpy(l.d, in, sizeof in);
+  l.n = 5;
+  CU_ASSERT_EQUAL(pv_detect_nms(&l, 0.4f, 2), 2); /* B kept, but top-2 */
+  CU_ASSERT_DOUBLE_EQUAL(l.d[1].score, 0.8, 1e-6);
+  free(l.d);
+}
+
+static void test_cfg(void) {
+  pv_graph *g = pv_graph_new();
+  pv_detect_cfg c;
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "not a detector"));
+  pv_graph_set_meta(g, "pivot.detect.type", "yolo2");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "pivot.detect.anchors"));
+  pv_graph_set_meta(g, "pivot.detect.anchors", "1,2,3");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EFORMAT);
+  pv_graph_set_meta(g, "pivot.detect.anchors", "1.5,2, 3,4");
+  pv_graph_set_meta(g, "pivot.detect.labels", "face,cat");
+  pv_graph_set_meta(g, "pivot.detect.iou", "0.4");
+  CU_ASSERT_EQUAL_FATAL(pv_detect_cfg_from_graph(g, &c), 0);
+  CU_ASSERT_EQUAL(c.n_anchors, 2);
+  CU_ASSERT_DOUBLE_EQUAL(c.anchors[2], 3, 0);
+  CU_ASSERT_EQUAL(c.n_labels, 2);
+  CU_ASSERT_STRING_EQUAL(c.labels[1], "cat");
+  CU_ASSERT_DOUBLE_EQUAL(c.iou, 0.4, 1e-6);
+  pv_detect_cfg_free(&c);
+  pv_graph_set_meta(g, "pivot.detect.iou", "1.5");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "pivot.detect.iou"));
+  pv_detect_cfg_free(&c);
+  pv_graph_set_meta(g, "pivot.detect.iou", "0.4");
+  pv_graph_set_meta(g, "pivot.detect.anchor_masks", "1;0;2");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EFORMAT);
+  pv_detect_cfg_free(&c);
+  pv_graph_set_meta(g, "pivot.detect.anchor_masks", "1;0");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), 0);
+  CU_ASSERT_EQUAL(c.n_masks, 2);
+  CU_ASSERT_EQUAL(c.masks[0][0], 1);
+  pv_detect_cfg_free(&c);
+  pv_graph_set_meta(g, "pivot.detect.type", "retina");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EFORMAT);
+  pv_detect_cfg_free(&c);
+  pv_graph_free(g);
+}
+
+static CU_TestInfo tests[] = {
+    {"YOLOv2 box by hand", test_yolo2},
+    {"YOLO classes (softmax, sigmoid) and masks", test_yolo2_classes},
+    {"SSD anchors and variances", test_ssd},
+    {"IoU and class-wise NMS", test_iou_and_nms},
+    {"metadata", test_cfg},
+    CU_TEST_INFO_NULL,
+};
+
+PV_CUNIT_MAIN("detect", tests)

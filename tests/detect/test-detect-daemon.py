@@ -1,0 +1,74 @@
+"""pivotd's detect endpoint with the real engine and TinyFaceDetector:
+a sample photo as JPEG, thresholds as query parameters, the answer the
+same as `pivot detect`'s in the photo's pixels, statistics counted like
+infer, and bad bodies (empty, not an image, truncated, a 20000x20000
+header, a model that is no detector) answered 4xx with a clear error."""
+import json, os, shutil, struct, subprocess, sys, tempfile, zlib
+from pvdtest import *
+import pvdtest
+
+src = os.environ["DETECT_SRC"]
+env_sh = os.path.join(src, "detect-env.sh")
+# The shell helpers fetch face-api and convert the model; reuse them.
+out = subprocess.run(["sh", "-c", '. "$0"; need_faceapi; tiny_model; echo "$FACEAPI"; echo "$WORK"', env_sh],
+                     capture_output=True, text=True)
+if out.returncode:
+    sys.stderr.write(out.stdout + out.stderr)
+    sys.exit(1)
+faceapi, work = out.stdout.split("\n")[-3:-1]
+pivot = os.path.join(os.environ["abs_top_builddir"], "clients", "pivot")
+photo = os.path.join(faceapi, "demo", "sample1.jpg")
+jpeg = open(photo, "rb").read()
+
+repo = tempfile.mkdtemp(prefix="pivotd-detect-")
+try:
+    os.makedirs(os.path.join(repo, "tiny", "1"))
+    shutil.copy(os.path.join(work, "tiny.onnx"), os.path.join(repo, "tiny", "1", "model.onnx"))
+    # Not a detector: the same network without its metadata.
+    import onnx
+    m = onnx.load(os.path.join(work, "tiny.onnx"))
+    del m.metadata_props[:]
+    os.makedirs(os.path.join(repo, "plain", "1"))
+    onnx.save(m, os.path.join(repo, "plain", "1", "model.onnx"))
+    cli = json.loads(subprocess.run([pivot, "detect", os.path.join(work, "tiny.onnx"), photo, "--json",
+                                     "--score", "0.6"], check=True, capture_output=True, text=True).stdout)
+    pvdtest.PIVOTD = os.environ["PIVOTD_REAL"]
+    with Daemon(repo, "--backend-dir", os.environ["PIVOT_BACKEND_DIR"]) as d:
+        st, j = d.json("POST", "/v2/models/tiny/detect?score=0.6", jpeg, {"Content-Type": "image/jpeg"})
+        check(st == 200, "detect %d %r" % (st, j))
+        check(j["model_name"] == "tiny" and j["model_version"] == "1", "names %r" % j)
+        check((j["width"], j["height"]) == (cli["width"], cli["height"]) == (1920, 1280), "size %r" % j)
+        check(len(j["detections"]) == len(cli["detections"]) >= 2, "count %r vs %r" % (j, cli))
+        for a, b in zip(j["detections"], cli["detections"]):
+            check(a["label"] == "face" and abs(a["score"] - b["score"]) < 1e-5 and
+                  all(abs(x - y) < 1e-2 for x, y in zip(a["box"], b["box"])), "box %r vs %r" % (a, b))
+            check(a["score"] > 0.6 and 0 <= a["box"][0] < a["box"][2] <= 1920, "box %r" % a)
+        # A stricter threshold and top_k=1 cut the list; a versioned URL works.
+        st, j1 = d.json("POST", "/v2/models/tiny/versions/1/detect?top_k=1", jpeg)
+        check(st == 200 and len(j1["detections"]) == 1, "top_k %r" % j1)
+        check(j1["detections"][0]["score"] == max(x["score"] for x in j["detections"]), "best first %r" % j1)
+        st, j2 = d.json("POST", "/v2/models/tiny/detect?score=0.99", jpeg)
+        check(st == 200 and j2["detections"] == [], "score=0.99 %r" % j2)
+        st, s = d.json("GET", "/v2/models/tiny/stats")
+        check(st == 200 and s["model_stats"][0]["inference_stats"]["success"]["count"] == 3, "stats %r" % s)
+
+        def bad(body, want, path="/v2/models/tiny/detect", status=400):
+            st, j = d.json("POST", path, body, {"Content-Type": "image/png"})
+            check(st == status and want in j.get("error", ""), "%s: %d %r (want %d /%s/)" % (path, st, j, status, want))
+            print("%d %s" % (st, j["error"]))
+
+        bad(b"", "empty image")
+        bad(b"hello, not a picture", "not a JPEG or PNG")
+        bad(jpeg[: len(jpeg) // 2], "truncated")
+        ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+        huge = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+        bad(huge, "20000x20000")
+        bad(jpeg, "not a detector", "/v2/models/plain/detect")
+        bad(jpeg, "score", "/v2/models/tiny/detect?score=2")
+        bad(jpeg, "top_k", "/v2/models/tiny/detect?top_k=x")
+        bad(jpeg, "unknown model", "/v2/models/nope/detect", 404)
+        st, s = d.json("GET", "/v2/models/tiny/stats")
+        check(s["model_stats"][0]["inference_stats"]["fail"]["count"] >= 1, "the truncated JPEG counts as a failure %r" % s)
+    print("detect daemon: ok")
+finally:
+    shutil.rmtree(repo, ignore_errors=True)

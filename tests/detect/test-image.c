@@ -1,0 +1,322 @@
+/* core/image.c: JPEG/PNG decoding, refusal of oversized images from their
+ * header and of truncated files, and TensorFlow-style bilinear resizing
+ * with padding and normalisation, checked against values worked out by
+ * hand. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jpeglib.h> /* after stdio.h: it needs FILE and size_t */
+#include <png.h>
+
+#include "cunit-main.h"
+#include "pv-image.h"
+
+static void put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+/* A PNG signature and IHDR claiming w x h (the CRC is never reached). */
+static size_t png_header(uint8_t *b, uint32_t w, uint32_t h) {
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  memcpy(b, sig, 8);
+  put32(b + 8, 13);
+  memcpy(b + 12, "IHDR", 4);
+  put32(b + 16, w);
+  put32(b + 20, h);
+  b[24] = 8;
+  b[25] = 2;
+  b[26] = b[27] = b[28] = 0;
+  put32(b + 29, 0);
+  return 33;
+}
+
+/* SOI, an APP0 segment, then a baseline SOF0 claiming w x h. */
+static size_t jpeg_header(uint8_t *b, unsigned w, unsigned h) {
+  size_t n = 0;
+  b[n++] = 0xff, b[n++] = 0xd8;
+  b[n++] = 0xff, b[n++] = 0xe0, b[n++] = 0, b[n++] = 16;
+  memcpy(b + n, "JFIF\0\1\1\0\0\1\0\1\0\0", 14);
+  n += 14;
+  b[n++] = 0xff, b[n++] = 0xc0, b[n++] = 0, b[n++] = 17, b[n++] = 8;
+  b[n++] = (uint8_t)(h >> 8), b[n++] = (uint8_t)h;
+  b[n++] = (uint8_t)(w >> 8), b[n++] = (uint8_t)w;
+  b[n++] = 3;
+  for (int c = 0; c < 3; c++) b[n++] = (uint8_t)(c + 1), b[n++] = 0x11, b[n++] = 0;
+  return n;
+}
+
+/* A smooth w x h test picture. */
+static uint8_t *gradient(int w, int h) {
+  uint8_t *p = malloc((size_t)w * h * 3);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      uint8_t *q = p + ((size_t)y * w + x) * 3;
+      q[0] = (uint8_t)(x * 255 / (w - 1));
+      q[1] = (uint8_t)(y * 255 / (h - 1));
+      q[2] = 128;
+    }
+  return p;
+}
+
+static uint8_t *encode_jpeg(const uint8_t *rgb, int w, int h, size_t *len) {
+  struct jpeg_compress_struct c;
+  struct jpeg_error_mgr e;
+  unsigned char *out = NULL;
+  unsigned long n = 0;
+  c.err = jpeg_std_error(&e);
+  jpeg_create_compress(&c);
+  jpeg_mem_dest(&c, &out, &n);
+  c.image_width = (JDIMENSION)w;
+  c.image_height = (JDIMENSION)h;
+  c.input_components = 3;
+  c.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, 95, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = (JSAMPROW)(rgb + (size_t)c.next_scanline * w * 3);
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  *len = n;
+  return out;
+}
+
+static void test_not_an_image(void) {
+  pv_image im;
+  CU_ASSERT_EQUAL(pv_image_decode("", 0, &im), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "empty"));
+  CU_ASSERT_PTR_NULL(im.rgb);
+  CU_ASSERT_EQUAL(pv_image_decode("hello world", 11, &im), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "not a JPEG or PNG"));
+  CU_ASSERT_EQUAL(pv_image_decode("\xff\xd8", 2, &im), PV_EFORMAT);
+  uint8_t b[64];
+  size_t n = png_header(b, 10, 10);
+  CU_ASSERT_EQUAL(pv_image_decode(b, 20, &im), PV_EFORMAT); /* cut in IHDR */
+  CU_ASSERT_EQUAL(pv_image_decode(b, n, &im), PV_EFORMAT);  /* no pixels */
+  CU_ASSERT_PTR_NULL(im.rgb);
+}
+
+static void test_oversized_headers(void) {
+  uint8_t b[64];
+  const char *fmt;
+  int w, h;
+  pv_image im;
+  /* 20000 x 20000 claims 1.2 GB of pixels: refused from the header. */
+  size_t n = png_header(b, 20000, 20000);
+  CU_ASSERT_EQUAL(pv_image_probe(b, n, &fmt, &w, &h), PV_ERANGE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "20000x20000"));
+  CU_ASSERT_EQUAL(pv_image_decode(b, n, &im), PV_ERANGE);
+  n = jpeg_header(b, 20000, 20000);
+  CU_ASSERT_EQUAL(pv_image_decode(b, n, &im), PV_ERANGE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "JPEG image is 20000x20000"));
+  /* Within the side limit but over 64 Mpx. */
+  n = jpeg_header(b, 16384, 4097);
+  CU_ASSERT_EQUAL(pv_image_probe(b, n, &fmt, &w, &h), PV_ERANGE);
+  n = png_header(b, 0x80000000u, 1);
+  CU_ASSERT_EQUAL(pv_image_probe(b, n, &fmt, &w, &h), PV_ERANGE);
+  n = jpeg_header(b, 0, 10);
+  CU_ASSERT_EQUAL(pv_image_probe(b, n, &fmt, &w, &h), PV_EFORMAT);
+  /* Just inside the limits: the header is accepted. */
+  n = jpeg_header(b, 16384, 4096);
+  CU_ASSERT_EQUAL(pv_image_probe(b, n, &fmt, &w, &h), 0);
+  CU_ASSERT_STRING_EQUAL(fmt, "jpeg");
+  CU_ASSERT_EQUAL(w, 16384);
+  CU_ASSERT_EQUAL(h, 4096);
+}
+
+static void test_png_round_trip(void) {
+  int w = 37, h = 23;
+  uint8_t *src = gradient(w, h);
+  char path[] = "/tmp/pv-img-XXXXXX";
+  int fd = mkstemp(path);
+  CU_ASSERT_FATAL(fd >= 0);
+  close(fd);
+  pv_image in = {w, h, src};
+  CU_ASSERT_EQUAL_FATAL(pv_image_write_png(path, &in), 0);
+  FILE *f = fopen(path, "rb");
+  uint8_t buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  unlink(path);
+  pv_image out;
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(buf, n, &out), 0);
+  CU_ASSERT_EQUAL(out.w, w);
+  CU_ASSERT_EQUAL(out.h, h);
+  CU_ASSERT(memcmp(out.rgb, src, (size_t)w * h * 3) == 0);
+  /* A PNG cut short in its pixel data fails with the decoder's message. */
+  pv_image cut;
+  CU_ASSERT_EQUAL(pv_image_decode(buf, n - 20, &cut), PV_EFORMAT);
+  CU_ASSERT_PTR_NULL(cut.rgb);
+  pv_image_free(&out);
+  free(src);
+}
+
+/* Alpha is dropped, whatever it is: a fully transparent pixel keeps its
+ * colour (as PIL's convert("RGB") does), so results never depend on what
+ * memory held before. */
+static void test_png_alpha_dropped(void) {
+  uint8_t rgba[2 * 4] = {200, 100, 50, 0, 10, 20, 30, 255};
+  png_image pi;
+  memset(&pi, 0, sizeof pi);
+  pi.version = PNG_IMAGE_VERSION;
+  pi.width = 2;
+  pi.height = 1;
+  pi.format = PNG_FORMAT_RGBA;
+  uint8_t buf[4096];
+  png_alloc_size_t n = sizeof buf;
+  CU_ASSERT_FATAL(png_image_write_to_memory(&pi, buf, &n, 0, rgba, 0, NULL));
+  pv_image im;
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(buf, n, &im), 0);
+  CU_ASSERT_EQUAL(im.w, 2);
+  const uint8_t want[6] = {200, 100, 50, 10, 20, 30};
+  CU_ASSERT(memcmp(im.rgb, want, 6) == 0);
+  pv_image_free(&im);
+}
+
+static void test_jpeg_decode_and_truncation(void) {
+  int w = 256, h = 192;
+  uint8_t *src = gradient(w, h);
+  size_t len;
+  uint8_t *jpg = encode_jpeg(src, w, h, &len);
+  pv_image im;
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(jpg, len, &im), 0);
+  CU_ASSERT_EQUAL(im.w, w);
+  CU_ASSERT_EQUAL(im.h, h);
+  double err = 0;
+  for (size_t i = 0; i < (size_t)w * h * 3; i++) err += fabs((double)im.rgb[i] - src[i]);
+  err /= (double)w * h * 3;
+  CU_ASSERT(err < 3.0); /* lossy, but a smooth picture survives quality 95 */
+  pv_image_free(&im);
+  /* Cut in the entropy-coded data: libjpeg would fill grey; we refuse. */
+  CU_ASSERT_EQUAL(pv_image_decode(jpg, len / 2, &im), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "truncated"));
+  CU_ASSERT_PTR_NULL(im.rgb);
+  /* Missing only the end-of-image marker. */
+  CU_ASSERT_EQUAL(pv_image_decode(jpg, len - 2, &im), PV_EFORMAT);
+  /* Cut inside the headers. */
+  CU_ASSERT_EQUAL(pv_image_decode(jpg, 300, &im), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "truncated"));
+  CU_ASSERT_EQUAL(pv_image_decode(jpg, 30, &im), PV_EFORMAT);
+  free(jpg);
+  free(src);
+}
+
+static pv_image_prep prep(int w, int h, pv_resize_mode mode) {
+  pv_image_prep p = {.width = w, .height = h, .resize = mode,
+                     .std = {1, 1, 1}};
+  return p;
+}
+
+/* TF resizeBilinear, alignCorners=false, halfPixelCenters=false: source =
+ * dst * in/out, the far neighbour clamped to the last pixel. */
+static void test_resize_like_tensorflow(void) {
+  uint8_t px[2 * 1 * 3] = {0, 10, 20, 100, 110, 120};
+  pv_image im = {2, 1, px};
+  pv_image_prep p = prep(4, 1, PV_RESIZE_STRETCH);
+  float out[3 * 4];
+  pv_image_xform xf;
+  CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im, &p, out, &xf), 0);
+  /* Red row: source x = 0, 0.5, 1, 1.5 -> 0, 50, 100, 100 (clamped). */
+  const float red[4] = {0, 50, 100, 100};
+  for (int i = 0; i < 4; i++) CU_ASSERT_DOUBLE_EQUAL(out[i], red[i], 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(out[4 + 1], 60, 1e-6); /* green plane */
+  CU_ASSERT_DOUBLE_EQUAL(xf.sx, 0.5, 1e-12);
+  /* Downscale 4 -> 2 samples source 0 and 2, no averaging. */
+  uint8_t row[4 * 3] = {0, 0, 0, 40, 0, 0, 80, 0, 0, 120, 0, 0};
+  pv_image im4 = {4, 1, row};
+  p = prep(2, 1, PV_RESIZE_STRETCH);
+  CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im4, &p, out, NULL), 0);
+  CU_ASSERT_DOUBLE_EQUAL(out[0], 0, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(out[1], 80, 1e-6);
+}
+
+static void test_pad_square_and_normalise(void) {
+  /* 4 wide, 2 high, every pixel (200, 100, 50): padded at the bottom to
+   * 4x4 with zeros, then (x - mean) / std in BGR order. */
+  uint8_t px[4 * 2 * 3];
+  for (int i = 0; i < 8; i++) px[i * 3] = 200, px[i * 3 + 1] = 100, px[i * 3 + 2] = 50;
+  pv_image im = {4, 2, px};
+  pv_image_prep p = prep(4, 4, PV_RESIZE_PAD_SQUARE);
+  p.bgr = true;
+  p.mean[0] = 10, p.mean[1] = 20, p.mean[2] = 30; /* B, G, R */
+  p.std[0] = 2, p.std[1] = 4, p.std[2] = 5;
+  float out[3 * 16];
+  pv_image_xform xf;
+  CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im, &p, out, &xf), 0);
+  for (int y = 0; y < 4; y++)
+    for (int x = 0; x < 4; x++) {
+      bool in = y < 2;
+      CU_ASSERT_DOUBLE_EQUAL(out[0 * 16 + y * 4 + x], ((in ? 50 : 0) - 10) / 2.0, 1e-5);
+      CU_ASSERT_DOUBLE_EQUAL(out[1 * 16 + y * 4 + x], ((in ? 100 : 0) - 20) / 4.0, 1e-5);
+      CU_ASSERT_DOUBLE_EQUAL(out[2 * 16 + y * 4 + x], ((in ? 200 : 0) - 30) / 5.0, 1e-5);
+    }
+  CU_ASSERT_DOUBLE_EQUAL(xf.sx, 1, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(xf.sy, 1, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(xf.oy, 0, 1e-12);
+  /* Letterbox centres the image: rows 0 and 3 are padding, and the
+   * mapping back subtracts the offset. */
+  p = prep(4, 4, PV_RESIZE_LETTERBOX);
+  p.pad = 7;
+  CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im, &p, out, &xf), 0);
+  CU_ASSERT_DOUBLE_EQUAL(out[0], 7, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(out[4], 200, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(out[8], 200, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(out[12], 7, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(xf.oy, -1, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(2 * xf.sy + xf.oy, 1, 1e-12); /* net row 2 -> image row 1 */
+}
+
+static void test_prep_from_metadata(void) {
+  pv_graph *g = pv_graph_new();
+  int v = pv_graph_add_value(g, "input");
+  g->values[v].dtype = PV_F32;
+  g->values[v].ndim = 4;
+  int64_t d[4] = {1, 3, 416, 320};
+  memcpy(g->values[v].dims, d, sizeof d);
+  pv_image_prep p;
+  CU_ASSERT_EQUAL(pv_image_prep_from_graph(g, v, &p), 0);
+  CU_ASSERT_EQUAL(p.width, 320);
+  CU_ASSERT_EQUAL(p.height, 416);
+  CU_ASSERT_EQUAL(p.resize, PV_RESIZE_STRETCH);
+  CU_ASSERT_DOUBLE_EQUAL(p.std[2], 1, 0);
+  pv_graph_set_meta(g, "pivot.image.resize", "pad_square");
+  pv_graph_set_meta(g, "pivot.image.mean", "117.001,114.697,97.404");
+  pv_graph_set_meta(g, "pivot.image.std", "255");
+  CU_ASSERT_EQUAL(pv_image_prep_from_graph(g, v, &p), 0);
+  CU_ASSERT_EQUAL(p.resize, PV_RESIZE_PAD_SQUARE);
+  CU_ASSERT_DOUBLE_EQUAL(p.mean[1], 114.697, 1e-4);
+  CU_ASSERT_DOUBLE_EQUAL(p.std[1], 255, 0);
+  pv_graph_set_meta(g, "pivot.image.mean", "1,2");
+  CU_ASSERT_EQUAL(pv_image_prep_from_graph(g, v, &p), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "pivot.image.mean"));
+  pv_graph_set_meta(g, "pivot.image.mean", "0");
+  pv_graph_set_meta(g, "pivot.image.resize", "crop");
+  CU_ASSERT_EQUAL(pv_image_prep_from_graph(g, v, &p), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "pivot.image.resize"));
+  pv_graph_set_meta(g, "pivot.image.resize", "stretch");
+  g->values[v].dims[1] = 1;
+  CU_ASSERT_EQUAL(pv_image_prep_from_graph(g, v, &p), PV_ESHAPE);
+  pv_graph_free(g);
+}
+
+static CU_TestInfo tests[] = {
+    {"not an image", test_not_an_image},
+    {"oversized headers refused before decoding", test_oversized_headers},
+    {"PNG round trip and truncation", test_png_round_trip},
+    {"PNG alpha dropped", test_png_alpha_dropped},
+    {"JPEG decode and truncation", test_jpeg_decode_and_truncation},
+    {"bilinear resize like TF", test_resize_like_tensorflow},
+    {"pad to square, letterbox, normalise", test_pad_square_and_normalise},
+    {"preprocessing from metadata", test_prep_from_metadata},
+    CU_TEST_INFO_NULL,
+};
+
+PV_CUNIT_MAIN("image", tests)

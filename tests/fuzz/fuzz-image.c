@@ -1,0 +1,40 @@
+/* libFuzzer target: the image input path (pv_image_probe, pv_image_decode,
+ * pv_image_to_chw) on any byte string. Decoding must either fail with a
+ * message or give an image of the size the header announced, and every
+ * resize mode must fill the tensor with finite values. */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pv-image.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const char *fmt;
+  int pw, ph;
+  int prc = pv_image_probe(data, size, &fmt, &pw, &ph);
+  if (prc && !pv_errmsg()[0]) __builtin_trap();
+  /* Headers up to the real limits are checked above; decode only small
+   * images so each run stays fast. */
+  if (prc || (int64_t)pw * ph > (1 << 22)) return 0;
+  pv_image im;
+  int rc = pv_image_decode(data, size, &im);
+  if (rc) {
+    if (!pv_errmsg()[0] || im.rgb) __builtin_trap();
+    return 0;
+  }
+  if (im.w != pw || im.h != ph || !im.rgb) __builtin_trap();
+  static float out[3 * 24 * 16];
+  for (int mode = PV_RESIZE_STRETCH; mode <= PV_RESIZE_LETTERBOX; mode++) {
+    pv_image_prep p = {.width = 24, .height = 16, .resize = (pv_resize_mode)mode,
+                       .mean = {1, 2, 3}, .std = {255, 255, 255}, .pad = 9};
+    pv_image_xform xf;
+    if (pv_image_to_chw(&im, &p, out, &xf)) __builtin_trap();
+    for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
+      if (!isfinite(out[i]) || out[i] < -1 || out[i] > 1) __builtin_trap();
+    if (!(xf.sx > 0 && xf.sy > 0)) __builtin_trap();
+  }
+  pv_image_free(&im);
+  return 0;
+}
