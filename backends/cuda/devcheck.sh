@@ -126,7 +126,11 @@ direct_build() {
   gcc $W -O3 -shared backends/cpu/cpu.c $CPU_K -o "$B/pivot-backend-cpu.so" -L"$B" -lpivot \
     -Wl,-rpath,"$B" -lm 2>"$B/cpu.log" &
   local cpu=$!
-  gcc $W -O3 -Ibackends/cpu clients/*.c $CPU_K -o "$B/pivot" -L"$B" -lpivot -Wl,-rpath,"$B" \
+  # The `pivot` CLI's sources as clients/Makefile.am lists them (pivotctl
+  # and pivot-bench live there too and need libcurl and cJSON).
+  local CLI_SRC
+  CLI_SRC=$(sed -n 's/^pivot_SOURCES = //p' clients/Makefile.am | tr ' ' '\n' | grep '\.c$' | sed 's|^|clients/|')
+  gcc $W -O3 -Ibackends/cpu $CLI_SRC $CPU_K -o "$B/pivot" -L"$B" -lpivot -Wl,-rpath,"$B" \
     -ldl -lm 2>"$B/cli.log" &
   local cli=$!
   gcc $W -DBACKEND='"cuda"' tests/gpu/test-gpu.c -o "$B/test-cuda" -L"$B" -lpivot \
