@@ -62,8 +62,9 @@ def served(d, name):
 
 
 def check_disk(root, name):
-    """Every version folder holds exactly one whole model file, and nothing
-    else is left in the model folder but config.json."""
+    """Every version folder holds exactly one whole model file (or none),
+    and nothing else is left in the model folder but config.json. Returns
+    the versions with a model, ascending."""
     versions = []
     for e in sorted(os.listdir(os.path.join(root, name))):
         p = os.path.join(root, name, e)
@@ -71,8 +72,10 @@ def check_disk(root, name):
             continue
         check(e.isdigit() and os.path.isdir(p), "stray %s in the repository" % p)
         files = os.listdir(p)
+        if not files:
+            continue  # killed between mkdir and rename: no model, never listed
         check(files == ["model.onnx"], "%s holds %r" % (p, files))
         with open(os.path.join(p, "model.onnx"), "rb") as f:
             check(f.read() == model_bytes(int(e)), "%s/model.onnx is not whole" % p)
         versions.append(int(e))
-    return versions
+    return sorted(versions)
