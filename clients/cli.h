@@ -22,4 +22,9 @@ int cli_backends(const char *list, char *buf, size_t len, const char **names,
 int cli_int(const char *s, const char *what, int lo, int hi, int *out);
 /* Output name → file-name-safe string ([A-Za-z0-9._-], others '_'). */
 void cli_sanitize(const char *in, char *out, size_t len);
+/* pivot bench --backend NAME (bench-backend.c): pivoted vs dense Gemm on
+ * that backend through the runtime; 0 or 1 after printing the error. */
+int cli_bench_backend(const char *backend, const int *sizes, int n_sizes,
+                      const int *batches, int n_batches, const double *dens,
+                      int n_dens, int repeats, double min_sample_ms);
 #endif

@@ -36,6 +36,7 @@ typedef struct bench_opts {
   bool folded;      /* ... with the permutations inside chains folded */
   int prune_min_ch; /* ... of the layers with this many channels */
   double min_sample_ms;
+  const char *backend; /* kernels on this backend (bench-backend.c) */
 } bench_opts;
 
 /* ---------------------------------------------------------------- timing */
@@ -578,6 +579,8 @@ static void usage(FILE *f) {
     "  --density 1,1/2,1/4,1/8,1/16 block-diagonal densities\n"
     "  --threads 1,2                thread counts\n"
     "  --isa avx512|avx2|neon|c     force a kernel set (default: best)\n"
+    "  --backend opencl|cuda        kernels: pivoted vs dense Gemm on that\n"
+    "                               backend, through the runtime\n"
     "  --no-blas, --no-csr          skip the OpenBLAS / CSR columns\n"
     "  --quick                      sizes 1024, 3 repeats (smoke test)\n"
     "  --model PATH                 a model for the models section (repeatable)\n"
@@ -629,6 +632,9 @@ int cmd_bench(int argc, char **argv) {
     } else if (!strcmp(a, "--density")) {
       NEED_VALUE();
       if ((r = parse_dens(v, &o))) return r;
+    } else if (!strcmp(a, "--backend")) {
+      NEED_VALUE();
+      o.backend = v;
     } else if (!strcmp(a, "--isa")) {
       NEED_VALUE();
       o.isa = v;
@@ -677,7 +683,14 @@ int cmd_bench(int argc, char **argv) {
     return cli_die("bench: the models section needs --model PATH (the "
                    "ONNX Runtime comparison is `make -C tests/conformance "
                    "bench`)");
-  if (o.kernels && (r = bench_kernels(&o))) return r;
+  if (o.kernels && o.backend && strcmp(o.backend, "cpu")) {
+    if ((r = cli_bench_backend(o.backend, o.sizes, o.n_sizes, o.batches,
+                               o.n_batches, o.dens, o.n_dens, o.repeats,
+                               o.min_sample_ms)))
+      return r;
+  } else if (o.kernels && (r = bench_kernels(&o))) {
+    return r;
+  }
   if (o.models && (r = bench_models(&o))) return r;
   return 0;
 }

@@ -603,6 +603,13 @@ static double node_flops(const pv_graph *g, const pv_node *n, const pv_tensor *v
       k = a->dims[0];
     return 2.0 * outn * (double)k * *density;
   }
+  if (!strcmp(n->op, "GRU") && n->n_in >= 3 && n->in[0] >= 0 && n->in[2] >= 0) {
+    /* Per step and batch row: W x (3H x I) and R h (3H x H). */
+    const pv_tensor *x = &vals[n->in[0]], *r = &vals[n->in[2]];
+    if (x->ndim == 3 && r->ndim == 3)
+      return 2.0 * (double)x->dims[0] * (double)x->dims[1] * (double)r->dims[1] *
+             (double)(x->dims[2] + r->dims[2]);
+  }
   return outn;
 }
 

@@ -9,6 +9,7 @@
 
 #include "pivot.h"
 #include "pv-rnn.h"
+#include "pv-ops-ext.h"
 #include "pv-pivot.h"
 #include "ops-internal.h"
 
@@ -760,6 +761,119 @@ static int64_t nearest(float xo, const char *mode) {
   return (int64_t)roundf(xo);
 }
 
+/* Source coordinate of output index i on an axis of in -> on elements at
+ * scale s, per coordinate_transformation_mode; NAN for an unknown mode. */
+static float resize_coord(const char *ctm, int64_t i, float s, int64_t in,
+                          int64_t on) {
+  if (!strcmp(ctm, "half_pixel")) return ((float)i + 0.5f) / s - 0.5f;
+  if (!strcmp(ctm, "pytorch_half_pixel")) return on > 1 ? ((float)i + 0.5f) / s - 0.5f : 0;
+  if (!strcmp(ctm, "align_corners"))
+    return on == 1 ? 0 : (float)i * (float)(in - 1) / (float)(on - 1);
+  if (!strcmp(ctm, "asymmetric")) return (float)i / s;
+  if (!strcmp(ctm, "tf_half_pixel_for_nn")) return ((float)i + 0.5f) / s;
+  return NAN;
+}
+
+/* Linear and cubic Resize, separably one axis at a time (an N-linear or
+ * N-cubic interpolation is the product of the 1-D ones). Taps and weights
+ * follow ONNX Runtime: linear clamps the coordinate into the input, cubic
+ * uses Keys' kernel with cubic_coeff_a, taps clamped to the edge or, with
+ * exclude_outside, dropped and the rest renormalised. */
+static int resize_interp(const pv_node *n, const pv_tensor *x, pv_tensor *o,
+                         const float *sc, const char *ctm, bool cubic) {
+  if (x->dtype != PV_F32) return ERR(PV_ETYPE, "%s resize of %s (FP32 only)",
+                                     cubic ? "cubic" : "linear", pv_dtype_name(x->dtype));
+  float A = pv_attr_float(n, "cubic_coeff_a", -0.75f);
+  bool excl = pv_attr_int(n, "exclude_outside", 0);
+  int r = x->ndim, nt = cubic ? 4 : 2;
+  int64_t cur[PV_MAX_DIMS] = {0}, big[PV_MAX_DIMS] = {0};
+  for (int i = 0; i < r; i++) {
+    cur[i] = x->dims[i];
+    big[i] = x->dims[i] > o->dims[i] ? x->dims[i] : o->dims[i];
+  }
+  pv_tensor bt = {.dtype = PV_F32, .ndim = r};
+  memcpy(bt.dims, big, sizeof big);
+  if (pv_tensor_nbytes(&bt) == SIZE_MAX) return ERR(PV_ERANGE, "resize too large");
+  float *buf = NULL, *src = x->data;
+  int64_t *tap = NULL;
+  float *wt = NULL;
+  int rc = 0;
+  for (int a = 0; a < r; a++) {
+    int64_t in = x->dims[a], on = o->dims[a];
+    bool nn = !strcmp(ctm, "tf_half_pixel_for_nn");
+    if (in == on && sc[a] == 1.f && !nn) continue;
+    if (!strcmp(ctm, "tf_crop_and_resize") || isnan(resize_coord(ctm, 0, 1, 2, 2))) {
+      rc = ERR(PV_EUNSUPPORTED, "coordinate_transformation_mode '%s'", ctm);
+      goto out;
+    }
+    if (in == 0 && on > 0) {
+      rc = ERR(PV_ESHAPE, "resize of an empty axis %d", a);
+      goto out;
+    }
+    free(tap);
+    free(wt);
+    tap = malloc(sizeof *tap * nt * (on ? on : 1));
+    wt = malloc(sizeof *wt * nt * (on ? on : 1));
+    if (!tap || !wt) {
+      rc = ERR(PV_ENOMEM, "out of memory");
+      goto out;
+    }
+    for (int64_t i = 0; i < on; i++) {
+      float c = resize_coord(ctm, i, sc[a], in, on);
+      int64_t *t = tap + i * nt;
+      float *w = wt + i * nt;
+      if (!cubic) {
+        c = c < 0 ? 0 : c > (float)(in - 1) ? (float)(in - 1) : c;
+        int64_t i1 = (int64_t)c < in - 1 ? (int64_t)c : in - 1;
+        int64_t i2 = i1 + 1 < in - 1 ? i1 + 1 : in - 1;
+        float d1 = fabsf(c - (float)i1), d2 = fabsf(c - (float)i2);
+        if (i1 == i2) d1 = d2 = 0.5f;
+        t[0] = i1, t[1] = i2, w[0] = d2, w[1] = d1;
+        continue;
+      }
+      float f = floorf(c), s = c - f;
+      float cf[4] = {((A * (s + 1) - 5 * A) * (s + 1) + 8 * A) * (s + 1) - 4 * A,
+                     ((A + 2) * s - (A + 3)) * s * s + 1,
+                     ((A + 2) * (1 - s) - (A + 3)) * (1 - s) * (1 - s) + 1,
+                     ((A * (2 - s) - 5 * A) * (2 - s) + 8 * A) * (2 - s) - 4 * A};
+      float sum = 0;
+      for (int k = 0; k < 4; k++) {
+        int64_t j = (int64_t)f - 1 + k;
+        if (excl && (j < 0 || j >= in)) cf[k] = 0;
+        sum += cf[k];
+        t[k] = j < 0 ? 0 : j >= in ? in - 1 : j;
+      }
+      for (int k = 0; k < 4; k++) w[k] = excl && sum != 0 ? cf[k] / sum : cf[k];
+    }
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < a; i++) outer *= cur[i];
+    for (int i = a + 1; i < r; i++) inner *= cur[i];
+    float *dst = pv_aligned_alloc(sizeof(float) * (size_t)(outer * on * inner));
+    if (!dst) {
+      rc = ERR(PV_ENOMEM, "out of memory");
+      goto out;
+    }
+    for (int64_t p = 0; p < outer; p++)
+      for (int64_t i = 0; i < on; i++) {
+        float *d = dst + (p * on + i) * inner;
+        for (int k = 0; k < nt; k++) {
+          const float *sp = src + (p * in + tap[i * nt + k]) * inner;
+          float w = wt[i * nt + k];
+          for (int64_t q = 0; q < inner; q++) d[q] += w * sp[q];
+        }
+      }
+    pv_free(buf);
+    buf = src = dst;
+    cur[a] = on;
+  }
+  if (numel(o)) memcpy(o->data, src, sizeof(float) * numel(o));
+out:
+  free(tap);
+  free(wt);
+  pv_free(buf);
+  return rc;
+}
+
 static int ref_resize(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                       pv_tensor *o) {
   const pv_tensor *x = IN(0);
@@ -769,9 +883,12 @@ static int ref_resize(const pv_graph *g, const pv_node *n, const pv_tensor *vals
   if (rc) return rc;
   bool ups = !strcmp(n->op, "Upsample");
   const char *mode = pv_attr_str(n, "mode", "nearest");
-  if (strcmp(mode, "nearest")) return ERR(PV_EUNSUPPORTED, "mode '%s' (nearest only)", mode);
   const char *ctm = ups || g->opset < 11 ? "asymmetric"
                     : pv_attr_str(n, "coordinate_transformation_mode", "half_pixel");
+  if (!strcmp(mode, "linear") || !strcmp(mode, "bilinear") || !strcmp(mode, "cubic"))
+    return resize_interp(n, x, o, sc, ctm, !strcmp(mode, "cubic"));
+  if (strcmp(mode, "nearest"))
+    return ERR(PV_EUNSUPPORTED, "mode '%s' (nearest, linear or cubic)", mode);
   const char *nm = ups || g->opset < 11 ? "floor"
                    : pv_attr_str(n, "nearest_mode", "round_prefer_floor");
   if (strcmp(nm, "floor") && strcmp(nm, "ceil") && strcmp(nm, "round_prefer_floor") &&
@@ -935,6 +1052,7 @@ static bool known_op(const pv_node *n) {
 
 bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
   if (pv_rnn_supports(n)) return true;
+  if (pv_ext_has(n)) return pv_ext_supports(g, n);
   if (!known_op(n)) return false;
   /* The first input's declared type, when the graph knows it. */
   pv_dtype t = n->n_in > 0 && n->in[0] >= 0 && n->in[0] < g->n_values
@@ -955,6 +1073,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   const char *op = n->op;
   const pv_tensor *x = IN(0);
   pv_tensor *o = &vals[n->out[0]];
+  if (pv_ext_has(n)) return pv_ref_ext(g, n, vals);
   if (!strcmp(op, "Conv")) return ref_conv(g, n, vals, o);
   if (!strcmp(op, "Gemm")) return ref_gemm(g, n, vals, o);
   if (!strcmp(op, "MatMul")) return ref_matmul(g, n, vals, o);
@@ -1050,7 +1169,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
 
 int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   if (pv_rnn_supports(n)) return pv_ref_rnn(g, n, vals);
-  if (!known_op(n))
+  if (!known_op(n) && !pv_ext_has(n))
     return ERR(PV_EUNSUPPORTED, "op not implemented (opset %d)", g->opset);
   if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");
   bool dims_only = !strcmp(n->op, "Shape") || !strcmp(n->op, "Size");

@@ -377,6 +377,7 @@ int pv_passes_run(pv_graph *g) {
   int rc;
   if ((rc = pv_pass_eliminate_identity(g))) return rc;
   if ((rc = pv_pass_fold_constants(g))) return rc;
+  if ((rc = pv_pass_split_gru(g))) return rc;
   if ((rc = pv_pass_fold_batchnorm(g))) return rc;
   return pv_pass_fuse_activations(g);
 }

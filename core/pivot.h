@@ -293,13 +293,16 @@ void pv_act_apply(float *x, size_t n, pv_act act, float alpha, float beta);
 
 /* ---------------------------------------------------------------- passes */
 
-/* Run the standard passes: constant folding, fold BatchNormalization into
- * Conv/Gemm, fuse activations, drop Identity/Dropout. */
+/* Run the standard passes: drop Identity/Dropout, constant folding, split
+ * pivoted GRUs, fold BatchNormalization into Conv/Gemm, fuse activations. */
 int pv_passes_run(pv_graph *g);
 int pv_pass_fold_constants(pv_graph *g);
 int pv_pass_fold_batchnorm(pv_graph *g);
 int pv_pass_fuse_activations(pv_graph *g);
 int pv_pass_eliminate_identity(pv_graph *g);
+/* Rewrite a GRU whose W and R are block diagonal after permutation (a
+ * pivoted GRU) into one smaller GRU per block (core/gru_split.c). */
+int pv_pass_split_gru(pv_graph *g);
 
 /* ---------------------------------------------------------------- models */
 

@@ -1,5 +1,5 @@
-/* Recurrent ops (ONNX GRU) for the reference engine; see core/ops_rnn.c.
- * The lead wires these into pv_infer_node / pv_ref_node. */
+/* Recurrent ops (ONNX RNN, GRU, LSTM) for the reference engine; see
+ * core/ops_rnn.c. Hooked into pv_infer_node, pv_ref_node, pv_ref_supports. */
 #ifndef PV_RNN_H
 #define PV_RNN_H
 
@@ -9,12 +9,12 @@
 extern "C" {
 #endif
 
-/* Whether pv_ref_rnn implements this node (op "GRU"; LSTM not yet). */
+/* Whether pv_ref_rnn implements this node (ops RNN, GRU, LSTM). */
 bool pv_rnn_supports(const pv_node *n);
 /* Shape inference: fills dtype/dims of the node's outputs in vals from its
  * inputs. 0 or a negative PV_E* code with a message naming the problem. */
 int pv_infer_rnn(const pv_graph *g, const pv_node *n, pv_tensor *vals);
-/* Reference GRU on concrete tensors: inputs have data, outputs have dims
+/* Reference RNN/GRU/LSTM on concrete tensors: inputs have data, outputs have dims
  * and allocated data (as for pv_ref_node). */
 int pv_ref_rnn(const pv_graph *g, const pv_node *n, pv_tensor *vals);
 

@@ -7,6 +7,7 @@
 
 #include "pivot.h"
 #include "pv-rnn.h"
+#include "pv-ops-ext.h"
 #include "ops-internal.h"
 
 #define IN(k) pv_node_in(n, vals, (k))
@@ -564,6 +565,7 @@ int pv_infer_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");
   for (int k = 0; k < n->n_out; k++)
     if (n->out[k] >= g->n_values) return ERR(PV_EINVAL, "output %d out of range", k);
+  if (pv_ext_has(n)) return pv_infer_ext(g, n, vals);
   const char *op = n->op;
   if (strcmp(op, "Constant") && strcmp(op, "Range") && !IN(0))
     return ERR(PV_EINVAL, "missing first input");

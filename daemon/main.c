@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "dashboard.h"
 #include "http.h"
 
 static uv_loop_t *loop;
@@ -173,7 +174,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_hup, on_hup, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
 
-  if (pvd_repo_init(&settings, wake_main) || pvd_http_start(&settings)) {
+  if (pvd_repo_init(&settings, wake_main) || pvd_dash_start() || pvd_http_start(&settings)) {
+    pvd_dash_stop();
     fprintf(stderr, "pivotd: %s\n", pv_errmsg());
     pvd_repo_shutdown();
     pvd_settings_free(&settings);
@@ -198,6 +200,7 @@ int main(int argc, char **argv) {
 
   uv_run(loop, UV_RUN_DEFAULT);
 
+  pvd_dash_stop();
   pvd_http_stop();
   pvd_repo_shutdown();
   uv_loop_close(loop);

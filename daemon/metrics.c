@@ -186,6 +186,8 @@ int pvd_stats_json(pvd_buf *b, const char *model, int64_t version) {
     if (i) pvd_buf_puts(b, ",");
     pvd_buf_puts(b, "{\"name\":");
     pvd_buf_json_str(b, s.v[i]->model->name);
+    pvd_buf_puts(b, ",\"backend\":");
+    pvd_buf_json_str(b, s.v[i]->backend);
     pvd_buf_printf(b, ",\"version\":\"%lld\",\"last_inference\":%llu,"
                       "\"inference_count\":%llu,\"execution_count\":%llu,"
                       "\"inference_stats\":{",

@@ -115,7 +115,7 @@ typedef struct pvd_version {
   char *path;
   int64_t file_mtime_ns, file_size;
   pv_model *pm;
-  char backend[32];        /* backend of the first node, for labels */
+  char backend[32];        /* most preferred backend running a node, for labels */
   pvd_model_cfg cfg;       /* copy used by its scheduler */
   struct pvd_sched *sched;
   pvd_vstats stats;

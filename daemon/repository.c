@@ -5,11 +5,13 @@
  * version to the main loop, which stops its workers and frees it. */
 #define _GNU_SOURCE
 #include "pivotd.h"
+#include "dashboard.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,7 @@ void pvd_version_release(pvd_version *v) {
 }
 
 static void version_free(pvd_version *v) {
+  pvd_dash_retired(v);
   pvd_sched_free(v->sched);
   if (v->pm) pv_model_release(v->pm);
   pvd_model_cfg_free(&v->cfg);
@@ -140,7 +143,9 @@ static pvd_model *model_get_or_add(const char *name) {
     if (m) {
       pthread_mutex_init(&m->mu, NULL);
       m->state = PVD_STATE_UNAVAILABLE;
-      *R.models_tail = m;
+      /* Released: readers walk the list without R.mu (models are never
+       * freed while running), so they must see the model whole. */
+      __atomic_store_n(R.models_tail, m, __ATOMIC_RELEASE);
       R.models_tail = &m->next;
     }
   }
@@ -387,6 +392,32 @@ out:
   return rc;
 }
 
+/* The label of a version: the most preferred backend in its config that
+ * runs at least one node (a GPU backend that takes part of the model names
+ * it). When the first choice runs nothing (missing, failed to start, or
+ * supports no node) that is logged, since the model is then slower than
+ * its config asks for. */
+static void version_backend(pvd_version *v) {
+  static const char *const dflt[] = {"cpu", NULL};
+  const char *const *pref = v->cfg.backends ? (const char *const *)v->cfg.backends : dflt;
+  const pv_graph *g = pv_model_graph(v->pm);
+  int n_nodes = g ? g->n_nodes : 0, best = -1;
+  const char *name = NULL;
+  for (int i = 0; i < n_nodes; i++) {
+    const char *be = pv_model_node_backend(v->pm, i);
+    if (!be || !strcmp(be, "plan")) continue; /* folded at load time */
+    int rank = 0;
+    while (pref[rank] && strcmp(pref[rank], be)) rank++;
+    if (!pref[rank]) rank = INT_MAX - 1; /* cpu appended by the runtime */
+    if (best < 0 || rank < best) best = rank, name = be;
+  }
+  snprintf(v->backend, sizeof v->backend, "%s", name ? name : "none");
+  if (name && strcmp(pref[0], name))
+    pv_log(PV_LOG_WARN, "model %s version %lld: backend '%s' (first in its "
+           "backends list) runs none of its nodes; falling back to '%s'",
+           v->model->name, (long long)v->version, pref[0], name);
+}
+
 static pvd_version *version_load(pvd_model *m, const found *f, const pvd_model_cfg *cfg) {
   pvd_version *v = calloc(1, sizeof *v);
   if (!v) { pv_error(PV_ENOMEM, "version"); return NULL; }
@@ -404,9 +435,7 @@ static pvd_version *version_load(pvd_model *m, const found *f, const pvd_model_c
   uint64_t t0 = pvd_now_ns();
   v->pm = pv_model_load(v->path, &o);
   if (!v->pm) goto fail;
-  const pv_graph *g = pv_model_graph(v->pm);
-  const char *be = g && g->n_nodes > 0 ? pv_model_node_backend(v->pm, 0) : NULL;
-  snprintf(v->backend, sizeof v->backend, "%s", be ? be : "none");
+  version_backend(v);
   if (warm_up(v)) goto fail;
   v->sched = pvd_sched_new(v);
   if (!v->sched) goto fail;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dashboard.h"
 #include "metrics.h"
 
 pvd_settings *pvd_cfg;
@@ -321,5 +322,7 @@ const pvd_route pvd_routes[] = {
     {.method = "POST", .pattern = "/v2/repository/index", .fn = h_index},
     {.method = "POST", .pattern = "/v2/repository/models/{m}/load", .fn = h_load, .admin = true},
     {.method = "POST", .pattern = "/v2/repository/models/{m}/unload", .fn = h_unload, .admin = true},
+    {.method = "GET", .pattern = "/", .fn = pvd_dash_page},
+    {.method = "GET", .pattern = "/v2/dashboard/series", .fn = pvd_dash_series},
 };
 const int pvd_n_routes = (int)(sizeof pvd_routes / sizeof pvd_routes[0]);

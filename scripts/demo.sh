@@ -20,6 +20,7 @@ echo "  curl -s http://127.0.0.1:$port/v2/models/fashion"
 echo "  curl -s -H 'Content-Type: application/json' -d @demo/sample.json http://127.0.0.1:$port/v2/models/fashion/infer"
 echo "  curl -s -H 'Content-Type: application/json' -d @demo/sample.json http://127.0.0.1:$port/v2/models/fashion/versions/1/infer   # the dense original"
 echo "  curl -s http://127.0.0.1:$port/metrics"
+echo "and open http://127.0.0.1:$port/ in a browser for the live dashboard."
 echo "(the sample is the first Fashion-MNIST test image, an ankle boot: class 9 has the largest logit)"
 echo
 exec build/daemon/pivotd --repository demo/models --listen "127.0.0.1:$port" \

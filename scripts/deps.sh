@@ -12,7 +12,8 @@ pkgs="build-essential autoconf automake libtool pkg-config
 if [ "$want" = test ]; then
   pkgs="$pkgs python3-torch python3-torchvision python3-onnx python3-numpy
     darknet clang libclang-rt-14-dev prometheus valgrind wrk curl
-    dataset-fashion-mnist"
+    dataset-fashion-mnist gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+    chromium fonts-dejavu-core"
 fi
 
 missing=""

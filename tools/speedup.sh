@@ -1,6 +1,7 @@
 #!/bin/sh
-# pivotd speedup of pivoted models: exports the MLP and small CNN with
-# balanced block masks at 1/2/4/8/16x (values do not change speed) and
+# pivotd speedup of pivoted models: exports the MLP, the small CNN and the
+# GRU (hidden 128) with balanced block masks at 1/2/4/8/16x (values do not
+# change speed; the GRU's W and R share one hidden-unit permutation) and
 # times each with `pivot run --repeat N` at batch 1 and 32; prints the
 # median time and the ratio to the dense model measured in the same run.
 # Usage: tools/speedup.sh [REPEAT] [BACKEND]
@@ -29,11 +30,19 @@ for name in ("mlp", "cnn"):
         export_onnx(m, "%s/%s-%d.onnx" % (d, name, n), torch.rand(1, 1, 28, 28),
                     L if use else (), masks if use else (),
                     pivot_metadata(m, L, masks, n))
+from pivot_train.models import GRUClassifier
+from pivot_train.rnn import export_gru, gru_layers, gru_masks
+for n in (1, 2, 4, 8, 16):
+    torch.manual_seed(0)
+    m = GRUClassifier()
+    if n > 1:
+        Masker(gru_layers(m), gru_masks(m.gru, n, 0))   # zeros outside the blocks
+    export_gru(m, n, 0, "%s/gru-%d.onnx" % (d, n))
 for b in (1, 32):
     np.save("%s/x%d.npy" % (d, b), np.random.rand(b, 1, 28, 28).astype(np.float32))
 PYEOF
 echo "model batch x median_ms ratio_to_dense"
-for model in mlp cnn; do
+for model in mlp cnn gru; do
   for b in 1 32; do
     base=
     for n in 1 2 4 8 16; do

@@ -53,9 +53,12 @@ typedef struct layer {
   pvk_pivot_args a;
   int32_t *in_ch;
   float *dense_d; /* the equivalent dense matrix on the device */
+  pvk_blas_args b; /* the cuBLAS path (block diagonal: always uniform) */
+  float *yp;       /* its scratch, for batches up to MAX_P */
   void *frees[10];
 } layer;
 
+#define MAX_P 256
 static void make_layer(layer *L, int M, int K, int n) {
   memset(L, 0, sizeof *L);
   int32_t *pr = malloc(sizeof(int32_t) * M), *pc = malloc(sizeof(int32_t) * K);
@@ -98,6 +101,14 @@ static void make_layer(layer *L, int M, int K, int n) {
     }
   }
   row_off[n] = M, rg_blk[n] = n;
+  {
+    int32_t *col_off = malloc(sizeof(int32_t) * (n + 1)), *bg = malloc(sizeof(int32_t) * n);
+    for (int g = 0; g <= n; g++) col_off[g] = g * kb;
+    for (int g = 0; g < n; g++) bg[g] = g;
+    pvk_blas_plan(&L->b, n, row_off, col_off, n, bg, bg, blk_off, 1);
+    free(col_off), free(bg);
+    CK(cudaMalloc((void **)&L->yp, sizeof(float) * MAX_P * M));
+  }
   L->a.data = L->frees[0] = dup_to_device(data, sizeof(float) * len);
   L->a.tiles = L->frees[1] = dup_to_device(tiles, sizeof(int32_t) * 3 * ntiles);
   L->a.row_rg = L->frees[2] = dup_to_device(row_rg, sizeof(int32_t) * M);
@@ -119,6 +130,7 @@ static void make_layer(layer *L, int M, int K, int n) {
 static void free_layer(layer *L) {
   for (int i = 0; i < 10; i++) cudaFree(L->frees[i]);
   cudaFree(L->dense_d);
+  cudaFree(L->yp);
 }
 
 typedef enum { RUN_DENSE, RUN_PIVOT, RUN_PIVOT_KERNEL, RUN_GATHER } what;
@@ -134,7 +146,12 @@ static void run_once(what w, cublasHandle_t h, cudaStream_t s, const float *W, l
     pvk_im2col(x, xp, L->in_ch, P, K, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, s);
   if (w == RUN_GATHER) return;
   L->a.xp = xp, L->a.y = y, L->a.P = P;
-  pvk_pivot(&L->a, s);
+  /* As the backend chooses (path 0), or the path asked for. */
+  if (L->a.path == PVK_PATH_BLAS || (!L->a.path && pvk_blas_wanted(&L->b, P))) {
+    if (pvk_pivot_blas(&L->a, &L->b, h, L->yp, s)) fprintf(stderr, "cuBLAS path failed\n");
+  } else {
+    pvk_pivot(&L->a, s);
+  }
 }
 
 static float time_median(int reps, what w, cublasHandle_t h, cudaStream_t s, const float *W,
@@ -182,11 +199,13 @@ int main(int argc, char **argv) {
   cublasSetStream(h, s);
   printf("times: median of %d, cudaEvent, fp32; pivot = gather + blocks kernel; "
          "linearity = speedup / n\n", reps);
-  printf("pivot_us: gather + kernel (path chosen by batch size); rows/t32/t64: kernel alone on\n"
-         "each path (warp per row; 64-row tiles x 32 or 64 batch columns)\n");
-  printf("%5s %5s %4s %9s %9s %9s %9s %9s %9s %8s %7s %9s\n", "M=K", "batch", "1/n", "dense_us",
-         "pivot_us", "gather_us", "rows_us", "t32_us", "t64_us", "speedup", "linear",
-         "relerr");
+  printf("pivot_us: gather + blocks as the backend runs them (path by batch size); rows/t32/t64/\n"
+         "blas: the blocks alone on each path (warp per row; 64-row tiles x 32 or 64 batch\n"
+         "columns; strided-batched cuBLAS sgemm + scatter). blas %s\n",
+         "is chosen from batch 16 up for blocks of >= 128 rows");
+  printf("%5s %5s %4s %9s %9s %9s %9s %9s %9s %9s %8s %7s %9s\n", "M=K", "batch", "1/n",
+         "dense_us", "pivot_us", "gather_us", "rows_us", "t32_us", "t64_us", "blas_us",
+         "speedup", "linear", "relerr");
   int sizes[] = {4096, 1024}, batches[] = {1, 32, 256}, ns[] = {1, 2, 4, 8, 16};
   int bad = 0;
   for (int si = 0; si < 2; si++) {
@@ -210,8 +229,8 @@ int main(int argc, char **argv) {
         layer *L = &Ls[ni];
         float tp = time_median(reps, RUN_PIVOT, h, s, W, L, x, xp, y, M, K, P);
         float tg = time_median(reps, RUN_GATHER, h, s, W, L, x, xp, y, M, K, P);
-        float tk[3];
-        for (int path = 1; path <= 3; path++) {
+        float tk[4];
+        for (int path = 1; path <= 4; path++) {
           L->a.path = path;
           tk[path - 1] = time_median(reps, RUN_PIVOT_KERNEL, h, s, W, L, x, xp, y, M, K, P);
         }
@@ -224,7 +243,7 @@ int main(int argc, char **argv) {
         double e = 0, m = 1e-30;
         for (size_t i = 0; i < (size_t)P * M; i++)
           if (fabs(b[i]) > m) m = fabs(b[i]);
-        for (int path = 0; path <= 3; path++) {
+        for (int path = 0; path <= 4; path++) {
           L->a.path = path;
           CK(cudaMemset(y, 0, sizeof(float) * P * M));
           run_once(RUN_PIVOT, h, s, W, L, x, xp, y, M, K, P);
@@ -239,8 +258,8 @@ int main(int argc, char **argv) {
         if (!(e < 1e-4)) bad++;
         free(a), free(b);
         float sp = td / tp;
-        printf("%5d %5d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %8.2f %7.2f %9.1e%s\n", M, P,
-               ns[ni], td, tp, tg, tk[0], tk[1], tk[2], sp, sp / ns[ni], e,
+        printf("%5d %5d %4d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %8.2f %7.2f %9.1e%s\n", M,
+               P, ns[ni], td, tp, tg, tk[0], tk[1], tk[2], tk[3], sp, sp / ns[ni], e,
                e < 1e-4 ? "" : "  MISMATCH");
         fflush(stdout);
       }

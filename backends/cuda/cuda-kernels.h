@@ -8,6 +8,7 @@
 #ifndef PV_CUDA_KERNELS_H
 #define PV_CUDA_KERNELS_H
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdint.h>
 
@@ -39,10 +40,40 @@ typedef struct pvk_pivot_args {
   int vec4;
   int path; /* PVK_PATH_*; 0 = chosen by the batch size */
 } pvk_pivot_args;
-enum { PVK_PATH_AUTO = 0, PVK_PATH_ROWS, PVK_PATH_TILED32, PVK_PATH_TILED64 };
+enum { PVK_PATH_AUTO = 0, PVK_PATH_ROWS, PVK_PATH_TILED32, PVK_PATH_TILED64, PVK_PATH_BLAS };
 int pvk_pivot(const pvk_pivot_args *a, cudaStream_t stream);
 /* Rows per tile of the tiled path (tiles are built by the host). */
 #define PVK_TILE_ROWS 64
+
+/* Pivoted blocks through cuBLAS, for uniform structures: every row group
+ * has R rows and k blocks, every block Kb = channels*kk columns, and the
+ * j-th block of row group r starts at data a0[j] + r*a_stride and at xp
+ * column c0[j] + r*c_stride (block diagonal, and shifted-diagonal c-of-n
+ * patterns). Then the layer is k strided-batched sgemms over the row
+ * groups (one for block-diagonal layers) into yp [P, M] in permuted row
+ * order, and one kernel adds the bias, applies the activation and
+ * scatters rows through out_row. cuBLAS's tuned GEMM closes the gap of our
+ * blocks kernel at high densities and large batches. */
+#define PVK_BLAS_MAXK 16
+typedef struct pvk_blas_args {
+  int ok; /* the structure fits */
+  int nr, k, R, Kb;
+  long long a_stride, c_stride;
+  long long a0[PVK_BLAS_MAXK], c0[PVK_BLAS_MAXK];
+} pvk_blas_args;
+/* Fill b from a pivot's tables (blocks sorted by row group, then column
+ * group); b->ok = 0 when the structure is not uniform. Host only. */
+void pvk_blas_plan(pvk_blas_args *b, int nr, const int32_t *row_off, const int32_t *col_off,
+                   int n_blocks, const int32_t *blk_rg, const int32_t *blk_cg,
+                   const unsigned long long *blk_off, int kk);
+/* Whether the cuBLAS path is the faster one for P batch columns (from
+ * batch 16, blocks of at least 128 rows). */
+int pvk_blas_wanted(const pvk_blas_args *b, int P);
+/* The layer through cuBLAS: a->xp, a->data, a->out_row, a->bias, a->y and
+ * the shapes of a (not its tables); yp: scratch of P*M floats. Returns a
+ * cudaError_t (cudaErrorUnknown when cuBLAS fails). */
+int pvk_pivot_blas(const pvk_pivot_args *a, const pvk_blas_args *b, cublasHandle_t h, float *yp,
+                   cudaStream_t stream);
 
 /* y = act(y + bias[m]) over `total` elements in the layout above. */
 int pvk_bias_act(float *y, const float *bias, int64_t total, int M, int S, int act, float a,

@@ -31,6 +31,7 @@ typedef struct cu_step {
   unsigned long long *blk_off;
   int n_tiles;
   int vec4; /* see pvk_pivot_args */
+  pvk_blas_args blas; /* the cuBLAS path, when the structure allows */
 } cu_step;
 
 typedef struct cu_plan {
@@ -45,6 +46,9 @@ typedef struct cu_plan {
   size_t *pin_cap;
   float *col;   /* im2col scratch */
   size_t col_cap;
+  float *yp;    /* pivoted rows before the scatter (cuBLAS path) */
+  size_t yp_cap;
+  int path;     /* PIVOT_CUDA_PIVOT_PATH: 0 auto, 1 kernel, 2 cublas */
   cudaStream_t stream;
   cublasHandle_t blas;
   /* One run at a time per plan: buffers and stream are the plan's. */
@@ -148,6 +152,7 @@ static void release(void *pl) {
       if (p->pin[v]) cudaFreeHost(p->pin[v]);
     }
   cudaFree(p->col);
+  cudaFree(p->yp);
   if (p->blas) cublasDestroy(p->blas);
   if (p->stream) cudaStreamDestroy(p->stream);
   pthread_mutex_destroy(&p->lock);
@@ -201,6 +206,17 @@ static int prepare_step(cu_step *o) {
       o->vec4 = 0;
   }
   o->n_tiles = n_tiles;
+  {
+    int32_t *brg = malloc(sizeof(int32_t) * nb), *bcg = malloc(sizeof(int32_t) * nb);
+    if (!brg || !bcg) {
+      free(brg), free(bcg);
+      rc = pv_error(PV_ENOMEM, "out of memory");
+      goto out_free;
+    }
+    for (int b = 0; b < pv->n_blocks; b++) brg[b] = pv->blocks[b].rg, bcg[b] = pv->blocks[b].cg;
+    pvk_blas_plan(&o->blas, pv->nr, pv->row_off, pv->col_off, pv->n_blocks, brg, bcg, bo, pv->kk);
+    free(brg), free(bcg);
+  }
   if (!(rc = upload(pv->data, pv->data_len * sizeof(float), (void **)&o->data)) &&
       !(rc = upload(s->bias_p, sizeof(float) * pv->M, (void **)&o->bias_p)) &&
       !(rc = upload(tiles, sizeof(int32_t) * 3 * n_tiles, (void **)&o->tiles)) &&
@@ -227,6 +243,9 @@ static int prepare(void *ctx, const pv_graph *g, const int *nodes, int n_nodes, 
   if (!p) return pv_error(PV_ENOMEM, "out of memory");
   pthread_mutex_init(&p->lock, NULL);
   p->c = c;
+  /* For comparisons: force the pivoted path (kernel or cublas). */
+  const char *pp = getenv("PIVOT_CUDA_PIVOT_PATH");
+  p->path = pp && !strcmp(pp, "kernel") ? 1 : pp && !strcmp(pp, "cublas") ? 2 : 0;
   p->g = g;
   int nv = g->n_values ? g->n_values : 1;
   p->st = calloc(n_nodes ? n_nodes : 1, sizeof *p->st);
@@ -374,7 +393,19 @@ static int exec_step(cu_plan *p, cu_step *o, pv_run_ctx *rc) {
                           .y = Y, .n_tiles = o->n_tiles, .M = s->M, .kk = s->pv->kk,
                           .Kp = (int)Kp, .P = (int)P, .S = (int)S, .act = s->act,
                           .alpha = s->alpha, .beta = s->beta, .vec4 = o->vec4};
-      return check(pvk_pivot(&a, st), "pivoted blocks");
+      bool use_blas = p->path == 2 ? o->blas.ok
+                      : p->path == 1 ? false : pvk_blas_wanted(&o->blas, (int)P);
+      if (!use_blas) return check(pvk_pivot(&a, st), "pivoted blocks");
+      size_t ypb = (size_t)P * s->M * sizeof(float);
+      if (ypb > p->yp_cap) {
+        cudaFree(p->yp);
+        p->yp = NULL;
+        p->yp_cap = 0;
+        cudaError_t e = cudaMalloc((void **)&p->yp, ypb);
+        if (e != cudaSuccess) return CU_FAIL(e, "allocate pivoted rows buffer");
+        p->yp_cap = ypb;
+      }
+      return check(pvk_pivot_blas(&a, &o->blas, p->blas, p->yp, st), "pivoted blocks (cuBLAS)");
     }
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t bs;

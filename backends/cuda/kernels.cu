@@ -5,6 +5,7 @@
 #include "cuda-kernels.h"
 
 #include <cuda_runtime.h>
+#include <string.h>
 
 static __device__ __forceinline__ float act_f(float v, int act, float a, float b) {
   switch (act) {
@@ -200,6 +201,82 @@ extern "C" int pvk_pivot(const pvk_pivot_args *a, cudaStream_t s) {
                                            a->M, a->kk, a->Kp, a->P, a->S, a->act, a->alpha,
                                            a->beta);
   }
+  return (int)cudaGetLastError();
+}
+
+// ---- pivoted layer through cuBLAS (uniform structures)
+
+extern "C" void pvk_blas_plan(pvk_blas_args *b, int nr, const int32_t *row_off,
+                              const int32_t *col_off, int n_blocks, const int32_t *blk_rg,
+                              const int32_t *blk_cg, const unsigned long long *blk_off, int kk) {
+  memset(b, 0, sizeof *b);
+  if (nr < 1 || n_blocks < nr || n_blocks % nr) return;
+  int k = n_blocks / nr;
+  if (k > PVK_BLAS_MAXK) return;
+  int R = row_off[1] - row_off[0];
+  int W = col_off[blk_cg[0] + 1] - col_off[blk_cg[0]];
+  long long Kb = (long long)W * kk;
+  if (R < 1 || W < 1 || Kb > 0x7fffffff) return;
+  for (int r = 0; r < nr; r++)
+    if (row_off[r + 1] - row_off[r] != R || row_off[r] != (long long)r * R) return;
+  for (int j = 0; j < k; j++) {
+    b->a0[j] = (long long)blk_off[j];
+    b->c0[j] = (long long)col_off[blk_cg[j]] * kk;
+  }
+  b->a_stride = nr > 1 ? (long long)blk_off[k] - (long long)blk_off[0] : 0;
+  b->c_stride = nr > 1 ? (long long)col_off[blk_cg[k]] * kk - b->c0[0] : 0;
+  if (b->a_stride < 0 || b->c_stride < 0) return;
+  for (int r = 0; r < nr; r++)
+    for (int j = 0; j < k; j++) {
+      int i = r * k + j, cg = blk_cg[i];
+      if (blk_rg[i] != r || col_off[cg + 1] - col_off[cg] != W ||
+          (long long)blk_off[i] != b->a0[j] + r * b->a_stride ||
+          (long long)col_off[cg] * kk != b->c0[j] + r * b->c_stride)
+        return;
+    }
+  b->nr = nr, b->k = k, b->R = R, b->Kb = (int)Kb;
+  b->ok = 1;
+}
+
+extern "C" int pvk_blas_wanted(const pvk_blas_args *b, int P) {
+  // Below 16 columns the sgemms are matrix-vector products with little
+  // reuse, where our warp-per-row kernel reads each weight once; blocks of
+  // fewer than 128 rows are too small for cuBLAS's tiles, where our tiled
+  // kernel won (H100, backends/cuda/DEVCHECK.md).
+  return b->ok && P >= 16 && b->R >= 128;
+}
+
+__global__ void k_scatter_rows(const float *__restrict__ yp, float *__restrict__ y,
+                               const int32_t *__restrict__ out_row,
+                               const float *__restrict__ bias, int64_t total, int M, int S,
+                               int act, float a, float b) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  int64_t p = i / M;
+  int r = (int)(i % M);
+  float v = yp[i] + (bias ? bias[r] : 0.f);
+  y[(p / S) * (int64_t)M * S + (int64_t)out_row[r] * S + p % S] = act_f(v, act, a, b);
+}
+
+extern "C" int pvk_pivot_blas(const pvk_pivot_args *a, const pvk_blas_args *b, cublasHandle_t h,
+                              float *yp, cudaStream_t s) {
+  if (a->P == 0 || a->M == 0) return 0;
+  if (!b->ok) return (int)cudaErrorInvalidValue;
+  const float one = 1.f, zero = 0.f;
+  cublasSetStream(h, s);
+  for (int j = 0; j < b->k; j++) {
+    // Column-major view: yp^T [M, P] (ld M); rows of row group r start at
+    // r*R. Block r,j is row-major R x Kb, i.e. column-major Kb x R (op T);
+    // its input columns are rows c0 + r*c_stride of xp^T [Kp, P] (ld Kp).
+    cublasStatus_t st = cublasSgemmStridedBatched(
+        h, CUBLAS_OP_T, CUBLAS_OP_N, b->R, a->P, b->Kb, &one, a->data + b->a0[j], b->Kb,
+        b->a_stride, a->xp + b->c0[j], a->Kp, b->c_stride, j ? &one : &zero, yp, a->M,
+        (long long)b->R, b->nr);
+    if (st != CUBLAS_STATUS_SUCCESS) return (int)cudaErrorUnknown;
+  }
+  int64_t total = (int64_t)a->P * a->M;
+  k_scatter_rows<<<blocks_for(total, 256), 256, 0, s>>>(yp, a->y, a->out_row, a->bias, total,
+                                                        a->M, a->S, a->act, a->alpha, a->beta);
   return (int)cudaGetLastError();
 }
 

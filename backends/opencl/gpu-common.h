@@ -122,18 +122,6 @@ static int g_const_scalar(const pv_graph *g, const pv_node *n, int i, float *out
   return 0;
 }
 
-/* Inverse of an optional stored-order permutation: position of logical
- * channel c, or c when the tensor is in natural order. */
-static int32_t *g_inverse_perm(const int32_t *perm, int n) {
-  int32_t *inv = malloc(sizeof(int32_t) * (n ? n : 1));
-  if (!inv) return NULL;
-  for (int i = 0; i < n; i++) inv[i] = i;
-  if (perm)
-    for (int i = 0; i < n; i++)
-      if (perm[i] >= 0 && perm[i] < n) inv[perm[i]] = i;
-  return inv;
-}
-
 static int g_act_of(const pv_node *n, g_step *s) {
   s->act = n->act;
   s->alpha = n->act_alpha;
@@ -187,28 +175,24 @@ static int g_pivot_check(const pv_pivot *p) {
 
 /* Pivot tables for the kernels. */
 static int g_pivot_tables(const pv_graph *g, g_step *s, bool dry) {
+  (void)g;
   const pv_pivot *p = s->pv;
   int rc = g_pivot_check(p);
   if (rc) return rc;
   if (dry) return 0;
-  const int32_t *icp = g->values[s->x].chan_perm;
-  const int32_t *ocp = g->values[s->y].chan_perm;
-  int32_t *in_inv = g_inverse_perm(icp, p->C);
-  int32_t *out_inv = g_inverse_perm(ocp, p->M);
   s->in_ch = malloc(sizeof(int32_t) * p->C);
   s->out_row = malloc(sizeof(int32_t) * p->M);
   s->row_rg = malloc(sizeof(int32_t) * p->M);
   s->rg_blk = malloc(sizeof(int32_t) * (p->nr + 1));
   s->bias_p = calloc(p->M, sizeof(float));
-  if (!in_inv || !out_inv || !s->in_ch || !s->out_row || !s->row_rg ||
-      !s->rg_blk || !s->bias_p) {
-    free(in_inv);
-    free(out_inv);
+  if (!s->in_ch || !s->out_row || !s->row_rg || !s->rg_blk || !s->bias_p)
     return pv_error(PV_ENOMEM, "out of memory");
-  }
-  for (int j = 0; j < p->C; j++) s->in_ch[j] = in_inv[p->perm_c[j]];
+  /* A folded graph is an ordinary graph in stored order (docs/PIVOT.md,
+   * "The contract"): the pivot's permutations already index stored
+   * channels, and value.chan_perm is informative only. */
+  for (int j = 0; j < p->C; j++) s->in_ch[j] = p->perm_c[j];
   for (int i = 0; i < p->M; i++) {
-    s->out_row[i] = out_inv[p->perm_r[i]];
+    s->out_row[i] = p->perm_r[i];
     if (s->bias) s->bias_p[i] = s->bias[p->perm_r[i]];
   }
   for (int r = 0; r < p->nr; r++)
@@ -218,8 +202,6 @@ static int g_pivot_tables(const pv_graph *g, g_step *s, bool dry) {
     while (b < p->n_blocks && p->blocks[b].rg < r) b++;
     s->rg_blk[r] = b;
   }
-  free(in_inv);
-  free(out_inv);
   return 0;
 }
 
@@ -463,13 +445,10 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
   const char *op = n->op;
   int rc = 0;
   g_act_of(n, s);
-  bool perm_ok = false; /* whether value.chan_perm may be set on x/y */
   if (!strcmp(op, "Gemm") || !strcmp(op, "MatMul")) {
     rc = g_parse_gemm(g, n, s, dry);
-    perm_ok = s->pv != NULL;
   } else if (!strcmp(op, "Conv")) {
     rc = g_parse_conv(g, n, s, dry);
-    perm_ok = s->pv != NULL;
   } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
     s->kind = op[0] == 'M' ? G_MAXPOOL : G_AVGPOOL;
     if (n->n_out > 1 && n->out[1] >= 0)
@@ -480,10 +459,8 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
     if (!rc && (s->dh != 1 || s->dw != 1))
       rc = pv_error(PV_EUNSUPPORTED, "%s: dilated pooling", n->name);
     s->count_include_pad = (int)pv_attr_int(n, "count_include_pad", 0);
-    perm_ok = true;
   } else if (!strcmp(op, "GlobalAveragePool")) {
     s->kind = G_GAP;
-    perm_ok = true;
   } else if (!strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") ||
              !strcmp(op, "Div")) {
     s->kind = G_BINARY;
@@ -496,10 +473,6 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
       if (v->ndim > G_MAX_RANK)
         return pv_error(PV_EUNSUPPORTED, "%s: rank %d > %d", n->name, v->ndim, G_MAX_RANK);
     }
-    /* Channel permutations only pass through when both sides carry the
-     * same one and no broadcasting mixes orders. */
-    const int32_t *a = g->values[s->x].chan_perm, *b = g->values[s->x2].chan_perm;
-    perm_ok = (!a && !b) || (a && b && g->values[s->y].chan_perm);
   } else if (!strcmp(op, "Relu") || !strcmp(op, "LeakyRelu") || !strcmp(op, "Sigmoid") ||
              !strcmp(op, "Tanh") || !strcmp(op, "Clip")) {
     s->kind = G_UNARY;
@@ -517,12 +490,11 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
       if ((rc = g_const_scalar(g, n, 1, &s->alpha)) || (rc = g_const_scalar(g, n, 2, &s->beta)))
         return rc;
     }
-    perm_ok = true;
   } else if (!strcmp(op, "Concat")) {
     s->kind = G_CONCAT;
     s->axis = (int)pv_attr_int(n, "axis", 1);
     for (int i = 0; i < n->n_in; i++)
-      if (n->in[i] < 0 || !g_is_f32(g, n->in[i]) || g->values[n->in[i]].chan_perm)
+      if (n->in[i] < 0 || !g_is_f32(g, n->in[i]))
         return pv_error(PV_EUNSUPPORTED, "%s: input %d", n->name, i);
   } else if (!strcmp(op, "Flatten") || !strcmp(op, "Reshape") || !strcmp(op, "Squeeze") ||
              !strcmp(op, "Unsqueeze") || !strcmp(op, "Identity") || !strcmp(op, "Dropout")) {
@@ -534,16 +506,12 @@ static int g_step_parse(const pv_graph *g, const pv_node *n, g_step *s, bool dry
       return pv_error(PV_EUNSUPPORTED, "%s: Dropout mask output", n->name);
   } else if (!strcmp(op, "Resize") || !strcmp(op, "Upsample")) {
     rc = g_parse_resize(g, n, s);
-    perm_ok = true;
   } else if (!strcmp(op, "Pad")) {
     rc = g_parse_pad(g, n, s);
-    perm_ok = true;
   } else {
     return pv_error(PV_EUNSUPPORTED, "op %s", op);
   }
   if (rc) return rc;
-  if (!perm_ok && (g->values[s->x].chan_perm || g->values[s->y].chan_perm))
-    return pv_error(PV_EUNSUPPORTED, "%s: permuted channels", n->name);
   return 0;
 }
 

@@ -79,7 +79,7 @@ expect truncated-onnx "cut\.onnx" "$onnxerr" -- "$B/cut.onnx" --input "$B/good.n
 expect corrupt-onnx "noise\.onnx" "$onnxerr" -- "$B/noise.onnx" --input "$B/good.npy"
 expect empty-onnx "blank\.onnx" "empty|no~graph|$onnxerr" -- "$B/blank.onnx" --input "$B/good.npy"
 expect missing-model "absent\.onnx" "$noent" -- "$B/absent.onnx" --input "$B/good.npy"
-expect unsupported-op "Einsum contract_0" "opset 12 unsupported|not~supported|no~support|unknown|not~implemented" -- \
+expect unsupported-op "Unique dedupe_0" "opset 12 unsupported|not~supported|no~support|unknown|not~implemented" -- \
   "$B/op.onnx" --input "$B/good.npy"
 expect missing-input "right" "missing|not~given|not~provided|not~supplied|required|needs|expects|no~value" -- \
   "$two" --input "left=$B/good.npy"

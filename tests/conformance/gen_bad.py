@@ -2,8 +2,8 @@
 """Write the bad inputs of bad_input.sh into DIR (small, fixed seeds).
 
 Usage: gen_bad.py DIR
-Models: two_inputs.onnx (left, right: float [2,3] -> Add), op.onnx (an
-Einsum, which pivotd does not support, node "contract_0", opset 12), cut.onnx
+Models: two_inputs.onnx (left, right: float [2,3] -> Add), op.onnx (a
+Unique, which pivotd does not support, node "dedupe_0", opset 12), cut.onnx
 (the first 60% of a valid Gemm model), noise.onnx (random bytes), blank.onnx
 (empty). Tensors: good.npy (float32 [2,3]), wide.npy (float32 [2,4]),
 ints.npy (int32 [2,3]), noise.npy (random bytes), half.npy (a valid header,
@@ -42,11 +42,12 @@ def main():
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
          os.path.join(d, "two_inputs.onnx"))
 
-    w = numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "w")
+    # Unique: its output shape depends on the data (Einsum, used here
+    # before, is supported now).
     g = helper.make_graph(
-        [helper.make_node("Einsum", ["x", "w"], ["y"], name="contract_0", equation="ij,jk->ik")],
-        "einsum", [helper.make_tensor_value_info("x", TensorProto.FLOAT, f23)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])], [w])
+        [helper.make_node("Unique", ["x"], ["y"], name="dedupe_0", sorted=1)],
+        "unique", [helper.make_tensor_value_info("x", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]),
          os.path.join(d, "op.onnx"))
 

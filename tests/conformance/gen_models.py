@@ -230,6 +230,142 @@ class GRUNet(nn.Module):
         return self.fc(out[:, -1])
 
 
+class RNNZoo(nn.Module):
+    """LSTM (2 layers, bidirectional) -> GRU (bidirectional) -> RNN (tanh),
+    batch_first: every recurrent op, both directions, stacked layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 32, num_layers=2, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(64, 24, batch_first=True, bidirectional=True)
+        self.rnn = nn.RNN(48, 16, batch_first=True)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        y, _ = self.lstm(x.flatten(1, 2))
+        y, _ = self.gru(y)
+        y, _ = self.rnn(y)
+        return self.fc(y[:, -1])
+
+
+# ------------------------------------------- recurrent ops built directly
+# Attributes PyTorch never exports (reverse direction, sequence_lens,
+# peepholes, clip, input_forget, initial states, GRU linear_before_reset=0,
+# layout 1), built with onnx.helper; the cross-check reference is this
+# numpy implementation of the ONNX operator text, independent of ours.
+
+def _sig(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def np_rnn(op, x, W, R, B, sl, h0, c0, P, H, direction, clip, lbr, coupled, layout):
+    """Returns Y [T, D, B, H], Y_h [D, B, H], Y_c (LSTM) in layout 0; x in layout 0."""
+    T, Bt, _ = x.shape
+    D = 2 if direction == "bidirectional" else 1
+    G = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    cl = (lambda v: np.clip(v, -clip, clip)) if clip else (lambda v: v)
+    Y = np.zeros((T, D, Bt, H), np.float64)
+    Yh = np.zeros((D, Bt, H)); Yc = np.zeros((D, Bt, H))
+    for d in range(D):
+        rev = direction == "reverse" or d == 1
+        w, r = W[d].astype(np.float64), R[d].astype(np.float64)
+        b = B[d].astype(np.float64) if B is not None else np.zeros(2 * G * H)
+        wb, rb = b[:G * H], b[G * H:]
+        for n in range(Bt):
+            L = int(sl[n]) if sl is not None else T
+            h = h0[d, n].astype(np.float64) if h0 is not None else np.zeros(H)
+            c = c0[d, n].astype(np.float64) if c0 is not None else np.zeros(H)
+            for t in (range(L - 1, -1, -1) if rev else range(L)):
+                gx = w @ x[t, n] + wb
+                if op == "RNN":
+                    h = np.tanh(cl(gx + r @ h + rb))
+                elif op == "GRU":
+                    z = _sig(cl(gx[:H] + r[:H] @ h + rb[:H]))
+                    rr = _sig(cl(gx[H:2 * H] + r[H:2 * H] @ h + rb[H:2 * H]))
+                    if lbr:
+                        hh = np.tanh(cl(gx[2 * H:] + rr * (r[2 * H:] @ h + rb[2 * H:])))
+                    else:
+                        hh = np.tanh(cl(gx[2 * H:] + r[2 * H:] @ (rr * h) + rb[2 * H:]))
+                    h = (1 - z) * hh + z * h
+                else:
+                    g = gx + r @ h + rb
+                    p = P[d].astype(np.float64) if P is not None else np.zeros(3 * H)
+                    i = _sig(cl(g[:H] + p[:H] * c))
+                    f = 1 - i if coupled else _sig(cl(g[2 * H:3 * H] + p[2 * H:] * c))
+                    c = f * c + i * np.tanh(cl(g[3 * H:]))
+                    o = _sig(cl(g[H:2 * H] + p[H:2 * H] * c))
+                    h = o * np.tanh(c)
+                Y[t, d, n] = h
+            Yh[d, n] = h
+            Yc[d, n] = c
+    return Y.astype(np.float32), Yh.astype(np.float32), Yc.astype(np.float32)
+
+
+RNN_CASES = [
+    # op, direction, hidden, attributes, with seq_lens, initial states, peepholes
+    ("LSTM", "reverse", 7, {"clip": 2.5}, True, False, True),
+    ("LSTM", "bidirectional", 6, {"input_forget": 1}, False, True, True),
+    ("GRU", "reverse", 5, {"linear_before_reset": 0, "clip": 1.5}, True, True, False),
+    ("GRU", "bidirectional", 4, {"linear_before_reset": 1}, True, False, False),
+    ("RNN", "bidirectional", 6, {"clip": 0.9}, True, True, False),
+]
+
+
+def build_rnn_attrs(rng, layout=0):
+    """Input x [T=6, B=3, I=5] in layout 0, [B, T, I] in layout 1."""
+    from onnx import helper, numpy_helper, TensorProto
+    T, Bt, I = 6, 3, 5
+    x = rng.standard_normal((T, Bt, I), dtype=np.float32)
+    sl = np.array([T, max(1, T - 2), 1][:Bt], np.int32)
+    inits = [numpy_helper.from_array(sl, "seq_lens")]
+    nodes, outs, refs = [], [], []
+    for k, (op, direction, H, attrs, use_sl, use_h0, use_p) in enumerate(RNN_CASES):
+        D = 2 if direction == "bidirectional" else 1
+        G = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+        W = (rng.standard_normal((D, G * H, I)) * 0.6).astype(np.float32)
+        R = (rng.standard_normal((D, G * H, H)) * 0.6).astype(np.float32)
+        B = (rng.standard_normal((D, 2 * G * H)) * 0.3).astype(np.float32)
+        h0 = rng.standard_normal((D, Bt, H)).astype(np.float32) if use_h0 else None
+        c0 = rng.standard_normal((D, Bt, H)).astype(np.float32) if use_h0 and op == "LSTM" else None
+        P = (rng.standard_normal((D, 3 * H)) * 0.5).astype(np.float32) if use_p else None
+        names = {}
+        for nm, arr in (("W", W), ("R", R), ("B", B), ("h0", h0), ("c0", c0), ("P", P)):
+            if arr is not None:
+                if layout and nm in ("h0", "c0"):
+                    arr = np.ascontiguousarray(arr.transpose(1, 0, 2))
+                names[nm] = "%s%d_%s" % (op.lower(), k, nm)
+                inits.append(numpy_helper.from_array(arr, names[nm]))
+        ins = ["x", names["W"], names["R"], names["B"], "seq_lens" if use_sl else "",
+               names.get("h0", "")]
+        if op == "LSTM":
+            ins += [names.get("c0", ""), names.get("P", "")]
+        o = ["%s%d_Y" % (op.lower(), k), "%s%d_Yh" % (op.lower(), k)]
+        if op == "LSTM":
+            o.append("%s%d_Yc" % (op.lower(), k))
+        while ins and ins[-1] == "":
+            ins.pop()
+        kw = dict(attrs, direction=direction, hidden_size=H)
+        if layout:
+            kw["layout"] = 1
+        nodes.append(helper.make_node(op, ins, o, name="%s%d" % (op.lower(), k), **kw))
+        Y, Yh, Yc = np_rnn(op, x, W, R, B, sl if use_sl else None, h0, c0, P, H, direction,
+                           attrs.get("clip", 0), attrs.get("linear_before_reset", 0),
+                           attrs.get("input_forget", 0), layout)
+        if layout:
+            Y, Yh, Yc = Y.transpose(2, 0, 1, 3), Yh.transpose(1, 0, 2), Yc.transpose(1, 0, 2)
+        res = [Y, Yh] + ([Yc] if op == "LSTM" else [])
+        for name, arr in zip(o, res):
+            outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(arr.shape)))
+            refs.append(np.ascontiguousarray(arr))
+    xs = [Bt, T, I] if layout else [T, Bt, I]
+    g = helper.make_graph(nodes, "rnn_attrs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, xs)],
+                          outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 7
+    x_in = np.ascontiguousarray(x.transpose(1, 0, 2)) if layout else x
+    return m, {"x": x_in}, [o.name for o in outs], refs
+
+
 def pivot_prune_gru(gru, n, gen):
     """Block-diagonal W and R after one hidden-unit and one input-feature
     permutation shared by the three gates (tools/pivot_train/rnn.py)."""
@@ -303,6 +439,10 @@ def build_gru(gen):
     return GRUNet()
 
 
+def build_rnn_zoo(gen):
+    return RNNZoo()
+
+
 def build_gru_p4(gen):
     m = GRUNet()
     pivot_prune_gru(m.gru, 4, gen)
@@ -328,6 +468,259 @@ def build_yolov3_tiny(gen):
     return m
 
 
+class OpZoo(nn.Module):
+    """The elementwise, reduction, index and layout ops of ops_ext.c, one
+    output per family so a failure names the op."""
+
+    def __init__(self):
+        super().__init__()
+        self.prelu = nn.PReLU(8)
+        nn.init.uniform_(self.prelu.weight, -0.5, 0.5)
+        self.ct1 = nn.ConvTranspose1d(8, 4, 3, stride=2, padding=1, output_padding=1,
+                                      dilation=2)
+        self.ct2 = nn.ConvTranspose2d(8, 6, (3, 2), stride=(2, 3), padding=(1, 0),
+                                      output_padding=(1, 2), groups=2)
+
+    def forward(self, x):  # x [2, 8, 6, 6]
+        act = (F.hardsigmoid(x) + F.hardswish(x) + self.prelu(x) + F.elu(x, 0.7)
+               + F.selu(x) + F.celu(x, 1.3) + F.softplus(x) + F.softsign(x))
+        trig = torch.sin(x) * torch.cos(2 * x) + torch.sign(x - 0.1)
+        y = x.flip(3)
+        minmax = torch.minimum(x, y) - 2 * torch.maximum(x, y[:, :1]) + (x + y) / 2
+        cmp = ((x <= y).float() + 2 * (x >= 0.3).float()
+               + 4 * torch.logical_xor(x > 0, y > 0).float()
+               + 8 * torch.logical_and(x > 0, y < 0).float()
+               + 16 * torch.logical_or(x > 1, y < -1).float())
+        mod = torch.fmod(x * 3, 0.7)
+        red = torch.cat([x.amax(dim=(2, 3)), x.amin(dim=1).flatten(1),
+                         (x * 0.5 + 1).prod(dim=3).flatten(1),
+                         x.norm(p=1, dim=2).flatten(1), x.norm(p=2, dim=(1, 3)),
+                         torch.logsumexp(x, dim=1).flatten(1)], 1)
+        amax = torch.argmax(x, dim=1, keepdim=True)
+        amin = torch.argmin(x.flatten(2), dim=2)
+        tile = x[:, :2].repeat(1, 2, 3, 1)
+        topv, topi = torch.topk(x.flatten(1), 7)
+        botv, boti = torch.topk(x.flatten(1), 5, largest=False)
+        idx = (torch.arange(2 * 8 * 6 * 6).reshape(2, 8, 6, 6) * 7) % 6
+        gath = torch.gather(x, 3, idx[..., :4])
+        cs = torch.cumsum(x, dim=2) + torch.cumsum(x.flip(1), dim=1)
+        d2s = F.pixel_shuffle(x, 2)
+        s2d = F.pixel_unshuffle(x, 2)
+        inorm = F.instance_norm(x, weight=torch.linspace(0.5, 1.5, 8),
+                                bias=torch.linspace(-1, 1, 8))
+        ct1 = self.ct1(x.flatten(2))
+        ct2 = self.ct2(x)
+        ein = torch.cat([torch.einsum("nchw,ndhw->ncd", x, x.flip(1)).flatten(1),
+                         torch.einsum("...ij,...jk->...ik", x, x).flatten(1),
+                         torch.einsum("ncii->nc", x)], 1)
+        return (act, trig, minmax, cmp, mod, red, amax, amin, tile, topv, topi,
+                botv, boti, gath, cs, d2s, s2d, inorm, ct1, ct2, ein)
+
+
+OPZOO_OUTPUTS = ["act", "trig", "minmax", "cmp", "mod", "red", "argmax", "argmin",
+                 "tile", "topv", "topi", "botv", "boti", "gather", "cumsum",
+                 "d2s", "s2d", "inorm", "convt1d", "convt2d", "einsum"]
+
+
+class ScatterZoo(nn.Module):
+    """Index assignment exports ScatterND."""
+
+    def forward(self, x):  # x [2, 8, 6, 6]
+        y = x.clone()
+        y[:, 2:5] = x[:, :3] * 2
+        y[1, :, 3] = -x[0, :, 1]
+        return y
+
+
+class SegNet(nn.Module):
+    """A small encoder-decoder: strided convs down, ConvTranspose and
+    bilinear / bicubic Resize back up."""
+
+    def __init__(self):
+        super().__init__()
+        self.down1 = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.down2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.up1 = nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1,
+                                      groups=2)
+        self.bn = nn.BatchNorm2d(16)
+        self.head = nn.Conv2d(8 + 16 + 16 + 32, 5, 1)
+
+    def forward(self, x):  # x [1, 3, 48, 64]
+        a = F.relu(self.down1(x))
+        b = F.relu(self.down2(a))
+        u = F.relu(self.bn(self.up1(b)))
+        u = F.relu(self.up2(u + a))
+        h, w = x.shape[2], x.shape[3]
+        s1 = F.interpolate(a, scale_factor=2.0, mode="bilinear", align_corners=False)
+        s2 = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=True)
+        s3 = F.interpolate(b, size=(h, w), mode="bicubic", align_corners=False)
+        return self.head(torch.cat([u, s1, s2, s3], 1))
+
+
+def build_opzoo(gen):
+    return OpZoo()
+
+
+def build_scatter(gen):
+    return ScatterZoo()
+
+
+def build_segnet(gen):
+    m = SegNet()
+    randomize_bn(m, gen)
+    return m
+
+
+def build_transformer(gen):
+    # dropout 0 and eval: the exported graph is the inference one.
+    # Sequence-first (batch_first=False) keeps torch 1.13 off its fused
+    # attention fast path, which it cannot export.
+    return nn.Sequential(
+        nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128,
+                                   dropout=0.0, activation="gelu"),
+        nn.LayerNorm(64))
+
+
+def torchvision_builder(name):
+    def build(gen):
+        import torchvision
+        m = getattr(torchvision.models, name)(weights=None)
+        randomize_bn(m, gen)
+        return m
+    return build
+
+
+# ---------------------------------------------------------------- hand-built graphs
+# Ops and attributes PyTorch never exports, written with onnx.helper. Their
+# cross-check of the ONNX Runtime reference is numpy, written here from the
+# ONNX operator spec (the "torch" folder holds it).
+
+def _np_resize_linear_asym(x, scales):
+    """Linear resize, asymmetric coordinates, one axis at a time."""
+    for a, s in enumerate(scales):
+        if s == 1:
+            continue
+        n_in = x.shape[a]
+        n_out = int(np.float32(s) * np.float32(n_in))
+        c = np.clip(np.arange(n_out, dtype=np.float64) / s, 0, n_in - 1)
+        i0 = np.floor(c).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        w = (c - i0).reshape([-1 if k == a else 1 for k in range(x.ndim)])
+        x = np.take(x, i0, axis=a) * (1 - w) + np.take(x, i1, axis=a) * w
+    return x.astype(np.float32)
+
+
+def _np_convt_same_upper(x, w, stride, out_hw):
+    """ConvTranspose with output_shape (ONNX: total padding
+    stride*(in-1) + ek - out, SAME_UPPER puts the odd one at the end)."""
+    N, C, H, W = x.shape
+    M, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    full = np.zeros([N, M, stride[0] * (H - 1) + kh, stride[1] * (W - 1) + kw])
+    for i in range(H):
+        for j in range(W):
+            full[:, :, i * stride[0]:i * stride[0] + kh, j * stride[1]:j * stride[1] + kw] += \
+                np.einsum("nc,cmij->nmij", x[:, :, i, j], w)
+    y = np.zeros([N, M] + list(out_hw))
+    for a in range(2):
+        tot = max(0, full.shape[2 + a] - out_hw[a])
+        pb = tot // 2
+        sl = [slice(None)] * 4
+        sl[2 + a] = slice(pb, pb + out_hw[a])
+        full = full[tuple(sl)]
+    y[:, :, :full.shape[2], :full.shape[3]] = full
+    return y.astype(np.float32)
+
+
+def build_onnx_zoo(rng):
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([2, 4, 6, 6], dtype=np.float32)
+    y = rng.standard_normal([4, 1, 6], dtype=np.float32)
+    wt = (rng.standard_normal([4, 3, 3, 3]) * 0.3).astype(np.float32)
+    div = np.array([3, -4, 5, -2, 7, 6], dtype=np.int64)
+    nodes, outs, ref = [], [], []
+
+    def out(name, elem, arr):
+        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
+        ref.append(arr)
+
+    N = oh.make_node
+    nodes += [N("ThresholdedRelu", ["x"], ["thr"], alpha=0.3),
+              N("Softsign", ["x"], ["ss"]),
+              N("Shrink", ["x"], ["shr"], lambd=0.4, bias=0.1),
+              N("Sum", ["thr", "ss", "shr"], ["act"])]
+    out("act", TP.FLOAT, np.where(x > 0.3, x, 0) + x / (1 + np.abs(x))
+        + np.where(x < -0.4, x + 0.1, np.where(x > 0.4, x - 0.1, 0)))
+    nodes += [N("Mean", ["x", "y"], ["mean"]), N("Max", ["x", "y", "thr"], ["max3"])]
+    out("mean", TP.FLOAT, (x + y) / 2)
+    out("max3", TP.FLOAT, np.maximum(np.maximum(x, y), np.where(x > 0.3, x, 0)))
+    nodes += [N("ReduceSumSquare", ["x"], ["rss"], axes=[1, 3], keepdims=0),
+              N("Abs", ["x"], ["ax"]),
+              N("ReduceLogSum", ["ax"], ["rls"], axes=[2])]
+    out("rss", TP.FLOAT, (x.astype(np.float64) ** 2).sum(axis=(1, 3)).astype(np.float32))
+    out("rls", TP.FLOAT, np.log(np.abs(x).astype(np.float64).sum(axis=2, keepdims=True)).astype(np.float32))
+    nodes += [N("SpaceToDepth", ["x"], ["s2d"], blocksize=2),
+              N("DepthToSpace", ["x"], ["d2s"], blocksize=2, mode="DCR")]
+    b = 2
+    n_, c_, h_, w_ = x.shape
+    s2d = x.reshape(n_, c_, h_ // b, b, w_ // b, b).transpose(0, 3, 5, 1, 2, 4).reshape(n_, c_ * 4, h_ // b, w_ // b)
+    d2s = x.reshape(n_, b, b, c_ // 4, h_, w_).transpose(0, 3, 4, 1, 5, 2).reshape(n_, c_ // 4, h_ * b, w_ * b)
+    out("s2d", TP.FLOAT, s2d)
+    out("d2s", TP.FLOAT, d2s)
+    # Integer Mod with the divisor's sign (fmod=0) on truncated x*10.
+    nodes += [N("Mul", ["x", "ten"], ["x10"]), N("Cast", ["x10"], ["xi"], to=TP.INT64),
+              N("Mod", ["xi", "div"], ["imod"])]
+    xi = np.trunc(x * np.float32(10)).astype(np.int64)
+    out("imod", TP.INT64, np.mod(xi, div))
+    # Ties: floor(2x) has many; ONNX Runtime takes the lower index first.
+    nodes += [N("Mul", ["x", "two"], ["x2"]), N("Floor", ["x2"], ["fl"]),
+              N("Reshape", ["fl", "flat"], ["fl2"]),
+              N("TopK", ["fl2", "k"], ["tv", "ti"], axis=1, largest=1, sorted=1),
+              N("ArgMax", ["fl"], ["amaxl"], axis=3, keepdims=0, select_last_index=1),
+              N("ArgMin", ["fl"], ["aminl"], axis=1, keepdims=1, select_last_index=1)]
+    fl = np.floor(x * 2).reshape(2, -1)
+    order = np.argsort(-fl, axis=1, kind="stable")[:, :9]
+    out("tv", TP.FLOAT, np.take_along_axis(fl, order, 1).astype(np.float32))
+    out("ti", TP.INT64, order.astype(np.int64))
+    f4 = np.floor(x * 2)
+    out("amaxl", TP.INT64, (5 - np.argmax(f4[..., ::-1], axis=3)).astype(np.int64))
+    out("aminl", TP.INT64, (3 - np.argmin(f4[:, ::-1], axis=1))[:, None].astype(np.int64))
+    nodes += [N("CumSum", ["x", "ax3"], ["cs"], exclusive=1, reverse=1)]
+    cs = np.flip(np.cumsum(np.flip(x, 3), axis=3), 3) - x
+    out("cs", TP.FLOAT, cs.astype(np.float32))
+    nodes += [N("Resize", ["x", "", "scales"], ["rz"], mode="linear",
+                coordinate_transformation_mode="asymmetric")]
+    out("rz", TP.FLOAT, _np_resize_linear_asym(x, [1, 1, 2.0, 1.5]))
+    nodes += [N("ConvTranspose", ["x", "wt"], ["ct"], strides=[2, 2],
+                output_shape=[12, 11], auto_pad="SAME_UPPER")]
+    out("ct", TP.FLOAT, _np_convt_same_upper(x, wt, (2, 2), (12, 11)))
+    nodes += [N("LayerNormalization", ["x", "lns", "lnb"], ["ln", "lnm", "lni"], axis=2,
+                epsilon=1e-3)]
+    lns = np.linspace(0.5, 1.5, 36, dtype=np.float32).reshape(6, 6)
+    lnb = np.linspace(-1, 1, 6, dtype=np.float32)
+    xd = x.astype(np.float64).reshape(2, 4, 36)
+    mu = xd.mean(axis=2, keepdims=True)
+    var = xd.var(axis=2, keepdims=True)
+    ln = ((xd - mu) / np.sqrt(var + 1e-3)).reshape(x.shape) * lns + lnb
+    out("ln", TP.FLOAT, ln.astype(np.float32))
+    out("lnm", TP.FLOAT, mu.reshape(2, 4, 1, 1).astype(np.float32))
+    out("lni", TP.FLOAT, (1 / np.sqrt(var + 1e-3)).reshape(2, 4, 1, 1).astype(np.float32))
+    inits = [nh.from_array(np.array(10, np.float32), "ten"), nh.from_array(div, "div"),
+             nh.from_array(np.array(2, np.float32), "two"),
+             nh.from_array(np.array([2, -1], np.int64), "flat"),
+             nh.from_array(np.array([9], np.int64), "k"),
+             nh.from_array(np.array(3, np.int64), "ax3"),
+             nh.from_array(np.array([1, 1, 2.0, 1.5], np.float32), "scales"),
+             nh.from_array(wt, "wt"), nh.from_array(lns, "lns"), nh.from_array(lnb, "lnb")]
+    g = oh.make_graph(nodes, "onnx_zoo",
+                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape)),
+                       oh.make_tensor_value_info("y", TP.FLOAT, list(y.shape))],
+                      outs, inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m, {"x": x, "y": y}, [o.name for o in outs], ref
+
+
 # name: builder, opset, input names, output names, conformance input shape,
 # dynamic batch, extra input sets {tag: shape}, external data.
 MODELS = {
@@ -344,6 +737,13 @@ MODELS = {
                 shape=[3, 1, 28, 28], dynamic=True, extra={"b1": [1, 1, 28, 28]}),
     "gru_p4": dict(build=build_gru_p4, opset=14, inputs=["x"], outputs=["logits"],
                    shape=[5, 1, 28, 28], dynamic=True),
+    "rnn_zoo": dict(build=build_rnn_zoo, opset=14, inputs=["x"], outputs=["logits"],
+                    shape=[3, 1, 28, 28], dynamic=True, extra={"b1": [1, 1, 28, 28]}),
+    # Recurrent-op attributes exporters never write (built with onnx.helper;
+    # numpy reference): reverse, sequence_lens, peepholes, clip, states.
+    "rnn_attrs": dict(onnx=build_rnn_attrs),
+    # The same in layout 1 (batch first): input [B, T, I].
+    "rnn_attrs_l1": dict(onnx=lambda rng: build_rnn_attrs(rng, layout=1)),
     "cnn": dict(build=build_cnn, opset=17, inputs=["input"], outputs=["logits"],
                 shape=[2, 3, 32, 32]),
     "cnn_ext": dict(build=build_cnn, opset=11, inputs=["input"], outputs=["logits"],
@@ -360,6 +760,32 @@ MODELS = {
     "yolov3_tiny_p4": dict(build=build_yolov3_tiny_p4, opset=13, inputs=["image"],
                            outputs=["yolo/13", "yolo/26"], shape=[1, 3, 416, 416],
                            pads=[0, 0, 0, 0, 0, 0, 1, 1]),
+    # HardSwish (opset 14) and HardSigmoid in the squeeze-excite blocks.
+    "mobilenet_v3_small": dict(build=torchvision_builder("mobilenet_v3_small"), opset=14,
+                               inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    "squeezenet1_1": dict(build=torchvision_builder("squeezenet1_1"), opset=13,
+                          inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    # Channel shuffle: Reshape / Transpose / Reshape, and Split.
+    "shufflenet_v2_x0_5": dict(build=torchvision_builder("shufflenet_v2_x0_5"), opset=13,
+                               inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    # SiLU as Sigmoid * Mul, squeeze-excite.
+    "efficientnet_b0": dict(build=torchvision_builder("efficientnet_b0"), opset=13,
+                            inputs=["image"], outputs=["logits"], shape=[1, 3, 224, 224]),
+    "segnet": dict(build=build_segnet, opset=11, inputs=["image"], outputs=["mask"],
+                   shape=[1, 3, 48, 64]),
+    "segnet_o13": dict(build=build_segnet, opset=13, inputs=["image"], outputs=["mask"],
+                       shape=[2, 3, 48, 64]),
+    "opzoo": dict(build=build_opzoo, opset=13, inputs=["x"], outputs=OPZOO_OUTPUTS,
+                  shape=[2, 8, 6, 6]),
+    "opzoo_o17": dict(build=build_opzoo, opset=17, inputs=["x"], outputs=OPZOO_OUTPUTS,
+                      shape=[2, 8, 6, 6]),
+    "scatter": dict(build=build_scatter, opset=16, inputs=["x"], outputs=["y"],
+                    shape=[2, 8, 6, 6]),
+    # MatMul / Softmax attention, Erf GELU and LayerNormalization (opset 17).
+    # Hand-built: ops and attributes torch does not export (see build_onnx_zoo).
+    "onnx_zoo": dict(onnx=build_onnx_zoo),
+    "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
+                        outputs=["features"], shape=[10, 2, 64]),
 }
 
 
@@ -440,6 +866,35 @@ def generate(name, spec, out_dir):
     print("gen_models: %s: opset %d, ops %s" % (name, spec["opset"], " ".join(ops)))
 
 
+def generate_onnx(name, spec, out_dir):
+    seed = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(seed)
+    m, feeds, outputs, ref = spec["onnx"](rng)
+    onnx.checker.check_model(m)
+    tmp = tempfile.mkdtemp(prefix=".%s." % name, dir=out_dir)
+    try:
+        onnx.save_model(m, os.path.join(tmp, "model.onnx"))
+        for d, arrs in (("in", feeds), ("torch", dict(zip(outputs, ref)))):
+            os.mkdir(os.path.join(tmp, d))
+            for k, v in arrs.items():
+                write_npy(os.path.join(tmp, d, sanitize(k) + ".npy"), v)
+        meta = {"name": name, "opset": m.opset_import[0].version,
+                "ops": sorted({n.op_type for n in m.graph.node}),
+                "inputs": list(feeds), "outputs": outputs,
+                "files": {o: sanitize(o) + ".npy" for o in outputs},
+                "reference_check": "numpy", "generator": script_hash()}
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        dest = os.path.join(out_dir, name)
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print("gen_models: %s: opset %d, ops %s" % (name, meta["opset"], " ".join(meta["ops"])))
+
+
 def up_to_date(name, out_dir):
     try:
         with open(os.path.join(out_dir, name, "meta.json")) as f:
@@ -467,7 +922,7 @@ def main():
     torch.set_num_threads(1)
     for n in names:
         if not up_to_date(n, a.out):
-            generate(n, MODELS[n], a.out)
+            (generate_onnx if "onnx" in MODELS[n] else generate)(n, MODELS[n], a.out)
     return 0
 
 

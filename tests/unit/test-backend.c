@@ -1,10 +1,12 @@
 /* Backend loader: a wrong ABI version, a missing symbol, a failing init
  * and a missing method are clear errors, never a crash; the real CPU
- * plugin loads. */
+ * plugin loads; a model whose preference list holds all of them runs on
+ * the CPU with each fault logged. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cunit-main.h"
+#include "pivot.h"
 #include "pv-backend.h"
 
 static char dir[4096];
@@ -39,6 +41,56 @@ static void test_cpu_loads_once(void) {
   pv_backend_put(a);
 }
 
+static char log_buf[4096];
+static void capture(int level, const char *msg) {
+  size_t n = strlen(log_buf);
+  if (level <= PV_LOG_WARN) snprintf(log_buf + n, sizeof log_buf - n, "%s\n", msg);
+}
+
+/* Through the runtime: every faulty plugin in a preference list is logged
+ * with its fault and skipped, and the CPU runs the model. */
+static void test_model_falls_back(void) {
+  pv_graph *g = pv_graph_new();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+  int x = pv_graph_add_value(g, "x"), y = pv_graph_add_value(g, "y");
+  g->values[x].dtype = g->values[y].dtype = PV_F32;
+  g->values[x].ndim = 2;
+  g->values[x].dims[0] = PV_DIM_BATCH;
+  g->values[x].dims[1] = 3;
+  pv_graph_add_node(g, "relu", "Relu", &x, 1, &y, 1);
+  g->inputs = malloc(sizeof(int));
+  g->outputs = malloc(sizeof(int));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(g->inputs);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(g->outputs);
+  g->inputs[0] = x, g->outputs[0] = y;
+  g->n_inputs = g->n_outputs = 1;
+  g->opset = 13;
+  const char *names[] = {"badabi", "initfail", "nomethod", "noentry", "cpu", NULL};
+  pv_load_opts o = {.backends = names, .backend_dir = dir};
+  log_buf[0] = 0;
+  pv_set_log_fn(capture);
+  pv_model *m = pv_model_from_graph(g, &o);
+  pv_set_log_fn(NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  CU_ASSERT_STRING_EQUAL(pv_model_node_backend(m, 0), "cpu");
+  const char *faults[] = {"ABI version 42", "no device found", "required method",
+                          "no symbol pv_backend_entry"};
+  for (int i = 0; i < 4; i++)
+    if (!strstr(log_buf, faults[i])) {
+      fprintf(stderr, "\nlog lacks '%s':\n%s", faults[i], log_buf);
+      CU_FAIL("a skipped backend was not logged");
+    }
+  pv_exec *e = pv_exec_new(m);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+  float in[6] = {-1, 2, -3, 4, -5, 6};
+  pv_tensor t = {.dtype = PV_F32, .ndim = 2, .dims = {2, 3}, .data = in}, out;
+  CU_ASSERT_EQUAL(pv_exec_run(e, &t, 1, &out, 1), 0);
+  const float *r = out.data;
+  CU_ASSERT(r && r[0] == 0 && r[1] == 2 && r[4] == 0 && r[5] == 6);
+  pv_exec_free(e);
+  pv_model_release(m);
+}
+
 static CU_TestInfo tests[] = {
     {"wrong ABI version", test_bad_abi},
     {"init fails", test_init_fails},
@@ -47,6 +99,7 @@ static CU_TestInfo tests[] = {
     {"not found", test_not_found},
     {"bad name", test_bad_name},
     {"cpu plugin loads once", test_cpu_loads_once},
+    {"a model skips faulty plugins", test_model_falls_back},
     CU_TEST_INFO_NULL,
 };
 

@@ -1051,6 +1051,474 @@ static void test_random_nodes(void) {
   CU_PASS("no crash");
 }
 
+/* ------------------------------------------------------------ ops_ext.c */
+
+#define I64P(t) ((const int64_t *)(t)->data)
+
+static bool ints_are(const pv_tensor *t, const int64_t *want, int n) {
+  if (pv_tensor_numel(t) != n) return false;
+  for (int i = 0; i < n; i++)
+    if (I64P(t)[i] != want[i]) return false;
+  return true;
+}
+
+/* TopK orders equal values by lower index first, as ONNX Runtime does. */
+static void test_topk_ties(void) {
+  float a[6] = {3, 1, 3, 2, 3, 1};
+  int64_t k4[1] = {4}, k3[1] = {3};
+  h_new(13);
+  int in[2] = {h_f32("a", 1, DIMS(6), a), h_i64("k", 1, k4)};
+  int out[2] = {h_out("v"), h_out("i")};
+  h_node("TopK", 2, in, 2, out);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float wv[4] = {3, 3, 3, 2};
+  CU_ASSERT(h_dims_are(&R[out[0]], 1, DIMS(4)));
+  CU_ASSERT(h_maxerr(F(&R[out[0]]), wv, 4) == 0);
+  CU_ASSERT(ints_are(&R[out[1]], DIMS(0, 2, 4, 3), 4));
+  /* smallest: the two 1s (indices 1, 5), then 2 */
+  h_new(13);
+  in[0] = h_f32("a", 1, DIMS(6), a);
+  in[1] = h_i64("k", 1, k3);
+  out[0] = h_out("v"), out[1] = h_out("i");
+  int nd = h_node("TopK", 2, in, 2, out);
+  h_ai(nd, "largest", 0);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float wv2[3] = {1, 1, 2};
+  CU_ASSERT(h_maxerr(F(&R[out[0]]), wv2, 3) == 0);
+  CU_ASSERT(ints_are(&R[out[1]], DIMS(1, 5, 3), 3));
+  /* along axis 0 of [[1,5],[1,5],[0,5]]: ties everywhere */
+  float b[6] = {1, 5, 1, 5, 0, 5};
+  int64_t k2[1] = {2};
+  h_new(13);
+  in[0] = h_f32("b", 2, DIMS(3, 2), b);
+  in[1] = h_i64("k", 1, k2);
+  out[0] = h_out("v"), out[1] = h_out("i");
+  nd = h_node("TopK", 2, in, 2, out);
+  h_ai(nd, "axis", 0);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(h_dims_are(&R[out[1]], 2, DIMS(2, 2)));
+  CU_ASSERT(ints_are(&R[out[1]], DIMS(0, 0, 1, 1), 4));
+  /* K larger than the axis is refused, naming the node */
+  int64_t k9[1] = {9};
+  h_new(13);
+  in[0] = h_f32("a", 1, DIMS(6), a);
+  in[1] = h_i64("k", 1, k9);
+  out[0] = h_out("v"), out[1] = h_out("i");
+  h_node("TopK", 2, in, 2, out);
+  CU_ASSERT_EQUAL(h_run(NULL), PV_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "TopK"));
+  /* opset < 10: k is an attribute */
+  h_new(9);
+  in[0] = h_f32("a", 1, DIMS(6), a);
+  out[0] = h_out("v"), out[1] = h_out("i");
+  nd = h_node("TopK", 1, in, 2, out);
+  h_ai(nd, "k", 2);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(ints_are(&R[out[1]], DIMS(0, 2), 2));
+}
+
+static void arg_case(const char *op, int last, int keep, const int64_t *want,
+                     int n) {
+  float a[8] = {1, 3, 3, 0, 2, 2, 1, 2};
+  h_new(13);
+  int x = h_f32("a", 2, DIMS(2, 4), a), o = h_out("o");
+  int nd = h_node(op, 1, &x, 1, &o);
+  h_ai(nd, "axis", -1);
+  h_ai(nd, "select_last_index", last);
+  h_ai(nd, "keepdims", keep);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_EQUAL(R[o].dtype, PV_I64);
+  CU_ASSERT(keep ? h_dims_are(&R[o], 2, DIMS(2, 1)) : h_dims_are(&R[o], 1, DIMS(2)));
+  CU_ASSERT(ints_are(&R[o], want, n));
+}
+
+/* Rows [1,3,3,0] and [2,2,1,2]: first / last maximum and minimum. */
+static void test_argmax_last(void) {
+  arg_case("ArgMax", 0, 1, DIMS(1, 0), 2);
+  arg_case("ArgMax", 1, 0, DIMS(2, 3), 2);
+  arg_case("ArgMin", 0, 0, DIMS(3, 2), 2);
+  arg_case("ArgMin", 1, 1, DIMS(3, 2), 2);
+}
+
+/* 1-D ConvTranspose of x = [1,2,3] with w = [1,1,1], stride 2: the full
+ * output is [1,1,3,2,5,3,3]; pads / output_shape crop it, output_padding
+ * extends it with zeros (plus the bias). */
+static void convt_case(const int64_t *pads, const int64_t *oshape,
+                       const char *auto_pad, int64_t opad, float bias, int on,
+                       const float *want) {
+  float x[3] = {1, 2, 3}, w[3] = {1, 1, 1}, b[1] = {bias};
+  h_new(13);
+  int in[3] = {h_f32("x", 3, DIMS(1, 1, 3), x), h_f32("w", 3, DIMS(1, 1, 3), w),
+               h_f32("b", 1, DIMS(1), b)};
+  int o = h_out("y");
+  int nd = h_node("ConvTranspose", 3, in, 1, &o);
+  h_ais(nd, "strides", 1, DIMS(2));
+  if (pads) h_ais(nd, "pads", 2, pads);
+  if (oshape) h_ais(nd, "output_shape", 1, oshape);
+  if (auto_pad) h_as(nd, "auto_pad", auto_pad);
+  if (opad) h_ais(nd, "output_padding", 1, DIMS(opad));
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[o], 3, DIMS(1, 1, on)));
+  CU_ASSERT(h_maxerr(F(&R[o]), want, on) == 0);
+}
+
+static void test_convtranspose(void) {
+  const float full[7] = {1, 1, 3, 2, 5, 3, 3};
+  convt_case(NULL, NULL, NULL, 0, 0, 7, full);
+  const float p12[4] = {1, 3, 2, 5};
+  convt_case(DIMS(1, 2), NULL, NULL, 0, 0, 4, p12);
+  const float op1[8] = {11, 11, 13, 12, 15, 13, 13, 10};
+  convt_case(NULL, NULL, NULL, 1, 10, 8, op1);
+  /* output_shape 5: total padding 2, one each side */
+  const float os5[5] = {1, 3, 2, 5, 3};
+  convt_case(NULL, DIMS(5), NULL, 0, 0, 5, os5);
+  /* output_shape 6: total padding 1; the ONNX rule puts it at the end for
+   * SAME_UPPER and at the beginning otherwise */
+  const float os6u[6] = {1, 1, 3, 2, 5, 3}, os6[6] = {1, 3, 2, 5, 3, 3};
+  convt_case(NULL, DIMS(6), "SAME_UPPER", 0, 0, 6, os6u);
+  convt_case(NULL, DIMS(6), NULL, 0, 0, 6, os6);
+  /* auto_pad SAME_UPPER alone: output = input * stride = 6 */
+  convt_case(NULL, NULL, "SAME_UPPER", 0, 0, 6, os6u);
+  convt_case(NULL, NULL, "SAME_LOWER", 0, 0, 6, os6);
+  /* 2-D, two groups of one channel: each output is its input times its
+   * own kernel */
+  float x2[2] = {1, 2}, w2[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  h_new(13);
+  int in[2] = {h_f32("x", 4, DIMS(1, 2, 1, 1), x2), h_f32("w", 4, DIMS(2, 1, 2, 2), w2)};
+  int o = h_out("y");
+  int nd = h_node("ConvTranspose", 2, in, 1, &o);
+  h_ai(nd, "group", 2);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[o], 4, DIMS(1, 2, 2, 2)));
+  const float want2[8] = {1, 2, 3, 4, 10, 12, 14, 16};
+  CU_ASSERT(h_maxerr(F(&R[o]), want2, 8) == 0);
+  /* dilation 2: x = [1,2], w = [1,1] -> taps at 0,2 and 1,3 */
+  float x3[2] = {1, 2}, w3[2] = {1, 1};
+  h_new(13);
+  in[0] = h_f32("x", 3, DIMS(1, 1, 2), x3);
+  in[1] = h_f32("w", 3, DIMS(1, 1, 2), w3);
+  o = h_out("y");
+  nd = h_node("ConvTranspose", 2, in, 1, &o);
+  h_ais(nd, "dilations", 1, DIMS(2));
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float want3[4] = {1, 2, 1, 2};
+  CU_ASSERT(h_maxerr(F(&R[o]), want3, 4) == 0);
+  /* 3-D is refused with the node named, not computed wrongly */
+  float x5[1] = {1};
+  h_new(13);
+  in[0] = h_f32("x", 5, DIMS(1, 1, 1, 1, 1), x5);
+  in[1] = h_f32("w", 5, DIMS(1, 1, 1, 1, 1), x5);
+  o = h_out("y");
+  h_node("ConvTranspose", 2, in, 1, &o);
+  CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "ConvTranspose"));
+}
+
+/* [[1,5],[7,2]]: axes as an input from opset 18, noop_with_empty_axes,
+ * and the other reductions by hand. */
+static void test_reduce_ext(void) {
+  float a[4] = {1, 5, 7, 2};
+  int64_t ax1[1] = {1};
+  h_new(18);
+  int in[2] = {h_f32("a", 2, DIMS(2, 2), a), h_i64("axes", 1, ax1)};
+  int o = h_out("o");
+  int nd = h_node("ReduceMax", 2, in, 1, &o);
+  h_ai(nd, "keepdims", 0);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(h_dims_are(&R[o], 1, DIMS(2)));
+  const float w1[2] = {5, 7};
+  CU_ASSERT(h_maxerr(F(&R[o]), w1, 2) == 0);
+  /* no axes, noop: the input unchanged */
+  h_new(18);
+  in[0] = h_f32("a", 2, DIMS(2, 2), a);
+  o = h_out("o");
+  nd = h_node("ReduceMin", 1, in, 1, &o);
+  h_ai(nd, "noop_with_empty_axes", 1);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(h_dims_are(&R[o], 2, DIMS(2, 2)));
+  CU_ASSERT(h_maxerr(F(&R[o]), a, 4) == 0);
+  /* no axes: everything, keepdims */
+  h_new(18);
+  in[0] = h_f32("a", 2, DIMS(2, 2), a);
+  o = h_out("o");
+  h_node("ReduceLogSumExp", 1, in, 1, &o);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(h_dims_are(&R[o], 2, DIMS(1, 1)));
+  const float w3[1] = {7.1350133f}; /* log(e + e^5 + e^7 + e^2) */
+  CU_ASSERT(h_maxerr(F(&R[o]), w3, 1) < 1e-6);
+  /* attribute axes before 18 */
+  const char *ops[] = {"ReduceL2", "ReduceL1", "ReduceProd", "ReduceSumSquare"};
+  const float want[4][2] = {{7.0710678f, 5.3851648f}, {8, 7}, {7, 10}, {50, 29}};
+  for (int i = 0; i < 4; i++) {
+    h_new(13);
+    in[0] = h_f32("a", 2, DIMS(2, 2), a);
+    o = h_out("o");
+    nd = h_node(ops[i], 1, in, 1, &o);
+    h_ais(nd, "axes", 1, DIMS(0));
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(h_dims_are(&R[o], 2, DIMS(1, 2)));
+    CU_ASSERT(h_maxerr(F(&R[o]), want[i], 2) < 1e-6);
+  }
+  /* an axis out of range names the node */
+  h_new(13);
+  in[0] = h_f32("a", 2, DIMS(2, 2), a);
+  o = h_out("o");
+  nd = h_node("ReduceMax", 1, in, 1, &o);
+  h_ais(nd, "axes", 1, DIMS(2));
+  CU_ASSERT_EQUAL(h_run(NULL), PV_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "ReduceMax"));
+}
+
+/* Linear Resize of [10,20,30,40] by hand: half_pixel x2 samples at
+ * (i+.5)/2-.5, clamped into [0, 3]; align_corners to 6 at i*3/5. */
+static void test_resize_linear(void) {
+  float a[4] = {10, 20, 30, 40}, roi[1] = {0}, sc[2] = {1, 2};
+  int64_t sz[2] = {1, 6};
+  for (int c = 0; c < 3; c++) {
+    h_new(13);
+    int in[4] = {h_f32("a", 2, DIMS(1, 4), a), h_f32("roi", 1, DIMS(0), roi),
+                 c != 1 ? h_f32("sc", 1, DIMS(2), sc) : -1,
+                 c == 1 ? h_i64("sz", 2, sz) : -1};
+    int o = h_out("y");
+    int nd = h_node("Resize", 4, in, 1, &o);
+    h_as(nd, "mode", "linear");
+    h_as(nd, "coordinate_transformation_mode",
+         c == 0 ? "half_pixel" : c == 1 ? "align_corners" : "asymmetric");
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    const float hp[8] = {10, 12.5f, 17.5f, 22.5f, 27.5f, 32.5f, 37.5f, 40};
+    const float ac[6] = {10, 16, 22, 28, 34, 40};
+    const float as[8] = {10, 15, 20, 25, 30, 35, 40, 40};
+    int on = c == 1 ? 6 : 8;
+    CU_ASSERT_FATAL(h_dims_are(&R[o], 2, DIMS(1, on)));
+    CU_ASSERT(h_maxerr(F(&R[o]), c == 0 ? hp : c == 1 ? ac : as, on) < 1e-6);
+  }
+  /* an unknown mode is refused by name */
+  h_new(13);
+  int in[3] = {h_f32("a", 2, DIMS(1, 4), a), h_f32("roi", 1, DIMS(0), roi),
+               h_f32("sc", 1, DIMS(2), sc)};
+  int o = h_out("y");
+  int nd = h_node("Resize", 3, in, 1, &o);
+  h_as(nd, "mode", "area");
+  CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "area"));
+}
+
+/* Mod: fmod=0 takes the divisor's sign (Python), fmod=1 the dividend's
+ * (C); DepthToSpace DCR vs CRD; GatherElements and ScatterND indices. */
+static void test_index_layout_ext(void) {
+  int64_t a[4] = {-7, 7, -7, 7}, b[4] = {3, -3, -3, 3};
+  for (int f = 0; f < 2; f++) {
+    h_new(13);
+    int in[2] = {h_i64("a", 4, a), h_i64("b", 4, b)}, o = h_out("o");
+    int nd = h_node("Mod", 2, in, 1, &o);
+    h_ai(nd, "fmod", f);
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(ints_are(&R[o], f ? DIMS(-1, 1, -1, 1) : DIMS(2, -2, -1, 1), 4));
+  }
+  float x[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  for (int crd = 0; crd < 2; crd++) {
+    h_new(13);
+    int xi = h_f32("x", 4, DIMS(1, 8, 1, 1), x), o = h_out("o");
+    int nd = h_node("DepthToSpace", 1, &xi, 1, &o);
+    h_ai(nd, "blocksize", 2);
+    if (crd) h_as(nd, "mode", "CRD");
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT_FATAL(h_dims_are(&R[o], 4, DIMS(1, 2, 2, 2)));
+    const float dcr[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    CU_ASSERT(h_maxerr(F(&R[o]), crd ? x : dcr, 8) == 0);
+  }
+  /* GatherElements axis 1 with a negative index */
+  float g[6] = {1, 2, 3, 4, 5, 6};
+  int64_t gi[4] = {2, -3, 0, -1};
+  h_new(13);
+  int in[3] = {h_f32("g", 2, DIMS(2, 3), g), h_val("gi", PV_I64, 2, DIMS(2, 2), gi)};
+  int o = h_out("o");
+  int nd = h_node("GatherElements", 2, in, 1, &o);
+  h_ai(nd, "axis", 1);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float wg[4] = {3, 1, 4, 6};
+  CU_ASSERT(h_maxerr(F(&R[o]), wg, 4) == 0);
+  int64_t bad[4] = {3, 0, 0, 0};
+  h_new(13);
+  in[0] = h_f32("g", 2, DIMS(2, 3), g);
+  in[1] = h_val("gi", PV_I64, 2, DIMS(2, 2), bad);
+  o = h_out("o");
+  nd = h_node("GatherElements", 2, in, 1, &o);
+  h_ai(nd, "axis", 1);
+  CU_ASSERT_EQUAL(h_run(NULL), PV_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "out of range"));
+  /* ScatterND: rows 1 and 0 of a [2,3] replaced; then an index past the end */
+  int64_t si[2] = {1, 0};
+  float up[6] = {7, 8, 9, 10, 11, 12};
+  for (int k = 0; k < 2; k++) {
+    if (k) si[0] = 2;
+    h_new(16);
+    in[0] = h_f32("g", 2, DIMS(2, 3), g);
+    in[1] = h_val("si", PV_I64, 2, DIMS(2, 1), si);
+    in[2] = h_f32("up", 2, DIMS(2, 3), up);
+    o = h_out("o");
+    h_node("ScatterND", 3, in, 1, &o);
+    if (k) {
+      CU_ASSERT_EQUAL(h_run(NULL), PV_EINVAL);
+      CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "ScatterND"));
+      break;
+    }
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    const float ws[6] = {10, 11, 12, 7, 8, 9};
+    CU_ASSERT(h_maxerr(F(&R[o]), ws, 6) == 0);
+  }
+  /* Tile [1,2] x (2,2) -> [[1,2,1,2],[1,2,1,2]] */
+  float t[2] = {1, 2};
+  int64_t reps[2] = {2, 2};
+  h_new(13);
+  in[0] = h_f32("t", 2, DIMS(1, 2), t);
+  in[1] = h_i64("r", 2, reps);
+  o = h_out("o");
+  h_node("Tile", 2, in, 1, &o);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[o], 2, DIMS(2, 4)));
+  const float wt[8] = {1, 2, 1, 2, 1, 2, 1, 2};
+  CU_ASSERT(h_maxerr(F(&R[o]), wt, 8) == 0);
+  /* CumSum exclusive + reverse of [1,2,3] = [5,3,0] */
+  float c[3] = {1, 2, 3};
+  int64_t ax[1] = {0};
+  h_new(13);
+  in[0] = h_f32("c", 1, DIMS(3), c);
+  in[1] = h_i64("ax", 1, ax);
+  o = h_out("o");
+  nd = h_node("CumSum", 2, in, 1, &o);
+  h_ai(nd, "exclusive", 1);
+  h_ai(nd, "reverse", 1);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float wc[3] = {5, 3, 0};
+  CU_ASSERT(h_maxerr(F(&R[o]), wc, 3) == 0);
+}
+
+/* Einsum by hand: a matrix product, a trace, implicit output order, an
+ * ellipsis, and a bad equation named. */
+static void einsum_case(const char *eq, int nin, int ndim, const int64_t *dims,
+                        const float *want, int nw) {
+  float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {1, 0, 2, 1, 0, 3};
+  h_new(13);
+  int in[2] = {h_f32("a", 2, DIMS(2, 3), a), h_f32("b", 2, DIMS(3, 2), b)};
+  int o = h_out("o");
+  int nd = h_node("Einsum", nin, in, 1, &o);
+  h_as(nd, "equation", eq);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[o], ndim, dims));
+  CU_ASSERT(h_maxerr(F(&R[o]), want, nw) == 0);
+}
+
+static void test_einsum(void) {
+  /* a [[1,2,3],[4,5,6]] x b [[1,0],[2,1],[0,3]] = [[5,11],[14,23]] */
+  const float mm[4] = {5, 11, 14, 23};
+  einsum_case("ij,jk->ik", 2, 2, DIMS(2, 2), mm, 4);
+  einsum_case("...j,jk", 2, 2, DIMS(2, 2), mm, 4);
+  const float mmt[4] = {5, 14, 11, 23};
+  einsum_case("ij,jk->ki", 2, 2, DIMS(2, 2), mmt, 4);
+  /* implicit: "ji" keeps the letters alphabetically: i, j -> transpose */
+  const float tr[6] = {1, 4, 2, 5, 3, 6};
+  einsum_case("ji", 1, 2, DIMS(3, 2), tr, 6);
+  const float rows[2] = {6, 15}, all[1] = {21};
+  einsum_case("ij->i", 1, 1, DIMS(2), rows, 2);
+  einsum_case("ij->", 1, 0, DIMS(0), all, 1);
+  /* trace of a . b = 5 + 23 */
+  const float trace[1] = {28};
+  einsum_case("ij,ji", 2, 0, DIMS(0), trace, 1);
+  float a[6] = {1, 2, 3, 4, 5, 6};
+  h_new(13);
+  int x = h_f32("a", 2, DIMS(2, 3), a), o = h_out("o");
+  int nd = h_node("Einsum", 1, &x, 1, &o);
+  h_as(nd, "equation", "ijk->i");
+  CU_ASSERT_EQUAL(h_run(NULL), PV_ESHAPE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "Einsum"));
+}
+
+/* Ops still missing are refused at support time and at run time with the
+ * node and op named. */
+static void test_ext_unsupported(void) {
+  float a[2] = {1, 2};
+  h_new(13);
+  int x = h_f32("a", 1, DIMS(2), a), o = h_out("o");
+  pv_graph_add_node(H, "nz1", "NonZero", &x, 1, &o, 1);
+  CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[0]));
+  CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "nz1"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "NonZero"));
+  /* Float-only ops refuse integer inputs by declared type */
+  int64_t i2[2] = {1, 2};
+  h_new(13);
+  int xi = h_i64("xi", 2, i2);
+  o = h_out("o");
+  int nd = h_node("Softplus", 1, &xi, 1, &o);
+  int nd2 = h_node("Max", 1, &xi, 1, &o);
+  CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[nd]));
+  CU_ASSERT_TRUE(pv_ref_supports(H, &H->nodes[nd2]));
+}
+
+/* Random single nodes of the ops_ext.c ops: succeed or fail naming the op
+ * (with --enable-asan: no out-of-bounds access). */
+static void random_ext_node(void) {
+  static const char *const ops[] = {
+      "HardSigmoid", "PRelu", "Selu", "Sign", "Min", "Max", "Sum", "Mean",
+      "LessOrEqual", "And", "Xor", "Mod", "ReduceMax", "ReduceL2",
+      "ReduceLogSumExp", "ReduceProd", "ArgMax", "ArgMin", "Tile", "TopK",
+      "GatherElements", "ScatterND", "CumSum", "DepthToSpace", "SpaceToDepth",
+      "InstanceNormalization", "LayerNormalization", "ConvTranspose", "IsInf",
+      "Einsum"};
+  static const char *const inames[] = {"axis", "group", "keepdims", "blocksize",
+                                       "select_last_index", "largest", "fmod",
+                                       "noop_with_empty_axes"};
+  static const char *const lnames[] = {"pads", "strides", "dilations", "kernel_shape",
+                                       "output_padding", "output_shape", "axes"};
+  static const char *const svals[] = {"SAME_UPPER", "SAME_LOWER", "VALID", "CRD",
+                                      "add", "bogus"};
+  static const pv_dtype dts[] = {PV_F32, PV_I64, PV_I32, PV_BOOL};
+  h_new((int)rr(7, 18));
+  int nin = (int)rr(0, 4), in[4], out[3], nout = (int)rr(1, 3);
+  for (int k = 0; k < nin; k++) {
+    int64_t dims[PV_MAX_DIMS];
+    int nd = (int)rr(0, 5);
+    for (int d = 0; d < nd; d++) dims[d] = rr(0, 9) ? rr(1, 4) : rr(0, 6);
+    pv_dtype t = rr(0, 2) ? PV_F32 : dts[rr(0, 3)];
+    int v = h_val("i", t, nd, dims, NULL);
+    pv_value *x = &H->values[v];
+    pv_tensor tt = pv_value_tensor(x);
+    x->nbytes = pv_tensor_nbytes(&tt);
+    x->data = pv_aligned_alloc(x->nbytes);
+    for (size_t e = 0; e < x->nbytes / pv_dtype_size(t); e++)
+      if (t == PV_I64) ((int64_t *)x->data)[e] = rbig(-6, 6);
+      else if (t == PV_F32) ((float *)x->data)[e] = (float)rr(-30, 30) / 7;
+      else if (t == PV_I32) ((int32_t *)x->data)[e] = (int32_t)rr(-6, 6);
+      else ((uint8_t *)x->data)[e] = (uint8_t)rr(0, 1);
+    in[k] = rr(0, 12) ? v : -1;
+  }
+  for (int k = 0; k < nout; k++) out[k] = h_out("o");
+  int nd = h_node(ops[rr(0, sizeof ops / sizeof *ops - 1)], nin, in, nout, out);
+  for (int a = (int)rr(0, 4); a > 0; a--) {
+    int64_t l[8];
+    int kind = (int)rr(0, 2), n = (int)rr(0, 8);
+    for (int j = 0; j < n; j++) l[j] = rbig(-3, 4);
+    if (kind == 0) h_ai(nd, inames[rr(0, 7)], rbig(-4, 8));
+    else if (kind == 1) h_ais(nd, lnames[rr(0, 6)], n, l);
+    else h_as(nd, rr(0, 2) ? "auto_pad" : rr(0, 1) ? "mode" : "reduction", svals[rr(0, 5)]);
+  }
+  static const char *const eqs[] = {"ij,jk->ik", "...i->...", "ii->i", "ab,bc",
+                                    "a...,...->a", "i,i", "->", ",", "iij->j",
+                                    "...,...", "abcdefgh->hgfedcba", "a.b", "ab->bb"};
+  if (!strcmp(H->nodes[nd].op, "Einsum")) h_as(nd, "equation", eqs[rr(0, 12)]);
+  int rc = h_run(NULL);
+  if (rc && rc != PV_ENOMEM && rc != PV_ERANGE && !strstr(pv_errmsg(), H->nodes[0].op)) {
+    CU_FAIL("error message does not name the op");
+    fprintf(stderr, "\n  %s\n", pv_errmsg());
+  }
+}
+
+static void test_random_ext_nodes(void) {
+  for (int i = 0; i < 5000; i++) random_ext_node();
+  CU_PASS("no crash");
+}
+
 static void cleanup(void) {
   h_free_run();
   pv_graph_free(H);
@@ -1091,6 +1559,15 @@ static CU_TestInfo tests[] = {
     {"pivot-only weights are expanded", test_pivot_only_weights},
     {"bad inputs give clear errors", test_bad_inputs},
     {"random nodes fail cleanly", test_random_nodes},
+    {"topk ties: lower index first", test_topk_ties},
+    {"argmax/argmin select_last_index, keepdims", test_argmax_last},
+    {"convtranspose pads output_padding output_shape auto_pad groups", test_convtranspose},
+    {"reduce max/min/l1/l2/prod/logsumexp, axes input, noop", test_reduce_ext},
+    {"resize linear", test_resize_linear},
+    {"mod depthtospace gatherelements scatternd tile cumsum", test_index_layout_ext},
+    {"einsum", test_einsum},
+    {"nonzero refused, types by op", test_ext_unsupported},
+    {"random ext nodes fail cleanly", test_random_ext_nodes},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)

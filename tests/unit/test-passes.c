@@ -316,6 +316,72 @@ static void test_random_chains(void) {
   for (int i = 0; i < 300; i++) random_chain();
 }
 
+/* GRU with W, R block diagonal after shuffling hidden units and features
+ * into `groups` groups (group -1 for a feature nobody reads; nofeat_group
+ * >= 0 leaves that group's W rows empty). Inputs x [T,B,I], h0 [1,B,H];
+ * outputs y (Y) and yh (Y_h). */
+enum { GT = 5, GB = 2, GI = 12, GH = 16 };
+static void build_gru(int groups, int nofeat_group, bool lbr) {
+  static float w[3 * GH * GI], r[3 * GH * GH], b[6 * GH];
+  int hg[GH], fg[GI];
+  for (int j = 0; j < GH; j++) hg[j] = (j * 7 + 3) % groups;   /* interleaved */
+  for (int k = 0; k < GI; k++) fg[k] = k == GI - 1 ? -1 : (k * 5 + 1) % groups;
+  h_fill(w, sizeof w / sizeof *w, 41);
+  h_fill(r, sizeof r / sizeof *r, 42);
+  h_fill(b, sizeof b / sizeof *b, 43);
+  for (int row = 0; row < 3 * GH; row++) {
+    int j = row % GH;
+    for (int k = 0; k < GI; k++)
+      if (fg[k] != hg[j] || hg[j] == nofeat_group) w[row * GI + k] = 0;
+    for (int k = 0; k < GH; k++)
+      if (hg[k] != hg[j]) r[row * GH + k] = 0;
+  }
+  h_new(14);
+  int in[6];
+  in[0] = h_input("x", PV_F32, 3, DIMS(GT, GB, GI));
+  in[1] = h_f32("W", 3, DIMS(1, 3 * GH, GI), w);
+  in[2] = h_f32("R", 3, DIMS(1, 3 * GH, GH), r);
+  in[3] = h_f32("B", 2, DIMS(1, 6 * GH), b);
+  in[4] = -1;
+  in[5] = h_input("h0", PV_F32, 3, DIMS(1, GB, GH));
+  int out[2] = {h_out("y"), h_out("yh")};
+  int nd = h_node("GRU", 6, in, 2, out);
+  h_ai(nd, "hidden_size", GH);
+  h_ai(nd, "linear_before_reset", lbr);
+  h_output(out[0]);
+  h_output(out[1]);
+}
+
+static void check_gru_split(int groups, int nofeat_group, bool lbr, int expect_grus) {
+  static float x[GT * GB * GI], h0[GB * GH];
+  static float y0[GT * GB * GH], yh0[GB * GH], y1[GT * GB * GH], yh1[GB * GH];
+  h_fill(x, sizeof x / sizeof *x, 44);
+  h_fill(h0, sizeof h0 / sizeof *h0, 45);
+  pv_tensor in[2] = {
+      {.dtype = PV_F32, .ndim = 3, .dims = {GT, GB, GI}, .data = x},
+      {.dtype = PV_F32, .ndim = 3, .dims = {1, GB, GH}, .data = h0}};
+  build_gru(groups, nofeat_group, lbr);
+  CU_ASSERT_EQUAL_FATAL(run_copy(in, "y", y0, GT * GB * GH), 0);
+  CU_ASSERT_EQUAL_FATAL(run_copy(in, "yh", yh0, GB * GH), 0);
+  CU_ASSERT_EQUAL_FATAL(pv_passes_run(H), 0);
+  CU_ASSERT_EQUAL(live_nodes("GRU"), expect_grus);
+  CU_ASSERT_EQUAL_FATAL(run_copy(in, "y", y1, GT * GB * GH), 0);
+  CU_ASSERT_EQUAL_FATAL(run_copy(in, "yh", yh1, GB * GH), 0);
+  CU_ASSERT(h_maxerr(y1, y0, GT * GB * GH) < 1e-5);
+  CU_ASSERT(h_maxerr(yh1, yh0, GB * GH) < 1e-5);
+  CU_ASSERT_STRING_EQUAL(H->values[H->outputs[0]].name, "y");
+  CU_ASSERT_STRING_EQUAL(H->values[H->outputs[1]].name, "yh");
+}
+
+/* A pivoted GRU becomes one GRU per block with the same Y and Y_h; a
+ * dense GRU is left alone. */
+static void test_gru_split(void) {
+  check_gru_split(4, -1, true, 4);
+  check_gru_split(2, -1, false, 2);
+  check_gru_split(4, 2, true, 4); /* a block with no input features */
+  check_gru_split(1, -1, true, 1);
+}
+
 static void test_zz_cleanup(void) {
   h_free_run();
   pv_graph_free(H);
@@ -332,6 +398,7 @@ static CU_TestInfo tests[] = {
     {"relu then clip fuse into one activation", test_relu_then_clip},
     {"identity from input to output kept", test_identity_input_to_output_kept},
     {"random chains keep every output", test_random_chains},
+    {"pivoted GRU splits into one GRU per block", test_gru_split},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("passes", tests)

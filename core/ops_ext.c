@@ -1,0 +1,1488 @@
+/* More ONNX ops (opsets 7-17) for the reference engine: the activations,
+ * variadic / logical elementwise ops, reductions, index and layout ops,
+ * normalisations and ConvTranspose that exported models use beyond the
+ * core set of ops_ref.c. Same contract as ops_ref.c: plain loops over
+ * concrete tensors, clarity before speed, every size checked. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pivot.h"
+#include "pv-ops-ext.h"
+#include "ops-internal.h"
+
+#define IN(k) pv_node_in(n, vals, (k))
+#define ERR(code, ...) pv_node_error(n, (code), __VA_ARGS__)
+
+typedef enum {
+  K_UNARY,    /* fp32 elementwise with attributes */
+  K_SIGN,     /* Sign: fp32, int32, int64 */
+  K_ISX,      /* IsNaN, IsInf: fp32 -> bool */
+  K_PRELU,
+  K_VARIADIC, /* Min Max Sum Mean */
+  K_CMP,      /* LessOrEqual GreaterOrEqual */
+  K_LOGIC,    /* And Or Xor */
+  K_MOD,
+  K_REDUCE,
+  K_ARG,      /* ArgMax ArgMin */
+  K_TILE,
+  K_TOPK,
+  K_GATHER_EL,
+  K_SCATTER_ND,
+  K_CUMSUM,
+  K_D2S,
+  K_S2D,
+  K_INORM,
+  K_LNORM,
+  K_CONVT,
+  K_EINSUM,
+} ext_kind;
+
+/* Which input types an op accepts (the first input's dtype). */
+enum { T_F32 = 1, T_INT = 2, T_BOOL = 4, T_ANY = 8 };
+
+static const struct ext_op {
+  const char *name;
+  ext_kind kind;
+  int types;
+} ext_ops[] = {
+    {"HardSigmoid", K_UNARY, T_F32}, {"HardSwish", K_UNARY, T_F32},
+    {"Elu", K_UNARY, T_F32},         {"Selu", K_UNARY, T_F32},
+    {"Celu", K_UNARY, T_F32},        {"Softplus", K_UNARY, T_F32},
+    {"Softsign", K_UNARY, T_F32},    {"ThresholdedRelu", K_UNARY, T_F32},
+    {"Sin", K_UNARY, T_F32},         {"Cos", K_UNARY, T_F32},
+    {"Tan", K_UNARY, T_F32},         {"Asin", K_UNARY, T_F32},
+    {"Acos", K_UNARY, T_F32},        {"Atan", K_UNARY, T_F32},
+    {"Sinh", K_UNARY, T_F32},        {"Cosh", K_UNARY, T_F32},
+    {"Asinh", K_UNARY, T_F32},       {"Acosh", K_UNARY, T_F32},
+    {"Atanh", K_UNARY, T_F32},       {"Round", K_UNARY, T_F32},
+    {"Shrink", K_UNARY, T_F32},      {"Sign", K_SIGN, T_F32 | T_INT},
+    {"IsNaN", K_ISX, T_F32},         {"IsInf", K_ISX, T_F32},
+    {"PRelu", K_PRELU, T_F32},
+    {"Min", K_VARIADIC, T_F32 | T_INT}, {"Max", K_VARIADIC, T_F32 | T_INT},
+    {"Sum", K_VARIADIC, T_F32 | T_INT}, {"Mean", K_VARIADIC, T_F32},
+    {"LessOrEqual", K_CMP, T_F32 | T_INT},
+    {"GreaterOrEqual", K_CMP, T_F32 | T_INT},
+    {"And", K_LOGIC, T_BOOL}, {"Or", K_LOGIC, T_BOOL}, {"Xor", K_LOGIC, T_BOOL},
+    {"Mod", K_MOD, T_F32 | T_INT},
+    {"ReduceMax", K_REDUCE, T_F32 | T_INT}, {"ReduceMin", K_REDUCE, T_F32 | T_INT},
+    {"ReduceProd", K_REDUCE, T_F32 | T_INT}, {"ReduceL1", K_REDUCE, T_F32 | T_INT},
+    {"ReduceL2", K_REDUCE, T_F32}, {"ReduceLogSumExp", K_REDUCE, T_F32},
+    {"ReduceLogSum", K_REDUCE, T_F32},
+    {"ReduceSumSquare", K_REDUCE, T_F32 | T_INT},
+    {"ArgMax", K_ARG, T_F32 | T_INT}, {"ArgMin", K_ARG, T_F32 | T_INT},
+    {"Tile", K_TILE, T_ANY}, {"TopK", K_TOPK, T_F32 | T_INT},
+    {"GatherElements", K_GATHER_EL, T_ANY}, {"ScatterND", K_SCATTER_ND, T_ANY},
+    {"CumSum", K_CUMSUM, T_F32 | T_INT},
+    {"DepthToSpace", K_D2S, T_ANY}, {"SpaceToDepth", K_S2D, T_ANY},
+    {"InstanceNormalization", K_INORM, T_F32},
+    {"LayerNormalization", K_LNORM, T_F32},
+    {"ConvTranspose", K_CONVT, T_F32},
+    {"Einsum", K_EINSUM, T_F32},
+};
+
+static const struct ext_op *find_op(const pv_node *n) {
+  if (!n || !n->op || (n->domain && *n->domain && strcmp(n->domain, "ai.onnx")))
+    return NULL;
+  for (size_t i = 0; i < sizeof ext_ops / sizeof *ext_ops; i++)
+    if (!strcmp(ext_ops[i].name, n->op)) return &ext_ops[i];
+  return NULL;
+}
+
+bool pv_ext_has(const pv_node *n) { return find_op(n) != NULL; }
+
+static bool is_int(pv_dtype t) { return t == PV_I32 || t == PV_I64; }
+
+static bool type_ok(int types, pv_dtype t) {
+  if (t == PV_F32) return types & (T_F32 | T_ANY);
+  if (is_int(t)) return types & (T_INT | T_ANY);
+  if (t == PV_BOOL) return types & (T_BOOL | T_ANY);
+  return (types & T_ANY) && t != PV_STRING && pv_dtype_size(t) > 0;
+}
+
+bool pv_ext_supports(const pv_graph *g, const pv_node *n) {
+  const struct ext_op *e = find_op(n);
+  if (!e) return false;
+  pv_dtype t = n->n_in > 0 && n->in[0] >= 0 && n->in[0] < g->n_values
+                   ? g->values[n->in[0]].dtype : PV_UNDEFINED;
+  return t == PV_UNDEFINED || type_ok(e->types, t);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static size_t numel(const pv_tensor *t) {
+  int64_t c = pv_tensor_numel(t);
+  return c < 0 ? 0 : (size_t)c;
+}
+
+static void set_out(pv_tensor *o, pv_dtype t, int ndim, const int64_t *dims) {
+  o->dtype = t;
+  o->ndim = ndim;
+  memset(o->dims, 0, sizeof o->dims);
+  if (ndim > 0) memcpy(o->dims, dims, sizeof *dims * ndim);
+}
+
+static int norm_axis(const pv_node *n, int64_t a, int r, int64_t *out) {
+  if (a < -r || a >= r)
+    return ERR(PV_EINVAL, "axis %lld out of range for rank %d", (long long)a, r);
+  *out = a < 0 ? a + r : a;
+  return 0;
+}
+
+/* Element strides of t laid over an output of rank r (numpy broadcasting:
+ * broadcast axes get stride 0). */
+static void bstrides(const pv_tensor *t, int r, const int64_t *odims,
+                     int64_t *st) {
+  int64_t s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    int o = i - (r - t->ndim);
+    st[i] = o < 0 || (t->dims[o] == 1 && odims[i] != 1) ? 0 : s;
+    if (o >= 0) s *= t->dims[o];
+  }
+}
+
+/* Advance the index idx over dims and the offset by strides st; false
+ * when the walk is done. */
+static bool odo_next(int r, const int64_t *dims, int64_t *idx,
+                     const int64_t *st, int64_t *off) {
+  for (int i = r - 1; i >= 0; i--) {
+    idx[i]++;
+    *off += st[i];
+    if (idx[i] < dims[i]) return true;
+    *off -= st[i] * dims[i];
+    idx[i] = 0;
+  }
+  return false;
+}
+
+static double getd(const pv_tensor *t, size_t i) {
+  switch (t->dtype) {
+  case PV_F32: return ((const float *)t->data)[i];
+  case PV_I32: return ((const int32_t *)t->data)[i];
+  case PV_I64: return (double)((const int64_t *)t->data)[i];
+  case PV_BOOL: case PV_U8: return ((const uint8_t *)t->data)[i];
+  default: return 0;
+  }
+}
+
+static int64_t geti(const pv_tensor *t, size_t i) {
+  switch (t->dtype) {
+  case PV_I32: return ((const int32_t *)t->data)[i];
+  case PV_I64: return ((const int64_t *)t->data)[i];
+  case PV_BOOL: case PV_U8: return ((const uint8_t *)t->data)[i];
+  default: return (int64_t)getd(t, i);
+  }
+}
+
+static void putd(pv_tensor *t, size_t i, double v) {
+  switch (t->dtype) {
+  case PV_F32: ((float *)t->data)[i] = (float)v; break;
+  case PV_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+  case PV_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+  case PV_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+  default: break;
+  }
+}
+
+static void puti(pv_tensor *t, size_t i, int64_t v) {
+  switch (t->dtype) {
+  case PV_I32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+  case PV_I64: ((int64_t *)t->data)[i] = v; break;
+  default: putd(t, i, (double)v); break;
+  }
+}
+
+/* Index with a negative value counting from the end, checked. */
+static int fix_index(const pv_node *n, int64_t v, int64_t d, int64_t *out) {
+  if (v < -d || v >= d)
+    return ERR(PV_EINVAL, "index %lld out of range [%lld, %lld)", (long long)v,
+               (long long)-d, (long long)d);
+  *out = v < 0 ? v + d : v;
+  return 0;
+}
+
+/* Product of dims[from..to) (no overflow: the tensor was allocated). */
+static int64_t span(const int64_t *dims, int from, int to) {
+  int64_t p = 1;
+  for (int i = from; i < to; i++) p *= dims[i];
+  return p;
+}
+
+/* ------------------------------------------------------------ unary */
+
+static float unary1(const pv_node *n, float v, float a, float b) {
+  const char *op = n->op;
+  switch (op[0]) {
+  case 'H':
+    if (op[4] == 'S' && op[5] == 'i') return fmaxf(0.f, fminf(1.f, a * v + b));
+    return v * fmaxf(0.f, fminf(1.f, v / 6.f + 0.5f)); /* HardSwish */
+  case 'E': return v >= 0 ? v : a * (expf(v) - 1.f);
+  case 'C':
+    if (op[1] == 'e') return fmaxf(0.f, v) + fminf(0.f, a * (expf(v / a) - 1.f));
+    return op[3] == 'h' ? coshf(v) : cosf(v);
+  case 'S':
+    if (!strcmp(op, "Selu")) return v > 0 ? b * v : b * (a * expf(v) - a);
+    if (!strcmp(op, "Softplus")) return v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v));
+    if (!strcmp(op, "Softsign")) return v / (1.f + fabsf(v));
+    if (!strcmp(op, "Shrink")) return v < -a ? v + b : v > a ? v - b : 0.f;
+    return op[3] == 'h' ? sinhf(v) : sinf(v);
+  case 'T':
+    if (op[1] == 'h') return v > a ? v : 0.f; /* ThresholdedRelu */
+    return tanf(v);
+  case 'A':
+    if (!strcmp(op, "Asin")) return asinf(v);
+    if (!strcmp(op, "Acos")) return acosf(v);
+    if (!strcmp(op, "Atan")) return atanf(v);
+    if (!strcmp(op, "Asinh")) return asinhf(v);
+    if (!strcmp(op, "Acosh")) return acoshf(v);
+    return atanhf(v);
+  default: /* Round: halves to even, as ONNX specifies */
+    return nearbyintf(v);
+  }
+}
+
+static int ref_unary(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  const char *op = n->op;
+  float a = 0, b = 0;
+  if (!strcmp(op, "HardSigmoid")) {
+    a = pv_attr_float(n, "alpha", 0.2f);
+    b = pv_attr_float(n, "beta", 0.5f);
+  } else if (!strcmp(op, "Elu") || !strcmp(op, "Celu") ||
+             !strcmp(op, "ThresholdedRelu")) {
+    a = pv_attr_float(n, "alpha", 1.f);
+    if (!strcmp(op, "Celu") && a == 0) return ERR(PV_EINVAL, "alpha is 0");
+  } else if (!strcmp(op, "Selu")) {
+    a = pv_attr_float(n, "alpha", 1.67326319217681884765625f);
+    b = pv_attr_float(n, "gamma", 1.05070102214813232421875f);
+  } else if (!strcmp(op, "Shrink")) {
+    a = pv_attr_float(n, "lambd", 0.5f);
+    b = pv_attr_float(n, "bias", 0.f);
+  }
+  const float *s = x->data;
+  float *z = o->data;
+  size_t cnt = numel(o);
+  for (size_t i = 0; i < cnt; i++) z[i] = unary1(n, s[i], a, b);
+  return 0;
+}
+
+static int ref_sign(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  size_t cnt = numel(o);
+  for (size_t i = 0; i < cnt; i++) {
+    if (x->dtype == PV_F32) {
+      float v = ((const float *)x->data)[i];
+      ((float *)o->data)[i] = v > 0 ? 1.f : v < 0 ? -1.f : isnan(v) ? v : 0.f;
+    } else {
+      int64_t v = geti(x, i);
+      puti(o, i, v > 0 ? 1 : v < 0 ? -1 : 0);
+    }
+  }
+  return 0;
+}
+
+static int ref_isx(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const float *x = IN(0)->data;
+  uint8_t *z = o->data;
+  bool nan = !strcmp(n->op, "IsNaN");
+  bool pos = pv_attr_int(n, "detect_positive", 1),
+       neg = pv_attr_int(n, "detect_negative", 1);
+  size_t cnt = numel(o);
+  for (size_t i = 0; i < cnt; i++)
+    z[i] = nan ? isnan(x[i]) : isinf(x[i]) && (x[i] > 0 ? pos : neg);
+  return 0;
+}
+
+/* ------------------------------------------------------------ elementwise */
+
+/* y = f(y, t) over the output shape, t broadcast; y keeps o's dtype. The
+ * first input is copied in with broadcasting (op < 0). */
+typedef enum { E_COPY = -1, E_MIN, E_MAX, E_SUM, E_LE, E_GE, E_AND, E_OR,
+               E_XOR, E_MOD, E_FMOD, E_PRELU } eop;
+
+static int64_t imod(int64_t a, int64_t b) {
+  int64_t r = a % b;
+  /* Python-style: the result takes the divisor's sign. */
+  if (r != 0 && ((r < 0) != (b < 0))) r += b;
+  return r;
+}
+
+/* out[i] = op(a[i], b[i]) with both broadcast to out's shape; out may be
+ * a (a then has out's shape). Bool results for E_LE/E_GE/logic. */
+static int ewise(const pv_node *n, const pv_tensor *a, const pv_tensor *b,
+                 pv_tensor *o, eop op) {
+  size_t cnt = numel(o);
+  if (!cnt) return 0;
+  int r = o->ndim;
+  int64_t sa[PV_MAX_DIMS], sb[PV_MAX_DIMS], ia[PV_MAX_DIMS] = {0},
+          ib[PV_MAX_DIMS] = {0}, oa = 0, ob = 0;
+  bstrides(a, r, o->dims, sa);
+  bstrides(b, r, o->dims, sb);
+  bool f = a->dtype == PV_F32;
+  size_t i = 0;
+  do {
+    if (f && op != E_LE && op != E_GE) {
+      float u = ((const float *)a->data)[oa], v = ((const float *)b->data)[ob], z;
+      switch (op) {
+      case E_MIN: z = isnan(u) || isnan(v) ? NAN : fminf(u, v); break;
+      case E_MAX: z = isnan(u) || isnan(v) ? NAN : fmaxf(u, v); break;
+      case E_SUM: z = u + v; break;
+      case E_FMOD: z = fmodf(u, v); break;
+      case E_PRELU: z = u < 0 ? u * v : u; break;
+      default: return ERR(PV_ETYPE, "FP32 inputs");
+      }
+      ((float *)o->data)[i] = z;
+    } else if (op == E_LE || op == E_GE) {
+      bool z;
+      if (f) {
+        double u = getd(a, oa), v = getd(b, ob);
+        z = op == E_LE ? u <= v : u >= v;
+      } else {
+        int64_t u = geti(a, oa), v = geti(b, ob);
+        z = op == E_LE ? u <= v : u >= v;
+      }
+      ((uint8_t *)o->data)[i] = z;
+    } else if (op == E_AND || op == E_OR || op == E_XOR) {
+      bool u = ((const uint8_t *)a->data)[oa], v = ((const uint8_t *)b->data)[ob];
+      ((uint8_t *)o->data)[i] = op == E_AND ? u && v : op == E_OR ? u || v : u != v;
+    } else {
+      int64_t u = geti(a, oa), v = geti(b, ob), z;
+      switch (op) {
+      case E_MIN: z = u < v ? u : v; break;
+      case E_MAX: z = u > v ? u : v; break;
+      case E_SUM: z = (int64_t)((uint64_t)u + (uint64_t)v); break; /* wraps */
+      case E_MOD: case E_FMOD:
+        if (v == 0) return ERR(PV_EINVAL, "integer modulo by zero");
+        if (v == -1) z = 0;
+        else z = op == E_MOD ? imod(u, v) : u % v;
+        break;
+      default: return ERR(PV_ETYPE, "integer inputs");
+      }
+      puti(o, i, z);
+    }
+    i++;
+    /* Both offsets walk the same output index. */
+    (void)odo_next(r, o->dims, ib, sb, &ob);
+  } while (odo_next(r, o->dims, ia, sa, &oa));
+  return 0;
+}
+
+/* Broadcast copy of t into o (same dtype). */
+static void bcopy_into(const pv_tensor *t, pv_tensor *o) {
+  size_t cnt = numel(o), es = pv_dtype_size(o->dtype);
+  if (!cnt) return;
+  int r = o->ndim;
+  int64_t st[PV_MAX_DIMS], idx[PV_MAX_DIMS] = {0}, off = 0;
+  bstrides(t, r, o->dims, st);
+  char *z = o->data;
+  do {
+    memcpy(z, (const char *)t->data + off * es, es);
+    z += es;
+  } while (odo_next(r, o->dims, idx, st, &off));
+}
+
+static int infer_broadcast(const pv_node *n, const pv_tensor *vals, int k,
+                           pv_dtype t, pv_tensor *o) {
+  const pv_tensor *ts[64];
+  if (k < 1) return ERR(PV_EINVAL, "needs at least one input");
+  if (k > 64) return ERR(PV_EUNSUPPORTED, "more than 64 inputs");
+  for (int i = 0; i < k; i++) {
+    if (!(ts[i] = IN(i))) return ERR(PV_EINVAL, "missing input %d", i);
+    if (ts[i]->dtype != IN(0)->dtype)
+      return ERR(PV_ETYPE, "input %d is %s, input 0 is %s", i,
+                 pv_dtype_name(ts[i]->dtype), pv_dtype_name(IN(0)->dtype));
+  }
+  int r;
+  int64_t d[PV_MAX_DIMS];
+  int rc = pv_broadcast(n, ts, k, &r, d);
+  if (rc) return rc;
+  set_out(o, t, r, d);
+  return 0;
+}
+
+static int ref_variadic(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const char *op = n->op;
+  eop e = !strcmp(op, "Min") ? E_MIN : !strcmp(op, "Max") ? E_MAX : E_SUM;
+  bcopy_into(IN(0), o);
+  for (int k = 1; k < n->n_in; k++) {
+    int rc = ewise(n, o, IN(k), o, e);
+    if (rc) return rc;
+  }
+  if (!strcmp(op, "Mean")) {
+    float *z = o->data;
+    size_t cnt = numel(o);
+    for (size_t i = 0; i < cnt; i++) z[i] /= (float)n->n_in;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ reductions */
+
+static int infer_reduce(const pv_graph *g, const pv_node *n, pv_tensor *vals,
+                        pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  bool mask[PV_MAX_DIMS];
+  int rc = pv_reduce_axes(g, n, vals, mask);
+  if (rc) return rc;
+  bool keep = pv_attr_int(n, "keepdims", 1);
+  int64_t d[PV_MAX_DIMS];
+  int r = 0;
+  for (int i = 0; i < x->ndim; i++)
+    if (!mask[i]) d[r++] = x->dims[i];
+    else if (keep) d[r++] = 1;
+  set_out(o, x->dtype, r, d);
+  return 0;
+}
+
+static int ref_reduce(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                      pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  bool mask[PV_MAX_DIMS];
+  int rc = pv_reduce_axes(g, n, vals, mask);
+  if (rc) return rc;
+  const char *op = n->op + 6; /* after "Reduce" */
+  bool mx = !strcmp(op, "Max"), mn = !strcmp(op, "Min"),
+       prod = !strcmp(op, "Prod"), l1 = !strcmp(op, "L1"), l2 = !strcmp(op, "L2"),
+       lse = !strcmp(op, "LogSumExp"), ls = !strcmp(op, "LogSum");
+  size_t on = numel(o), xn = numel(x);
+  double *acc = malloc((on ? on : 1) * sizeof *acc);
+  double *top = lse ? malloc((on ? on : 1) * sizeof *top) : NULL;
+  if (!acc || (lse && !top)) {
+    free(acc);
+    free(top);
+    return ERR(PV_ENOMEM, "out of memory");
+  }
+  double init = mx ? -INFINITY : mn ? INFINITY : prod ? 1 : 0;
+  for (size_t k = 0; k < on; k++) {
+    acc[k] = init;
+    if (top) top[k] = -INFINITY;
+  }
+  int r = x->ndim;
+  int64_t st[PV_MAX_DIMS], s = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    st[i] = mask[i] ? 0 : s;
+    if (!mask[i]) s *= x->dims[i];
+  }
+  /* LogSumExp subtracts each output's maximum first so exp cannot
+   * overflow: two passes. */
+  for (int pass = lse ? 0 : 1; pass < 2 && xn; pass++) {
+    int64_t idx[PV_MAX_DIMS] = {0}, off = 0;
+    size_t i = 0;
+    do {
+      double v = getd(x, i++);
+      double *a = &acc[off];
+      if (pass == 0) top[off] = fmax(top[off], v);
+      else if (mx) *a = isnan(v) || isnan(*a) ? NAN : fmax(*a, v);
+      else if (mn) *a = isnan(v) || isnan(*a) ? NAN : fmin(*a, v);
+      else if (prod) *a *= v;
+      else if (l1) *a += fabs(v);
+      else if (lse) *a += isinf(top[off]) ? exp(v) : exp(v - top[off]);
+      else if (ls) *a += v;
+      else *a += v * v; /* L2, SumSquare */
+    } while (odo_next(r, x->dims, idx, st, &off));
+  }
+  for (size_t k = 0; k < on; k++) {
+    double v = acc[k];
+    if (l2) v = sqrt(v);
+    else if (lse) v = log(v) + (isinf(top[k]) ? 0 : top[k]);
+    else if (ls) v = log(v);
+    if (o->dtype == PV_F32) {
+      ((float *)o->data)[k] = (float)v;
+      continue;
+    }
+    /* Integers saturate (an empty Max/Min, a Prod past the range). */
+    double lo = o->dtype == PV_I32 ? INT32_MIN : -9.2e18,
+           hi = o->dtype == PV_I32 ? INT32_MAX : 9.2e18;
+    puti(o, k, isnan(v) ? 0 : v <= lo ? (int64_t)lo : v >= hi ? (int64_t)hi : (int64_t)v);
+  }
+  free(acc);
+  free(top);
+  return 0;
+}
+
+static int arg_geom(const pv_node *n, const pv_tensor *x, int64_t *axis) {
+  return norm_axis(n, pv_attr_int(n, "axis", 0), x->ndim ? x->ndim : 1, axis);
+}
+
+static int infer_arg(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t a = 0, d[PV_MAX_DIMS];
+  int rc = arg_geom(n, x, &a);
+  if (rc) return rc;
+  if (x->ndim && x->dims[a] == 0)
+    return ERR(PV_ESHAPE, "%s over an empty axis %lld", n->op, (long long)a);
+  bool keep = pv_attr_int(n, "keepdims", 1);
+  int r = 0;
+  for (int i = 0; i < x->ndim; i++)
+    if (i != a) d[r++] = x->dims[i];
+    else if (keep) d[r++] = 1;
+  set_out(o, PV_I64, r, d);
+  return 0;
+}
+
+static int ref_arg(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t a = 0;
+  int rc = arg_geom(n, x, &a);
+  if (rc) return rc;
+  bool last = pv_attr_int(n, "select_last_index", 0),
+       amax = !strcmp(n->op, "ArgMax");
+  int64_t outer = span(x->dims, 0, (int)a), len = x->ndim ? x->dims[a] : 1,
+          inner = x->ndim ? span(x->dims, (int)a + 1, x->ndim) : 1;
+  int64_t *z = o->data;
+  for (int64_t p = 0; p < outer; p++)
+    for (int64_t q = 0; q < inner; q++) {
+      size_t base = (size_t)(p * len * inner + q);
+      double best = getd(x, base);
+      int64_t bi = 0;
+      for (int64_t k = 1; k < len; k++) {
+        double v = getd(x, base + (size_t)(k * inner));
+        bool better = amax ? (last ? v >= best : v > best)
+                           : (last ? v <= best : v < best);
+        if (better) best = v, bi = k;
+      }
+      z[p * inner + q] = bi;
+    }
+  return 0;
+}
+
+/* ------------------------------------------------------------ index ops */
+
+static int tile_reps(const pv_node *n, const pv_tensor *vals, int64_t *reps) {
+  const pv_tensor *x = IN(0), *t = IN(1);
+  if (!t) return ERR(PV_EINVAL, "missing repeats input");
+  int c = pv_read_ints(n, t, "repeats", reps, PV_MAX_DIMS);
+  if (c < 0) return c;
+  if (c != x->ndim)
+    return ERR(PV_ESHAPE, "repeats has %d values for rank %d", c, x->ndim);
+  for (int i = 0; i < c; i++)
+    if (reps[i] < 0) return ERR(PV_EINVAL, "negative repeat %lld", (long long)reps[i]);
+  return 0;
+}
+
+static int infer_tile(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t reps[PV_MAX_DIMS], d[PV_MAX_DIMS];
+  int rc = tile_reps(n, vals, reps);
+  if (rc) return rc;
+  for (int i = 0; i < x->ndim; i++) {
+    if (reps[i] && x->dims[i] > INT64_MAX / reps[i])
+      return ERR(PV_ERANGE, "output too large on axis %d", i);
+    d[i] = x->dims[i] * reps[i];
+  }
+  set_out(o, x->dtype, x->ndim, d);
+  return 0;
+}
+
+static int ref_tile(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  size_t cnt = numel(o), es = pv_dtype_size(x->dtype);
+  int r = x->ndim;
+  if (!cnt) return 0;
+  int64_t xs[PV_MAX_DIMS], s = 1, idx[PV_MAX_DIMS] = {0};
+  for (int i = r - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  char *z = o->data;
+  for (size_t e = 0; e < cnt; e++) {
+    int64_t off = 0;
+    for (int i = 0; i < r; i++) off += (idx[i] % x->dims[i]) * xs[i];
+    memcpy(z, (const char *)x->data + off * es, es);
+    z += es;
+    for (int i = r - 1; i >= 0; i--) {
+      if (++idx[i] < o->dims[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+static int topk_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                     int64_t *axis, int64_t *k) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim < 1) return ERR(PV_ESHAPE, "input is a scalar");
+  int rc = norm_axis(n, pv_attr_int(n, "axis", -1), x->ndim, axis);
+  if (rc) return rc;
+  if (g->opset < 10) {
+    if (!pv_node_attr(n, "k")) return ERR(PV_EINVAL, "missing attribute k");
+    *k = pv_attr_int(n, "k", 0);
+  } else {
+    if (!IN(1)) return ERR(PV_EINVAL, "missing input K");
+    int c = pv_read_ints(n, IN(1), "K", k, 1);
+    if (c < 0) return c;
+    if (c != 1) return ERR(PV_ESHAPE, "K must hold one value");
+  }
+  if (*k < 0 || *k > x->dims[*axis])
+    return ERR(PV_EINVAL, "K %lld outside [0, %lld] (axis %lld)", (long long)*k,
+               (long long)x->dims[*axis], (long long)*axis);
+  return 0;
+}
+
+static int infer_topk(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  const pv_tensor *x = IN(0);
+  int64_t a = 0, k = 0, d[PV_MAX_DIMS];
+  int rc = topk_geom(g, n, vals, &a, &k);
+  if (rc) return rc;
+  memcpy(d, x->dims, sizeof d);
+  d[a] = k;
+  set_out(&vals[n->out[0]], x->dtype, x->ndim, d);
+  if (n->n_out > 1 && n->out[1] >= 0) set_out(&vals[n->out[1]], PV_I64, x->ndim, d);
+  return 0;
+}
+
+typedef struct kv {
+  double v;
+  int64_t i;
+} kv;
+
+/* Whether p goes before q: larger (or smaller) value first, equal values
+ * by lower index, as ONNX Runtime orders ties. */
+static bool kv_before(const kv *p, const kv *q, bool largest) {
+  if (p->v != q->v) return largest ? p->v > q->v : p->v < q->v;
+  return p->i < q->i;
+}
+
+/* Bottom-up merge sort of a[0..n) using tmp (n entries). */
+static void kv_sort(kv *a, kv *tmp, int64_t n, bool largest) {
+  for (int64_t w = 1; w < n; w *= 2) {
+    for (int64_t lo = 0; lo < n; lo += 2 * w) {
+      int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      int64_t i = lo, j = mid, t = lo;
+      while (i < mid && j < hi) tmp[t++] = kv_before(&a[j], &a[i], largest) ? a[j++] : a[i++];
+      while (i < mid) tmp[t++] = a[i++];
+      while (j < hi) tmp[t++] = a[j++];
+    }
+    memcpy(a, tmp, sizeof *a * (size_t)n);
+  }
+}
+
+static int ref_topk(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  const pv_tensor *x = IN(0);
+  int64_t a = 0, k = 0;
+  int rc = topk_geom(g, n, vals, &a, &k);
+  if (rc) return rc;
+  bool largest = pv_attr_int(n, "largest", 1);
+  pv_tensor *ov = &vals[n->out[0]];
+  pv_tensor *oi = n->n_out > 1 && n->out[1] >= 0 ? &vals[n->out[1]] : NULL;
+  int64_t outer = span(x->dims, 0, (int)a), len = x->dims[a],
+          inner = span(x->dims, (int)a + 1, x->ndim);
+  if (!k || !outer || !inner) return 0;
+  kv *buf = malloc(sizeof *buf * (size_t)len * 2);
+  if (!buf) return ERR(PV_ENOMEM, "out of memory");
+  for (int64_t p = 0; p < outer; p++)
+    for (int64_t q = 0; q < inner; q++) {
+      for (int64_t j = 0; j < len; j++) {
+        buf[j].v = getd(x, (size_t)((p * len + j) * inner + q));
+        buf[j].i = j;
+      }
+      kv_sort(buf, buf + len, len, largest);
+      for (int64_t j = 0; j < k; j++) {
+        size_t src = (size_t)((p * len + buf[j].i) * inner + q),
+               dst = (size_t)((p * k + j) * inner + q);
+        if (x->dtype == PV_F32) ((float *)ov->data)[dst] = ((const float *)x->data)[src];
+        else puti(ov, dst, geti(x, src));
+        if (oi) ((int64_t *)oi->data)[dst] = buf[j].i;
+      }
+    }
+  free(buf);
+  return 0;
+}
+
+static int infer_gather_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1);
+  if (!ix) return ERR(PV_EINVAL, "missing indices");
+  if (!is_int(ix->dtype)) return ERR(PV_ETYPE, "indices must be INT64 or INT32");
+  if (ix->ndim != x->ndim || x->ndim < 1)
+    return ERR(PV_ESHAPE, "indices rank %d differs from data rank %d", ix->ndim,
+               x->ndim);
+  int64_t a = 0;
+  int rc = norm_axis(n, pv_attr_int(n, "axis", 0), x->ndim, &a);
+  if (rc) return rc;
+  for (int i = 0; i < x->ndim; i++)
+    if (i != a && ix->dims[i] > x->dims[i])
+      return ERR(PV_ESHAPE, "indices dim %lld exceeds data dim %lld on axis %d",
+                 (long long)ix->dims[i], (long long)x->dims[i], i);
+  set_out(o, x->dtype, ix->ndim, ix->dims);
+  return 0;
+}
+
+static int ref_gather_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1);
+  int64_t a = 0;
+  int rc = norm_axis(n, pv_attr_int(n, "axis", 0), x->ndim, &a);
+  if (rc) return rc;
+  int r = x->ndim;
+  size_t cnt = numel(o), es = pv_dtype_size(x->dtype);
+  int64_t xs[PV_MAX_DIMS], s = 1, idx[PV_MAX_DIMS] = {0};
+  for (int i = r - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  char *z = o->data;
+  for (size_t e = 0; e < cnt; e++) {
+    int64_t j = 0, off = 0;
+    if ((rc = fix_index(n, geti(ix, e), x->dims[a], &j))) return rc;
+    for (int i = 0; i < r; i++) off += (i == a ? j : idx[i]) * xs[i];
+    memcpy(z, (const char *)x->data + off * es, es);
+    z += es;
+    for (int i = r - 1; i >= 0; i--) {
+      if (++idx[i] < o->dims[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+static int scatter_check(const pv_node *n, const pv_tensor *vals) {
+  const pv_tensor *x = IN(0), *ix = IN(1), *up = IN(2);
+  if (!ix || !up) return ERR(PV_EINVAL, "needs data, indices and updates");
+  if (ix->dtype != PV_I64) return ERR(PV_ETYPE, "indices must be INT64");
+  if (up->dtype != x->dtype) return ERR(PV_ETYPE, "updates type differs from data");
+  if (ix->ndim < 1) return ERR(PV_ESHAPE, "indices is a scalar");
+  int64_t k = ix->dims[ix->ndim - 1];
+  if (k < 1 || k > x->ndim)
+    return ERR(PV_ESHAPE, "index tuples of length %lld for data rank %d",
+               (long long)k, x->ndim);
+  /* updates = indices.shape[:-1] + data.shape[k:] */
+  int ur = ix->ndim - 1 + x->ndim - (int)k;
+  bool ok = up->ndim == ur;
+  for (int i = 0; ok && i < ix->ndim - 1; i++) ok = up->dims[i] == ix->dims[i];
+  for (int i = (int)k; ok && i < x->ndim; i++)
+    ok = up->dims[ix->ndim - 1 + i - k] == x->dims[i];
+  if (!ok) {
+    char b[128];
+    return ERR(PV_ESHAPE, "updates shape %s does not match indices and data",
+               pv_dims_str(up->dims, up->ndim, b, sizeof b));
+  }
+  const char *red = pv_attr_str(n, "reduction", "none");
+  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul"))
+    return ERR(PV_EUNSUPPORTED, "reduction '%s'", red);
+  return 0;
+}
+
+static int ref_scatter_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1), *up = IN(2);
+  int rc = scatter_check(n, vals);
+  if (rc) return rc;
+  const char *red = pv_attr_str(n, "reduction", "none");
+  bool add = !strcmp(red, "add"), mul = !strcmp(red, "mul");
+  if ((add || mul) && x->dtype != PV_F32 && !is_int(x->dtype))
+    return ERR(PV_ETYPE, "reduction on %s", pv_dtype_name(x->dtype));
+  size_t es = pv_dtype_size(x->dtype), nb = pv_tensor_nbytes(x);
+  if (nb) memmove(o->data, x->data, nb);
+  int k = (int)ix->dims[ix->ndim - 1];
+  int64_t slice = span(x->dims, k, x->ndim), tuples = span(ix->dims, 0, ix->ndim - 1);
+  int64_t xs[PV_MAX_DIMS], s = 1;
+  for (int i = x->ndim - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  const int64_t *id = ix->data;
+  for (int64_t t = 0; t < tuples; t++) {
+    int64_t off = 0;
+    for (int i = 0; i < k; i++) {
+      int64_t j = 0;
+      if ((rc = fix_index(n, id[t * k + i], x->dims[i], &j))) return rc;
+      off += j * xs[i];
+    }
+    if (!add && !mul) {
+      if (slice) memcpy((char *)o->data + off * es, (const char *)up->data + t * slice * es,
+                        (size_t)slice * es);
+      continue;
+    }
+    for (int64_t e = 0; e < slice; e++) {
+      size_t d = (size_t)(off + e), u = (size_t)(t * slice + e);
+      if (x->dtype == PV_F32) {
+        float *p = (float *)o->data + d, v = ((const float *)up->data)[u];
+        *p = add ? *p + v : *p * v;
+      } else {
+        int64_t p = geti(o, d), v = geti(up, u);
+        puti(o, d, add ? (int64_t)((uint64_t)p + (uint64_t)v)
+                       : (int64_t)((uint64_t)p * (uint64_t)v));
+      }
+    }
+  }
+  return 0;
+}
+
+static int ref_cumsum(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ta = IN(1);
+  if (!ta) return ERR(PV_EINVAL, "missing axis input");
+  int64_t a = 0;
+  int c = pv_read_ints(n, ta, "axis", &a, 1);
+  if (c < 0) return c;
+  if (c != 1) return ERR(PV_ESHAPE, "axis must hold one value");
+  int rc = norm_axis(n, a, x->ndim, &a);
+  if (rc) return rc;
+  bool excl = pv_attr_int(n, "exclusive", 0), rev = pv_attr_int(n, "reverse", 0);
+  int64_t outer = span(x->dims, 0, (int)a), len = x->dims[a],
+          inner = span(x->dims, (int)a + 1, x->ndim);
+  for (int64_t p = 0; p < outer; p++)
+    for (int64_t q = 0; q < inner; q++) {
+      double sd = 0;
+      int64_t si = 0;
+      for (int64_t j0 = 0; j0 < len; j0++) {
+        int64_t j = rev ? len - 1 - j0 : j0;
+        size_t e = (size_t)((p * len + j) * inner + q);
+        if (x->dtype == PV_F32) {
+          double v = ((const float *)x->data)[e];
+          if (!excl) sd += v;
+          ((float *)o->data)[e] = (float)sd;
+          if (excl) sd += v;
+        } else {
+          int64_t v = geti(x, e);
+          if (!excl) si = (int64_t)((uint64_t)si + (uint64_t)v);
+          puti(o, e, si);
+          if (excl) si = (int64_t)((uint64_t)si + (uint64_t)v);
+        }
+      }
+    }
+  return 0;
+}
+
+/* ------------------------------------------------------------ layout */
+
+static int d2s_geom(const pv_node *n, const pv_tensor *x, int64_t *b) {
+  if (x->ndim != 4) return ERR(PV_ESHAPE, "input rank %d (expected 4)", x->ndim);
+  *b = pv_attr_int(n, "blocksize", 0);
+  if (*b < 1 || *b > 4096)
+    return ERR(PV_EINVAL, "blocksize %lld", (long long)*b);
+  bool d2s = !strcmp(n->op, "DepthToSpace");
+  if (d2s && x->dims[1] % (*b * *b))
+    return ERR(PV_ESHAPE, "channels %lld not divisible by blocksize^2 %lld",
+               (long long)x->dims[1], (long long)(*b * *b));
+  if (!d2s && (x->dims[2] % *b || x->dims[3] % *b))
+    return ERR(PV_ESHAPE, "height %lld / width %lld not divisible by blocksize %lld",
+               (long long)x->dims[2], (long long)x->dims[3], (long long)*b);
+  if (d2s) {
+    const char *m = pv_attr_str(n, "mode", "DCR");
+    if (strcmp(m, "DCR") && strcmp(m, "CRD"))
+      return ERR(PV_EINVAL, "mode '%s' (DCR or CRD)", m);
+  }
+  return 0;
+}
+
+static int infer_d2s(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t b, d[4];
+  int rc = d2s_geom(n, x, &b);
+  if (rc) return rc;
+  bool d2s = !strcmp(n->op, "DepthToSpace");
+  d[0] = x->dims[0];
+  if (d2s) {
+    if (x->dims[2] > INT64_MAX / b || x->dims[3] > INT64_MAX / b)
+      return ERR(PV_ERANGE, "output too large");
+    d[1] = x->dims[1] / (b * b), d[2] = x->dims[2] * b, d[3] = x->dims[3] * b;
+  } else {
+    if (x->dims[1] > INT64_MAX / (b * b)) return ERR(PV_ERANGE, "output too large");
+    d[1] = x->dims[1] * b * b, d[2] = x->dims[2] / b, d[3] = x->dims[3] / b;
+  }
+  set_out(o, x->dtype, 4, d);
+  return 0;
+}
+
+static int ref_d2s(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t b;
+  int rc = d2s_geom(n, x, &b);
+  if (rc) return rc;
+  bool d2s = !strcmp(n->op, "DepthToSpace"),
+       crd = d2s && !strcmp(pv_attr_str(n, "mode", "DCR"), "CRD");
+  size_t es = pv_dtype_size(x->dtype);
+  /* Walk the deep (channel-blocked) tensor [N, C*b*b, H, W] of either
+   * side and map each element to the wide one [N, C, H*b, W*b]. */
+  const pv_tensor *deep = d2s ? x : o;
+  int64_t N = deep->dims[0], CD = deep->dims[1], H = deep->dims[2],
+          W = deep->dims[3], C = CD / (b * b);
+  for (int64_t nn = 0; nn < N; nn++)
+    for (int64_t cd = 0; cd < CD; cd++) {
+      int64_t c, i, j;
+      if (crd) c = cd / (b * b), i = cd / b % b, j = cd % b;
+      else c = cd % C, i = cd / C / b, j = cd / C % b;
+      for (int64_t h = 0; h < H; h++)
+        for (int64_t w = 0; w < W; w++) {
+          size_t dp = (size_t)(((nn * CD + cd) * H + h) * W + w);
+          size_t wp = (size_t)(((nn * C + c) * H * b + h * b + i) * W * b + w * b + j);
+          char *dst = (char *)o->data + (d2s ? wp : dp) * es;
+          const char *src = (const char *)x->data + (d2s ? dp : wp) * es;
+          memcpy(dst, src, es);
+        }
+    }
+  return 0;
+}
+
+/* ------------------------------------------------------------ norms */
+
+static int infer_inorm(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim < 3) return ERR(PV_ESHAPE, "input rank %d < 3", x->ndim);
+  for (int k = 1; k <= 2; k++) {
+    const pv_tensor *p = IN(k);
+    if (!p) return ERR(PV_EINVAL, "missing input %d", k);
+    if (p->dtype != PV_F32 || p->ndim != 1 || p->dims[0] != x->dims[1])
+      return ERR(PV_ESHAPE, "%s must be FP32 [%lld]", k == 1 ? "scale" : "B",
+                 (long long)x->dims[1]);
+  }
+  set_out(o, x->dtype, x->ndim, x->dims);
+  return 0;
+}
+
+static int ref_inorm(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  const float *sc = IN(1)->data, *bi = IN(2)->data;
+  float eps = pv_attr_float(n, "epsilon", 1e-5f);
+  int64_t N = x->dims[0], C = x->dims[1], inner = span(x->dims, 2, x->ndim);
+  for (int64_t i = 0; i < N * C; i++) {
+    const float *s = (const float *)x->data + i * inner;
+    float *z = (float *)o->data + i * inner;
+    double m = 0, v = 0;
+    for (int64_t j = 0; j < inner; j++) m += s[j];
+    m = inner ? m / (double)inner : 0;
+    for (int64_t j = 0; j < inner; j++) v += (s[j] - m) * (s[j] - m);
+    v = inner ? v / (double)inner : 0;
+    double k = sc[i % C] / sqrt(v + eps);
+    for (int64_t j = 0; j < inner; j++) z[j] = (float)((s[j] - m) * k + bi[i % C]);
+  }
+  return 0;
+}
+
+/* Scale / B of LayerNormalization broadcast over X's normalized dims. */
+static int lnorm_param(const pv_node *n, const pv_tensor *x, int64_t a,
+                       const pv_tensor *p, const char *what) {
+  pv_tensor norm = {.ndim = x->ndim - (int)a};
+  memcpy(norm.dims, x->dims + a, sizeof(int64_t) * norm.ndim);
+  if (p->dtype != PV_F32) return ERR(PV_ETYPE, "%s must be FP32", what);
+  const pv_tensor *ts[2] = {&norm, p};
+  int r;
+  int64_t d[PV_MAX_DIMS];
+  int rc = pv_broadcast(n, ts, 2, &r, d);
+  if (rc) return rc;
+  if (r != norm.ndim || memcmp(d, norm.dims, sizeof(int64_t) * r))
+    return ERR(PV_ESHAPE, "%s does not broadcast to the normalized dims", what);
+  return 0;
+}
+
+static int lnorm_geom(const pv_node *n, const pv_tensor *vals, int64_t *a) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim < 1) return ERR(PV_ESHAPE, "input is a scalar");
+  int rc = norm_axis(n, pv_attr_int(n, "axis", -1), x->ndim, a);
+  if (rc) return rc;
+  if (!IN(1)) return ERR(PV_EINVAL, "missing Scale input");
+  if ((rc = lnorm_param(n, x, *a, IN(1), "Scale"))) return rc;
+  if (IN(2) && (rc = lnorm_param(n, x, *a, IN(2), "B"))) return rc;
+  return 0;
+}
+
+static int infer_lnorm(const pv_node *n, pv_tensor *vals) {
+  const pv_tensor *x = IN(0);
+  int64_t a = 0, d[PV_MAX_DIMS];
+  int rc = lnorm_geom(n, vals, &a);
+  if (rc) return rc;
+  set_out(&vals[n->out[0]], x->dtype, x->ndim, x->dims);
+  memcpy(d, x->dims, sizeof d);
+  for (int i = (int)a; i < x->ndim; i++) d[i] = 1;
+  for (int k = 1; k < 3 && k < n->n_out; k++)
+    if (n->out[k] >= 0) set_out(&vals[n->out[k]], PV_F32, x->ndim, d);
+  return 0;
+}
+
+static int ref_lnorm(const pv_node *n, pv_tensor *vals) {
+  const pv_tensor *x = IN(0), *sc = IN(1), *bi = IN(2);
+  int64_t a = 0;
+  int rc = lnorm_geom(n, vals, &a);
+  if (rc) return rc;
+  float eps = pv_attr_float(n, "epsilon", 1e-5f);
+  int r = x->ndim - (int)a;
+  const int64_t *nd = x->dims + a;
+  int64_t outer = span(x->dims, 0, (int)a), inner = span(nd, 0, r);
+  int64_t ss[PV_MAX_DIMS], sb[PV_MAX_DIMS];
+  bstrides(sc, r, nd, ss);
+  if (bi) bstrides(bi, r, nd, sb);
+  float *om = n->n_out > 1 && n->out[1] >= 0 ? vals[n->out[1]].data : NULL;
+  float *oi = n->n_out > 2 && n->out[2] >= 0 ? vals[n->out[2]].data : NULL;
+  for (int64_t p = 0; p < outer; p++) {
+    const float *s = (const float *)x->data + p * inner;
+    float *z = (float *)vals[n->out[0]].data + p * inner;
+    double m = 0, v = 0;
+    for (int64_t j = 0; j < inner; j++) m += s[j];
+    m = inner ? m / (double)inner : 0;
+    for (int64_t j = 0; j < inner; j++) v += (s[j] - m) * (s[j] - m);
+    v = inner ? v / (double)inner : 0;
+    double is = 1.0 / sqrt(v + eps);
+    if (om) om[p] = (float)m;
+    if (oi) oi[p] = (float)is;
+    if (!inner) continue;
+    int64_t idx[PV_MAX_DIMS] = {0}, os = 0, ob = 0, idx2[PV_MAX_DIMS] = {0};
+    int64_t j = 0;
+    do {
+      float bv = bi ? ((const float *)bi->data)[ob] : 0.f;
+      z[j] = (float)((s[j] - m) * is * ((const float *)sc->data)[os] + bv);
+      j++;
+      if (bi) (void)odo_next(r, nd, idx2, sb, &ob);
+    } while (odo_next(r, nd, idx, ss, &os));
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ ConvTranspose */
+
+typedef struct ct_geom {
+  int nsp;
+  int64_t groups;
+  int64_t k[2], s[2], d[2], pb[2], pe[2], in[2], out[2];
+} ct_geom;
+
+static int ct_geometry(const pv_node *n, const pv_tensor *vals, ct_geom *c) {
+  const pv_tensor *x = IN(0), *w = IN(1), *b = IN(2);
+  if (!w) return ERR(PV_EINVAL, "missing weight input");
+  if (x->dtype != PV_F32 || w->dtype != PV_F32 || (b && b->dtype != PV_F32))
+    return ERR(PV_ETYPE, "X, W and B must be FP32");
+  int nsp = x->ndim - 2;
+  if (nsp < 1 || nsp > 2)
+    return ERR(PV_EUNSUPPORTED, "input rank %d (1-D and 2-D only)", x->ndim);
+  if (w->ndim != x->ndim)
+    return ERR(PV_ESHAPE, "weight rank %d does not match input rank %d", w->ndim,
+               x->ndim);
+  c->nsp = nsp;
+  c->groups = pv_attr_int(n, "group", 1);
+  if (c->groups < 1 || x->dims[1] % c->groups || w->dims[0] != x->dims[1])
+    return ERR(PV_ESHAPE, "input channels %lld, weight [%lld, ...], group %lld",
+               (long long)x->dims[1], (long long)w->dims[0], (long long)c->groups);
+  if (w->dims[1] > INT64_MAX / c->groups) return ERR(PV_ERANGE, "too many channels");
+  int64_t M = w->dims[1] * c->groups;
+  if (b && (b->ndim != 1 || b->dims[0] != M))
+    return ERR(PV_ESHAPE, "bias must have %lld elements", (long long)M);
+  const int64_t *ks, *ss, *ds, *ps, *op, *os;
+  int nk = pv_attr_ints(n, "kernel_shape", &ks), ns = pv_attr_ints(n, "strides", &ss),
+      nd = pv_attr_ints(n, "dilations", &ds), np = pv_attr_ints(n, "pads", &ps),
+      nop = pv_attr_ints(n, "output_padding", &op),
+      nos = pv_attr_ints(n, "output_shape", &os);
+  if ((nk >= 0 && nk != nsp) || (ns >= 0 && ns != nsp) || (nd >= 0 && nd != nsp) ||
+      (np >= 0 && np != 2 * nsp) || (nop >= 0 && nop != nsp) ||
+      (nos >= 0 && nos != nsp && nos != nsp + 2))
+    return ERR(PV_EINVAL, "kernel_shape/strides/dilations/pads/output_padding/"
+               "output_shape length does not match %d spatial axes", nsp);
+  const char *ap = pv_attr_str(n, "auto_pad", "NOTSET");
+  bool same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER"),
+       upper = !strcmp(ap, "SAME_UPPER");
+  if (!same && strcmp(ap, "VALID") && strcmp(ap, "NOTSET"))
+    return ERR(PV_EINVAL, "unknown auto_pad '%s'", ap);
+  const int64_t lim = INT64_C(1) << 24;
+  for (int i = 0; i < nsp; i++) {
+    int64_t k = w->dims[2 + i], in = x->dims[2 + i];
+    if (nk > 0 && ks[i] != k)
+      return ERR(PV_ESHAPE, "kernel_shape %lld differs from weight %lld on axis %d",
+                 (long long)ks[i], (long long)k, i);
+    int64_t s = ns > 0 ? ss[i] : 1, d = nd > 0 ? ds[i] : 1,
+            pb = np > 0 ? ps[i] : 0, pe = np > 0 ? ps[nsp + i] : 0,
+            opad = nop > 0 ? op[i] : 0;
+    if (s < 1 || d < 1 || k < 1 || pb < 0 || pe < 0 || opad < 0 || s > lim ||
+        d > lim || k > lim || pb > lim || pe > lim || opad > lim || in > lim)
+      return ERR(PV_EINVAL, "bad kernel %lld / stride %lld / dilation %lld / pads "
+                 "%lld,%lld / output_padding %lld on axis %d", (long long)k,
+                 (long long)s, (long long)d, (long long)pb, (long long)pe,
+                 (long long)opad, i);
+    int64_t ek = (k - 1) * d + 1, full = s * (in - 1) + opad + ek, out;
+    if (nos > 0 || same) {
+      out = nos > 0 ? os[nos - nsp + i] : in * s;
+      if (out < 1 || out > lim)
+        return ERR(PV_EINVAL, "output_shape %lld on axis %d", (long long)out, i);
+      int64_t tot = full - out;
+      if (tot < 0) tot = 0;
+      /* The ONNX rule: SAME_UPPER puts the odd pad at the end. */
+      pb = upper ? tot / 2 : tot - tot / 2;
+      pe = tot - pb;
+    } else {
+      if (!strcmp(ap, "VALID")) pb = pe = 0;
+      out = full - pb - pe;
+      if (out < 1 || out > (INT64_C(1) << 31))
+        return ERR(PV_ESHAPE, "output size %lld on spatial axis %d", (long long)out, i);
+    }
+    c->k[i] = k, c->s[i] = s, c->d[i] = d, c->pb[i] = pb, c->pe[i] = pe;
+    c->in[i] = in, c->out[i] = out;
+  }
+  return 0;
+}
+
+static int infer_convt(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *w = IN(1);
+  ct_geom c;
+  int rc = ct_geometry(n, vals, &c);
+  if (rc) return rc;
+  int64_t d[PV_MAX_DIMS] = {x->dims[0], w->dims[1] * c.groups};
+  for (int i = 0; i < c.nsp; i++) d[2 + i] = c.out[i];
+  set_out(o, PV_F32, x->ndim, d);
+  if (pv_tensor_numel(o) < 0) return ERR(PV_ERANGE, "output too large");
+  return 0;
+}
+
+static int ref_convt(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *wt = IN(1), *bt = IN(2);
+  ct_geom c;
+  int rc = ct_geometry(n, vals, &c);
+  if (rc) return rc;
+  /* 1-D runs as 2-D with a unit height. */
+  bool one = c.nsp == 1;
+  int64_t ih = one ? 1 : c.in[0], iw = c.in[c.nsp - 1],
+          oh = one ? 1 : c.out[0], ow = c.out[c.nsp - 1],
+          kh = one ? 1 : c.k[0], kw = c.k[c.nsp - 1],
+          sh = one ? 1 : c.s[0], sw = c.s[c.nsp - 1],
+          dh = one ? 1 : c.d[0], dw = c.d[c.nsp - 1],
+          ph = one ? 0 : c.pb[0], pw = c.pb[c.nsp - 1];
+  int64_t N = x->dims[0], C = x->dims[1], G = c.groups, Cg = C / G,
+          Mg = wt->dims[1], M = Mg * G;
+  const float *X = x->data, *W = wt->data, *B = bt ? bt->data : NULL;
+  float *Y = o->data;
+  for (int64_t nn = 0; nn < N; nn++)
+    for (int64_t m = 0; m < M; m++) {
+      float *y = Y + (nn * M + m) * oh * ow;
+      float bv = B ? B[m] : 0.f;
+      for (int64_t e = 0; e < oh * ow; e++) y[e] = bv;
+      int64_t g = m / Mg, mg = m % Mg;
+      for (int64_t cg = 0; cg < Cg; cg++) {
+        int64_t ci = g * Cg + cg;
+        const float *xc = X + (nn * C + ci) * ih * iw;
+        const float *wc = W + (ci * Mg + mg) * kh * kw;
+        for (int64_t i = 0; i < kh; i++)
+          for (int64_t j = 0; j < kw; j++) {
+            float wv = wc[i * kw + j];
+            /* Input columns whose output column lands inside [0, ow). */
+            int64_t off = j * dw - pw, lo = 0, hi = iw;
+            if (off < 0) lo = (-off + sw - 1) / sw;
+            if (ow - 1 - off < 0) continue;
+            if ((ow - 1 - off) / sw + 1 < hi) hi = (ow - 1 - off) / sw + 1;
+            for (int64_t a = 0; a < ih; a++) {
+              int64_t r = a * sh - ph + i * dh;
+              if (r < 0 || r >= oh) continue;
+              const float *xr = xc + a * iw;
+              float *yr = y + r * ow;
+              for (int64_t b = lo; b < hi; b++) yr[off + b * sw] += wv * xr[b];
+            }
+          }
+      }
+    }
+  return 0;
+}
+
+/* ------------------------------------------------------------ Einsum */
+
+#define EIN_MAX_OPS 8
+#define EIN_MAX_LABELS 64
+
+/* A parsed equation: every label (letter, or one axis of the ellipsis)
+ * with its size, each operand's element stride per label (a letter
+ * repeated in one operand adds its strides: a diagonal), and the output
+ * labels in order; the other labels are summed over. */
+typedef struct ein {
+  int nl, nout, nsum;
+  int64_t size[EIN_MAX_LABELS];
+  int64_t st[EIN_MAX_OPS][EIN_MAX_LABELS];
+  int out[PV_MAX_DIMS], sum[EIN_MAX_LABELS];
+} ein;
+
+static int ein_parse(const pv_node *n, const pv_tensor *vals, ein *e) {
+  const char *eq = pv_attr_str(n, "equation", NULL);
+  if (!eq) return ERR(PV_EINVAL, "missing attribute 'equation'");
+  int nops = n->n_in;
+  if (nops < 1 || nops > EIN_MAX_OPS)
+    return ERR(PV_EUNSUPPORTED, "%d operands (1 to %d)", nops, EIN_MAX_OPS);
+  char buf[256];
+  size_t bl = 0;
+  for (const char *c = eq; *c; c++)
+    if (*c != ' ') {
+      if (bl + 1 >= sizeof buf) return ERR(PV_EINVAL, "equation too long");
+      buf[bl++] = *c;
+    }
+  buf[bl] = 0;
+  char *arrow = strstr(buf, "->");
+  if (arrow) *arrow = 0;
+  /* Letter ids: 'a'-'z' 0-25, 'A'-'Z' 26-51; the ellipsis axes from 52,
+   * right-aligned across operands as in numpy. */
+  int letter_id[52], count[52] = {0}, ell = 0;
+  for (int i = 0; i < 52; i++) letter_id[i] = -1;
+  memset(e, 0, sizeof *e);
+  for (int i = 0; i < EIN_MAX_LABELS; i++) e->size[i] = -1;
+  const char *term = buf;
+  int ell_rank[EIN_MAX_OPS] = {0};
+  for (int k = 0; k < nops; k++) {
+    const char *end = strchr(term, ',');
+    if ((k < nops - 1) != (end != NULL))
+      return ERR(PV_EINVAL, "equation '%s' has %s terms than the %d inputs", eq,
+                 end ? "more" : "fewer", nops);
+    if (!end) end = term + strlen(term);
+    const pv_tensor *t = IN(k);
+    if (!t) return ERR(PV_EINVAL, "missing input %d", k);
+    if (t->dtype != PV_F32) return ERR(PV_ETYPE, "input %d is not FP32", k);
+    int nlet = 0, dots = 0;
+    for (const char *c = term; c < end; c++) {
+      if (*c == '.') {
+        if (c + 2 >= end || c[1] != '.' || c[2] != '.' || dots)
+          return ERR(PV_EINVAL, "bad ellipsis in '%s'", eq);
+        dots = 1;
+        c += 2;
+      } else if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')) {
+        nlet++;
+      } else {
+        return ERR(PV_EINVAL, "bad character '%c' in equation '%s'", *c, eq);
+      }
+    }
+    if (nlet > t->ndim || (!dots && nlet != t->ndim))
+      return ERR(PV_ESHAPE, "term %d of '%s' has %d letters for rank %d", k, eq,
+                 nlet, t->ndim);
+    ell_rank[k] = t->ndim - nlet;
+    if (ell_rank[k] > ell) ell = ell_rank[k];
+    int64_t stride[PV_MAX_DIMS], sz = 1;
+    for (int d = t->ndim - 1; d >= 0; d--) stride[d] = sz, sz *= t->dims[d];
+    int axis = 0;
+    for (const char *c = term; c < end; c++) {
+      if (*c == '.') {
+        /* ellipsis axes: label 52 + position counted from the right */
+        for (int j = 0; j < ell_rank[k]; j++, axis++) {
+          int lab = 52 + (EIN_MAX_LABELS - 52 - 1) - (ell_rank[k] - 1 - j);
+          int64_t d = t->dims[axis];
+          if (e->size[lab] < 0 || e->size[lab] == 1) e->size[lab] = d;
+          else if (d != 1 && d != e->size[lab])
+            return ERR(PV_ESHAPE, "ellipsis dims do not broadcast in '%s'", eq);
+          if (d != 1) e->st[k][lab] += stride[axis];
+        }
+        c += 2;
+        continue;
+      }
+      int li = *c >= 'a' ? *c - 'a' : *c - 'A' + 26;
+      count[li]++;
+      if (letter_id[li] < 0) letter_id[li] = li;
+      int64_t d = t->dims[axis];
+      if (e->size[li] >= 0 && e->size[li] != d)
+        return ERR(PV_ESHAPE, "label '%c' is %lld and %lld in '%s'", *c,
+                   (long long)e->size[li], (long long)d, eq);
+      e->size[li] = d;
+      e->st[k][li] += stride[axis];
+      axis++;
+    }
+    term = end + 1;
+  }
+  if (ell > PV_MAX_DIMS) return ERR(PV_ESHAPE, "ellipsis too long");
+  /* Output labels: explicit, or the ellipsis then the letters seen once,
+   * alphabetically (numpy's implicit mode; capitals sort first). */
+  bool is_out[EIN_MAX_LABELS] = {0};
+  if (arrow) {
+    const char *c = arrow + 2;
+    int dots = 0;
+    for (; *c; c++) {
+      if (*c == '.' && c[1] == '.' && c[2] == '.' && !dots) {
+        dots = 1;
+        for (int j = 0; j < ell; j++) {
+          if (e->nout >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+          int lab = EIN_MAX_LABELS - ell + j;
+          e->out[e->nout++] = lab;
+          is_out[lab] = true;
+        }
+        c += 2;
+        continue;
+      }
+      int li = *c >= 'a' && *c <= 'z' ? *c - 'a' : *c >= 'A' && *c <= 'Z' ? *c - 'A' + 26 : -1;
+      if (li < 0 || letter_id[li] < 0 || is_out[li])
+        return ERR(PV_EINVAL, "bad output label '%c' in '%s'", *c, eq);
+      if (e->nout >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+      e->out[e->nout++] = li;
+      is_out[li] = true;
+    }
+  } else {
+    for (int j = 0; j < ell; j++) {
+      int lab = EIN_MAX_LABELS - ell + j;
+      e->out[e->nout++] = lab;
+      is_out[lab] = true;
+    }
+    static const int order[52] = {26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38,
+                                  39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51,
+                                  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                  13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25};
+    for (int j = 0; j < 52; j++) {
+      int li = order[j];
+      if (count[li] != 1) continue;
+      if (e->nout >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+      e->out[e->nout++] = li;
+      is_out[li] = true;
+    }
+  }
+  for (int l = 0; l < EIN_MAX_LABELS; l++)
+    if (e->size[l] >= 0 && !is_out[l]) e->sum[e->nsum++] = l;
+  return 0;
+}
+
+static int infer_einsum(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  ein e;
+  int rc = ein_parse(n, vals, &e);
+  if (rc) return rc;
+  int64_t d[PV_MAX_DIMS];
+  for (int i = 0; i < e.nout; i++) d[i] = e.size[e.out[i]];
+  set_out(o, PV_F32, e.nout, d);
+  return 0;
+}
+
+static int ref_einsum(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  ein e;
+  int rc = ein_parse(n, vals, &e);
+  if (rc) return rc;
+  int nops = n->n_in;
+  size_t cnt = numel(o);
+  int64_t inner = 1;
+  for (int j = 0; j < e.nsum; j++) {
+    if (e.size[e.sum[j]] == 0) inner = 0;
+    else if (inner > INT64_MAX / e.size[e.sum[j]]) return ERR(PV_ERANGE, "too much work");
+    else inner *= e.size[e.sum[j]];
+  }
+  const float *src[EIN_MAX_OPS];
+  for (int k = 0; k < nops; k++) src[k] = IN(k)->data;
+  int64_t oi[PV_MAX_DIMS] = {0};
+  for (size_t el = 0; el < cnt; el++) {
+    int64_t base[EIN_MAX_OPS] = {0};
+    for (int k = 0; k < nops; k++)
+      for (int i = 0; i < e.nout; i++) base[k] += oi[i] * e.st[k][e.out[i]];
+    double acc = 0;
+    int64_t si[EIN_MAX_LABELS] = {0}, off[EIN_MAX_OPS];
+    memcpy(off, base, sizeof off);
+    for (int64_t it = 0; it < inner; it++) {
+      double p = 1;
+      for (int k = 0; k < nops; k++) p *= src[k][off[k]];
+      acc += p;
+      for (int j = e.nsum - 1; j >= 0; j--) {
+        int l = e.sum[j];
+        si[j]++;
+        for (int k = 0; k < nops; k++) off[k] += e.st[k][l];
+        if (si[j] < e.size[l]) break;
+        for (int k = 0; k < nops; k++) off[k] -= e.st[k][l] * e.size[l];
+        si[j] = 0;
+      }
+    }
+    ((float *)o->data)[el] = (float)acc;
+    for (int i = e.nout - 1; i >= 0; i--) {
+      if (++oi[i] < e.size[e.out[i]]) break;
+      oi[i] = 0;
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  const struct ext_op *e = find_op(n);
+  if (!e) return ERR(PV_EUNSUPPORTED, "not an extended op");
+  const pv_tensor *x = IN(0);
+  if (!x) return ERR(PV_EINVAL, "missing first input");
+  if (!type_ok(e->types, x->dtype))
+    return ERR(PV_ETYPE, "input type %s is not supported", pv_dtype_name(x->dtype));
+  pv_tensor *o = &vals[n->out[0]];
+  int rc = 0;
+  switch (e->kind) {
+  case K_UNARY: case K_SIGN:
+    set_out(o, x->dtype, x->ndim, x->dims);
+    break;
+  case K_ISX:
+    set_out(o, PV_BOOL, x->ndim, x->dims);
+    break;
+  case K_PRELU:
+    if ((rc = infer_broadcast(n, vals, 2, x->dtype, o))) return rc;
+    if (o->ndim != x->ndim || memcmp(o->dims, x->dims, sizeof(int64_t) * x->ndim))
+      return ERR(PV_ESHAPE, "slope does not broadcast to X");
+    break;
+  case K_VARIADIC:
+    rc = infer_broadcast(n, vals, n->n_in, x->dtype, o);
+    break;
+  case K_CMP: case K_LOGIC:
+    if (n->n_in != 2) return ERR(PV_EINVAL, "needs two inputs");
+    rc = infer_broadcast(n, vals, 2, PV_BOOL, o);
+    break;
+  case K_MOD:
+    if (n->n_in != 2) return ERR(PV_EINVAL, "needs two inputs");
+    if (x->dtype == PV_F32 && !pv_attr_int(n, "fmod", 0))
+      return ERR(PV_EINVAL, "floating-point Mod needs fmod=1");
+    rc = infer_broadcast(n, vals, 2, x->dtype, o);
+    break;
+  case K_REDUCE: rc = infer_reduce(g, n, vals, o); break;
+  case K_ARG: rc = infer_arg(n, vals, o); break;
+  case K_TILE: rc = infer_tile(n, vals, o); break;
+  case K_TOPK: rc = infer_topk(g, n, vals); break;
+  case K_GATHER_EL: rc = infer_gather_el(n, vals, o); break;
+  case K_SCATTER_ND:
+    if ((rc = scatter_check(n, vals))) return rc;
+    set_out(o, x->dtype, x->ndim, x->dims);
+    break;
+  case K_CUMSUM:
+    set_out(o, x->dtype, x->ndim, x->dims);
+    if (!IN(1)) return ERR(PV_EINVAL, "missing axis input");
+    if (!is_int(IN(1)->dtype) || pv_tensor_numel(IN(1)) != 1)
+      return ERR(PV_ETYPE, "axis must be one INT32 or INT64 value");
+    break;
+  case K_D2S: case K_S2D: rc = infer_d2s(n, vals, o); break;
+  case K_INORM: rc = infer_inorm(n, vals, o); break;
+  case K_LNORM: rc = infer_lnorm(n, vals); break;
+  case K_CONVT: rc = infer_convt(n, vals, o); break;
+  case K_EINSUM: rc = infer_einsum(n, vals, o); break;
+  }
+  if (rc) return rc;
+  for (int k = 0; k < n->n_out; k++)
+    if (n->out[k] >= 0 && pv_tensor_numel(&vals[n->out[k]]) < 0)
+      return ERR(PV_ERANGE, "output %d is too large", k);
+  return 0;
+}
+
+int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
+  const struct ext_op *e = find_op(n);
+  if (!e) return ERR(PV_EUNSUPPORTED, "not an extended op");
+  const pv_tensor *x = IN(0);
+  if (!x) return ERR(PV_EINVAL, "missing first input");
+  if (!type_ok(e->types, x->dtype))
+    return ERR(PV_ETYPE, "input type %s is not supported", pv_dtype_name(x->dtype));
+  /* Only the optional inputs of these ops may be absent. */
+  int need = e->kind == K_VARIADIC || e->kind == K_EINSUM ? n->n_in
+             : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
+                     e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
+                     e->kind == K_TILE || e->kind == K_CUMSUM
+                 ? 2
+             : e->kind == K_SCATTER_ND || e->kind == K_INORM ? 3 : 1;
+  for (int k = 0; k < need; k++)
+    if (!IN(k)) return ERR(PV_EINVAL, "missing input %d", k);
+  for (int k = 0; k < n->n_in; k++) {
+    const pv_tensor *t = IN(k);
+    if (t && !t->data && numel(t))
+      return ERR(PV_EINVAL, "input %d ('%s') has no data", k,
+                 g->values[n->in[k]].name);
+  }
+  pv_tensor *o = &vals[n->out[0]];
+  switch (e->kind) {
+  case K_UNARY: return ref_unary(n, vals, o);
+  case K_SIGN: return ref_sign(n, vals, o);
+  case K_ISX: return ref_isx(n, vals, o);
+  case K_PRELU:
+    if (IN(1)->dtype != PV_F32) return ERR(PV_ETYPE, "slope must be FP32");
+    return ewise(n, x, IN(1), o, E_PRELU);
+  case K_VARIADIC: return ref_variadic(n, vals, o);
+  case K_CMP:
+    if (IN(1)->dtype != x->dtype) return ERR(PV_ETYPE, "inputs differ in type");
+    return ewise(n, x, IN(1), o, !strcmp(n->op, "LessOrEqual") ? E_LE : E_GE);
+  case K_LOGIC:
+    if (IN(1)->dtype != PV_BOOL) return ERR(PV_ETYPE, "inputs must be BOOL");
+    return ewise(n, x, IN(1), o,
+                 n->op[0] == 'A' ? E_AND : n->op[0] == 'O' ? E_OR : E_XOR);
+  case K_MOD:
+    if (IN(1)->dtype != x->dtype) return ERR(PV_ETYPE, "inputs differ in type");
+    return ewise(n, x, IN(1), o, pv_attr_int(n, "fmod", 0) ? E_FMOD : E_MOD);
+  case K_REDUCE: return ref_reduce(g, n, vals, o);
+  case K_ARG: return ref_arg(n, vals, o);
+  case K_TILE: return ref_tile(n, vals, o);
+  case K_TOPK: return ref_topk(g, n, vals);
+  case K_GATHER_EL: return ref_gather_el(n, vals, o);
+  case K_SCATTER_ND: return ref_scatter_nd(n, vals, o);
+  case K_CUMSUM: return ref_cumsum(n, vals, o);
+  case K_D2S: case K_S2D: return ref_d2s(n, vals, o);
+  case K_INORM: return ref_inorm(n, vals, o);
+  case K_LNORM: return ref_lnorm(n, vals);
+  case K_CONVT: return ref_convt(n, vals, o);
+  case K_EINSUM: return ref_einsum(n, vals, o);
+  }
+  return ERR(PV_EINTERNAL, "unhandled op");
+}
