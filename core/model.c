@@ -158,7 +158,7 @@ static int assign_backends(pv_model *m) {
 
 /* Split the runtime nodes into maximal runs of one backend, in order, and
  * prepare each. */
-static int make_parts(pv_model *m) {
+static int make_parts(pv_model *m, int *failed) {
   pv_graph *g = m->g;
   m->parts = calloc(g->n_nodes ? g->n_nodes : 1, sizeof(part));
   if (!m->parts) return pv_error(PV_ENOMEM, "out of memory");
@@ -179,18 +179,45 @@ static int make_parts(pv_model *m) {
     pv_backend *b = m->backends[p->backend];
     const pv_backend_iface *it = pv_backend_iface_of(b);
     int rc = it->prepare(pv_backend_ctx(b), g, p->nodes, p->n_nodes, &p->plan);
-    if (rc) return pv_error_prefix(rc, "backend '%s': prepare", pv_backend_name(b));
+    if (rc) {
+      *failed = p->backend;
+      return pv_error_prefix(rc, "backend '%s': prepare", pv_backend_name(b));
+    }
   }
   return 0;
 }
 
-static void model_free(pv_model *m) {
+static void free_parts(pv_model *m) {
   for (int i = 0; i < m->n_parts; i++) {
     part *p = &m->parts[i];
     if (p->plan) pv_backend_iface_of(m->backends[p->backend])->release(p->plan);
     free(p->nodes);
   }
   free(m->parts);
+  m->parts = NULL;
+  m->n_parts = 0;
+}
+
+/* A backend that fails to prepare (device memory, a driver error) hands
+ * its nodes to the CPU backend, which supports every op, so the model
+ * still loads; only a CPU failure fails the load. */
+static int make_parts_or_fall_back(pv_model *m) {
+  int cpu = -1;
+  for (int b = 0; b < m->n_backends; b++)
+    if (!strcmp(pv_backend_name(m->backends[b]), "cpu")) cpu = b;
+  for (;;) {
+    int failed = -1;
+    int rc = make_parts(m, &failed);
+    if (!rc || failed < 0 || failed == cpu || cpu < 0) return rc;
+    pv_log(PV_LOG_WARN, "%s; its nodes run on the CPU backend", pv_errmsg());
+    free_parts(m);
+    for (int i = 0; i < m->g->n_nodes; i++)
+      if (m->node_backend[i] == failed) m->node_backend[i] = cpu;
+  }
+}
+
+static void model_free(pv_model *m) {
+  free_parts(m);
   for (int b = 0; b < m->n_backends; b++) pv_backend_put(m->backends[b]);
   free(m->node_backend);
   free(m->static_val);
@@ -285,7 +312,7 @@ pv_model *pv_model_from_graph(pv_graph *g, const pv_load_opts *opts) {
     }
     m->backends[m->n_backends++] = b;
   }
-  if ((rc = mark_static(m)) || (rc = assign_backends(m)) || (rc = make_parts(m)) ||
+  if ((rc = mark_static(m)) || (rc = assign_backends(m)) || (rc = make_parts_or_fall_back(m)) ||
       (rc = warm_up(m)))
     goto fail;
   return m;

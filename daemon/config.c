@@ -164,7 +164,9 @@ int pvd_settings_load_file(pvd_settings *s, const char *path) {
     const char *v;
     if (cJSON_IsString(it) && (fd->kind == K_STR || fd->kind == K_LISTEN || fd->kind == K_SIZE)) v = it->valuestring;
     else if (cJSON_IsNumber(it) && (fd->kind == K_INT || fd->kind == K_SIZE)) {
-      if (it->valuedouble != (double)(long long)it->valuedouble) { rc = pv_error(PV_EINVAL, "%s must be an integer", what); goto out; }
+      /* Range first: casting a double beyond long long is undefined. */
+      if (!(it->valuedouble >= -9.0e18 && it->valuedouble <= 9.0e18) ||
+          it->valuedouble != (double)(long long)it->valuedouble) { rc = pv_error(PV_EINVAL, "%s must be an integer", what); goto out; }
       snprintf(tmp, sizeof tmp, "%lld", (long long)it->valuedouble);
       v = tmp;
     } else if (cJSON_IsBool(it) && fd->kind == K_BOOL) v = cJSON_IsTrue(it) ? "true" : "false";

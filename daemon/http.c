@@ -247,7 +247,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
       while (n && !c->upload_failed) {
         ssize_t w = write(c->upload_fd, upload_data, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { c->upload_failed = true; break; }
+        if (w <= 0) { c->upload_failed = true; c->upload_errno = w < 0 ? errno : ENOSPC; break; }
         upload_data += w;
         n -= (size_t)w;
       }
@@ -271,7 +271,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     return send_reply(c);
   }
   if (c->upload_failed) {
-    pvd_reply_error(c, 500, "writing the uploaded model failed: %s", strerror(errno));
+    /* 507: the disk is full, a retry helps only once space is freed. */
+    pvd_reply_error(c, c->upload_errno == ENOSPC || c->upload_errno == EDQUOT ? 507 : 500,
+                    "writing the uploaded model failed: %s", strerror(c->upload_errno));
     return send_reply(c);
   }
   c->route->fn(c);

@@ -34,6 +34,7 @@ struct pvd_conn {
   char *upload_tmp;
   size_t upload_len;
   bool upload_failed;
+  int upload_errno;      /* why the temp file write failed (ENOSPC...) */
   /* deferred answer */
   _Atomic int finished;
   bool suspended;

@@ -257,7 +257,7 @@ int pvd_infer_parse(pvd_req *r, const char *body, size_t len, long hdr_len,
     cJSON *bds = ip ? cJSON_GetObjectItemCaseSensitive(ip, "binary_data_size") : NULL;
     cJSON *data = cJSON_GetObjectItemCaseSensitive(it, "data");
     if (bds) {
-      if (!cJSON_IsNumber(bds) || bds->valuedouble < 0) FAIL(400, "input '%s': binary_data_size must be a non-negative integer", mv->name);
+      if (!cJSON_IsNumber(bds) || !(bds->valuedouble >= 0 && bds->valuedouble <= 9.0e15)) FAIL(400, "input '%s': binary_data_size must be a non-negative integer", mv->name);
       size_t sz = (size_t)bds->valuedouble;
       if (sz != nbytes) FAIL(400, "input '%s': binary_data_size %zu, shape and datatype need %zu bytes", mv->name, sz, nbytes);
       if ((size_t)(bin_end - bin) < sz) FAIL(400, "input '%s': the body holds %zu binary bytes, %zu needed", mv->name, (size_t)(bin_end - bin), sz);

@@ -814,7 +814,31 @@ void pvd_repo_sync(void) {
   pthread_mutex_unlock(&R.mu);
 }
 
+/* Temp files of uploads cut short by a crash (kill -9, power loss) never
+ * went live: remove them before HTTP starts, when no upload can be open. */
+static void remove_stale_uploads(const char *root) {
+  DIR *d = opendir(root);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char md[4096];
+    if (snprintf(md, sizeof md, "%s/%s", root, e->d_name) >= (int)sizeof md) continue;
+    DIR *m = opendir(md);
+    if (!m) continue;
+    struct dirent *f;
+    while ((f = readdir(m))) {
+      if (strncmp(f->d_name, ".upload-", 8)) continue;
+      if (unlinkat(dirfd(m), f->d_name, 0) == 0)
+        pv_log(PV_LOG_WARN, "removed %s/%s: an upload that never finished", md, f->d_name);
+    }
+    closedir(m);
+  }
+  closedir(d);
+}
+
 int pvd_repo_init(const pvd_settings *s, void (*wake_main)(void)) {
+  remove_stale_uploads(s->repository);
   R.s = s;
   R.wake_main = wake_main;
   R.models_tail = &R.models;

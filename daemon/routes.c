@@ -3,6 +3,7 @@
 #include "http.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,7 +309,11 @@ static void h_unload(pvd_conn *c) { post_admin(c, PVD_JOB_UNLOAD, NULL); }
 static void h_upload(pvd_conn *c) {
   if (c->version < 1) { pvd_reply_error(c, 400, "version must be a positive integer"); return; }
   if (c->upload_len == 0) { pvd_reply_error(c, 400, "empty model file"); return; }
-  if (fsync(c->upload_fd)) { pvd_reply_error(c, 500, "fsync of the uploaded model failed"); return; }
+  if (fsync(c->upload_fd)) {
+    int e = errno;
+    pvd_reply_error(c, e == ENOSPC || e == EDQUOT ? 507 : 500, "fsync of the uploaded model failed: %s", strerror(e));
+    return;
+  }
   close(c->upload_fd);
   c->upload_fd = -1;
   char *tmp = c->upload_tmp;
