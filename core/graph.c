@@ -257,22 +257,22 @@ static int heap_pop(int *h, int *len) {
  * available once (any) producer has run, as before. */
 static int toposort(pv_graph *g) {
   int n = g->n_nodes, nv = g->n_values;
-  if (n == 0) return 0;
-  size_t n_edges = 0;
+  if (n <= 0 || nv < 0) return 0;
+  size_t un = (size_t)n, unv = (size_t)nv, n_edges = 0;
   for (int i = 0; i < n; i++) n_edges += (size_t)g->nodes[i].n_in;
-  char *avail = calloc(nv ? nv : 1, 1);
-  int *deps = calloc(n, sizeof(int));
-  int *first = calloc((size_t)nv + 1, sizeof(int));   /* CSR value -> consumers */
+  char *avail = calloc(unv ? unv : 1, 1);
+  int *deps = calloc(un, sizeof(int));
+  int *first = calloc(unv + 1, sizeof(int)); /* CSR value -> consumers */
   int *cons = malloc(sizeof(int) * (n_edges ? n_edges : 1));
-  int *heap = malloc(sizeof(int) * n);
-  int *order = malloc(sizeof(int) * n);
-  pv_node *sorted = malloc(sizeof *sorted * n);
+  int *heap = malloc(sizeof(int) * un);
+  int *order = malloc(sizeof(int) * un);
+  pv_node *sorted = malloc(sizeof *sorted * un);
   int rc = 0;
   if (!avail || !deps || !first || !cons || !heap || !order || !sorted) {
     rc = pv_error(PV_ENOMEM, "out of memory");
     goto out;
   }
-  memset(avail, 1, nv);
+  memset(avail, 1, unv);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < g->nodes[i].n_out; j++) {
       int v = g->nodes[i].out[j];
@@ -288,7 +288,7 @@ static int toposort(pv_graph *g) {
     }
   for (int v = 0; v < nv; v++) first[v + 1] += first[v];
   {
-    int *fill = calloc(nv ? nv : 1, sizeof(int));
+    int *fill = calloc(unv ? unv : 1, sizeof(int));
     if (!fill) {
       rc = pv_error(PV_ENOMEM, "out of memory");
       goto out;
@@ -325,7 +325,7 @@ static int toposort(pv_graph *g) {
     goto out;
   }
   for (int i = 0; i < n; i++) sorted[i] = g->nodes[order[i]];
-  memcpy(g->nodes, sorted, sizeof *sorted * n);
+  memcpy(g->nodes, sorted, sizeof *sorted * un);
 out:
   free(avail);
   free(deps);
