@@ -57,7 +57,7 @@ typedef struct snap {
 
 static void snap_take(snap *s, const char *only_model, int64_t only_version) {
   s->n = 0;
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next) {
+  for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m)) {
     if (only_model && strcmp(only_model, m->name)) continue;
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->n_live && s->n < 256; i++) {
@@ -150,13 +150,13 @@ void pvd_metrics_text(pvd_buf *b) {
    * any version is chosen. */
   pvd_buf_puts(b, "# HELP pivotd_inference_failure_total Failed inference requests by reason.\n"
                   "# TYPE pivotd_inference_failure_total counter\n");
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next)
+  for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m))
     for (int r = 0; r < PVD_FAIL_N; r++)
       pvd_buf_printf(b, "pivotd_inference_failure_total{model=\"%s\",reason=\"%s\"} %llu\n",
                      m->name, pvd_fail_names[r], (unsigned long long)ld(&m->fails[r]));
   pvd_buf_puts(b, "# HELP pivotd_model_loads_total Model version loads by result.\n"
                   "# TYPE pivotd_model_loads_total counter\n");
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next) {
+  for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m)) {
     pvd_buf_printf(b, "pivotd_model_loads_total{model=\"%s\",result=\"ok\"} %llu\n",
                    m->name, (unsigned long long)ld(&m->loads_ok));
     pvd_buf_printf(b, "pivotd_model_loads_total{model=\"%s\",result=\"failed\"} %llu\n",
@@ -164,7 +164,7 @@ void pvd_metrics_text(pvd_buf *b) {
   }
   pvd_buf_puts(b, "# HELP pivotd_model_ready Whether the model serves requests.\n"
                   "# TYPE pivotd_model_ready gauge\n");
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next)
+  for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m))
     pvd_buf_printf(b, "pivotd_model_ready{model=\"%s\"} %d\n", m->name,
                    m->state == PVD_STATE_READY);
   pvd_buf_printf(b, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"

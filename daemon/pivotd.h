@@ -153,6 +153,11 @@ void pvd_repo_reap(void);
 /* Find a model (NULL if unknown). Models are never freed while running. */
 pvd_model *pvd_repo_find(const char *name);
 pvd_model *pvd_repo_first(void);
+/* The model after m: models are appended while others walk the list
+ * without the repository lock, so the link is read with acquire order. */
+static inline pvd_model *pvd_repo_next(const pvd_model *m) {
+  return __atomic_load_n(&m->next, __ATOMIC_ACQUIRE);
+}
 /* Retain the version (-1 = latest published). NULL if none. */
 pvd_version *pvd_model_get(pvd_model *m, int64_t version);
 bool pvd_repo_ready(void);

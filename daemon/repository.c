@@ -125,7 +125,7 @@ bool pvd_repo_ready(void) {
   bool ok = R.scanned_once;
   pvd_model *m = R.models;
   pthread_mutex_unlock(&R.mu);
-  for (; ok && m; m = m->next) {
+  for (; ok && m; m = pvd_repo_next(m)) {
     pthread_mutex_lock(&m->mu);
     if (m->in_repo && !m->explicit_unload && m->state != PVD_STATE_READY) ok = false;
     pthread_mutex_unlock(&m->mu);
@@ -636,7 +636,7 @@ static void scan_all(void) {
   if (!d) {
     pv_log(PV_LOG_ERROR, "repository %s: %s", R.s->repository, strerror(errno));
   } else {
-    for (pvd_model *m = pvd_repo_first(); m; m = m->next) set_flags(m, -1, 0);
+    for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m)) set_flags(m, -1, 0);
     struct dirent *e;
     while ((e = readdir(d))) {
       if (e->d_name[0] == '.') continue;
@@ -650,7 +650,7 @@ static void scan_all(void) {
       if (!m->explicit_unload) sync_model(m, -1, false);
     }
     closedir(d);
-    for (pvd_model *m = pvd_repo_first(); m; m = m->next)
+    for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m))
       if (!m->in_repo && m->n_live) publish(m, NULL, 0, PVD_STATE_UNAVAILABLE);
   }
   pthread_mutex_lock(&R.mu);
@@ -858,7 +858,7 @@ void pvd_repo_shutdown(void) {
     pthread_join(R.loader, NULL);
     R.loader_started = false;
   }
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next) publish(m, NULL, 0, PVD_STATE_UNLOADED);
+  for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m)) publish(m, NULL, 0, PVD_STATE_UNLOADED);
   pvd_repo_reap();
   pvd_model *m = R.models;
   while (m) {

@@ -219,7 +219,7 @@ static void h_index(pvd_conn *c) {
   pvd_buf b = {0};
   pvd_buf_puts(&b, "[");
   bool first = true;
-  for (pvd_model *m = pvd_repo_first(); m; m = m->next) {
+  for (pvd_model *m = pvd_repo_first(); m; m = pvd_repo_next(m)) {
     pthread_mutex_lock(&m->mu);
     if (m->n_live) {
       for (int i = 0; i < m->n_live; i++) {
