@@ -41,7 +41,7 @@ for c in $configs; do
     # under the Python tests, pivot under the conformance scripts):
     # reports go to stderr and fail the test; LSan checks leaks at exit.
     # Left out here, each for its cost: the fuzzers (clang builds them
-    # with ASan+UBSan in `plain` already: CLANG=false), the big conformance
+    # with ASan+UBSan in `plain` already: CLANG=/bin/false), the big conformance
     # models (minutes under ASan, no code path the small cases miss; the
     # models `plain` generated are reused). The soak is shorter and skips
     # its RSS check (ASan's quarantine holds freed memory).
@@ -59,7 +59,7 @@ for c in $configs; do
     # No OpenCL, no CUDA: PoCL with its LLVM, and the CUDA runtime, leak
     # their global state at exit, partly from libraries already unloaded
     # that no LSan suppression can name; plain tests both backends.
-    build_and_check build-asan --enable-asan --disable-opencl --disable-cuda CLANG=false
+    build_and_check build-asan --enable-asan --disable-opencl --disable-cuda CLANG=/bin/false
     unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS PV_ASAN SOAK_SECONDS PIVOT_MODELS PV_CONFORMANCE_SKIP
     ;;
   valgrind)
