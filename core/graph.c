@@ -103,6 +103,31 @@ int pv_graph_find_value(const pv_graph *g, const char *name) {
   return -1;
 }
 
+int pv_graph_add_unique_value(pv_graph *g, const char *base, const char *suffix) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", base, suffix);
+  for (int k = 1; pv_graph_find_value(g, name) >= 0; k++)
+    snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
+  return pv_graph_add_value(g, name);
+}
+
+int pv_graph_add_const(pv_graph *g, const char *base, const char *suffix,
+                       pv_dtype dt, void *data, int ndim, const int64_t *dims) {
+  int v = pv_graph_add_unique_value(g, base, suffix);
+  if (v < 0) {
+    pv_free(data);
+    return v;
+  }
+  pv_value *val = &g->values[v];
+  val->dtype = dt;
+  val->ndim = ndim;
+  memcpy(val->dims, dims, sizeof(int64_t) * ndim);
+  val->data = data;
+  pv_tensor t = pv_value_tensor(val);
+  val->nbytes = pv_tensor_nbytes(&t);
+  return v;
+}
+
 int pv_graph_add_node(pv_graph *g, const char *name, const char *op,
                       const int *in, int n_in, const int *out, int n_out) {
   int rc = grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1,

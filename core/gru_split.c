@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pivot.h"
+#include "internal.h"
 
 /* More groups than this are merged (largest first, onto the lightest
  * group): each group costs a few small nodes. */
@@ -43,36 +43,6 @@ static const pv_value *const_f32(const pv_graph *g, const pv_node *n, int k,
   if (!v->data || v->dtype != PV_F32 || v->ndim != ndim || v->pivot)
     return NULL;
   return v;
-}
-
-/* A new constant value (takes ownership of data); its index or an error. */
-static int new_const(pv_graph *g, const char *base, const char *suffix,
-                     pv_dtype dt, void *data, int ndim, const int64_t *dims) {
-  char name[256];
-  snprintf(name, sizeof name, "%s%s", base, suffix);
-  for (int k = 1; pv_graph_find_value(g, name) >= 0; k++)
-    snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
-  int v = pv_graph_add_value(g, name);
-  if (v < 0) {
-    pv_free(data);
-    return v;
-  }
-  pv_value *val = &g->values[v];
-  val->dtype = dt;
-  val->ndim = ndim;
-  memcpy(val->dims, dims, sizeof(int64_t) * ndim);
-  val->data = data;
-  pv_tensor t = pv_value_tensor(val);
-  val->nbytes = pv_tensor_nbytes(&t);
-  return v;
-}
-
-static int new_act(pv_graph *g, const char *base, const char *suffix) {
-  char name[256];
-  snprintf(name, sizeof name, "%s%s", base, suffix);
-  for (int k = 1; pv_graph_find_value(g, name) >= 0; k++)
-    snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
-  return pv_graph_add_value(g, name);
 }
 
 static int64_t *index_const(const int *idx, int n) {
@@ -259,14 +229,14 @@ static int split_one(pv_graph *g, int ni) {
     int64_t dw[3] = {1, 3 * hg, ig}, dr[3] = {1, 3 * hg, hg}, db[2] = {1, 6 * hg};
     int64_t dfi[1] = {ig}, dhi[1] = {hg};
     snprintf(sfx, sizeof sfx, "_W%d", gi);
-    int wgv = new_const(g, base, sfx, PV_F32, wg, 3, dw);
+    int wgv = pv_graph_add_const(g, base, sfx, PV_F32, wg, 3, dw);
     snprintf(sfx, sizeof sfx, "_R%d", gi);
-    int rgv = wgv < 0 ? wgv : new_const(g, base, sfx, PV_F32, rg, 3, dr);
+    int rgv = wgv < 0 ? wgv : pv_graph_add_const(g, base, sfx, PV_F32, rg, 3, dr);
     if (wgv < 0) pv_free(rg);
     int bgv = -1;
     if (B) {
       snprintf(sfx, sizeof sfx, "_B%d", gi);
-      bgv = rgv < 0 ? rgv : new_const(g, base, sfx, PV_F32, bg, 2, db);
+      bgv = rgv < 0 ? rgv : pv_graph_add_const(g, base, sfx, PV_F32, bg, 2, db);
       if (rgv < 0) pv_free(bg);
     }
     if (wgv < 0 || rgv < 0 || (B && bgv < 0)) {
@@ -275,10 +245,10 @@ static int split_one(pv_graph *g, int ni) {
     }
     int64_t *fi = index_const(feat, ig);
     snprintf(sfx, sizeof sfx, "_features%d", gi);
-    int fiv = fi ? new_const(g, base, sfx, PV_I64, fi, 1, dfi)
+    int fiv = fi ? pv_graph_add_const(g, base, sfx, PV_I64, fi, 1, dfi)
                  : pv_error(PV_ENOMEM, "out of memory");
     snprintf(sfx, sizeof sfx, "_X%d", gi);
-    int xg = fiv < 0 ? fiv : new_act(g, base, sfx);
+    int xg = fiv < 0 ? fiv : pv_graph_add_unique_value(g, base, sfx);
     char gn[240];
     snprintf(gn, sizeof gn, "%s_gather_x%d", base, gi);
     rc = xg < 0 ? xg : add_gather(g, gn, X, fiv, 2, xg);
@@ -287,22 +257,22 @@ static int split_one(pv_graph *g, int ni) {
     if (H0 >= 0) {
       int64_t *hi = index_const(hid, hg);
       snprintf(sfx, sizeof sfx, "_units%d", gi);
-      int hiv = hi ? new_const(g, base, sfx, PV_I64, hi, 1, dhi)
+      int hiv = hi ? pv_graph_add_const(g, base, sfx, PV_I64, hi, 1, dhi)
                    : pv_error(PV_ENOMEM, "out of memory");
       snprintf(sfx, sizeof sfx, "_h0_%d", gi);
-      h0g = hiv < 0 ? hiv : new_act(g, base, sfx);
+      h0g = hiv < 0 ? hiv : pv_graph_add_unique_value(g, base, sfx);
       snprintf(gn, sizeof gn, "%s_gather_h0_%d", base, gi);
       rc = h0g < 0 ? h0g : add_gather(g, gn, H0, hiv, 2, h0g);
       if (rc < 0) break;
     }
     ys[gi] = yhs[gi] = -1;
     snprintf(sfx, sizeof sfx, "_Y%d", gi);
-    if (Y >= 0 && (ys[gi] = new_act(g, base, sfx)) < 0) {
+    if (Y >= 0 && (ys[gi] = pv_graph_add_unique_value(g, base, sfx)) < 0) {
       rc = ys[gi];
       break;
     }
     snprintf(sfx, sizeof sfx, "_Yh%d", gi);
-    if (YH >= 0 && (yhs[gi] = new_act(g, base, sfx)) < 0) {
+    if (YH >= 0 && (yhs[gi] = pv_graph_add_unique_value(g, base, sfx)) < 0) {
       rc = yhs[gi];
       break;
     }
@@ -338,7 +308,7 @@ static int split_one(pv_graph *g, int ni) {
     if (dst < 0) continue;
     int axis = which ? 2 : 3;
     int *parts = which ? yhs : ys;
-    int cat = new_act(g, base, which ? "_Yh_cat" : "_Y_cat");
+    int cat = pv_graph_add_unique_value(g, base, which ? "_Yh_cat" : "_Y_cat");
     if (cat < 0) {
       rc = cat;
       break;
@@ -350,7 +320,7 @@ static int split_one(pv_graph *g, int ni) {
     rc = nd < 0 ? nd : pv_node_add_attr(g, nd, &at);
     if (rc) break;
     int64_t *ix = index_const(inv, (int)H);
-    int ixv = ix ? new_const(g, base, which ? "_unperm_yh" : "_unperm_y", PV_I64,
+    int ixv = ix ? pv_graph_add_const(g, base, which ? "_unperm_yh" : "_unperm_y", PV_I64,
                              ix, 1, dh)
                  : pv_error(PV_ENOMEM, "out of memory");
     snprintf(nm, sizeof nm, "%s%s", base, which ? "_unpermute_yh" : "_unpermute_y");

@@ -11,4 +11,12 @@ typedef struct pv_storage_hdr {
   size_t len;
 } pv_storage_hdr;
 
+/* A new value named base+suffix, made unique with _1, _2... when taken
+ * (passes that rewrite nodes). Its index or a negative code. */
+int pv_graph_add_unique_value(pv_graph *g, const char *base, const char *suffix);
+/* The same, as a constant holding data (takes ownership, freed with
+ * pv_free even on failure). */
+int pv_graph_add_const(pv_graph *g, const char *base, const char *suffix,
+                       pv_dtype dt, void *data, int ndim, const int64_t *dims);
+
 #endif

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pivot.h"
+#include "internal.h"
 #include "pv-pivot.h"
 
 /* Folding must not turn a small shape subgraph into a huge constant. */
@@ -190,29 +190,6 @@ int pv_pass_fold_constants(pv_graph *g) {
   return pv_graph_compact(g);
 }
 
-/* A new constant FP32 value named after base; takes ownership of data.
- * Returns its index (g->values may move). */
-static int add_const(pv_graph *g, const char *base, const char *suffix,
-                     float *data, int ndim, const int64_t *dims) {
-  char name[256];
-  snprintf(name, sizeof name, "%s%s", base, suffix);
-  for (int k = 1; pv_graph_find_value(g, name) >= 0; k++)
-    snprintf(name, sizeof name, "%s%s%d", base, suffix, k);
-  int v = pv_graph_add_value(g, name);
-  if (v < 0) {
-    pv_free(data);
-    return v;
-  }
-  pv_value *val = &g->values[v];
-  val->dtype = PV_F32;
-  val->ndim = ndim;
-  memcpy(val->dims, dims, sizeof(int64_t) * ndim);
-  val->data = data;
-  pv_tensor t = pv_value_tensor(val);
-  val->nbytes = pv_tensor_nbytes(&t);
-  return v;
-}
-
 static const float *const_f32(const pv_graph *g, int v, int64_t count) {
   if (v < 0) return NULL;
   const pv_value *val = &g->values[v];
@@ -279,12 +256,12 @@ static int fold_bn_into(pv_graph *g, int bi) {
   int wndim = w->ndim, pi = (int)(p - g->nodes);
   char base[200];
   snprintf(base, sizeof base, "%s", g->values[b->out[0]].name);
-  int nwv = add_const(g, base, "_w", nw, wndim, wd);
+  int nwv = pv_graph_add_const(g, base, "_w", PV_F32, nw, wndim, wd);
   if (nwv < 0) {
     pv_free(nb);
     return nwv;
   }
-  int nbv = add_const(g, base, "_b", nb, 1, &C);
+  int nbv = pv_graph_add_const(g, base, "_b", PV_F32, nb, 1, &C);
   if (nbv < 0) return nbv;
   p = &g->nodes[pi];
   b = &g->nodes[bi];
