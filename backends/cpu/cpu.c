@@ -358,6 +358,28 @@ static int exec_fc(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
   return pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, N, &o);
 }
 
+/* Top, left, bottom, right pads of a Conv/MaxPool window: the explicit
+ * ones, or for auto_pad SAME those that make the output ceil(in/stride)
+ * (1 = SAME_UPPER puts the odd pixel at the end). */
+static int window_pads(const cpu_op *op, const pv_node *n, int64_t H, int64_t W,
+                       int64_t OH, int64_t OW, int64_t pad[4]) {
+  for (int i = 0; i < 4; i++) pad[i] = op->pads[i];
+  if (!op->auto_pad) return 0;
+  if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
+    return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
+                    "padding of %lldx%lld", n->name, (long long)OH,
+                    (long long)OW, (long long)H, (long long)W);
+  int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
+  int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
+  if (th < 0) th = 0;
+  if (tw < 0) tw = 0;
+  pad[0] = op->auto_pad == 1 ? th / 2 : th - th / 2;
+  pad[1] = op->auto_pad == 1 ? tw / 2 : tw - tw / 2;
+  pad[2] = th - pad[0];
+  pad[3] = tw - pad[1];
+  return 0;
+}
+
 static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
   const pv_node *n = op->node;
   const pv_tensor *x = &rc->vals[n->in[0]];
@@ -374,22 +396,11 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
     return pv_error(PV_ESHAPE, "node %s: input has %lld channels, weights "
                     "expect %lld", n->name, (long long)C,
                     (long long)(op->cin * op->group));
-  int64_t pt = op->pads[0], pl = op->pads[1], pb = op->pads[2], pr = op->pads[3];
   int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
-  if (op->auto_pad) {
-    /* SAME: the output is ceil(input / stride); pads follow from it. */
-    if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
-      return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
-                      "padding of %lldx%lld", n->name, (long long)OH,
-                      (long long)OW, (long long)H, (long long)W);
-    int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
-    if (th < 0) th = 0;
-    if (tw < 0) tw = 0;
-    pt = op->auto_pad == 1 ? th / 2 : th - th / 2;
-    pl = op->auto_pad == 1 ? tw / 2 : tw - tw / 2;
-    pb = th - pt;
-    pr = tw - pl;
-  }
+  int64_t pad[4];
+  int prc = window_pads(op, n, H, W, OH, OW, pad);
+  if (prc) return prc;
+  int64_t pt = pad[0], pl = pad[1], pb = pad[2], pr = pad[3];
   if (H + pt + pb < ekh || W + pl + pr < ekw ||
       OH != (H + pt + pb - ekh) / op->sh + 1 ||
       OW != (W + pl + pr - ekw) / op->sw + 1)
@@ -441,22 +452,11 @@ static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
     return pv_error(PV_ESHAPE, "node %s: MaxPool needs 4-D input and output "
                     "with the same batch and channels", n->name);
   int64_t H = x->dims[2], W = x->dims[3], OH = y->dims[2], OW = y->dims[3];
-  int64_t pt = op->pads[0], pl = op->pads[1], pb = op->pads[2], pr = op->pads[3];
   int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
-  if (op->auto_pad) {
-    /* SAME: the output is ceil(input / stride); pads follow from it. */
-    if (OH != (H + op->sh - 1) / op->sh || OW != (W + op->sw - 1) / op->sw)
-      return pv_error(PV_ESHAPE, "node %s: output %lldx%lld is not the SAME "
-                      "padding of %lldx%lld", n->name, (long long)OH,
-                      (long long)OW, (long long)H, (long long)W);
-    int64_t th = (OH - 1) * op->sh + ekh - H, tw = (OW - 1) * op->sw + ekw - W;
-    if (th < 0) th = 0;
-    if (tw < 0) tw = 0;
-    pt = op->auto_pad == 1 ? th / 2 : th - th / 2;
-    pl = op->auto_pad == 1 ? tw / 2 : tw - tw / 2;
-    pb = th - pt;
-    pr = tw - pl;
-  }
+  int64_t pad[4];
+  int prc = window_pads(op, n, H, W, OH, OW, pad);
+  if (prc) return prc;
+  int64_t pt = pad[0], pl = pad[1], pb = pad[2], pr = pad[3];
   int64_t sh = H + pt + pb - ekh, sw = W + pl + pr - ekw;
   int64_t fh = sh / op->sh + 1, fw = sw / op->sw + 1;
   int64_t ch = (sh + op->sh - 1) / op->sh + 1, cw = (sw + op->sw - 1) / op->sw + 1;
