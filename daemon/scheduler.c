@@ -27,11 +27,6 @@ struct pvd_sched {
   pv_exec *inline_exec;
 };
 
-/* A model whose mean compute is below this runs inline when its queue is
- * empty: the two thread hand-offs (HTTP thread -> worker -> HTTP thread)
- * cost more than such a run, and the HTTP thread is held no longer than
- * it takes to parse a request. */
-#define INLINE_MAX_NS 20000
 
 static int req_batch(const pvd_req *r) {
   return r->n_in > 0 && r->in[0].ndim > 0 ? (int)r->in[0].dims[0] : 1;
@@ -339,7 +334,12 @@ bool pvd_sched_try_inline(pvd_sched *s, pvd_req *r) {
   uint64_t ns = atomic_load_explicit(&st->compute_infer.ns, memory_order_relaxed);
   /* Batching configured: a lone request may still be joined by others.
    * Unmeasured (the warm-up is not counted) or slow: the workers. */
-  if ((s->batchable && s->ver->cfg.max_batch > 1) || n < 8 || ns / n > INLINE_MAX_NS)
+  /* A model whose mean compute is below inline_max_us (default 20) runs
+   * inline when its queue is empty: the two thread hand-offs (HTTP thread
+   * -> worker -> HTTP thread) cost more than such a run, and the HTTP
+   * thread is held no longer than it takes to parse a request. */
+  uint64_t max_ns = (uint64_t)s->ver->cfg.inline_max_us * 1000;
+  if ((s->batchable && s->ver->cfg.max_batch > 1) || n < 8 || ns / n >= max_ns)
     return false;
   if (pthread_mutex_trylock(&s->inline_mu)) return false;
   pthread_mutex_lock(&s->mu);
