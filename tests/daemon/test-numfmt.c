@@ -45,8 +45,11 @@ int main(void) {
   /* Decimal strings with many digits and exponents, as clients print them. */
   for (int i = 0; i < 500000 && bad < 20; i++) {
     double d = ((double)(next() % 2000000001) - 1e9) * pow(10.0, (double)((int)(next() % 60) - 40));
-    static const char *const fmts[] = {"%.17g", "%.6f", "%.3e", "%.12g", "%g"};
-    int len = snprintf(txt, sizeof txt, fmts[i % 5], d);
+    /* %.8f and %.7g of small values: eight fraction digits, the longest
+     * the eight-chars-at-a-time path takes. */
+    static const char *const fmts[] = {"%.17g", "%.6f", "%.3e", "%.12g", "%g", "%.8f", "%.7g"};
+    if (i % 7 >= 5) d = fmod(d, 10.0);
+    int len = snprintf(txt, sizeof txt, fmts[i % 7], d);
     const char *p = txt;
     float s;
     float want = strtof(txt, NULL);
