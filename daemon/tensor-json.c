@@ -368,8 +368,8 @@ int pvd_json_parse_data(const char **pp, const char *end, pv_dtype t,
   int depth = 0;
   if (p >= end || *p != '[') return pv_error(PV_EINVAL, "\"data\" must be an array");
   if (t == PV_F32 && end - p > 1 && (p[1] == '-' || is_digit(p[1]))) {
-    /* What clients send most, a flat FP32 array of numbers without
-     * spaces, in a tight loop. Anything else stops it where it stands,
+    /* What clients send most, a flat FP32 array of numbers (separated by
+     * "," or ", "), in a tight loop. Anything else stops it where it stands,
      * at a value or after one, and the general walk below goes on from
      * there with the same result. */
     float *d = dst;
@@ -378,10 +378,12 @@ int pvd_json_parse_data(const char **pp, const char *end, pv_dtype t,
     num v;
     while (i < n && scan_num(q, end, &v) == 0) {
       d[i++] = num_to_float(&v);
-      q = v.end; /* < end: scan_num_fast saw the char after the number */
-      if (*q == ']') { *pp = q + 1; *got = i; return 0; }
-      if (*q != ',') { after = true; break; }
+      q = v.end;
+      while (q < end && *q == ' ') q++;
+      if (q < end && *q == ']') { *pp = q + 1; *got = i; return 0; }
+      if (q >= end || *q != ',') { after = true; break; }
       q++;
+      while (q < end && *q == ' ') q++; /* ", " as Python's json writes */
     }
     p = q;
     depth = 1;
