@@ -49,11 +49,11 @@ until curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null; do
 done
 # Warm up every path (allocator, inline decision after 8 runs), then zero.
 for k in live bin json bin10 json10; do /usr/bin/python3 "$here/bench-client.py" "$port" "$k" 30; done
-callgrind_control -z "$pid" >/dev/null
+callgrind_control -z "$pid" >/dev/null 2>&1
 printf '%-8s %12s   %s\n' kind Ir/request 'per thread (busiest first)'
 for k in live bin json bin10 json10; do
   /usr/bin/python3 "$here/bench-client.py" "$port" "$k" "$N"
-  callgrind_control -d "$k" "$pid" >/dev/null
+  callgrind_control -d "$k" "$pid" >/dev/null 2>&1
   tot=0 per= top=0 topf=
   for f in $(grep -l "^desc: Trigger: .*$k\$" "$tmp"/cg.out.* 2>/dev/null); do
     t=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$f")
