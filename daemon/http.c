@@ -254,7 +254,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     }
     if (c->route->admin && !check_admin(c)) return MHD_YES;
     if (c->route->upload && upload_open(c)) return MHD_YES;
-    if (!c->route->upload && cln > 0) body_prealloc(c, (size_t)cln);
+    /* Up to 1 MiB: a client that announces more and sends little should
+     * not hold memory it has not sent. */
+    if (!c->route->upload && cln > 0 && cln <= (1u << 20)) body_prealloc(c, (size_t)cln);
     return MHD_YES;
   }
 
