@@ -502,6 +502,7 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
  * activation. Each pass is over N x K or N x M elements, against the
  * per-tile gathers and scatters that touch every output line many times. */
 typedef struct perm_job {
+  pv_cpu_permute_fn permute; /* NULL: the loops below */
   const pv_cpu_mat *a;
   const pv_cpu_bsrc *b;
   const pv_cpu_out *out;
@@ -514,11 +515,18 @@ PV_CPU_CLONES static void perm_in(void *arg, int64_t n, int tid) {
   const float *x = j->b->x + n * j->b->ld_n;
   float *restrict xp = j->xp + n * j->a->K;
   const int32_t *restrict ip = j->a->in_perm;
+  if (j->permute) {
+    j->permute(xp, x, ip, j->a->K, NULL, PV_ACT_NONE, 0, 0);
+    return;
+  }
   for (int64_t q = 0; q < j->a->K; q++) xp[q] = x[ip[q]];
 }
 
-/* Gathers from the row in L1 and writes whole lines, which vectorises
- * (vgatherdps) where a per-tile scatter could not. */
+/* Gathers from the row in L1 and writes whole lines, where a per-tile
+ * scatter writes 32 scattered floats into lines that other tiles share.
+ * The compiler keeps these loops scalar (about one cycle per float, a
+ * quarter of a 128-wide block's arithmetic per output); the ISA's permute
+ * line gathers eight at a time. */
 PV_CPU_CLONES static void perm_out(void *arg, int64_t n, int tid) {
   (void)tid;
   const perm_job *j = arg;
@@ -527,6 +535,10 @@ PV_CPU_CLONES static void perm_out(void *arg, int64_t n, int tid) {
   float *restrict y = o->y + n * o->ld_n;
   const int32_t *restrict inv = j->a->out_inv;
   const int32_t M = j->a->M;
+  if (j->permute) {
+    j->permute(y, yp, inv, M, o->bias, o->act, o->alpha, o->beta);
+    return;
+  }
   if (o->bias) {
     const float *restrict bias = o->bias;
     for (int32_t m = 0; m < M; m++) y[m] = yp[inv[m]] + bias[m];
@@ -559,7 +571,7 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     pv_cpu_pool_call_unlock(pool);
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
   }
-  perm_job pj = {a, b, out, buf, buf + xfl};
+  perm_job pj = {pv_cpu_isa_permute(isa), a, b, out, buf, buf + xfl};
   pv_cpu_out op = {.y = pj.yp, .ld_m = 1, .ld_n = a->M, .act = PV_ACT_NONE};
   /* A chain's inner side (a folded permutation) needs no pass. */
   if (a->out_ident) op = *out;
