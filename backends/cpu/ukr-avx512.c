@@ -69,6 +69,9 @@ k512i(const float *a, int64_t as, const float *b, const int32_t *idx,
     const int64_t o = idx[p];
     _Pragma("GCC unroll 16")
     for (int j = 0; j < NR; j++) {
+      /* Keep each column's base in a register: one base+index*4 load per
+       * broadcast instead of a chain of eight dependent adds. */
+      __asm__("" : "+r"(bc[j]));
       __m512 bj = _mm512_set1_ps(bc[j][o]);
       c0[j] = _mm512_fmadd_ps(x0, bj, c0[j]);
       if (NP > 1) c1[j] = _mm512_fmadd_ps(x1, bj, c1[j]);
