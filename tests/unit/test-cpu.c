@@ -255,10 +255,9 @@ static void check_pivot(const pv_cpu_isa *isa, pv_cpu_pool *pool, int M,
 }
 
 /* Batches up to 32 (the GEMM path with its column panels and tails),
- * every activation with and without bias, on the shapes that pick each
- * way of running a pivoted layer with its own permutations: small blocks
- * (input gathered inside the kernel), large ones (gathered by a copy),
- * c-of-n patterns, one-row blocks, sizes off the vector width. */
+ * every activation with and without bias, on pivoted layers with their
+ * own permutations: small and large blocks, c-of-n patterns (the per-tile
+ * gather and scatter path), one-row blocks, sizes off the vector width. */
 static void test_pivot_gemm_batches(void) {
   const pv_cpu_isa *isas[4];
   int ni = n_isas(isas);
