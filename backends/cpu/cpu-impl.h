@@ -97,6 +97,16 @@ typedef struct pv_cpu_isa {
                      float alpha, float beta);
 } pv_cpu_isa;
 
+/* One line of a pivoted Gemm's permute pass,
+ * d[i] = act(x[idx[i]] + bias[i]) for i < n; bias may be NULL. */
+typedef void (*pv_cpu_permute_fn)(float *d, const float *x,
+                                  const int32_t *idx, int64_t n,
+                                  const float *bias, pv_act act, float alpha,
+                                  float beta);
+/* The ISA's vector permute line, or NULL (the portable loop). Kept out of
+ * pv_cpu_isa so that the table's initialisers stay as they are. */
+pv_cpu_permute_fn pv_cpu_isa_permute(const pv_cpu_isa *isa);
+
 /* Best ISA this CPU supports (cpuid feature bits). */
 const pv_cpu_isa *pv_cpu_isa_best(void);
 /* ISA by name if this CPU runs it, else NULL. */

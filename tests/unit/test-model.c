@@ -5,6 +5,7 @@
 
 #include "cunit-main.h"
 #include "pivot.h"
+#include "pv-pivot.h"
 
 static int add_const(pv_graph *g, const char *name, int64_t rows, int64_t cols,
                      float scale) {
@@ -155,6 +156,148 @@ static void test_missing_file(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "/nonexistent/model.onnx"));
 }
 
+/* ------------------------------------------------ pruned ONNX-like chain */
+
+static uint64_t prng = 0x2545f4914f6cdd1dull;
+static int pick(int n) {
+  prng ^= prng << 13;
+  prng ^= prng >> 7;
+  prng ^= prng << 17;
+  return (int)((prng >> 33) % (uint64_t)n);
+}
+
+/* A [rows, cols] weight (Gemm transB=1) that is block diagonal in nb
+ * blocks after random row and column permutations, zeros stored, as a
+ * pruned model is exported. */
+static int add_pruned(pv_graph *g, const char *name, int rows, int cols,
+                      int nb) {
+  int v = add_const(g, name, rows, cols, 1.0f);
+  float *d = g->values[v].data;
+  int rg[64], cg[64];
+  for (int i = 0; i < rows; i++) rg[i] = i % nb;
+  for (int i = 0; i < cols; i++) cg[i] = i % nb;
+  for (int i = rows - 1; i > 0; i--) {
+    int j = pick(i + 1), t = rg[i];
+    rg[i] = rg[j];
+    rg[j] = t;
+  }
+  for (int i = cols - 1; i > 0; i--) {
+    int j = pick(i + 1), t = cg[i];
+    cg[i] = cg[j];
+    cg[j] = t;
+  }
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++)
+      d[r * cols + c] = rg[r] == cg[c] ? (float)(pick(200) - 100) / 100.0f : 0.0f;
+  return v;
+}
+
+static int add_vec(pv_graph *g, const char *name, int n) {
+  int v = add_const(g, name, n, 1, 0.1f);
+  g->values[v].ndim = 1;
+  return v;
+}
+
+/* x[N,24] -> fc1 (32x24 at 1/4, bias) -> Relu -> fc2 (32x32 at 1/4, bias)
+ * -> Relu -> fc3 (5x32, dense) -> y[N,5] */
+static pv_graph *pruned_chain(float **ws, float **bs) {
+  pv_graph *g = pv_graph_new();
+  int x = pv_graph_add_value(g, "x");
+  g->values[x].dtype = PV_F32;
+  g->values[x].ndim = 2;
+  g->values[x].dims[0] = PV_DIM_BATCH;
+  g->values[x].dims[1] = 24;
+  int w[3] = {add_pruned(g, "w1", 32, 24, 4), add_pruned(g, "w2", 32, 32, 4),
+              add_const(g, "w3", 5, 32, 0.3f)};
+  int b[3] = {add_vec(g, "b1", 32), add_vec(g, "b2", 32), add_vec(g, "b3", 5)};
+  int h1 = pv_graph_add_value(g, "h1"), r1 = pv_graph_add_value(g, "r1");
+  int h2 = pv_graph_add_value(g, "h2"), r2 = pv_graph_add_value(g, "r2");
+  int y = pv_graph_add_value(g, "y");
+  pv_attr tb = {.name = "transB", .type = PV_ATTR_INT, .i = 1};
+  int ins[3][3] = {{x, w[0], b[0]}, {r1, w[1], b[1]}, {r2, w[2], b[2]}};
+  int outs[3] = {h1, h2, y};
+  const char *names[3] = {"fc1", "fc2", "fc3"};
+  for (int l = 0; l < 3; l++) {
+    int n = pv_graph_add_node(g, names[l], "Gemm", ins[l], 3, &outs[l], 1);
+    pv_node_add_attr(g, n, &tb);
+    /* The test's own copies: the load permutes the graph's in place. */
+    size_t nb = g->values[w[l]].nbytes;
+    ws[l] = malloc(nb);
+    memcpy(ws[l], g->values[w[l]].data, nb);
+    bs[l] = malloc(g->values[b[l]].nbytes);
+    memcpy(bs[l], g->values[b[l]].data, g->values[b[l]].nbytes);
+  }
+  pv_graph_add_node(g, "relu1", "Relu", &h1, 1, &r1, 1);
+  pv_graph_add_node(g, "relu2", "Relu", &h2, 1, &r2, 1);
+  g->inputs = malloc(sizeof(int));
+  g->inputs[0] = x;
+  g->n_inputs = 1;
+  g->outputs = malloc(sizeof(int));
+  g->outputs[0] = y;
+  g->n_outputs = 1;
+  g->opset = 13;
+  pv_graph_compact(g);
+  return g;
+}
+
+/* A model with its zeros stored is detected as pivoted and folded when
+ * it loads (each pivoted layer feeding another writes block order), and
+ * still computes the dense model. */
+static void test_pruned_folded_at_load(void) {
+  float *ws[3], *bs[3];
+  pv_model *m = pv_model_from_graph(pruned_chain(ws, bs), NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  const pv_graph *g = pv_model_graph(m);
+  int folded = 0, pivots = 0, permuted = 0;
+  for (int v = 0; v < g->n_values; v++) {
+    const pv_pivot *p = g->values[v].pivot;
+    if (g->values[v].chan_perm) permuted++;
+    if (!p) continue;
+    pivots++;
+    bool ident = true;
+    for (int i = 0; i < p->M; i++) ident &= p->perm_r[i] == i;
+    folded += ident;
+  }
+  CU_ASSERT_EQUAL(pivots, 2);
+  CU_ASSERT_EQUAL(folded, 2); /* fc1 feeds fc2, fc2 feeds the dense fc3 */
+  CU_ASSERT(permuted >= 1);
+  CU_ASSERT_PTR_NULL(g->values[g->outputs[0]].chan_perm);
+  pv_exec *e = pv_exec_new(m);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+  static const int batches[] = {1, 3, 32};
+  for (int t = 0; t < 3; t++) {
+    int n = batches[t];
+    float x[32 * 24];
+    for (int i = 0; i < n * 24; i++) x[i] = (float)(pick(200) - 100) / 50.0f;
+    pv_tensor in = {.dtype = PV_F32, .ndim = 2, .dims = {n, 24}, .data = x}, out;
+    CU_ASSERT_EQUAL_FATAL(pv_exec_run(e, &in, 1, &out, 1), 0);
+    CU_ASSERT_EQUAL_FATAL(out.dims[0] * out.dims[1], n * 5);
+    const float *y = out.data;
+    int bad = 0;
+    for (int r = 0; r < n; r++) {
+      double a[32], h[32];
+      for (int i = 0; i < 24; i++) a[i] = x[r * 24 + i];
+      int dims[4] = {24, 32, 32, 5};
+      for (int l = 0; l < 3; l++) {
+        for (int o = 0; o < dims[l + 1]; o++) {
+          double s = bs[l][o];
+          for (int i = 0; i < dims[l]; i++) s += ws[l][o * dims[l] + i] * a[i];
+          h[o] = l < 2 && s < 0 ? 0 : s;
+        }
+        memcpy(a, h, sizeof a);
+      }
+      for (int o = 0; o < 5; o++) bad += fabs(y[r * 5 + o] - a[o]) > 1e-4 * (1 + fabs(a[o]));
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+  }
+  pv_exec_free(e);
+  pv_model_release(m);
+  for (int l = 0; l < 3; l++) {
+    free(ws[l]);
+    free(bs[l]);
+  }
+}
+
 static CU_TestInfo tests[] = {
     {"runs and replans on new batch sizes", test_runs_and_replans},
     {"memory plan reuses buffers", test_memory_reuse},
@@ -162,6 +305,7 @@ static CU_TestInfo tests[] = {
     {"unsupported op names node, op, opset", test_unsupported_op},
     {"exec keeps its model alive", test_exec_keeps_model_alive},
     {"missing file", test_missing_file},
+    {"pruned weights detected and folded at load", test_pruned_folded_at_load},
     CU_TEST_INFO_NULL,
 };
 PV_CUNIT_MAIN("model", tests)
