@@ -4,13 +4,16 @@
  * everything else falls back to the core reference ops.
  *
  * Environment: PIVOT_CPU_ISA=avx512|avx2|neon|c forces a kernel set (tests,
- * comparisons); an ISA this CPU lacks is an init error.
+ * comparisons); an ISA this CPU lacks is an init error. PIVOT_CPU_CONV=gemm
+ * runs convolutions on the GEMM kernels even where the spatially
+ * vectorised AVX-512 kernel (conv-nv.c) would take them (comparisons).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "conv-nv.h"
 #include "cpu-impl.h"
 #include "pv-backend.h"
 
@@ -18,6 +21,7 @@ typedef struct cpu_ctx {
   pv_cpu_pool *pool;
   const pv_cpu_isa *isa;
   bool profile; /* PIVOT_CPU_PROFILE set: time each op */
+  bool conv_gemm; /* PIVOT_CPU_CONV=gemm: convolutions on the GEMM path only */
 } cpu_ctx;
 
 enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
@@ -434,8 +438,11 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
       b.OW = OW;
     }
     o.y = yd + i * op->M * OH * OW;
-    if ((r = pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o)))
-      return r;
+    if (!ctx->conv_gemm && pv_cpu_conv_nv_ok(ctx->isa, op->mat, &b))
+      r = pv_cpu_conv_nv(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
+    else
+      r = pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
+    if (r) return r;
   }
   return 0;
 }
@@ -513,6 +520,8 @@ static int cpu_init(const pv_backend_config *cfg, void **out) {
   const char *force = getenv("PIVOT_CPU_ISA");
   const char *prof = getenv("PIVOT_CPU_PROFILE");
   ctx->profile = prof && *prof && strcmp(prof, "0");
+  const char *conv = getenv("PIVOT_CPU_CONV");
+  ctx->conv_gemm = conv && !strcmp(conv, "gemm");
   ctx->isa = force && *force ? pv_cpu_isa_get(force) : pv_cpu_isa_best();
   if (!ctx->isa) {
     free(ctx);

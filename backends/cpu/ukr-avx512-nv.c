@@ -1,0 +1,87 @@
+/* AVX-512 tile of the spatially vectorised convolution (conv-nv.h): 8
+ * output channels x 48 output pixels in 24 zmm accumulators. Per tap,
+ * three vector loads of the im2col row and eight weight broadcasts feed
+ * 24 FMAs, so FMA issue is the limit; the tile goes straight into the
+ * output rows (contiguous pixels) with bias and activation, masked at
+ * the row's end. */
+#include "conv-nv.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f,avx512vl,avx2")))
+
+static T512 inline __m512 nv_act(__m512 v, pv_act act, __m512 va, __m512 vb) {
+  const __m512 zero = _mm512_setzero_ps();
+  switch (act) {
+  case PV_ACT_RELU: return _mm512_max_ps(v, zero);
+  case PV_ACT_LEAKY:
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
+  default: return v;
+  }
+}
+
+static T512 void nv_avx512(const float *a, const float *b, int64_t ldb,
+                           int64_t k, float *const *y, int64_t col0,
+                           const float *bias, int nrows, int w, int flags,
+                           pv_act act, float alpha, float beta) {
+  __m512 c[PV_NV_MR][3];
+  const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+  const __mmask16 m1 = w >= 32 ? 0xffff : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
+  const __mmask16 m2 = w >= 48 ? 0xffff : w <= 32 ? 0 : (__mmask16)((1u << (w - 32)) - 1);
+  if (flags & PV_NV_FIRST) {
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < PV_NV_MR; i++)
+      c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+  } else {
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < PV_NV_MR; i++) {
+      if (i < nrows) {
+        const float *yi = y[i] + col0;
+        c[i][0] = _mm512_maskz_loadu_ps(m0, yi);
+        c[i][1] = _mm512_maskz_loadu_ps(m1, yi + 16);
+        c[i][2] = _mm512_maskz_loadu_ps(m2, yi + 32);
+      } else {
+        c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+      }
+    }
+  }
+  for (int64_t p = 0; p < k; p++) {
+    const float *bp = b + p * ldb, *ap = a + p * PV_CPU_MR;
+    __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16),
+           b2 = _mm512_loadu_ps(bp + 32);
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < PV_NV_MR; i++) {
+      __m512 ai = _mm512_set1_ps(ap[i]);
+      c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+      c[i][2] = _mm512_fmadd_ps(ai, b2, c[i][2]);
+    }
+  }
+  const bool last = flags & PV_NV_LAST;
+  const bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
+                       act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < PV_NV_MR; i++) {
+    if (i >= nrows) break;
+    float *yi = y[i] + col0;
+    if (last) {
+      __m512 bi = _mm512_set1_ps(bias[i]);
+      c[i][0] = nv_act(_mm512_add_ps(c[i][0], bi), act, va, vb);
+      c[i][1] = nv_act(_mm512_add_ps(c[i][1], bi), act, va, vb);
+      c[i][2] = nv_act(_mm512_add_ps(c[i][2], bi), act, va, vb);
+    }
+    _mm512_mask_storeu_ps(yi, m0, c[i][0]);
+    _mm512_mask_storeu_ps(yi + 16, m1, c[i][1]);
+    _mm512_mask_storeu_ps(yi + 32, m2, c[i][2]);
+    if (last && !vec_act)
+      for (int j = 0; j < w; j++) yi[j] = pv_cpu_act1(yi[j], act, alpha, beta);
+  }
+}
+
+const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = nv_avx512;
+#else
+const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = NULL;
+#endif
