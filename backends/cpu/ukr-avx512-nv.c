@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #define T512 __attribute__((target("avx512f,avx512vl,avx2")))
+#define NV_PF 16 /* taps ahead */
 
 static T512 inline __m512 nv_act(__m512 v, pv_act act, __m512 va, __m512 vb) {
   const __m512 zero = _mm512_setzero_ps();
@@ -49,6 +50,9 @@ static T512 void nv_avx512(const float *a, const float *b, int64_t ldb,
   }
   for (int64_t p = 0; p < k; p++) {
     const float *bp = b + p * ldb, *ap = a + p * PV_CPU_MR;
+    /* A layer's weights come from memory once per pixel block: fetch
+     * them ahead (one 16-float panel line per tap). */
+    _mm_prefetch((const char *)(ap + NV_PF * PV_CPU_MR), _MM_HINT_T0);
     __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16),
            b2 = _mm512_loadu_ps(bp + 32);
     _Pragma("GCC unroll 8")
