@@ -23,10 +23,12 @@ static T512 inline __m512 nv_act(__m512 v, pv_act act, __m512 va, __m512 vb) {
   }
 }
 
-static T512 void nv_avx512(const float *a, const float *b, int64_t ldb,
-                           int64_t k, float *const *y, int64_t col0,
-                           const float *bias, int nrows, int w, int flags,
-                           pv_act act, float alpha, float beta) {
+/* NV vectors of 16 pixels: a panel's last, narrower tile skips the FMAs
+ * of vectors that are all past its end. */
+static inline __attribute__((always_inline)) T512 void
+nv_tile(const float *a, const float *b, int64_t ldb, int64_t k,
+        float *const *y, int64_t col0, const float *bias, int nrows, int w,
+        int flags, pv_act act, float alpha, float beta, const int NV) {
   __m512 c[PV_NV_MR][3];
   const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
   const __mmask16 m1 = w >= 32 ? 0xffff : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
@@ -53,14 +55,15 @@ static T512 void nv_avx512(const float *a, const float *b, int64_t ldb,
     /* A layer's weights come from memory once per pixel block: fetch
      * them ahead (one 16-float panel line per tap). */
     _mm_prefetch((const char *)(ap + NV_PF * PV_CPU_MR), _MM_HINT_T0);
-    __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16),
-           b2 = _mm512_loadu_ps(bp + 32);
+    __m512 b0 = _mm512_loadu_ps(bp);
+    __m512 b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : b0;
+    __m512 b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : b0;
     _Pragma("GCC unroll 8")
     for (int i = 0; i < PV_NV_MR; i++) {
       __m512 ai = _mm512_set1_ps(ap[i]);
       c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
-      c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
-      c[i][2] = _mm512_fmadd_ps(ai, b2, c[i][2]);
+      if (NV > 1) c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+      if (NV > 2) c[i][2] = _mm512_fmadd_ps(ai, b2, c[i][2]);
     }
   }
   const bool last = flags & PV_NV_LAST;
@@ -78,11 +81,26 @@ static T512 void nv_avx512(const float *a, const float *b, int64_t ldb,
       c[i][2] = nv_act(_mm512_add_ps(c[i][2], bi), act, va, vb);
     }
     _mm512_mask_storeu_ps(yi, m0, c[i][0]);
-    _mm512_mask_storeu_ps(yi + 16, m1, c[i][1]);
-    _mm512_mask_storeu_ps(yi + 32, m2, c[i][2]);
+    if (NV > 1) _mm512_mask_storeu_ps(yi + 16, m1, c[i][1]);
+    if (NV > 2) _mm512_mask_storeu_ps(yi + 32, m2, c[i][2]);
     if (last && !vec_act)
       for (int j = 0; j < w; j++) yi[j] = pv_cpu_act1(yi[j], act, alpha, beta);
   }
+}
+
+#define NV_ARGS                                                          \
+  const float *a, const float *b, int64_t ldb, int64_t k, float *const *y, \
+      int64_t col0, const float *bias, int nrows, int w, int flags,        \
+      pv_act act, float alpha, float beta
+#define NV_PASS a, b, ldb, k, y, col0, bias, nrows, w, flags, act, alpha, beta
+static T512 void nv_16(NV_ARGS) { nv_tile(NV_PASS, 1); }
+static T512 void nv_32(NV_ARGS) { nv_tile(NV_PASS, 2); }
+static T512 void nv_48(NV_ARGS) { nv_tile(NV_PASS, 3); }
+
+static void nv_avx512(NV_ARGS) {
+  if (w > 32) nv_48(NV_PASS);
+  else if (w > 16) nv_32(NV_PASS);
+  else nv_16(NV_PASS);
 }
 
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = nv_avx512;
