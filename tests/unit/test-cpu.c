@@ -648,6 +648,10 @@ static void test_plugin_maxpool(void) {
       {1, 3, 11, 9, 3, 2, 2, 3, 2, 1, {0, 1, 1, 0}, 0, NULL},
       {1, 2, 7, 7, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 1, NULL}, /* ceil */
       {1, 2, 7, 6, 3, 3, 2, 2, 1, 1, {0}, 0, "SAME_UPPER"},
+      /* 2x2 without pads (its own loop): odd sizes, strides 1 and 2 */
+      {1, 3, 13, 14, 2, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {2, 2, 9, 11, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {1, 2, 10, 9, 2, 2, 1, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     run_maxpool_case(b, ctx, &cases[i]);
