@@ -7,15 +7,24 @@
  * past them. Taps beyond NV_KC are blocked, the partial sums kept in the
  * output itself, so the im2col block stays in L2 at any K. Weights are
  * the packed [k][16] panels of pack.c, read 8 rows at a time, so dense,
- * grouped and pivoted segments all run here. */
+ * grouped and pivoted segments all run here.
+ *
+ * Wide layers (>= NV_ROW_MIN output columns, stride 1 along rows) skip
+ * the im2col: the input is copied once into a zero-padded buffer, in
+ * which the 48 pixels of a panel inside one output row read, for every
+ * tap, 48 contiguous floats at a fixed offset; panels then follow the
+ * output rows (a row's last panel narrower). */
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conv-nv.h"
 
 #define NV_KC 384                  /* taps per block: 8 x 384 weights = 24 KB in L1 */
 #define NV_B_FLOATS (96 * 1024)    /* im2col block budget (384 KB of L2) */
 #define NV_MAX_PANELS 64
+#define NV_ROW_MIN 96              /* output columns from which rows are panels */
+#define NV_PAD_MAX ((int64_t)64 << 20) /* padded input limit (256 MB) */
 
 typedef struct nv_job {
   pv_cpu_pool *pool;
@@ -24,6 +33,12 @@ typedef struct nv_job {
   pv_cpu_bsrc b; /* always a convolution geometry */
   const pv_cpu_out *out;
   int64_t n, nc, n_chunks, kb_max;
+  /* Implicit mode (xp set): the zero-padded input [C][Hp][Wp], chunks of
+   * `rows` output rows, and each segment's tap offsets into it. */
+  const float *xp;
+  int64_t Hp, Wp, rows, OH;
+  int64_t pcols, cpr; /* panels of a row per chunk, chunks per row band */
+  int64_t *offs, *offb; /* segment s: offs + offb[s], [k] */
   int msplit;
   int64_t *start; /* [n_seg+1] first item of each segment */
   atomic_int failed;
@@ -39,6 +54,55 @@ static int64_t nv_kb(int64_t k) {
   return nkb ? (k + nkb - 1) / nkb : 1;
 }
 
+/* Output rows, bias and the first weight of row block u of segment s. */
+static int nv_rows(const nv_job *j, const pv_cpu_seg *s, int64_t u, int64_t pc,
+                   const float **ap, float **yr, float *bi) {
+  const pv_cpu_out *o = j->out;
+  int64_t r0 = u * PV_NV_MR;
+  int nrows = s->rows - r0 < PV_NV_MR ? (int)(s->rows - r0) : PV_NV_MR;
+  *ap = s->a + (r0 / PV_CPU_MR) * PV_CPU_MR * s->k + pc * PV_CPU_MR +
+        r0 % PV_CPU_MR;
+  for (int i = 0; i < nrows; i++) {
+    int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
+    yr[i] = o->y + m * o->ld_m;
+    bi[i] = o->bias ? o->bias[m] : 0.0f;
+  }
+  return nrows;
+}
+
+/* Implicit mode: output rows [oy0, oy1), every panel reading the padded
+ * input at its tap offsets. */
+static void nv_item_rows(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
+                         int64_t u1, int64_t chunk) {
+  const pv_cpu_out *o = j->out;
+  const int64_t OW = j->b.OW, npr = (OW + PV_NV_NR - 1) / PV_NV_NR;
+  const int64_t oy0 = chunk / j->cpr * j->rows;
+  const int64_t oy1 = oy0 + j->rows < j->OH ? oy0 + j->rows : j->OH;
+  const int64_t q0 = chunk % j->cpr * j->pcols;
+  const int64_t q1 = q0 + j->pcols < npr ? q0 + j->pcols : npr;
+  const int64_t k = s->k, kb = nv_kb(k);
+  for (int64_t pc = 0; pc < k; pc += kb) {
+    const int64_t kc = k - pc < kb ? k - pc : kb;
+    const int64_t *off = j->offs + j->offb[si] + pc;
+    int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0);
+    for (int64_t u = u0; u < u1; u++) {
+      const float *ap;
+      float *yr[PV_NV_MR];
+      float bi[PV_NV_MR];
+      int nrows = nv_rows(j, s, u, pc, &ap, yr, bi);
+      for (int64_t oy = oy0; oy < oy1; oy++) {
+        const float *base = j->xp + oy * j->b.sh * j->Wp;
+        for (int64_t q = q0; q < q1; q++) {
+          int64_t ox0 = q * PV_NV_NR;
+          int w = OW - ox0 < PV_NV_NR ? (int)(OW - ox0) : PV_NV_NR;
+          j->ukr(ap, base + ox0, off, kc, yr, oy * OW + ox0, bi, nrows, w,
+                 flags, o->act, o->alpha, o->beta);
+        }
+      }
+    }
+  }
+}
+
 static void nv_item(void *arg, int64_t item, int tid) {
   nv_job *j = arg;
   int si = 0;
@@ -50,15 +114,22 @@ static void nv_item(void *arg, int64_t item, int tid) {
   int64_t units = nv_units(s);
   int64_t ms = units < j->msplit ? units : j->msplit;
   int64_t u0 = part * units / ms, u1 = (part + 1) * units / ms;
+  if (j->xp) {
+    nv_item_rows(j, s, si, u0, u1, chunk);
+    return;
+  }
   int64_t n0 = chunk * j->nc;
   int64_t ncols = j->n - n0 < j->nc ? j->n - n0 : j->nc;
   int64_t npan = (ncols + PV_NV_NR - 1) / PV_NV_NR, ldb = npan * PV_NV_NR;
   const int64_t k = s->k, kb = nv_kb(k);
-  float *bp = pv_cpu_pool_scratch(j->pool, tid, (size_t)(kb * ldb) * sizeof(float));
+  float *bp = pv_cpu_pool_scratch(
+      j->pool, tid, (size_t)(kb * ldb) * sizeof(float) + (size_t)kb * sizeof(int64_t));
   if (!bp) {
     atomic_store(&j->failed, 1);
     return;
   }
+  int64_t *off = (int64_t *)(bp + kb * ldb);
+  for (int64_t p = 0; p < kb; p++) off[p] = p * ldb;
   for (int64_t pc = 0; pc < k; pc += kb) {
     const int64_t kc = k - pc < kb ? k - pc : kb;
     for (int64_t p = 0; p < kc; p++) {
@@ -68,25 +139,93 @@ static void nv_item(void *arg, int64_t item, int tid) {
     }
     int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0);
     for (int64_t u = u0; u < u1; u++) {
-      int64_t r0 = u * PV_NV_MR;
-      int nrows = s->rows - r0 < PV_NV_MR ? (int)(s->rows - r0) : PV_NV_MR;
-      const float *ap = s->a + (r0 / PV_CPU_MR) * PV_CPU_MR * k +
-                        pc * PV_CPU_MR + r0 % PV_CPU_MR;
+      const float *ap;
       float *yr[PV_NV_MR];
       float bi[PV_NV_MR];
-      for (int i = 0; i < nrows; i++) {
-        int64_t m = s->row_idx ? s->row_idx[r0 + i] : s->row_base + r0 + i;
-        yr[i] = o->y + m * o->ld_m;
-        bi[i] = o->bias ? o->bias[m] : 0.0f;
-      }
+      int nrows = nv_rows(j, s, u, pc, &ap, yr, bi);
       for (int64_t q = 0; q < npan; q++) {
         int w = ncols - q * PV_NV_NR < PV_NV_NR ? (int)(ncols - q * PV_NV_NR)
                                                 : PV_NV_NR;
-        j->ukr(ap, bp + q * PV_NV_NR, ldb, kc, yr, n0 + q * PV_NV_NR, bi,
+        j->ukr(ap, bp + q * PV_NV_NR, off, kc, yr, n0 + q * PV_NV_NR, bi,
                nrows, w, flags, o->act, o->alpha, o->beta);
       }
     }
   }
+}
+
+/* One channel of the padded input: xp[r][c] = x[r - ph][c - pw], zero
+ * outside. */
+static void nv_pad(void *arg, int64_t ch, int tid) {
+  (void)tid;
+  const nv_job *j = arg;
+  const pv_cpu_bsrc *b = &j->b;
+  const float *x = b->x + ch * b->H * b->W;
+  float *xp = (float *)j->xp + ch * j->Hp * j->Wp;
+  int64_t c0 = b->pw, c1 = b->pw + b->W < j->Wp ? b->pw + b->W : j->Wp;
+  for (int64_t r = 0; r < j->Hp; r++) {
+    float *d = xp + r * j->Wp;
+    int64_t iy = r - b->ph;
+    if (iy < 0 || iy >= b->H) {
+      memset(d, 0, (size_t)j->Wp * sizeof(float));
+      continue;
+    }
+    memset(d, 0, (size_t)c0 * sizeof(float));
+    memcpy(d + c0, x + iy * b->W, (size_t)(c1 - c0) * sizeof(float));
+    memset(d + c1, 0, (size_t)(j->Wp - c1) * sizeof(float));
+  }
+}
+
+/* Set up the implicit mode: padded geometry, tap offsets. false (and
+ * nothing allocated) where the layer does not qualify. */
+static bool nv_implicit_plan(nv_job *j, int64_t *channels) {
+  const pv_cpu_bsrc *b = &j->b;
+  const pv_cpu_mat *a = j->a;
+  if (b->sw != 1 || b->OW < NV_ROW_MIN || j->n % b->OW) return false;
+  const int64_t kk = b->kh * b->kw;
+  int64_t cmax = 0, ksum = 0;
+  for (int s = 0; s < a->n_seg; s++) {
+    const pv_cpu_seg *sg = &a->seg[s];
+    int64_t c = sg->col_base + sg->k - 1;
+    if (sg->col_idx)
+      for (int64_t p = 0; p < sg->k; p++)
+        if (sg->col_idx[p] > c) c = sg->col_idx[p];
+    if (c / kk + 1 > cmax) cmax = c / kk + 1;
+    ksum += sg->k;
+  }
+  j->OH = j->n / b->OW;
+  j->Hp = (j->OH - 1) * b->sh + (b->kh - 1) * b->dh + 1;
+  j->Wp = (b->OW - 1) + (b->kw - 1) * b->dw + 1;
+  if (!b->ph && !b->pw && j->Hp <= b->H && j->Wp <= b->W) {
+    /* No pads: the input itself (a pointwise layer's planes). */
+    j->Hp = b->H;
+    j->Wp = b->W;
+    j->xp = b->x;
+  } else if ((uint64_t)j->Hp * (uint64_t)j->Wp >
+             (uint64_t)NV_PAD_MAX / (uint64_t)cmax) {
+    return false;
+  }
+  j->offs = malloc((size_t)ksum * sizeof *j->offs);
+  j->offb = malloc(((size_t)a->n_seg + 1) * sizeof *j->offb);
+  if (!j->offs || !j->offb) {
+    free(j->offs);
+    free(j->offb);
+    j->offs = j->offb = NULL;
+    j->xp = NULL;
+    return false;
+  }
+  j->offb[0] = 0;
+  for (int s = 0; s < a->n_seg; s++) {
+    const pv_cpu_seg *sg = &a->seg[s];
+    int64_t *o = j->offs + j->offb[s];
+    for (int64_t p = 0; p < sg->k; p++) {
+      int64_t c = sg->col_idx ? sg->col_idx[p] : sg->col_base + p, t = c % kk;
+      o[p] = (c / kk) * j->Hp * j->Wp + (t / b->kw) * b->dh * j->Wp +
+             (t % b->kw) * b->dw;
+    }
+    j->offb[s + 1] = j->offb[s] + sg->k;
+  }
+  *channels = cmax;
+  return true;
 }
 
 bool pv_cpu_conv_nv_ok(const pv_cpu_isa *isa, const pv_cpu_mat *a,
@@ -123,6 +262,26 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   j.n_chunks = (npan_all + max_pan - 1) / max_pan;
   j.nc = (npan_all + j.n_chunks - 1) / j.n_chunks * PV_NV_NR;
   j.n_chunks = (n + j.nc - 1) / j.nc;
+  int64_t channels = 0;
+  bool implicit = nv_implicit_plan(&j, &channels);
+  if (implicit) {
+    /* Chunks of about the pixels of a packed chunk: bands of whole rows,
+     * or runs of panels along one row when a row alone is more. */
+    int64_t npr = (j.b.OW + PV_NV_NR - 1) / PV_NV_NR;
+    j.rows = max_pan * PV_NV_NR / j.b.OW;
+    if (j.rows < 1) {
+      j.rows = 1;
+      j.cpr = (npr + max_pan - 1) / max_pan;
+      j.pcols = (npr + j.cpr - 1) / j.cpr;
+    } else {
+      j.cpr = 1;
+      j.pcols = npr;
+    }
+    int64_t bands = (j.OH + j.rows - 1) / j.rows;
+    j.rows = (j.OH + bands - 1) / bands;
+    bands = (j.OH + j.rows - 1) / j.rows;
+    j.n_chunks = bands * j.cpr;
+  }
 
   int threads = pv_cpu_pool_threads(pool);
   int64_t nonempty = 0, max_units = 1;
@@ -139,7 +298,11 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   if (msplit > max_units) msplit = max_units;
   j.msplit = (int)msplit;
   j.start = malloc(((size_t)a->n_seg + 1) * sizeof *j.start);
-  if (!j.start) return pv_error(PV_ENOMEM, "cpu: out of memory");
+  if (!j.start) {
+    free(j.offs);
+    free(j.offb);
+    return pv_error(PV_ENOMEM, "cpu: out of memory");
+  }
   j.start[0] = 0;
   for (int s = 0; s < a->n_seg; s++) {
     int64_t u = nv_units(&a->seg[s]);
@@ -148,8 +311,26 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   }
   double macs = (double)a->nnz * (double)n;
   int use = (int)(macs / 262144.0) + 1;
-  pv_cpu_pool_run_max(pool, j.start[a->n_seg], use < threads ? use : threads,
-                      nv_item, &j);
+  if (use > threads) use = threads;
+  bool padded = implicit && !j.xp;
+  if (padded) {
+    size_t fl = (size_t)(channels * j.Hp * j.Wp);
+    pv_cpu_pool_call_lock(pool);
+    float *xp = pv_cpu_pool_call_scratch(pool, fl * sizeof(float));
+    if (!xp) {
+      pv_cpu_pool_call_unlock(pool);
+      free(j.offs);
+      free(j.offb);
+      free(j.start);
+      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+    }
+    j.xp = xp;
+    pv_cpu_pool_run_max(pool, channels, use, nv_pad, &j);
+  }
+  pv_cpu_pool_run_max(pool, j.start[a->n_seg], use, nv_item, &j);
+  if (padded) pv_cpu_pool_call_unlock(pool);
+  free(j.offs);
+  free(j.offb);
   free(j.start);
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");

@@ -20,10 +20,12 @@
 #define PV_NV_FIRST 1
 #define PV_NV_LAST 2
 
-/* y[i][col0 + j] (op)= sum_p a[p*16 + i] * b[p*ldb + j] for i < nrows
- * (<= 8), j < w (<= 48), p < k; a is 8 rows of a packed [k][16] panel,
- * b holds 48 readable floats per step (zero beyond w). bias: [nrows]. */
-typedef void (*pv_nv_ukr_fn)(const float *a, const float *b, int64_t ldb,
+/* y[i][col0 + j] (op)= sum_p a[p*16 + i] * b[off[p] + j] for i < nrows
+ * (<= 8), j < w (<= 48), p < k; a is 8 rows of a packed [k][16] panel;
+ * b + off[p] is an im2col row or the input row under tap p itself (only
+ * its first w floats are read).
+ * bias: [nrows]. */
+typedef void (*pv_nv_ukr_fn)(const float *a, const float *b, const int64_t *off,
                              int64_t k, float *const *y, int64_t col0,
                              const float *bias, int nrows, int w, int flags,
                              pv_act act, float alpha, float beta);

@@ -26,9 +26,10 @@ static T512 inline __m512 nv_act(__m512 v, pv_act act, __m512 va, __m512 vb) {
 /* NV vectors of 16 pixels: a panel's last, narrower tile skips the FMAs
  * of vectors that are all past its end. */
 static inline __attribute__((always_inline)) T512 void
-nv_tile(const float *a, const float *b, int64_t ldb, int64_t k,
+nv_tile(const float *a, const float *b, const int64_t *off, int64_t k,
         float *const *y, int64_t col0, const float *bias, int nrows, int w,
-        int flags, pv_act act, float alpha, float beta, const int NV) {
+        int flags, pv_act act, float alpha, float beta, const int NV,
+        const bool MASK) {
   __m512 c[PV_NV_MR][3];
   const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
   const __mmask16 m1 = w >= 32 ? 0xffff : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
@@ -51,13 +52,17 @@ nv_tile(const float *a, const float *b, int64_t ldb, int64_t k,
     }
   }
   for (int64_t p = 0; p < k; p++) {
-    const float *bp = b + p * ldb, *ap = a + p * PV_CPU_MR;
+    const float *bp = b + off[p], *ap = a + p * PV_CPU_MR;
     /* A layer's weights come from memory once per pixel block: fetch
      * them ahead (one 16-float panel line per tap). */
     _mm_prefetch((const char *)(ap + NV_PF * PV_CPU_MR), _MM_HINT_T0);
-    __m512 b0 = _mm512_loadu_ps(bp);
-    __m512 b1 = NV > 1 ? _mm512_loadu_ps(bp + 16) : b0;
-    __m512 b2 = NV > 2 ? _mm512_loadu_ps(bp + 32) : b0;
+    /* Masked only in a narrow tile (a row's last panel may end at the end
+     * of the input): GCC reloads the mask registers on every step. */
+    __m512 b0 = MASK ? _mm512_maskz_loadu_ps(m0, bp) : _mm512_loadu_ps(bp);
+    __m512 b1 = NV < 2 ? b0 : MASK ? _mm512_maskz_loadu_ps(m1, bp + 16)
+                                   : _mm512_loadu_ps(bp + 16);
+    __m512 b2 = NV < 3 ? b0 : MASK ? _mm512_maskz_loadu_ps(m2, bp + 32)
+                                   : _mm512_loadu_ps(bp + 32);
     _Pragma("GCC unroll 8")
     for (int i = 0; i < PV_NV_MR; i++) {
       __m512 ai = _mm512_set1_ps(ap[i]);
@@ -89,18 +94,22 @@ nv_tile(const float *a, const float *b, int64_t ldb, int64_t k,
 }
 
 #define NV_ARGS                                                          \
-  const float *a, const float *b, int64_t ldb, int64_t k, float *const *y, \
+  const float *a, const float *b, const int64_t *off, int64_t k,             \
+      float *const *y,                                                     \
       int64_t col0, const float *bias, int nrows, int w, int flags,        \
       pv_act act, float alpha, float beta
-#define NV_PASS a, b, ldb, k, y, col0, bias, nrows, w, flags, act, alpha, beta
-static T512 void nv_16(NV_ARGS) { nv_tile(NV_PASS, 1); }
-static T512 void nv_32(NV_ARGS) { nv_tile(NV_PASS, 2); }
-static T512 void nv_48(NV_ARGS) { nv_tile(NV_PASS, 3); }
+#define NV_PASS a, b, off, k, y, col0, bias, nrows, w, flags, act, alpha, beta
+static T512 void nv_16(NV_ARGS) { nv_tile(NV_PASS, 1, false); }
+static T512 void nv_32(NV_ARGS) { nv_tile(NV_PASS, 2, false); }
+static T512 void nv_48(NV_ARGS) { nv_tile(NV_PASS, 3, false); }
+static T512 void nv_16m(NV_ARGS) { nv_tile(NV_PASS, 1, true); }
+static T512 void nv_32m(NV_ARGS) { nv_tile(NV_PASS, 2, true); }
+static T512 void nv_48m(NV_ARGS) { nv_tile(NV_PASS, 3, true); }
 
 static void nv_avx512(NV_ARGS) {
-  if (w > 32) nv_48(NV_PASS);
-  else if (w > 16) nv_32(NV_PASS);
-  else nv_16(NV_PASS);
+  if (w > 32) (w == 48 ? nv_48 : nv_48m)(NV_PASS);
+  else if (w > 16) (w == 32 ? nv_32 : nv_32m)(NV_PASS);
+  else (w == 16 ? nv_16 : nv_16m)(NV_PASS);
 }
 
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = nv_avx512;

@@ -539,6 +539,20 @@ static void test_plugin_conv_each_isa(void) {
       {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {2, 460, 6, 5, 18, 3, 3, 2, 1, 1, 1, 2, {1, 0, 1, 1}, NULL, 0},
       {1, 460, 5, 6, 70, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 2},
+      /* AVX-512 pixel tiles (8 channels x 48 pixels): channel counts not
+       * a multiple of 8, more than 384 taps (blocked, partial sums in the
+       * output), several pixel chunks */
+      {1, 50, 30, 40, 13, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {3, 7, 23, 29, 21, 3, 3, 2, 2, 1, 1, 1, {0, 1, 1, 0}, NULL, 0},
+      {1, 48, 9, 45, 10, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      /* rows of >= 96 pixels read the padded input in place: odd widths,
+       * stride 2 down the rows, dilation, groups, pivoted, blocked taps */
+      {1, 3, 9, 100, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {3, 4, 11, 131, 9, 3, 3, 2, 1, 1, 1, 1, {1, 2, 0, 1}, NULL, 0},
+      {1, 5, 12, 120, 17, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0},
+      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
+      {1, 12, 5, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3},
+      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
   };
   const pv_cpu_isa *isas[4];
   int ni = n_isas(isas);
