@@ -38,6 +38,11 @@ typedef struct nv_job {
   const float *xp;
   int64_t Hp, Wp, rows, OH;
   int64_t pcols, cpr; /* panels of a row per chunk, chunks per row band */
+  /* Shared mode (bsh set): the im2col of every chunk built once, in
+   * parallel, when rows are split over items that would each repeat it:
+   * segment s, chunk c at bsh + boff[s] + c*k*nc, [k][nc]. */
+  float *bsh;
+  int64_t *boff, *offsh; /* offsh[p] = p*nc */
   int64_t *offs, *offb; /* segment s: offs + offb[s], [k] */
   int msplit;
   int64_t *start; /* [n_seg+1] first item of each segment */
@@ -122,20 +127,33 @@ static void nv_item(void *arg, int64_t item, int tid) {
   int64_t ncols = j->n - n0 < j->nc ? j->n - n0 : j->nc;
   int64_t npan = (ncols + PV_NV_NR - 1) / PV_NV_NR, ldb = npan * PV_NV_NR;
   const int64_t k = s->k, kb = nv_kb(k);
-  float *bp = pv_cpu_pool_scratch(
-      j->pool, tid, (size_t)(kb * ldb) * sizeof(float) + (size_t)kb * sizeof(int64_t));
-  if (!bp) {
-    atomic_store(&j->failed, 1);
-    return;
+  float *bp;
+  const int64_t *off;
+  if (j->bsh) {
+    ldb = j->nc;
+    bp = j->bsh + j->boff[si] + chunk * k * ldb;
+    off = j->offsh;
+  } else {
+    bp = pv_cpu_pool_scratch(j->pool, tid, (size_t)(kb * ldb) * sizeof(float) +
+                                               (size_t)kb * sizeof(int64_t));
+    if (!bp) {
+      atomic_store(&j->failed, 1);
+      return;
+    }
+    int64_t *o2 = (int64_t *)(bp + kb * ldb);
+    for (int64_t p = 0; p < kb; p++) o2[p] = p * ldb;
+    off = o2;
   }
-  int64_t *off = (int64_t *)(bp + kb * ldb);
-  for (int64_t p = 0; p < kb; p++) off[p] = p * ldb;
   for (int64_t pc = 0; pc < k; pc += kb) {
     const int64_t kc = k - pc < kb ? k - pc : kb;
-    for (int64_t p = 0; p < kc; p++) {
-      float *row = bp + p * ldb;
-      pv_cpu_im2col_row(s, &j->b, pc + p, n0, ncols, row);
-      for (int64_t i = ncols; i < ldb; i++) row[i] = 0.0f;
+    if (j->bsh) {
+      bp = j->bsh + j->boff[si] + (chunk * k + pc) * ldb;
+    } else {
+      for (int64_t p = 0; p < kc; p++) {
+        float *row = bp + p * ldb;
+        pv_cpu_im2col_row(s, &j->b, pc + p, n0, ncols, row);
+        for (int64_t i = ncols; i < ldb; i++) row[i] = 0.0f;
+      }
     }
     int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0);
     for (int64_t u = u0; u < u1; u++) {
@@ -149,6 +167,26 @@ static void nv_item(void *arg, int64_t item, int tid) {
         j->ukr(ap, bp + q * PV_NV_NR, off, kc, yr, n0 + q * PV_NV_NR, bi,
                nrows, w, flags, o->act, o->alpha, o->beta);
       }
+    }
+  }
+}
+
+/* Shared mode: NV_PACK_ROWS im2col rows of a segment, every chunk. */
+#define NV_PACK_ROWS 32
+static void nv_pack(void *arg, int64_t item, int tid) {
+  (void)tid;
+  const nv_job *j = arg;
+  int64_t per = (j->a->max_k + NV_PACK_ROWS - 1) / NV_PACK_ROWS;
+  int si = (int)(item / per);
+  const pv_cpu_seg *s = &j->a->seg[si];
+  int64_t p0 = item % per * NV_PACK_ROWS;
+  int64_t p1 = p0 + NV_PACK_ROWS < s->k ? p0 + NV_PACK_ROWS : s->k;
+  for (int64_t c = 0; c < j->n_chunks; c++) {
+    int64_t n0 = c * j->nc, cn = j->n - n0 < j->nc ? j->n - n0 : j->nc;
+    for (int64_t p = p0; p < p1; p++) {
+      float *row = j->bsh + j->boff[si] + (c * s->k + p) * j->nc;
+      pv_cpu_im2col_row(s, &j->b, p, n0, cn, row);
+      for (int64_t i = cn; i < j->nc; i++) row[i] = 0.0f;
     }
   }
 }
@@ -313,6 +351,31 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   int use = (int)(macs / 262144.0) + 1;
   if (use > threads) use = threads;
   bool padded = implicit && !j.xp;
+  /* Split rows share one im2col instead of each building it. */
+  int64_t ksum = 0;
+  for (int s = 0; s < a->n_seg; s++) ksum += a->seg[s].k;
+  bool shared = !implicit && msplit > 1 && use > 1 &&
+                (uint64_t)ksum * (uint64_t)(j.n_chunks * j.nc) <= (uint64_t)NV_PAD_MAX;
+  if (shared) {
+    j.boff = malloc(((size_t)a->n_seg + 1) * sizeof *j.boff);
+    j.offsh = malloc((size_t)j.kb_max * sizeof *j.offsh);
+    pv_cpu_pool_call_lock(pool);
+    j.bsh = pv_cpu_pool_call_scratch(pool, (size_t)(ksum * j.n_chunks * j.nc) *
+                                               sizeof(float));
+    if (!j.boff || !j.offsh || !j.bsh) {
+      pv_cpu_pool_call_unlock(pool);
+      free(j.boff);
+      free(j.offsh);
+      free(j.start);
+      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+    }
+    j.boff[0] = 0;
+    for (int s = 0; s < a->n_seg; s++)
+      j.boff[s + 1] = j.boff[s] + a->seg[s].k * j.n_chunks * j.nc;
+    for (int64_t p = 0; p < j.kb_max; p++) j.offsh[p] = p * j.nc;
+    int64_t per = (a->max_k + NV_PACK_ROWS - 1) / NV_PACK_ROWS;
+    pv_cpu_pool_run_max(pool, a->n_seg * per, use, nv_pack, &j);
+  }
   if (padded) {
     size_t fl = (size_t)(channels * j.Hp * j.Wp);
     pv_cpu_pool_call_lock(pool);
@@ -328,7 +391,9 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     pv_cpu_pool_run_max(pool, channels, use, nv_pad, &j);
   }
   pv_cpu_pool_run_max(pool, j.start[a->n_seg], use, nv_item, &j);
-  if (padded) pv_cpu_pool_call_unlock(pool);
+  if (padded || shared) pv_cpu_pool_call_unlock(pool);
+  free(j.boff);
+  free(j.offsh);
   free(j.offs);
   free(j.offb);
   free(j.start);
