@@ -33,10 +33,11 @@ typedef void (*pv_nv_ukr_fn)(const float *a, const float *b, const int64_t *off,
 /* The AVX-512 kernel, or NULL where it is not compiled in. */
 extern const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512;
 
-/* Whether pv_cpu_conv_nv runs this product: the AVX-512 kernel set, and
- * B a convolution (b->conv) or a pointwise one's planes (ld_n == 1). */
+/* Whether pv_cpu_conv_nv should run this product of n output pixels:
+ * the AVX-512 kernel set, B a convolution (b->conv) or a pointwise one's
+ * planes (ld_n == 1), and n filling at least 90% of the tiles' lanes. */
 bool pv_cpu_conv_nv_ok(const pv_cpu_isa *isa, const pv_cpu_mat *a,
-                       const pv_cpu_bsrc *b);
+                       const pv_cpu_bsrc *b, int64_t n);
 /* C = A B for n output pixels into out (ld_n must be 1: output planes),
  * all segments in one parallel pass. 0, PV_ENOMEM or PV_ERANGE. */
 int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,

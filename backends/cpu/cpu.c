@@ -438,7 +438,7 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
       b.OW = OW;
     }
     o.y = yd + i * op->M * OH * OW;
-    if (!ctx->conv_gemm && pv_cpu_conv_nv_ok(ctx->isa, op->mat, &b))
+    if (!ctx->conv_gemm && pv_cpu_conv_nv_ok(ctx->isa, op->mat, &b, OH * OW))
       r = pv_cpu_conv_nv(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
     else
       r = pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
