@@ -24,7 +24,7 @@
 #define NV_B_FLOATS (96 * 1024)    /* im2col block budget (384 KB of L2) */
 #define NV_MAX_PANELS 64
 #define NV_ROW_MIN 96              /* output columns from which rows are panels */
-#define NV_PAD_MAX ((int64_t)64 << 20) /* padded input limit (256 MB) */
+#define NV_PAD_MAX ((int64_t)16 << 20) /* padded input / shared im2col limit (64 MB) */
 
 typedef struct nv_job {
   pv_cpu_pool *pool;
