@@ -29,6 +29,7 @@
 typedef struct nv_job {
   pv_cpu_pool *pool;
   pv_nv_ukr_fn ukr;
+  pv_nv_im2col_fn im2col;
   const pv_cpu_mat *a;
   pv_cpu_bsrc b; /* always a convolution geometry */
   const pv_cpu_out *out;
@@ -151,7 +152,7 @@ static void nv_item(void *arg, int64_t item, int tid) {
     } else {
       for (int64_t p = 0; p < kc; p++) {
         float *row = bp + p * ldb;
-        pv_cpu_im2col_row(s, &j->b, pc + p, n0, ncols, row);
+        j->im2col(s, &j->b, pc + p, n0, ncols, row);
         for (int64_t i = ncols; i < ldb; i++) row[i] = 0.0f;
       }
     }
@@ -185,7 +186,7 @@ static void nv_pack(void *arg, int64_t item, int tid) {
     int64_t n0 = c * j->nc, cn = j->n - n0 < j->nc ? j->n - n0 : j->nc;
     for (int64_t p = p0; p < p1; p++) {
       float *row = j->bsh + j->boff[si] + (c * s->k + p) * j->nc;
-      pv_cpu_im2col_row(s, &j->b, p, n0, cn, row);
+      j->im2col(s, &j->b, p, n0, cn, row);
       for (int64_t i = cn; i < j->nc; i++) row[i] = 0.0f;
     }
   }
@@ -296,6 +297,8 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                         .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
                         .OW = n};
   }
+  j.im2col = j.b.sw == 1 && pv_cpu_nv_im2col_s1_avx512 ? pv_cpu_nv_im2col_s1_avx512
+                                                       : pv_cpu_im2col_row;
   j.kb_max = nv_kb(a->max_k);
   /* Chunks as wide as the budget allows, then evened out so that the last
    * is not a sliver. */

@@ -44,7 +44,12 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                    const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                    const pv_cpu_out *out);
 
-/* One im2col row (gemm.c): dst[i] = B(p, n0 + i) for i < cn. */
+/* One im2col row: dst[i] = B(p, n0 + i) for i < cn. */
+typedef void (*pv_nv_im2col_fn)(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
+                                int64_t p, int64_t n0, int64_t cn, float *dst);
+/* The same for b->sw == 1 with vector copies (AVX-512), or NULL. */
+extern const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512;
+/* The general one (gemm.c). */
 void pv_cpu_im2col_row(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int64_t p,
                        int64_t n0, int64_t cn, float *restrict dst);
 
