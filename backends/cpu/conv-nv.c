@@ -23,6 +23,7 @@
 #define NV_KC 384                  /* taps per block: 8 x 384 weights = 24 KB in L1 */
 #define NV_B_FLOATS (96 * 1024)    /* im2col block budget (384 KB of L2) */
 #define NV_MAX_PANELS 64
+#define NV_SLACK 48 /* floats a tile may read past the padded input */
 #define NV_ROW_MIN 96              /* output columns from which rows are panels */
 #define NV_PAD_MAX ((int64_t)16 << 20) /* padded input / shared im2col limit (64 MB) */
 
@@ -37,6 +38,7 @@ typedef struct nv_job {
   /* Implicit mode (xp set): the zero-padded input [C][Hp][Wp], chunks of
    * `rows` output rows, and each segment's tap offsets into it. */
   const float *xp;
+  bool slack; /* xp is our copy, NV_SLACK zeros past its end */
   int64_t Hp, Wp, rows, OH;
   int64_t pcols, cpr; /* panels of a row per chunk, chunks per row band */
   /* Shared mode (bsh set): the im2col of every chunk built once, in
@@ -90,7 +92,8 @@ static void nv_item_rows(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
   for (int64_t pc = 0; pc < k; pc += kb) {
     const int64_t kc = k - pc < kb ? k - pc : kb;
     const int64_t *off = j->offs + j->offb[si] + pc;
-    int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0);
+    int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0) |
+                (j->slack ? PV_NV_BPAD : 0);
     for (int64_t u = u0; u < u1; u++) {
       const float *ap;
       float *yr[PV_NV_MR];
@@ -156,7 +159,8 @@ static void nv_item(void *arg, int64_t item, int tid) {
         for (int64_t i = ncols; i < ldb; i++) row[i] = 0.0f;
       }
     }
-    int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0);
+    int flags = (pc == 0 ? PV_NV_FIRST : 0) | (pc + kc == k ? PV_NV_LAST : 0) |
+                PV_NV_BPAD;
     for (int64_t u = u0; u < u1; u++) {
       const float *ap;
       float *yr[PV_NV_MR];
@@ -386,7 +390,7 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     pv_cpu_pool_run_max(pool, a->n_seg * per, use, nv_pack, &j);
   }
   if (padded) {
-    size_t fl = (size_t)(channels * j.Hp * j.Wp);
+    size_t fl = (size_t)(channels * j.Hp * j.Wp) + NV_SLACK;
     pv_cpu_pool_call_lock(pool);
     float *xp = pv_cpu_pool_call_scratch(pool, fl * sizeof(float));
     if (!xp) {
@@ -396,7 +400,10 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
       free(j.start);
       return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
     }
+    /* Zeros: a denormal there would slow every FMA of its lane. */
+    memset(xp + fl - NV_SLACK, 0, NV_SLACK * sizeof(float));
     j.xp = xp;
+    j.slack = true;
     pv_cpu_pool_run_max(pool, channels, use, nv_pad, &j);
   }
   pv_cpu_pool_run_max(pool, j.start[a->n_seg], use, nv_item, &j);

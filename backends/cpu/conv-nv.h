@@ -19,6 +19,9 @@
  * LAST adds bias and activation (else stores the raw sums). */
 #define PV_NV_FIRST 1
 #define PV_NV_LAST 2
+/* B holds readable floats up to the tile's next multiple of 16 past w
+ * (zero-padded panels, padded input with slack): no masked loads. */
+#define PV_NV_BPAD 4
 
 /* y[i][col0 + j] (op)= sum_p a[p*16 + i] * b[off[p] + j] for i < nrows
  * (<= 8), j < w (<= 48), p < k; a is 8 rows of a packed [k][16] panel;

@@ -107,9 +107,10 @@ static T512 void nv_32m(NV_ARGS) { nv_tile(NV_PASS, 2, true); }
 static T512 void nv_48m(NV_ARGS) { nv_tile(NV_PASS, 3, true); }
 
 static void nv_avx512(NV_ARGS) {
-  if (w > 32) (w == 48 ? nv_48 : nv_48m)(NV_PASS);
-  else if (w > 16) (w == 32 ? nv_32 : nv_32m)(NV_PASS);
-  else (w == 16 ? nv_16 : nv_16m)(NV_PASS);
+  bool pad = flags & PV_NV_BPAD;
+  if (w > 32) (w == 48 || pad ? nv_48 : nv_48m)(NV_PASS);
+  else if (w > 16) (w == 32 || pad ? nv_32 : nv_32m)(NV_PASS);
+  else (w == 16 || pad ? nv_16 : nv_16m)(NV_PASS);
 }
 
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = nv_avx512;
