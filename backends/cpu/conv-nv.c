@@ -20,12 +20,12 @@
 
 #include "conv-nv.h"
 
-#define NV_KC 384                  /* taps per block: 8 x 384 weights = 24 KB in L1 */
-#define NV_B_FLOATS (96 * 1024)    /* im2col block budget (384 KB of L2) */
-#define NV_MAX_PANELS 64
-#define NV_SLACK 48 /* floats a tile may read past the padded input */
-#define NV_ROW_MIN 96              /* output columns from which rows are panels */
-#define NV_PAD_MAX ((int64_t)16 << 20) /* padded input / shared im2col limit (64 MB) */
+#define NV_KC 384               /* taps per block: 8 x 384 weights = 24 KB in L1 */
+#define NV_B_FLOATS (96 * 1024) /* im2col block budget (384 KB of L2) */
+#define NV_MAX_PANELS 64        /* panels per chunk */
+#define NV_SLACK 48             /* floats a tile may read past the padded input */
+#define NV_ROW_MIN 96           /* output columns from which rows are panels */
+#define NV_PAD_MAX ((int64_t)16 << 20) /* padded input, shared im2col: 64 MB */
 
 typedef struct nv_job {
   pv_cpu_pool *pool;
