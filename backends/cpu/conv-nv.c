@@ -47,6 +47,10 @@ typedef struct nv_job {
   float *bsh;
   int64_t *boff, *offsh; /* offsh[p] = p*nc */
   int64_t *offs, *offb; /* segment s: offs + offb[s], [k] */
+  /* A 2x2 stride-2 max pool fused into the store (implicit mode, one
+   * block of taps): pooled output of row m at ypool + m*pld. */
+  float *ypool;
+  int64_t pld;
   int msplit;
   int64_t *start; /* [n_seg+1] first item of each segment */
   atomic_int failed;
@@ -112,6 +116,59 @@ static void nv_item_rows(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
   }
 }
 
+static inline float nv_max(float a, float b) {
+  return a > b || a != a ? a : b; /* NaN wins, as in MaxPool */
+}
+
+/* Implicit mode with the pool fused: both conv rows of a pooled row go
+ * through tiles in registers and a small buffer, never to memory. */
+static void nv_item_pool(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
+                         int64_t u1, int64_t chunk) {
+  const pv_cpu_out *o = j->out;
+  const int64_t OW = j->b.OW, npr = (OW + PV_NV_NR - 1) / PV_NV_NR;
+  const int64_t POW = OW / 2, OH2 = j->OH / 2 * 2;
+  const int64_t oy0 = chunk / j->cpr * j->rows;
+  const int64_t oy1 = oy0 + j->rows < OH2 ? oy0 + j->rows : OH2;
+  const int64_t q0 = chunk % j->cpr * j->pcols;
+  const int64_t q1 = q0 + j->pcols < npr ? q0 + j->pcols : npr;
+  const int64_t *off = j->offs + j->offb[si];
+  const int flags = PV_NV_FIRST | PV_NV_LAST | (j->slack ? PV_NV_BPAD : 0);
+  float t[2][PV_NV_MR * PV_NV_NR];
+  float *tr[2][PV_NV_MR];
+  for (int i = 0; i < PV_NV_MR; i++) {
+    tr[0][i] = t[0] + i * PV_NV_NR;
+    tr[1][i] = t[1] + i * PV_NV_NR;
+  }
+  for (int64_t u = u0; u < u1; u++) {
+    const float *ap;
+    float *yr[PV_NV_MR], *yp[PV_NV_MR];
+    float bi[PV_NV_MR];
+    int nrows = nv_rows(j, s, u, 0, &ap, yr, bi);
+    for (int i = 0; i < nrows; i++) {
+      int64_t r = u * PV_NV_MR + i;
+      int64_t m = s->row_idx ? s->row_idx[r] : s->row_base + r;
+      yp[i] = j->ypool + m * j->pld;
+    }
+    for (int64_t oy = oy0; oy < oy1; oy += 2) {
+      const float *base = j->xp + oy * j->b.sh * j->Wp;
+      for (int64_t q = q0; q < q1; q++) {
+        int64_t ox0 = q * PV_NV_NR;
+        int w = OW - ox0 < PV_NV_NR ? (int)(OW - ox0) : PV_NV_NR;
+        for (int h = 0; h < 2; h++)
+          j->ukr(ap, base + h * j->b.sh * j->Wp + ox0, off, s->k, tr[h], 0, bi,
+                 nrows, w, flags, o->act, o->alpha, o->beta);
+        for (int i = 0; i < nrows; i++) {
+          const float *a0 = tr[0][i], *a1 = tr[1][i];
+          float *d = yp[i] + oy / 2 * POW + ox0 / 2;
+          for (int x = 0; x < w / 2; x++)
+            d[x] = nv_max(nv_max(a0[2 * x], a0[2 * x + 1]),
+                          nv_max(a1[2 * x], a1[2 * x + 1]));
+        }
+      }
+    }
+  }
+}
+
 static void nv_item(void *arg, int64_t item, int tid) {
   nv_job *j = arg;
   int si = 0;
@@ -123,6 +180,10 @@ static void nv_item(void *arg, int64_t item, int tid) {
   int64_t units = nv_units(s);
   int64_t ms = units < j->msplit ? units : j->msplit;
   int64_t u0 = part * units / ms, u1 = (part + 1) * units / ms;
+  if (j->ypool) {
+    nv_item_pool(j, s, si, u0, u1, chunk);
+    return;
+  }
   if (j->xp) {
     nv_item_rows(j, s, si, u0, u1, chunk);
     return;
@@ -285,14 +346,16 @@ bool pv_cpu_conv_nv_ok(const pv_cpu_isa *isa, const pv_cpu_mat *a,
   return b->conv || b->ld_n == 1;
 }
 
-int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
-                   const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
-                   const pv_cpu_out *out) {
+/* pv_cpu_conv_nv, with the pool fused when ypool is set: returns 1
+ * (nothing done) where the layer cannot take that path. */
+static int nv_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                  const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                  const pv_cpu_out *out, float *ypool, int64_t pld) {
   if (n <= 0) return 0;
   if (!pv_cpu_conv_nv_ok(isa, a, b, n) || out->ld_n != 1)
     return pv_error(PV_EINVAL, "cpu: convolution not in the spatial layout");
   nv_job j = {.pool = pool, .ukr = pv_cpu_nv_ukr_avx512, .a = a, .b = *b,
-              .out = out, .n = n};
+              .out = out, .n = n, .ypool = ypool, .pld = pld};
   if (!b->conv) {
     /* A pointwise convolution's planes: one image row of ld_k pixels. */
     if (b->ld_k < n) return pv_error(PV_EINVAL, "cpu: planes shorter than %lld",
@@ -332,6 +395,15 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     j.rows = (j.OH + bands - 1) / bands;
     bands = (j.OH + j.rows - 1) / j.rows;
     j.n_chunks = bands * j.cpr;
+    if (ypool) { /* bands of whole pooled rows */
+      j.rows += j.rows & 1;
+      j.n_chunks = (j.OH + j.rows - 1) / j.rows * j.cpr;
+    }
+  }
+  if (ypool && (!implicit || a->max_k > NV_KC || j.OH < 2 || j.b.OW < 2)) {
+    free(j.offs);
+    free(j.offb);
+    return 1;
   }
 
   int threads = pv_cpu_pool_threads(pool);
@@ -416,4 +488,16 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
   return 0;
+}
+
+int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                   const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                   const pv_cpu_out *out) {
+  return nv_run(pool, isa, a, b, n, out, NULL, 0);
+}
+
+int pv_cpu_conv_nv_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                        const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                        const pv_cpu_out *out, float *ypool, int64_t pld) {
+  return nv_run(pool, isa, a, b, n, out, ypool, pld);
 }

@@ -47,6 +47,15 @@ int pv_cpu_conv_nv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                    const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                    const pv_cpu_out *out);
 
+/* The same followed by a 2x2, stride-2 max pool without pads: the pooled
+ * output of row m goes to ypool + m*pld ([OH/2][OW/2], floor) and out->y
+ * is not written. Returns 1, having done nothing, where the layer does
+ * not take this path (narrow rows, more than 384 taps): the caller then
+ * runs the two ops apart. */
+int pv_cpu_conv_nv_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                        const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                        const pv_cpu_out *out, float *ypool, int64_t pld);
+
 /* One im2col row: dst[i] = B(p, n0 + i) for i < cn. */
 typedef void (*pv_nv_im2col_fn)(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
                                 int64_t p, int64_t n0, int64_t cn, float *dst);
