@@ -116,10 +116,6 @@ static void nv_item_rows(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
   }
 }
 
-static inline float nv_max(float a, float b) {
-  return a > b || a != a ? a : b; /* NaN wins, as in MaxPool */
-}
-
 /* Implicit mode with the pool fused: both conv rows of a pooled row go
  * through tiles in registers and a small buffer, never to memory. */
 static void nv_item_pool(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
@@ -133,7 +129,8 @@ static void nv_item_pool(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
   const int64_t q1 = q0 + j->pcols < npr ? q0 + j->pcols : npr;
   const int64_t *off = j->offs + j->offb[si];
   const int flags = PV_NV_FIRST | PV_NV_LAST | (j->slack ? PV_NV_BPAD : 0);
-  float t[2][PV_NV_MR * PV_NV_NR];
+  /* Lanes past a narrow tile are read by the pooling, never stored. */
+  float t[2][PV_NV_MR * PV_NV_NR] = {{0}};
   float *tr[2][PV_NV_MR];
   for (int i = 0; i < PV_NV_MR; i++) {
     tr[0][i] = t[0] + i * PV_NV_NR;
@@ -157,13 +154,9 @@ static void nv_item_pool(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
         for (int h = 0; h < 2; h++)
           j->ukr(ap, base + h * j->b.sh * j->Wp + ox0, off, s->k, tr[h], 0, bi,
                  nrows, w, flags, o->act, o->alpha, o->beta);
-        for (int i = 0; i < nrows; i++) {
-          const float *a0 = tr[0][i], *a1 = tr[1][i];
-          float *d = yp[i] + oy / 2 * POW + ox0 / 2;
-          for (int x = 0; x < w / 2; x++)
-            d[x] = nv_max(nv_max(a0[2 * x], a0[2 * x + 1]),
-                          nv_max(a1[2 * x], a1[2 * x + 1]));
-        }
+        for (int i = 0; i < nrows; i++)
+          pv_cpu_nv_pool2_avx512(tr[0][i], tr[1][i], yp[i] + oy / 2 * POW + ox0 / 2,
+                                 w);
       }
     }
   }
@@ -400,7 +393,7 @@ static int nv_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
       j.n_chunks = (j.OH + j.rows - 1) / j.rows * j.cpr;
     }
   }
-  if (ypool && (!implicit || a->max_k > NV_KC || j.OH < 2 || j.b.OW < 2)) {
+  if (ypool && (!implicit || !pv_cpu_nv_pool2_avx512 || a->max_k > NV_KC || j.OH < 2 || j.b.OW < 2)) {
     free(j.offs);
     free(j.offb);
     return 1;

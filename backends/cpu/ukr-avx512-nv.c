@@ -168,7 +168,36 @@ static T512 void nv_im2col_s1(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
 }
 
 const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = nv_im2col_s1;
+
+/* max that keeps a NaN, as MaxPool does (maxps returns its second
+ * operand when either is NaN). */
+static inline __attribute__((always_inline)) T512 __m512 nv_max_nan(__m512 a,
+                                                                   __m512 b) {
+  __mmask16 un = _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q);
+  return _mm512_mask_add_ps(_mm512_max_ps(a, b), un, a, b);
+}
+
+/* d[x] = max(r0[2x], r0[2x+1], r1[2x], r1[2x+1]) for x < w/2 (w <= 48;
+ * r0 and r1 hold 48 readable floats). */
+static T512 void nv_pool2(const float *r0, const float *r1, float *d, int w) {
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                       22, 24, 26, 28, 30);
+  const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+  __m512 m0 = nv_max_nan(_mm512_loadu_ps(r0), _mm512_loadu_ps(r1));
+  __m512 m1 = nv_max_nan(_mm512_loadu_ps(r0 + 16), _mm512_loadu_ps(r1 + 16));
+  __m512 m2 = nv_max_nan(_mm512_loadu_ps(r0 + 32), _mm512_loadu_ps(r1 + 32));
+  int n = w / 2;
+  __m512 lo = nv_max_nan(_mm512_permutex2var_ps(m0, ev, m1),
+                         _mm512_permutex2var_ps(m0, od, m1));
+  __m512 hi = nv_max_nan(_mm512_permutexvar_ps(ev, m2),
+                         _mm512_permutexvar_ps(od, m2));
+  _mm512_mask_storeu_ps(d, n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1), lo);
+  if (n > 16) _mm512_mask_storeu_ps(d + 16, (__mmask16)((1u << (n - 16)) - 1), hi);
+}
+
+const pv_nv_pool_fn pv_cpu_nv_pool2_avx512 = nv_pool2;
 #else
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = NULL;
 const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = NULL;
+const pv_nv_pool_fn pv_cpu_nv_pool2_avx512 = NULL;
 #endif
