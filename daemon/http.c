@@ -68,11 +68,12 @@ void pvd_conn_finish(pvd_conn *c) {
   MHD_resume_connection(c->mc);
 }
 
-/* Match "/v2/models/foo/versions/3/infer" against a pattern. */
-static bool match(const char *pattern, const char *url, pvd_conn *c) {
+/* Match "/v2/models/foo/versions/3/infer" against a pattern; the model
+ * name and version go to model (256 bytes) and *version. */
+static bool match(const char *pattern, const char *url, char *model, int64_t *version) {
   const char *p = pattern, *u = url;
-  c->model[0] = 0;
-  c->version = -1;
+  model[0] = 0;
+  *version = -1;
   while (*p && *u) {
     if (*p == '{') {
       char which = p[1];
@@ -81,16 +82,16 @@ static bool match(const char *pattern, const char *url, pvd_conn *c) {
       size_t n = e ? (size_t)(e - u) : strlen(u);
       if (n == 0) return false;
       if (which == 'm') {
-        if (n >= sizeof c->model) return false;
-        memcpy(c->model, u, n);
-        c->model[n] = 0;
+        if (n >= sizeof ((pvd_conn *)0)->model) return false;
+        memcpy(model, u, n);
+        model[n] = 0;
       } else {
         int64_t v = 0;
         for (size_t i = 0; i < n; i++) {
           if (u[i] < '0' || u[i] > '9' || v > INT64_MAX / 10 - 10) return false;
           v = v * 10 + (u[i] - '0');
         }
-        c->version = v;
+        *version = v;
       }
       u += n;
       continue;
@@ -100,6 +101,27 @@ static bool match(const char *pattern, const char *url, pvd_conn *c) {
     u++;
   }
   return !*p && !*u;
+}
+
+/* Room for the whole body at once when Content-Length announces it, so
+ * it is not grown and copied chunk by chunk; for a binary infer the
+ * buffer starts so that the raw tensors after the JSON header land on a
+ * 64-byte boundary and the model reads them where they are. */
+static void body_prealloc(pvd_conn *c, size_t cl) {
+  size_t pad = 0;
+  const char *h = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+  if (h) {
+    char *end;
+    unsigned long long hl = strtoull(h, &end, 10);
+    if (end != h && !*end && hl <= cl) pad = (64 - (size_t)(hl % 64)) % 64;
+  }
+  size_t total = (pad + cl + 1 + 63) & ~(size_t)63;
+  c->body_base = aligned_alloc(64, total);
+  if (!c->body_base) return; /* grown chunk by chunk instead */
+  c->body.p = c->body_base + pad;
+  c->body.cap = cl + 1;
+  c->body.len = 0;
+  c->body.p[0] = 0;
 }
 
 static bool is_loopback(struct MHD_Connection *mc) {
@@ -212,13 +234,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     atomic_fetch_add(&inflight, 1);
     bool path_known = false;
     for (int i = 0; i < pvd_n_routes; i++) {
-      pvd_conn tmp = {0};
-      if (!match(pvd_routes[i].pattern, url, &tmp)) continue;
+      if (!match(pvd_routes[i].pattern, url, c->model, &c->version)) continue;
       path_known = true;
       if (strcmp(pvd_routes[i].method, method)) continue;
       c->route = &pvd_routes[i];
-      memcpy(c->model, tmp.model, sizeof c->model);
-      c->version = tmp.version;
       break;
     }
     if (!c->route) {
@@ -228,12 +247,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     }
     const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
     size_t limit = c->route->upload ? S->max_upload : S->max_body;
-    if (cl && strtoull(cl, NULL, 10) > limit) {
+    unsigned long long cln = cl ? strtoull(cl, NULL, 10) : 0;
+    if (cln > limit) {
       pvd_reply_error(c, 413, "body of %s bytes is larger than the limit of %zu", cl, limit);
       return MHD_YES;
     }
     if (c->route->admin && !check_admin(c)) return MHD_YES;
     if (c->route->upload && upload_open(c)) return MHD_YES;
+    /* Up to 1 MiB: a client that announces more and sends little should
+     * not hold memory it has not sent. */
+    if (!c->route->upload && cln > 0 && cln <= (1u << 20)) body_prealloc(c, (size_t)cln);
     return MHD_YES;
   }
 
@@ -254,6 +277,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
       return MHD_YES;
     }
     if (c->body.len + n > S->max_body) { c->too_large = true; return MHD_YES; }
+    if (c->body_base) {
+      /* libmicrohttpd never passes more than Content-Length; if it did,
+       * the body would not fit its buffer: refuse rather than grow it. */
+      if (n >= c->body.cap - c->body.len) { c->too_large = true; return MHD_YES; }
+      memcpy(c->body.p + c->body.len, upload_data, n);
+      c->body.len += n;
+      c->body.p[c->body.len] = 0;
+      return MHD_YES;
+    }
     pvd_buf_put(&c->body, upload_data, n);
     return MHD_YES;
   }
@@ -294,7 +326,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     free(c->upload_tmp);
   }
   pvd_req_free(c->req);
-  free(c->body.p);
+  free(c->body_base ? c->body_base : c->body.p);
   free(c->resp);
   free(c);
   *con_cls = NULL;

@@ -27,6 +27,8 @@ struct pvd_conn {
   char model[256];
   int64_t version;       /* -1 when the URL names none */
   pvd_buf body;
+  char *body_base;       /* preallocated from Content-Length (body.p points
+                            inside it), freed instead of body.p; NULL if not */
   bool too_large;
   bool headers_done;
   /* upload */

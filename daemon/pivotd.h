@@ -96,6 +96,7 @@ typedef struct pvd_model_cfg {
   int queue_size;
   int workers;
   int threads;
+  int64_t inline_max_us; /* mean compute below which a lone request runs on the HTTP thread; 0 = never */
   int policy;            /* PVD_POLICY_* */
   int latest_n;
   int64_t *specific;     /* versions for PVD_POLICY_SPECIFIC */
@@ -237,6 +238,10 @@ typedef struct pvd_buf {
 } pvd_buf;
 void pvd_buf_put(pvd_buf *b, const void *s, size_t n);
 void pvd_buf_puts(pvd_buf *b, const char *s);
+/* Make room for n more bytes (and the terminating 0) in one allocation. */
+void pvd_buf_reserve(pvd_buf *b, size_t n);
+/* Append v in decimal. */
+void pvd_buf_i64(pvd_buf *b, int64_t v);
 void pvd_buf_printf(pvd_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void pvd_buf_json_str(pvd_buf *b, const char *s);

@@ -169,6 +169,7 @@ static void cfg_defaults(pvd_model_cfg *c, const pvd_settings *s) {
   c->queue_size = 1024;
   c->workers = 1;
   c->threads = s ? s->threads : 0;
+  c->inline_max_us = 20;
   c->policy = PVD_POLICY_LATEST;
   c->latest_n = 1;
 }
@@ -207,6 +208,9 @@ int pvd_model_cfg_parse(pvd_model_cfg *c, const char *json, const char *what) {
     } else if (!strcmp(it->string, "threads")) {
       if ((rc = cfg_int(it, what, 0, 1024, &v))) goto out;
       c->threads = (int)v;
+    } else if (!strcmp(it->string, "inline_max_us")) {
+      if ((rc = cfg_int(it, what, 0, 10000000, &v))) goto out;
+      c->inline_max_us = v;
     } else if (!strcmp(it->string, "backends")) {
       int n = cJSON_GetArraySize(it);
       if (!cJSON_IsArray(it) || n < 1) { rc = pv_error(PV_EINVAL, "%s: field \"backends\" must be a non-empty array of names", what); goto out; }

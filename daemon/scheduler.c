@@ -9,6 +9,7 @@
 #include <time.h>
 
 #define MAX_GATHER 256
+#define PVD_INLINE_SLOTS 4
 
 struct pvd_sched {
   pvd_version *ver;        /* not retained: the version owns the sched */
@@ -21,17 +22,15 @@ struct pvd_sched {
   int n_workers;
   pthread_t *threads;
   pv_exec **execs;
-  /* Inline runs on the calling HTTP thread (pvd_sched_try_inline): their
-   * own activation memory, made on first use, one run at a time. */
-  pthread_mutex_t inline_mu;
-  pv_exec *inline_exec;
+  /* Inline runs on the calling HTTP threads (pvd_sched_try_inline): each
+   * slot its own activation memory, made on first use, one run at a time,
+   * so that several HTTP threads can each run one. */
+  struct {
+    pthread_mutex_t mu;
+    pv_exec *exec;
+  } inl[PVD_INLINE_SLOTS];
 };
 
-/* A model whose mean compute is below this runs inline when its queue is
- * empty: the two thread hand-offs (HTTP thread -> worker -> HTTP thread)
- * cost more than such a run, and the HTTP thread is held no longer than
- * it takes to parse a request. */
-#define INLINE_MAX_NS 20000
 
 static int req_batch(const pvd_req *r) {
   return r->n_in > 0 && r->in[0].ndim > 0 ? (int)r->in[0].dims[0] : 1;
@@ -259,7 +258,7 @@ pvd_sched *pvd_sched_new(pvd_version *v) {
   if (!s->ring || !s->threads || !s->execs) { pv_error(PV_ENOMEM, "scheduler"); goto free_arrays; }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
-  pthread_mutex_init(&s->inline_mu, NULL);
+  for (int i = 0; i < PVD_INLINE_SLOTS; i++) pthread_mutex_init(&s->inl[i].mu, NULL);
   int started = 0;
   for (int i = 0; i < s->n_workers; i++) {
     s->execs[i] = pv_exec_new(v->pm);
@@ -290,7 +289,7 @@ stop_workers:
   }
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
-  pthread_mutex_destroy(&s->inline_mu);
+  for (int i = 0; i < PVD_INLINE_SLOTS; i++) pthread_mutex_destroy(&s->inl[i].mu);
 free_arrays:
   free(s->ring);
   free(s->threads);
@@ -308,10 +307,12 @@ void pvd_sched_free(pvd_sched *s) {
   for (int i = 0; i < s->n_workers; i++) pthread_join(s->threads[i], NULL);
   for (int i = 0; i < s->n_workers; i++) pv_exec_free(s->execs[i]);
   /* An inline run holds a reference to the version, so none is running. */
-  pv_exec_free(s->inline_exec);
+  for (int i = 0; i < PVD_INLINE_SLOTS; i++) {
+    pv_exec_free(s->inl[i].exec);
+    pthread_mutex_destroy(&s->inl[i].mu);
+  }
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
-  pthread_mutex_destroy(&s->inline_mu);
   free(s->ring);
   free(s->threads);
   free(s->execs);
@@ -337,25 +338,28 @@ bool pvd_sched_try_inline(pvd_sched *s, pvd_req *r) {
   pvd_vstats *st = &s->ver->stats;
   uint64_t n = atomic_load_explicit(&st->compute_infer.count, memory_order_relaxed);
   uint64_t ns = atomic_load_explicit(&st->compute_infer.ns, memory_order_relaxed);
-  /* Batching configured: a lone request may still be joined by others.
-   * Unmeasured (the warm-up is not counted) or slow: the workers. */
-  if ((s->batchable && s->ver->cfg.max_batch > 1) || n < 8 || ns / n > INLINE_MAX_NS)
+  /* A model whose mean compute is below inline_max_us (default 20) runs
+   * inline when its queue is empty: the two thread hand-offs (HTTP thread
+   * -> worker -> HTTP thread) cost more than such a run, and the HTTP
+   * thread is held no longer than it takes to parse a request. Batching
+   * configured: a lone request may still be joined by others. Unmeasured
+   * (the warm-up is not counted) or slow: the workers. */
+  uint64_t max_ns = (uint64_t)s->ver->cfg.inline_max_us * 1000;
+  if ((s->batchable && s->ver->cfg.max_batch > 1) || n < 8 || ns / n >= max_ns)
     return false;
-  if (pthread_mutex_trylock(&s->inline_mu)) return false;
+  int k = 0;
+  while (k < PVD_INLINE_SLOTS && pthread_mutex_trylock(&s->inl[k].mu)) k++;
+  if (k == PVD_INLINE_SLOTS) return false;
   pthread_mutex_lock(&s->mu);
   bool idle = s->count == 0 && !s->stop;
   pthread_mutex_unlock(&s->mu);
-  if (!idle) {
-    pthread_mutex_unlock(&s->inline_mu);
-    return false;
-  }
-  if (!s->inline_exec && !(s->inline_exec = pv_exec_new(s->ver->pm))) {
-    pthread_mutex_unlock(&s->inline_mu);
+  if (!idle || (!s->inl[k].exec && !(s->inl[k].exec = pv_exec_new(s->ver->pm)))) {
+    pthread_mutex_unlock(&s->inl[k].mu);
     return false;
   }
   r->t_enq = pvd_now_ns();
-  run_batch(s, s->inline_exec, &r, 1);
-  pthread_mutex_unlock(&s->inline_mu);
+  run_batch(s, s->inl[k].exec, &r, 1);
+  pthread_mutex_unlock(&s->inl[k].mu);
   return true;
 }
 

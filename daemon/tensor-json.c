@@ -38,6 +38,19 @@ void pvd_buf_put(pvd_buf *b, const void *s, size_t n) {
 
 void pvd_buf_puts(pvd_buf *b, const char *s) { pvd_buf_put(b, s, strlen(s)); }
 
+void pvd_buf_reserve(pvd_buf *b, size_t n) {
+  if (n > SIZE_MAX - b->len - 1) { b->oom = true; return; }
+  buf_grow(b, b->len + n + 1);
+}
+
+void pvd_buf_i64(pvd_buf *b, int64_t v) {
+  char tmp[24], *e = tmp + sizeof tmp, *o = e;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do { *--o = (char)('0' + u % 10); u /= 10; } while (u);
+  if (v < 0) *--o = '-';
+  pvd_buf_put(b, o, (size_t)(e - o));
+}
+
 void pvd_buf_printf(pvd_buf *b, const char *fmt, ...) {
   char tmp[512];
   va_list ap;
@@ -58,6 +71,14 @@ void pvd_buf_json_str(pvd_buf *b, const char *s) {
   pvd_buf_put(b, "\"", 1);
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
+    /* Runs of characters that need no escape go in one copy. */
+    size_t run = 0;
+    while (s[run] && s[run] != '"' && s[run] != '\\' && (unsigned char)s[run] >= 0x20) run++;
+    if (run) {
+      pvd_buf_put(b, s, run);
+      s += run - 1;
+      continue;
+    }
     if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
       pvd_buf_put(b, e, 2);
@@ -78,8 +99,8 @@ static const double pow10_exact[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-static const uint32_t pow10_exact_u32[8] = {1, 10, 100, 1000, 10000, 100000,
-                                             1000000, 10000000};
+static const uint32_t pow10_exact_u32[9] = {1, 10, 100, 1000, 10000, 100000,
+                                             1000000, 10000000, 100000000};
 
 typedef struct num {
   bool neg;
@@ -123,8 +144,17 @@ static inline uint32_t value8(uint64_t v, int nd) {
   return (uint32_t)v;
 }
 
+/* Value of 8 digit chars. */
+static inline uint32_t value8_all(uint64_t v) {
+  v -= 0x3030303030303030ull;
+  v = (v * 10) + (v >> 8);
+  v = (((v & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
+       (((v >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >> 32;
+  return (uint32_t)v;
+}
+
 /* The common shape of numbers that clients print, -?(0|[1-9]d{0,6})
- * (.d{1,7})? followed by neither a digit nor an exponent, eight chars at
+ * (.d{1,8})? followed by neither a digit nor an exponent, eight chars at
  * a time; false (nothing consumed) for anything else, which then takes
  * the general scanner. Every load stays before end. */
 static inline bool scan_num_fast(const char *p, const char *end, num *n) {
@@ -135,7 +165,7 @@ static inline bool scan_num_fast(const char *p, const char *end, num *n) {
   uint64_t v = load8(p);
   int ni = digits8(v);
   if (ni == 0 || ni == 8 || (ni > 1 && *p == '0')) return false;
-  uint64_t mant = value8(v, ni);
+  uint64_t mant = ni == 1 ? (uint64_t)(*p - '0') : value8(v, ni);
   p += ni;
   int exp10 = 0;
   bool is_int = true;
@@ -144,8 +174,15 @@ static inline bool scan_num_fast(const char *p, const char *end, num *n) {
     if (end - p < 8) return false;
     v = load8(p);
     int nf = digits8(v);
-    if (nf == 0 || nf == 8) return false;
-    mant = mant * pow10_exact_u32[nf] + value8(v, nf);
+    if (nf == 0) return false;
+    if (nf == 8) {
+      /* Eight fraction digits (0.0d{7}, as %.7g prints below 0.1):
+       * taken when a non-digit follows them. */
+      if (end - p < 9 || is_digit(p[8])) return false;
+      mant = mant * pow10_exact_u32[8] + value8_all(v);
+    } else {
+      mant = mant * pow10_exact_u32[nf] + value8(v, nf);
+    }
     exp10 = -nf;
     p += nf;
     is_int = false;
@@ -330,6 +367,28 @@ int pvd_json_parse_data(const char **pp, const char *end, pv_dtype t,
   size_t i = 0;
   int depth = 0;
   if (p >= end || *p != '[') return pv_error(PV_EINVAL, "\"data\" must be an array");
+  if (t == PV_F32 && end - p > 1 && (p[1] == '-' || is_digit(p[1]))) {
+    /* What clients send most, a flat FP32 array of numbers (separated by
+     * "," or ", "), in a tight loop. Anything else stops it where it stands,
+     * at a value or after one, and the general walk below goes on from
+     * there with the same result. */
+    float *d = dst;
+    const char *q = p + 1;
+    bool after = false;
+    num v;
+    while (i < n && scan_num(q, end, &v) == 0) {
+      d[i++] = num_to_float(&v);
+      q = v.end;
+      while (q < end && *q == ' ') q++;
+      if (q < end && *q == ']') { *pp = q + 1; *got = i; return 0; }
+      if (q >= end || *q != ',') { after = true; break; }
+      q++;
+      while (q < end && *q == ' ') q++; /* ", " as Python's json writes */
+    }
+    p = q;
+    depth = 1;
+    if (after) goto after_value;
+  }
   /* Iterative walk: '[' opens, ']' closes, numbers fill; nesting is not
    * checked against the shape (row-major flattening is what counts). */
   for (;;) {
@@ -374,51 +433,75 @@ int pvd_json_parse_data(const char **pp, const char *end, pv_dtype t,
 
 /* -------------------------------------------------------------- formatting */
 
-static const uint64_t pow10_u[20] = {
-    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull,
-    10000000ull, 100000000ull, 1000000000ull, 10000000000ull,
-    100000000000ull, 1000000000000ull, 10000000000000ull,
-    100000000000000ull, 1000000000000000ull, 10000000000000000ull,
-    100000000000000000ull, 1000000000000000000ull,
-    10000000000000000000ull};
-
-
-/* Write digits (ndig of them, value m) with decimal exponent e10 of the
- * first digit, choosing fixed or exponent notation like %g. */
 static const char digit_pairs[201] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
-static int emit(char *out, bool neg, uint64_t m, int ndig, int e10) {
-  char dig[24];
-  int i = ndig;
-  /* Two digits per division by a constant. */
-  for (; i >= 2; i -= 2) {
-    memcpy(dig + i - 2, digit_pairs + 2 * (m % 100), 2);
-    m /= 100;
-  }
-  if (i) dig[0] = (char)('0' + m);
-  while (ndig > 1 && dig[ndig - 1] == '0') ndig--;
+/* Eight decimal digits of v < 10^8 as ASCII, first digit in the lowest
+ * byte: split into halves, quarters and pairs by multiplications (Paul
+ * Khuong's method) instead of eight divisions. */
+static inline uint64_t digits8_ascii(uint32_t v) {
+  uint64_t merged = (uint64_t)(v / 10000) | ((uint64_t)(v % 10000) << 32);
+  uint64_t top = ((merged * 10486ull) >> 20) & ((0x7Full << 32) | 0x7Full);
+  uint64_t bot = merged - 100ull * top;
+  uint64_t hundreds = (bot << 16) + top;
+  uint64_t tens = (hundreds * 103ull) >> 10;
+  tens &= (0xFull << 48) | (0xFull << 32) | (0xFull << 16) | 0xFull;
+  tens += (hundreds - 10ull * tens) << 8;
+  return tens + 0x3030303030303030ull;
+}
+
+/* Write the 9-digit significand m9 (10^8 <= m9 < 10^9, trailing zeros
+ * dropped) with decimal exponent e10 of its first digit, choosing fixed or
+ * exponent notation like %g. Writes are whole 16-byte copies, past the
+ * end of the text but inside the caller's 32 bytes, so no copy is a call
+ * with a variable length. */
+static int emit(char *out, bool neg, uint32_t m9, int e10) {
+  char dig[32];
+  memcpy(dig, "00000000000000000000000000000000", 32); /* pads integers */
+  uint32_t d0 = m9 / 100000000;
+  uint64_t w = digits8_ascii(m9 - d0 * 100000000);
+  dig[0] = (char)('0' + d0);
+  memcpy(dig + 1, &w, 8);
+  /* Trailing '0's are the highest bytes of w whose digit value is 0. */
+  uint64_t v = w - 0x3030303030303030ull;
+  int ndig = v ? 9 - (__builtin_clzll(v) >> 3) : 1;
   char *o = out;
-  if (neg) *o++ = '-';
+  *o = '-';
+  o += neg;
   if (e10 >= -5 && e10 < 10) {
     if (e10 < 0) {
-      *o++ = '0'; *o++ = '.';
-      for (int i = -1; i > e10; i--) *o++ = '0';
-      memcpy(o, dig, (size_t)ndig); o += ndig;
+      memcpy(o, "0.000000", 8);
+      o += 1 - e10;
+      memcpy(o, dig, 16);
+      o += ndig;
+    } else if (ndig <= e10 + 1) {
+      memcpy(o, dig, 16); /* ndig digits then zeros: the integer part */
+      o += e10 + 1;
     } else {
-      for (int i = 0; i <= e10; i++) *o++ = i < ndig ? dig[i] : '0';
-      if (ndig > e10 + 1) {
-        *o++ = '.';
-        memcpy(o, dig + e10 + 1, (size_t)(ndig - e10 - 1));
-        o += ndig - e10 - 1;
-      }
+      memcpy(o, dig, 16);
+      o[e10 + 1] = '.';
+      memcpy(o + e10 + 2, dig + e10 + 1, 16);
+      o += ndig + 1;
     }
   } else {
     *o++ = dig[0];
-    if (ndig > 1) { *o++ = '.'; memcpy(o, dig + 1, (size_t)ndig - 1); o += ndig - 1; }
-    o += sprintf(o, "e%d", e10);
+    if (ndig > 1) {
+      *o++ = '.';
+      memcpy(o, dig + 1, 16);
+      o += ndig - 1;
+    }
+    *o++ = 'e';
+    unsigned e = (unsigned)(e10 < 0 ? -e10 : e10);
+    *o = '-';
+    o += e10 < 0;
+    if (e >= 10) {
+      memcpy(o, digit_pairs + 2 * e, 2);
+      o += 2;
+    } else {
+      *o++ = (char)('0' + e);
+    }
   }
   *o = 0;
   return (int)(o - out);
@@ -436,11 +519,24 @@ __attribute__((constructor)) static void p10_init(void) {
 }
 static inline double p10(int e) { return p10tab[e + 60]; }
 
-/* 9 significant digits always read back to the same float; 6, 7 and 8 are
- * tried first (by rounding the 9-digit integer) so common values print
- * short. The scale by 10^k is one double operation on an exact float: off
- * by at most one unit in the 9th digit, far inside the float's
- * half-spacing, and the read-back check decides each shorter form. */
+/* 2^e as a double, for -1022 <= e <= 1023. */
+static inline double pow2(int e) {
+  uint64_t bits = (uint64_t)(e + 1023) << 52;
+  double d;
+  memcpy(&d, &bits, 8);
+  return d;
+}
+
+/* 9 significant digits always read back to the same float. Shorter forms
+ * (6, 7, 8 digits, rounded from the 9-digit integer) are kept when they
+ * lie inside the float's rounding interval, all measured in units of the
+ * 9th digit: v = the float scaled so, h = half the gap to the next float
+ * (below a power of two, to the previous one: half as wide). v carries
+ * an error of a few 1e-7 units (one or two roundings of a ~1e9 double)
+ * against h >= ~3 units, so a candidate within 1e-5 of the edge counts as
+ * outside: the result may then be one digit longer than the shortest, but
+ * always reads back to f. The 9-digit form is off by at most one unit
+ * from the true value, far inside h. */
 int pvd_fmt_float(float f, char *out) {
   if (!isfinite(f)) { memcpy(out, "null", 5); return 4; }
   if (f == 0) {
@@ -454,31 +550,32 @@ int pvd_fmt_float(float f, char *out) {
    * corrected against the table: no libm call per number. */
   uint32_t fb;
   memcpy(&fb, &af, 4);
-  int e2 = (int)(fb >> 23) - 127;
-  if ((fb >> 23) == 0) e2 = -127 - (__builtin_clz(fb) - 9); /* subnormal */
+  int ef = (int)(fb >> 23);
+  int e2 = ef - 127;
+  if (ef == 0) e2 = -127 - (__builtin_clz(fb) - 9); /* subnormal */
   int e10 = (e2 * 1233) >> 12;
   if (e10 < -50) e10 = -50;
   while (a >= p10(e10 + 1)) e10++;
   while (a < p10(e10)) e10--;
   int k = 8 - e10;
   double sc = k >= 0 ? a * p10(k) : a / p10(-k);
-  uint64_t m9 = (uint64_t)(sc + 0.5);
-  if (m9 >= 1000000000ull) { m9 = (m9 + 5) / 10; e10++; }
-  /* Most floats need 8 or 9 digits: try 8, and only then go shorter. */
-  uint64_t best = m9;
-  int best_nd = 9;
-  for (int nd = 8; nd >= 6; nd--) {
-    uint64_t div = pow10_u[9 - nd];
-    uint64_t m = (m9 + div / 2) / div;
-    if (m >= pow10_u[nd]) break;
-    int kk = nd - 1 - e10;
-    double back = kk >= 0 ? (double)m / p10(kk) : (double)m * p10(-kk);
-    if ((float)back != af) break;
-    best = m;
-    best_nd = nd;
-  }
-  if (best_nd < 9) return emit(out, neg, best, best_nd, e10);
-  return emit(out, neg, m9, 9, e10);
+  uint32_t m9 = (uint32_t)(int64_t)(sc + 0.5);
+  if (m9 >= 1000000000u) return emit(out, neg, (m9 + 5) / 10, e10 + 1);
+  /* Half the float's spacing, scaled like sc: 2^(e2-24), or 2^-150 for
+   * subnormals (their spacing is 2^-149 throughout). */
+  double ulp2 = pow2(ef == 0 ? -150 : e2 - 24);
+  double hi = k >= 0 ? ulp2 * p10(k) : ulp2 / p10(-k);
+  double lo = (fb & 0x7fffff) == 0 && ef > 1 ? hi / 2 : hi;
+  hi -= 1e-5;
+  lo -= 1e-5;
+#define FITS(c) ((c) >= sc ? (c) - sc < hi : sc - (c) < lo)
+  /* m9 rounded to 6, 7 and 8 digits, kept 9 wide (trailing zeros). */
+  uint32_t c6 = (m9 + 500) / 1000 * 1000, c7 = (m9 + 50) / 100 * 100, c8 = (m9 + 5) / 10 * 10;
+  if (c6 < 1000000000u && FITS((double)c6)) return emit(out, neg, c6, e10);
+  if (c7 < 1000000000u && FITS((double)c7)) return emit(out, neg, c7, e10);
+  if (c8 < 1000000000u && FITS((double)c8)) return emit(out, neg, c8, e10);
+#undef FITS
+  return emit(out, neg, m9, e10);
 }
 
 int pvd_fmt_double(double d, char *out) {
@@ -495,6 +592,16 @@ void pvd_json_write_data(pvd_buf *b, const pv_tensor *t) {
   if (b->oom) return;
   char *o = b->p + b->len;
   *o++ = '[';
+  if (t->dtype == PV_F32) {
+    /* The common case without a switch per element. */
+    const float *x = t->data;
+    for (int64_t i = 0; i < n; i++) {
+      *o = ',';
+      o += i > 0;
+      o += pvd_fmt_float(x[i], o);
+    }
+    n = 0;
+  }
   for (int64_t i = 0; i < n; i++) {
     if (i) *o++ = ',';
     switch (t->dtype) {

@@ -4,11 +4,11 @@
 # Usage: scripts/ort.sh [--check]
 #   PIVOT_CACHE  cache root (default: <source tree>/.cache); ORT goes in $PIVOT_CACHE/ort
 #   --check      install nothing; exit 1 with a message when ORT is missing
-# --ignore-scripts: the package ships its CPU binaries; its postinstall only
-# downloads optional GPU binaries from outside the npm registry.
+# The package ships its Linux x64 CPU library inside it.
 set -e
 ORT_VERSION=1.30.0
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/npm-cache.sh"
 cache=${PIVOT_CACHE:-$(cd "$here/.." && pwd)/.cache}
 dir=$cache/ort
 mod=$dir/node_modules/onnxruntime-node
@@ -19,26 +19,5 @@ have_ort() {
   (cd "$dir" && node -e "require('onnxruntime-node')") >/dev/null 2>&1
 }
 
-if have_ort; then
-  echo "$dir"
-  exit 0
-fi
-if [ "$1" = --check ]; then
-  echo "ort: onnxruntime-node@$ORT_VERSION is not installed in $dir; run scripts/deps.sh test (or scripts/ort.sh)" >&2
-  exit 1
-fi
-command -v npm >/dev/null 2>&1 || {
-  echo "ort: npm not found; run scripts/deps.sh test" >&2
-  exit 1
-}
-mkdir -p "$dir"
-# A package.json of our own keeps npm from walking up into the source tree.
-[ -f "$dir/package.json" ] || echo '{"name":"pivot-ort-cache","private":true}' >"$dir/package.json"
-echo "ort: installing onnxruntime-node@$ORT_VERSION into $dir" >&2
-(cd "$dir" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error \
-  "onnxruntime-node@$ORT_VERSION" >&2)
-have_ort || {
-  echo "ort: onnxruntime-node@$ORT_VERSION installed but does not load in node" >&2
-  exit 1
-}
-echo "$dir"
+[ "${1:-}" = --check ] && check=--check || check=
+npm_cache_get ort "$dir" have_ort $check "onnxruntime-node@$ORT_VERSION"

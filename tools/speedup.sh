@@ -4,9 +4,12 @@
 # change speed; the GRU's W and R share one hidden-unit permutation) and
 # times each with `pivot run --repeat N` at batch 1 and 32; prints the
 # median time and the ratio to the dense model measured in the same run.
-# Usage: tools/speedup.sh [REPEAT] [BACKEND]
+# Usage: tools/speedup.sh [REPEAT] [BACKEND] [THREADS]
+# One thread by default: these models run in well under a millisecond at
+# batch 1, where a second thread's hand-offs are as large as the work.
 REPEAT=${1:-50}
 BACKEND=${2:-cpu}
+THREADS=${3:-1}
 PY=${PYTHON:-/usr/bin/python3}
 here=$(cd "$(dirname "$0")" && pwd)
 pivot=${PIVOT:-$here/../clients/pivot}
@@ -47,7 +50,7 @@ for model in mlp cnn gru; do
     base=
     for n in 1 2 4 8 16; do
       t=$("$pivot" run "$dir/$model-$n.onnx" --input "$dir/x$b.npy" \
-          --output-dir "$dir/out" --backend "$BACKEND" --repeat "$REPEAT" 2>&1 |
+          --output-dir "$dir/out" --backend "$BACKEND" --threads "$THREADS" --repeat "$REPEAT" 2>&1 |
           sed -n 's/^time \([0-9.]*\) ms.*/\1/p')
       [ -n "$t" ] || { echo "$model b$b ${n}x: pivot run failed"; continue; }
       [ -n "$base" ] || base=$t

@@ -11,29 +11,13 @@ except ImportError:
     print("onnx/numpy for /usr/bin/python3 missing: skip")
     sys.exit(77)
 import pvdtest
-from pvdtest import Daemon, check
+from pvdtest import Daemon, check, gemm_relu
 
 BUILD = os.environ.get("CLIENTS_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "clients"))
 PIVOTCTL = os.path.join(BUILD, "pivotctl")
 PIVOT_BENCH = os.path.join(BUILD, "pivot-bench")
 pvdtest.PIVOTD = os.environ.get("PIVOTD_REAL", os.path.join(BUILD, "..", "daemon", "pivotd"))
 BACKEND_DIR = os.environ.get("PIVOTD_BACKENDS")
-
-
-def gemm_relu(seed, k=8, n=3):
-    """An ONNX Gemm+Relu with a variable batch; returns (bytes, w, b)."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((k, n)).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "gemm_relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString(), w, b
 
 
 def reference(x, w, b):

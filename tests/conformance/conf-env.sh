@@ -14,6 +14,7 @@ PIVOT=${PIVOT:-$abs_top_builddir/clients/pivot}
 MODELS=${PIVOT_MODELS:-$abs_top_builddir/tests/conformance/models}
 PIVOT_BACKEND_DIR=${PIVOT_BACKEND_DIR:-$abs_top_builddir/backends}
 export PIVOT_BACKEND_DIR
+. "$abs_top_srcdir/scripts/npm-cache.sh"
 
 conf_fail() {
   echo "FAIL: $*" >&2
@@ -30,15 +31,7 @@ need_python() {
 # falls back to a cache in this folder of the build tree.
 need_ort() {
   command -v node >/dev/null 2>&1 || conf_fail "node not found: run scripts/deps.sh test"
-  if [ -z "${PIVOT_CACHE:-}" ]; then
-    PIVOT_CACHE=$abs_top_srcdir/.cache
-    if ! PIVOT_CACHE=$PIVOT_CACHE "$abs_top_srcdir/scripts/ort.sh" --check >/dev/null 2>&1 &&
-       ! { mkdir -p "$PIVOT_CACHE" 2>/dev/null && [ -w "$PIVOT_CACHE" ]; }; then
-      PIVOT_CACHE=$abs_top_builddir/tests/conformance/.cache
-    fi
-  fi
-  export PIVOT_CACHE
-  mkdir -p "$PIVOT_CACHE" || conf_fail "cannot create $PIVOT_CACHE"
+  npm_cache_pick "$abs_top_srcdir/scripts/ort.sh" "$abs_top_builddir/tests/conformance/.cache" || conf_fail "cannot create $PIVOT_CACHE"
   ort_dir=$(flock "$PIVOT_CACHE/.ort.lock" "$abs_top_srcdir/scripts/ort.sh") ||
     conf_fail "onnxruntime-node is not installed and could not be: run scripts/deps.sh test (it runs scripts/ort.sh)"
   NODE_PATH=$ort_dir/node_modules

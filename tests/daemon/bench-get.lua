@@ -13,7 +13,7 @@ if h and h ~= "" then wrk.headers["Inference-Header-Content-Length"] = h end
 done = function(summary, latency, requests)
   local bad = summary.errors.status + summary.errors.connect + summary.errors.read +
               summary.errors.write + summary.errors.timeout
-  io.write(string.format("RESULT rps=%.0f p50_us=%d p99_us=%d errors=%d\n",
+  io.write(string.format("RESULT rps=%.0f p50_us=%d p99_us=%d errors=%d requests=%d\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50),
-    latency:percentile(99), bad))
+    latency:percentile(99), bad, summary.requests))
 end

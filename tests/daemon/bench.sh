@@ -1,8 +1,12 @@
 #!/bin/sh
 # pivotd HTTP benchmark (not a test): wrk against infer on a tiny model
 # (784 inputs, y = 2x: compute well under 10 us) with keep-alive at
-# concurrency 1, 8 and 64, JSON and binary bodies. Server overhead per
-# request = mean(total) - mean(compute) from the daemon's own statistics.
+# concurrency 1, 8 and 64, JSON and binary bodies; then the same 784
+# inputs into a classifier-shaped model answering 10 outputs (tiny10).
+# Server overhead per request = mean(total) - mean(compute) from the
+# daemon's own statistics. cpu_us = the daemon's CPU time (all threads,
+# user + kernel, from /proc/PID/task/*/schedstat) per request: on a
+# shared machine it moves far less than requests/s.
 set -eu
 PIVOTD=${PIVOTD:-$(dirname "$0")/pivotd-fake}
 DUR=${DUR:-5}
@@ -11,9 +15,12 @@ tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT INT TERM
-mkdir -p "$tmp/repo/tiny/1"
+for m in tiny tiny10; do
+  mkdir -p "$tmp/repo/$m/1"
+  echo '{"max_batch": 1, "workers": 1}' > "$tmp/repo/$m/config.json"
+done
 echo "PVFAKE scale=2 bias=0 n=784 sleep_ms=0 fail=0" > "$tmp/repo/tiny/1/model.onnx"
-echo '{"max_batch": 1, "workers": 1}' > "$tmp/repo/tiny/config.json"
+echo "PVFAKE scale=2 bias=0 n=784 sleep_ms=0 fail=0 out=10" > "$tmp/repo/tiny10/1/model.onnx"
 echo '{}' > "$tmp/cfg.json"
 /usr/bin/python3 - "$tmp" <<'PY'
 import json, random, struct, sys
@@ -34,22 +41,36 @@ while [ ! -s "$tmp/port" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || { cat "
 port=$(cat "$tmp/port")
 until curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null; do sleep 0.05; done
 
-stats() { curl -s "http://127.0.0.1:$port/v2/models/tiny/stats"; }
-printf '%-7s %5s %10s %8s %8s %12s %7s\n' payload conns req/s p50_us p99_us overhead_us errors
+stats() { curl -s "http://127.0.0.1:$port/v2/models/$1/stats"; }
+cpu_ns() { cat /proc/$pid/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+# row LABEL CONNS CPU0 CPU1 RESULT-LINE [OVERHEAD]
+row() {
+  echo "$5" | sed 's/[a-z0-9_]*=//g' | {
+    read -r _ rps p50 p99 err n
+    cpu=$(echo "$3 $4 $n" | awk '{ printf "%.1f", ($3 > 0 ? ($2 - $1) / $3 / 1000 : 0) }')
+    printf '%-7s %5s %10s %8s %8s %12s %7s %7s\n' "$1" "$2" "$rps" "$p50" "$p99" "${6:--}" "$cpu" "$err"
+  }
+}
+printf '%-7s %5s %10s %8s %8s %12s %7s %7s\n' payload conns req/s p50_us p99_us overhead_us cpu_us errors
 # Baseline in the same run: GET /v2/health/live, the HTTP cost alone.
 for c in 1 8 64; do
   t=1; [ "$c" -gt 1 ] && t=2
   echo '' > "$tmp/empty"
+  c0=$(cpu_ns)
   out=$(BODY="$tmp/empty" PATH_=/v2/health/live wrk -t$t -c$c -d${DUR}s --latency -s "$here/bench-get.lua" "http://127.0.0.1:$port" | grep RESULT)
-  echo "$out" | sed 's/[a-z0-9_]*=//g' | { read -r _ rps p50 p99 err; printf '%-7s %5s %10s %8s %8s %12s %7s\n' live "$c" "$rps" "$p50" "$p99" - "$err"; }
+  row live "$c" "$c0" "$(cpu_ns)" "$out"
 done
-for kind in json bin; do
+for kind in json bin json10 bin10; do
+  model=tiny; body=$kind
+  case $kind in *10) model=tiny10; body=${kind%10} ;; esac
   for c in 1 8 64; do
     t=1; [ "$c" -gt 1 ] && t=2
-    hl=; [ "$kind" = bin ] && hl=$(cat "$tmp/hdrlen")
-    s0=$(stats)
-    out=$(BODY="$tmp/$kind" HDRLEN="$hl" wrk -t$t -c$c -d${DUR}s --latency -s "$here/bench-post.lua" "http://127.0.0.1:$port" | grep RESULT)
-    s1=$(stats)
+    hl=; [ "$body" = bin ] && hl=$(cat "$tmp/hdrlen")
+    s0=$(stats $model)
+    c0=$(cpu_ns)
+    out=$(BODY="$tmp/$body" HDRLEN="$hl" PATH_=/v2/models/$model/infer wrk -t$t -c$c -d${DUR}s --latency -s "$here/bench-post.lua" "http://127.0.0.1:$port" | grep RESULT)
+    c1=$(cpu_ns)
+    s1=$(stats $model)
     ovh=$(/usr/bin/python3 -c '
 import json, sys
 a, b = (json.loads(s)["model_stats"][0]["inference_stats"] for s in sys.argv[1:3])
@@ -57,6 +78,6 @@ n = b["success"]["count"] - a["success"]["count"]
 tot = b["success"]["ns"] - a["success"]["ns"]
 comp = b["compute_infer"]["ns"] - a["compute_infer"]["ns"]
 print("%.1f" % ((tot - comp) / max(n, 1) / 1e3))' "$s0" "$s1")
-    echo "$out" | sed 's/[a-z0-9_]*=//g' | { read -r _ rps p50 p99 err; printf '%-7s %5s %10s %8s %8s %12s %7s\n' "$kind" "$c" "$rps" "$p50" "$p99" "$ovh" "$err"; }
+    row "$kind" "$c" "$c0" "$c1" "$out" "$ovh"
   done
 done

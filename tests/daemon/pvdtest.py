@@ -135,6 +135,32 @@ def infer_body(x, n=4, **extra):
     return body
 
 
+def gemm_relu_onnx(w, b):
+    """ONNX bytes of y = Relu(x @ w + b) with a variable batch (x is
+    [N, K] for w [K, N]). Needs python3-onnx: the callers import it (and
+    skip without it) before they call this."""
+    from onnx import helper, TensorProto, numpy_helper
+    k, n = w.shape
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "gemm_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+def gemm_relu(seed, k=8, n=3):
+    """A random Gemm+Relu model: (onnx bytes, w, b)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    return gemm_relu_onnx(w, b), w, b
+
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)

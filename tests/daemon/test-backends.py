@@ -14,7 +14,7 @@ except ImportError:
     print("onnx/numpy for /usr/bin/python3 missing: skip")
     sys.exit(77)
 import pvdtest
-from pvdtest import Daemon, check
+from pvdtest import Daemon, check, gemm_relu_onnx
 
 binary = os.environ.get("PIVOTD_REAL", os.path.join(os.path.dirname(pvdtest.PIVOTD), "..", "..", "daemon", "pivotd"))
 top = os.path.dirname(os.path.dirname(os.path.abspath(binary)))
@@ -30,21 +30,9 @@ w = rng.standard_normal((K, N)).astype(np.float32)
 b = rng.standard_normal(N).astype(np.float32)
 
 
-def gemm_relu():
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "gemm_relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", K])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", N])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString()
-
-
 def add_model(repo, name, backends):
     os.makedirs(os.path.join(repo, name, "1"))
-    open(os.path.join(repo, name, "1", "model.onnx"), "wb").write(gemm_relu())
+    open(os.path.join(repo, name, "1", "model.onnx"), "wb").write(gemm_relu_onnx(w, b))
     if backends is not None:
         with open(os.path.join(repo, name, "config.json"), "w") as f:
             f.write('{"backends": [%s]}' % ", ".join('"%s"' % s for s in backends))

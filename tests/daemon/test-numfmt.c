@@ -45,8 +45,11 @@ int main(void) {
   /* Decimal strings with many digits and exponents, as clients print them. */
   for (int i = 0; i < 500000 && bad < 20; i++) {
     double d = ((double)(next() % 2000000001) - 1e9) * pow(10.0, (double)((int)(next() % 60) - 40));
-    static const char *const fmts[] = {"%.17g", "%.6f", "%.3e", "%.12g", "%g"};
-    int len = snprintf(txt, sizeof txt, fmts[i % 5], d);
+    /* %.8f and %.7g of small values: eight fraction digits, the longest
+     * the eight-chars-at-a-time path takes. */
+    static const char *const fmts[] = {"%.17g", "%.6f", "%.3e", "%.12g", "%g", "%.8f", "%.7g"};
+    if (i % 7 >= 5) d = fmod(d, 10.0);
+    int len = snprintf(txt, sizeof txt, fmts[i % 7], d);
     const char *p = txt;
     float s;
     float want = strtof(txt, NULL);
@@ -70,7 +73,22 @@ int main(void) {
     fprintf(stderr, "nested array parse failed: %s\n", pv_errmsg());
     bad++;
   }
-  const char *bads[] = {"[1,2", "[1,,2]", "[1,x]", "[01]", "[1.]", "[1,2,3,4,5,6,7]", "{}"};
+  /* Spaced and mixed arrays: the flat-array loop hands over to the
+   * general walk mid-array and both must agree with strtof. */
+  const char *spaced[] = {"[0.1234567, 0.2345678 ,-0.3456789 , 1e3,[0.01234567] ,  -2]",
+                          "[ 0.1234567,0.2345678,-0.3456789,1000,0.01234567,-2 ]"};
+  const float want6[] = {0.1234567f, 0.2345678f, -0.3456789f, 1000.0f, 0.01234567f, -2.0f};
+  for (size_t i = 0; i < sizeof spaced / sizeof *spaced; i++) {
+    p = spaced[i];
+    if (pvd_json_parse_data(&p, spaced[i] + strlen(spaced[i]), PV_F32, buf, 6, &got) || got != 6 ||
+        memcmp(buf, want6, sizeof want6) || *p) {
+      fprintf(stderr, "spaced array %s: got %zu (%s)\n", spaced[i], got, pv_errmsg());
+      bad++;
+    }
+  }
+  const char *bads[] = {"[1,2", "[1,,2]", "[1,x]", "[01]", "[1.]", "[1,2,3,4,5,6,7]", "{}",
+                        "[0.1234567, ]", "[0.1234567 0.2345678]", "[0.1234567, 0.2345678",
+                        "[0.1234567,0.2345678,0.3456789,0.4567891,0.5678912,0.6789123,0.7891234]"};
   for (size_t i = 0; i < sizeof bads / sizeof *bads; i++) {
     p = bads[i];
     if (pvd_json_parse_data(&p, bads[i] + strlen(bads[i]), PV_F32, buf, 6, &got) == 0) {

@@ -12,21 +12,6 @@ except ImportError:
 from pvdtest import *
 
 
-def gemm_relu(seed, k=8, n=3):
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((k, n)).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Gemm", ["x", "w", "b"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "gemm_relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    return m.SerializeToString(), w, b
-
-
 repo = tempfile.mkdtemp(prefix="pivotd-onnx-")
 try:
     blob1, w1, b1 = gemm_relu(1)

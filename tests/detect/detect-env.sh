@@ -11,6 +11,7 @@ PY=/usr/bin/python3
 PIVOT=${PIVOT:-$abs_top_builddir/clients/pivot}
 PIVOT_BACKEND_DIR=${PIVOT_BACKEND_DIR:-$abs_top_builddir/backends}
 export PIVOT_BACKEND_DIR
+. "$abs_top_srcdir/scripts/npm-cache.sh"
 
 det_fail() {
   echo "FAIL: $*" >&2
@@ -23,15 +24,7 @@ det_fail() {
 need_faceapi() {
   command -v node >/dev/null 2>&1 || det_fail "node not found: run scripts/deps.sh test"
   "$PY" -c 'import onnx, numpy' 2>/dev/null || det_fail "$PY lacks onnx or numpy: run scripts/deps.sh test"
-  if [ -z "${PIVOT_CACHE:-}" ]; then
-    PIVOT_CACHE=$abs_top_srcdir/.cache
-    if ! PIVOT_CACHE=$PIVOT_CACHE "$abs_top_srcdir/tools/faceapi/fetch.sh" --check >/dev/null 2>&1 &&
-       ! { mkdir -p "$PIVOT_CACHE" 2>/dev/null && [ -w "$PIVOT_CACHE" ]; }; then
-      PIVOT_CACHE=$abs_top_builddir/tests/detect/.cache
-    fi
-  fi
-  export PIVOT_CACHE
-  mkdir -p "$PIVOT_CACHE" || det_fail "cannot create $PIVOT_CACHE"
+  npm_cache_pick "$abs_top_srcdir/tools/faceapi/fetch.sh" "$abs_top_builddir/tests/detect/.cache" || det_fail "cannot create $PIVOT_CACHE"
   fdir=$(flock "$PIVOT_CACHE/.faceapi.lock" "$abs_top_srcdir/tools/faceapi/fetch.sh") ||
     det_fail "@vladmandic/face-api is not installed and could not be: run tools/faceapi/fetch.sh"
   FACEAPI=$fdir/node_modules/@vladmandic/face-api

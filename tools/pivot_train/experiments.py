@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from . import masks as mk
+from . import libpivot, masks as mk
 from .data import load_fmnist
 from .models import build
 from .train import (Masker, evaluate, gradual_schedule, layer_input_power,
@@ -71,10 +71,13 @@ def unit(name, seed, ns, cfg, device, methods):
                                   seed=1000)
     E, Fe, bs = cfg["E"], cfg["F"], cfg.get("batch", 128)
     recs = []
+    impl = cfg.get("impl", "auto")
+    pruner = ("numpy" if impl == "py" or
+              (impl == "auto" and libpivot.find() is None) else "libpivot")
 
     def rec(method, n, **kw):
         r = {"model": name, "seed": seed, "n": n, "method": method,
-             "E": E, "F": Fe}
+             "E": E, "F": Fe, "pruner": pruner}
         r.update(kw)
         r["seconds"] = round(time.time() - t0, 1)
         recs.append(r)
