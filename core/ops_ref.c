@@ -754,6 +754,33 @@ static int ref_pad(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     s *= x->dims[i];
   }
   char *z = o->data;
+  if (m == 0 && es == 4 && r > 0 && total) {
+    /* Constant fp32 (a detector's Pad before a pool): whole rows of the
+     * last axis, the element loop costs ~10 ns an element. */
+    int64_t on = o->dims[r - 1], xn = x->dims[r - 1], lo = pb[r - 1];
+    float f;
+    memcpy(&f, fill, 4);
+    for (size_t row = 0; row < total / (size_t)on; row++) {
+      int64_t off = 0;
+      bool inside = true;
+      for (int i = 0; i < r - 1; i++) {
+        int64_t j = idx[i] - pb[i];
+        if (j < 0 || j >= x->dims[i]) inside = false;
+        off += j * xs[i];
+      }
+      float *zr = (float *)z + row * on;
+      const float *xr = (const float *)x->data + off;
+      for (int64_t c = 0; c < on; c++) {
+        int64_t j = c - lo;
+        zr[c] = inside && j >= 0 && j < xn ? xr[j] : f;
+      }
+      for (int i = r - 2; i >= 0; i--) {
+        if (++idx[i] < o->dims[i]) break;
+        idx[i] = 0;
+      }
+    }
+    return 0;
+  }
   for (size_t e = 0; e < total; e++) {
     int64_t off = 0;
     bool inside = true;
@@ -955,6 +982,24 @@ static int ref_resize(const pv_graph *g, const pv_node *n, const pv_tensor *vals
     s *= x->dims[i];
   }
   char *z = o->data;
+  if (es == 4 && r > 0 && total) {
+    /* fp32: whole rows of the last axis (the element loop costs ~6 ns an
+     * element on a 2x upsample). */
+    int64_t on = o->dims[r - 1];
+    const int64_t *ml = map[r - 1];
+    for (size_t row = 0; row < total / (size_t)on; row++) {
+      int64_t off = 0;
+      for (int i = 0; i < r - 1; i++) off += map[i][idx[i]] * xs[i];
+      const float *xr = (const float *)x->data + off;
+      float *zr = (float *)z + row * on;
+      for (int64_t c = 0; c < on; c++) zr[c] = xr[ml[c]];
+      for (int i = r - 2; i >= 0; i--) {
+        if (++idx[i] < o->dims[i]) break;
+        idx[i] = 0;
+      }
+    }
+    goto out;
+  }
   for (size_t e = 0; e < total; e++) {
     int64_t off = 0;
     for (int i = 0; i < r; i++) off += map[i][idx[i]] * xs[i];

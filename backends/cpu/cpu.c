@@ -4,13 +4,16 @@
  * everything else falls back to the core reference ops.
  *
  * Environment: PIVOT_CPU_ISA=avx512|avx2|neon|c forces a kernel set (tests,
- * comparisons); an ISA this CPU lacks is an init error.
+ * comparisons); an ISA this CPU lacks is an init error. PIVOT_CPU_CONV=gemm
+ * runs convolutions on the GEMM kernels even where the spatially
+ * vectorised AVX-512 kernel (conv-nv.c) would take them (comparisons).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "conv-nv.h"
 #include "cpu-impl.h"
 #include "pv-backend.h"
 
@@ -18,6 +21,7 @@ typedef struct cpu_ctx {
   pv_cpu_pool *pool;
   const pv_cpu_isa *isa;
   bool profile; /* PIVOT_CPU_PROFILE set: time each op */
+  bool conv_gemm; /* PIVOT_CPU_CONV=gemm: convolutions on the GEMM path only */
 } cpu_ctx;
 
 enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
@@ -34,6 +38,7 @@ typedef struct cpu_op {
   int64_t pads[4];   /* top, left, bottom, right (explicit pads) */
   int auto_pad;      /* 0 NOTSET/VALID-explicit, 1 SAME_UPPER, 2 SAME_LOWER */
   bool ceil_mode;    /* MaxPool */
+  bool pool_next;    /* CONV: the next op is a 2x2 pool of its output only */
 } cpu_op;
 
 typedef struct cpu_plan {
@@ -316,6 +321,22 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
       op->kind = OP_REF;
     }
   }
+  /* A Conv whose output only a following 2x2 stride-2 MaxPool reads can
+   * store pooled tiles (conv-nv.c); its own output is then never read. */
+  for (int i = 0; i + 1 < plan->n_ops; i++) {
+    const cpu_op *c = &plan->ops[i], *p = &plan->ops[i + 1];
+    if (c->kind != OP_CONV || p->kind != OP_MAXPOOL) continue;
+    int v = c->node->out[0];
+    if (p->node->in[0] != v || p->kh != 2 || p->kw != 2 || p->sh != 2 ||
+        p->sw != 2 || p->dh != 1 || p->dw != 1 || p->auto_pad || p->ceil_mode ||
+        p->pads[0] || p->pads[1] || p->pads[2] || p->pads[3])
+      continue;
+    int uses = 0;
+    for (int k = 0; k < g->n_nodes; k++)
+      for (int a = 0; a < g->nodes[k].n_in; a++) uses += g->nodes[k].in[a] == v;
+    for (int k = 0; k < g->n_outputs; k++) uses += 2 * (g->outputs[k] == v);
+    plan->ops[i].pool_next = uses == 1;
+  }
   *out = plan;
   return 0;
 }
@@ -380,7 +401,20 @@ static int window_pads(const cpu_op *op, const pv_node *n, int64_t H, int64_t W,
   return 0;
 }
 
-static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
+/* The output of a pool fused into this conv (op->pool_next), checked
+ * against the pooling of the conv's output; NULL when it does not fit
+ * (the pool then runs on its own and reports the error). */
+static float *fused_pool_out(const cpu_op *pool, pv_run_ctx *rc, int64_t N,
+                             int64_t M, int64_t OH, int64_t OW) {
+  const pv_tensor *t = &rc->vals[pool->node->out[0]];
+  if (t->dtype != PV_F32 || !t->data || t->ndim != 4 || t->dims[0] != N ||
+      t->dims[1] != M || t->dims[2] != OH / 2 || t->dims[3] != OW / 2)
+    return NULL;
+  return t->data;
+}
+
+static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
+                     const cpu_op *pool, bool *pooled) {
   const pv_node *n = op->node;
   const pv_tensor *x = &rc->vals[n->in[0]];
   pv_tensor *y = &rc->vals[n->out[0]];
@@ -422,6 +456,8 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
   bool pointwise = op->kh == 1 && op->kw == 1 && op->sh == 1 && op->sw == 1 &&
                    !pt && !pl && OH == H && OW == W;
   o.ld_m = OH * OW;
+  float *yp = pool && !ctx->conv_gemm ? fused_pool_out(pool, rc, N, op->M, OH, OW)
+                                      : NULL;
   for (int64_t i = 0; i < N; i++) {
     pv_cpu_bsrc b = {.x = xd + i * C * H * W};
     if (pointwise) {
@@ -434,8 +470,22 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
       b.OW = OW;
     }
     o.y = yd + i * op->M * OH * OW;
-    if ((r = pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o)))
-      return r;
+    if (yp && pv_cpu_conv_nv_ok(ctx->isa, op->mat, &b, OH * OW)) {
+      int64_t pl = (OH / 2) * (OW / 2);
+      r = pv_cpu_conv_nv_pool(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o,
+                              yp + i * op->M * pl, pl);
+      if (r < 0) return r;
+      if (r == 0) { /* the same path for every image */
+        *pooled = true;
+        continue;
+      }
+      yp = NULL;
+    }
+    if (!ctx->conv_gemm && pv_cpu_conv_nv_ok(ctx->isa, op->mat, &b, OH * OW))
+      r = pv_cpu_conv_nv(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
+    else
+      r = pv_cpu_gemm(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
+    if (r) return r;
   }
   return 0;
 }
@@ -479,6 +529,7 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
   for (int i = 0; i < plan->n_ops; i++) {
     const cpu_op *op = &plan->ops[i];
     int r;
+    bool pooled = false; /* a conv stored the next op's pooled output */
     struct timespec t0, t1, c0, c1;
     if (prof) {
       clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -487,7 +538,10 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
     switch (op->kind) {
     case OP_FC: r = exec_fc(plan->ctx, op, rc); break;
     case OP_CONV:
-    case OP_DW: r = exec_conv(plan->ctx, op, rc); break;
+    case OP_DW:
+      r = exec_conv(plan->ctx, op, rc, op->pool_next ? &plan->ops[i + 1] : NULL,
+                    &pooled);
+      break;
     case OP_MAXPOOL: r = exec_maxpool(plan->ctx, op, rc); break;
     default: r = pv_ref_node(plan->g, op->node, rc->vals); break;
     }
@@ -501,6 +555,7 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
               (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) / 1e6);
     }
     if (r) return r;
+    if (pooled) i++; /* the pool is done */
   }
   return 0;
 }
@@ -513,6 +568,8 @@ static int cpu_init(const pv_backend_config *cfg, void **out) {
   const char *force = getenv("PIVOT_CPU_ISA");
   const char *prof = getenv("PIVOT_CPU_PROFILE");
   ctx->profile = prof && *prof && strcmp(prof, "0");
+  const char *conv = getenv("PIVOT_CPU_CONV");
+  ctx->conv_gemm = conv && !strcmp(conv, "gemm");
   ctx->isa = force && *force ? pv_cpu_isa_get(force) : pv_cpu_isa_best();
   if (!ctx->isa) {
     free(ctx);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "conv-nv.h"
 #include "cpu-impl.h"
 
 /* B chunk budget: the packed chunk and two weight panels stay in L2. */
@@ -83,6 +84,11 @@ static void im2col_row(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int64_t p,
     }
     i += seg;
   }
+}
+
+void pv_cpu_im2col_row(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int64_t p,
+                       int64_t n0, int64_t cn, float *restrict dst) {
+  im2col_row(s, b, p, n0, cn, dst);
 }
 
 /* Convolution columns packed into nr-wide panels (im2col fused into the

@@ -611,6 +611,20 @@ static void test_plugin_conv_each_isa(void) {
       {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {2, 460, 6, 5, 18, 3, 3, 2, 1, 1, 1, 2, {1, 0, 1, 1}, NULL, 0},
       {1, 460, 5, 6, 70, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 2},
+      /* AVX-512 pixel tiles (8 channels x 48 pixels): channel counts not
+       * a multiple of 8, more than 384 taps (blocked, partial sums in the
+       * output), several pixel chunks */
+      {1, 50, 30, 40, 13, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {3, 7, 23, 29, 21, 3, 3, 2, 2, 1, 1, 1, {0, 1, 1, 0}, NULL, 0},
+      {1, 48, 9, 45, 10, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      /* rows of >= 96 pixels read the padded input in place: odd widths,
+       * stride 2 down the rows, dilation, groups, pivoted, blocked taps */
+      {1, 3, 9, 100, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {3, 4, 11, 131, 9, 3, 3, 2, 1, 1, 1, 1, {1, 2, 0, 1}, NULL, 0},
+      {1, 5, 12, 120, 17, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0},
+      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
+      {1, 12, 5, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3},
+      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
   };
   const pv_cpu_isa *isas[4];
   int ni = n_isas(isas);
@@ -621,6 +635,127 @@ static void test_plugin_conv_each_isa(void) {
     CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
     for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
       run_conv_case(b, ctx, &cases[j], (pv_act)((i + j) % 6));
+    b->shutdown(ctx);
+  }
+  unsetenv("PIVOT_CPU_ISA");
+}
+
+/* Conv followed by a 2x2 stride-2 MaxPool: where the pool is the conv
+ * output's only reader, AVX-512 stores pooled tiles and skips the conv
+ * output; with a second reader (`shared`) both run apart. Odd sizes (the
+ * pool drops the last row and column), batch 2, strided rows, groups,
+ * pivoted weights; checked against the definition on every ISA. */
+static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
+                               const conv_case *c, pv_act act, bool shared) {
+  int cin = c->C / c->group;
+  int ekh = (c->kh - 1) * c->dh + 1, ekw = (c->kw - 1) * c->dw + 1;
+  int OH = (c->H + (int)c->pads[0] + (int)c->pads[2] - ekh) / c->sh + 1;
+  int OW = (c->W + (int)c->pads[1] + (int)c->pads[3] - ekw) / c->sw + 1;
+  int PH = OH / 2, PW = OW / 2;
+  pv_graph *g = pv_graph_new();
+  int xv = pv_graph_add_value(g, "x");
+  int64_t wd[4] = {c->M, cin, c->kh, c->kw}, bd[1] = {c->M};
+  pv_pivot *pv = c->pivot_n ? make_pivot(c->M, cin, c->kh * c->kw, c->pivot_n, 1) : NULL;
+  float *dense_w = pv ? pivot_dense(pv) : NULL;
+  float *w = pv ? NULL : frand_buf((int64_t)c->M * cin * c->kh * c->kw);
+  int wv = add_const(g, "w", 4, wd, w);
+  if (pv) g->values[wv].pivot = pv;
+  int bv = add_const(g, "b", 1, bd, frand_buf(c->M));
+  int cv = pv_graph_add_value(g, "c"), yv = pv_graph_add_value(g, "y");
+  int rv = pv_graph_add_value(g, "r");
+  int in[3] = {xv, wv, bv};
+  int nodes[3];
+  nodes[0] = pv_graph_add_node(g, "conv0", "Conv", in, 3, &cv, 1);
+  int64_t st[2] = {c->sh, c->sw}, dl[2] = {c->dh, c->dw}, ks[2] = {c->kh, c->kw};
+  set_ints(g, nodes[0], "strides", 2, st);
+  set_ints(g, nodes[0], "dilations", 2, dl);
+  set_ints(g, nodes[0], "kernel_shape", 2, ks);
+  set_ints(g, nodes[0], "pads", 4, c->pads);
+  pv_attr ga = {.name = "group", .type = PV_ATTR_INT, .i = c->group};
+  pv_node_add_attr(g, nodes[0], &ga);
+  g->nodes[nodes[0]].act = act;
+  g->nodes[nodes[0]].act_alpha = 0.1f;
+  g->nodes[nodes[0]].act_beta = 0.5f;
+  nodes[1] = pv_graph_add_node(g, "pool0", "MaxPool", &cv, 1, &yv, 1);
+  int64_t two[2] = {2, 2};
+  set_ints(g, nodes[1], "kernel_shape", 2, two);
+  set_ints(g, nodes[1], "strides", 2, two);
+  int n_nodes = 2;
+  if (shared) nodes[n_nodes++] = pv_graph_add_node(g, "relu0", "Relu", &cv, 1, &rv, 1);
+
+  void *plan = NULL;
+  CU_ASSERT_EQUAL_FATAL(b->prepare(ctx, g, nodes, n_nodes, &plan), 0);
+  pv_tensor vals[7] = {{0}};
+  vals[xv] = (pv_tensor){PV_F32, 4, {c->N, c->C, c->H, c->W},
+                         frand_buf((int64_t)c->N * c->C * c->H * c->W)};
+  vals[wv] = pv_value_tensor(&g->values[wv]);
+  vals[bv] = pv_value_tensor(&g->values[bv]);
+  vals[cv] = (pv_tensor){PV_F32, 4, {c->N, c->M, OH, OW}, NULL};
+  vals[yv] = (pv_tensor){PV_F32, 4, {c->N, c->M, PH, PW}, NULL};
+  vals[rv] = (pv_tensor){PV_F32, 4, {c->N, c->M, OH, OW}, NULL};
+  pv_tensor_alloc(&vals[cv]);
+  pv_tensor_alloc(&vals[yv]);
+  pv_tensor_alloc(&vals[rv]);
+  int64_t nc = (int64_t)c->N * c->M * OH * OW, np = (int64_t)c->N * c->M * PH * PW;
+  float *ref = malloc(sizeof(float) * nc), *pref = malloc(sizeof(float) * np);
+  pv_run_ctx rc = {.vals = vals, .batch = c->N};
+  CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
+  conv_naive(c, c->pads, OH, OW, vals[xv].data, pv ? dense_w : w,
+             g->values[bv].data, act, ref);
+  for (int64_t pl = 0; pl < (int64_t)c->N * c->M; pl++)
+    for (int py = 0; py < PH; py++)
+      for (int px = 0; px < PW; px++) {
+        const float *r0 = ref + (pl * OH + 2 * py) * OW + 2 * px, *r1 = r0 + OW;
+        float m = fmaxf(fmaxf(r0[0], r0[1]), fmaxf(r1[0], r1[1]));
+        pref[(pl * PH + py) * PW + px] = m;
+      }
+  int taps = cin * c->kh * c->kw;
+  double tol = taps > 100 ? 1e-5 * sqrt(taps / 100.0) : 1e-5;
+  double e = rel_err(vals[yv].data, pref, np);
+  if (e > tol)
+    printf("\n  %s conv+pool C=%d M=%d W=%d shared=%d: err %g\n",
+           getenv("PIVOT_CPU_ISA"), c->C, c->M, c->W, shared, e);
+  CU_ASSERT(e <= tol);
+  if (shared) { /* the conv output itself, read by the Relu */
+    CU_ASSERT(rel_err(vals[cv].data, ref, nc) <= tol);
+  }
+  /* A pool output of the wrong shape is still an error, not a write past it. */
+  vals[yv].dims[3] = PW + 1;
+  CU_ASSERT_NOT_EQUAL(b->execute(plan, &rc), 0);
+  b->release(plan);
+  pv_free(vals[xv].data);
+  pv_free(vals[cv].data);
+  pv_free(vals[yv].data);
+  pv_free(vals[rv].data);
+  free(ref);
+  free(pref);
+  free(dense_w);
+  pv_graph_free(g);
+}
+
+static void test_plugin_conv_pool_each_isa(void) {
+  const pv_backend_iface *b = plugin();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  static const conv_case cases[] = {
+      {2, 3, 9, 101, 10, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 5, 13, 130, 17, 3, 3, 2, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
+      {1, 12, 7, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3},
+      {1, 16, 8, 100, 8, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      /* not fused: narrow rows, more than 384 taps */
+      {1, 4, 10, 20, 9, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+  };
+  const pv_cpu_isa *isas[4];
+  int ni = n_isas(isas);
+  for (int i = 0; i < ni; i++) {
+    setenv("PIVOT_CPU_ISA", isas[i]->name, 1);
+    void *ctx;
+    pv_backend_config cfg = {.threads = 2};
+    CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
+    for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
+      for (int sh = 0; sh < 2; sh++)
+        run_conv_pool_case(b, ctx, &cases[j], (pv_act)((i + j) % 6), sh);
     b->shutdown(ctx);
   }
   unsetenv("PIVOT_CPU_ISA");
@@ -720,6 +855,10 @@ static void test_plugin_maxpool(void) {
       {1, 3, 11, 9, 3, 2, 2, 3, 2, 1, {0, 1, 1, 0}, 0, NULL},
       {1, 2, 7, 7, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 1, NULL}, /* ceil */
       {1, 2, 7, 6, 3, 3, 2, 2, 1, 1, {0}, 0, "SAME_UPPER"},
+      /* 2x2 without pads (its own loop): odd sizes, strides 1 and 2 */
+      {1, 3, 13, 14, 2, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {2, 2, 9, 11, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {1, 2, 10, 9, 2, 2, 1, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     run_maxpool_case(b, ctx, &cases[i]);
@@ -904,6 +1043,8 @@ static CU_TestInfo tests[] = {
     {"plugin entry, init, props", test_plugin_entry},
     {"plugin Conv (strides, pads, dilations, groups, dw, pivot), each ISA",
      test_plugin_conv_each_isa},
+    {"plugin Conv + 2x2 MaxPool, fused where only the pool reads the conv",
+     test_plugin_conv_pool_each_isa},
     {"plugin Gemm/MatMul with bias, alpha/beta, relu", test_plugin_gemm_matmul},
     {"plugin MaxPool (strides, pads, dilations, ceil, SAME, NaN)",
      test_plugin_maxpool},

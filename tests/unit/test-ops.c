@@ -595,6 +595,48 @@ static void test_pad(void) {
   CU_ASSERT(h_maxerr(F(&R[out]), w2, 6) == 0);
 }
 
+/* Constant fp32 Pad and nearest Resize run by rows of the last axis:
+ * pads on every axis (negative ones crop) and a 2x upsample of a 4-D
+ * tensor, against loops over the definition. */
+static void test_pad_resize_rows(void) {
+  float x[24], cv = 7;
+  for (int i = 0; i < 24; i++) x[i] = (float)(i + 1);
+  int64_t pads[6] = {1, 0, 2, 0, -1, 1}; /* begins, then ends */
+  h_new(13);
+  int in[3] = {h_f32("x", 3, DIMS(2, 3, 4), x), h_i64("p", 6, pads),
+               h_f32("v", 0, NULL, &cv)};
+  int out = h_out("y");
+  h_node("Pad", 3, in, 1, &out);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[out], 3, DIMS(3, 2, 7)));
+  float want[42];
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 2; b++)
+      for (int c = 0; c < 7; c++) {
+        int i = a - 1, j = b, k = c - 2;
+        want[(a * 2 + b) * 7 + c] =
+            i >= 0 && i < 2 && k >= 0 && k < 4 ? x[(i * 3 + j) * 4 + k] : cv;
+      }
+  CU_ASSERT(h_maxerr(F(&R[out]), want, 42) == 0);
+
+  float sc[4] = {1, 1, 2, 2}, roi[1] = {0}, img[18];
+  for (int i = 0; i < 18; i++) img[i] = (float)i;
+  h_new(13);
+  int rin[3] = {h_f32("x", 4, DIMS(1, 2, 3, 3), img), h_f32("roi", 1, DIMS(0), roi),
+                h_f32("sc", 1, DIMS(4), sc)};
+  out = h_out("y");
+  int nd = h_node("Resize", 3, rin, 1, &out);
+  h_as(nd, "coordinate_transformation_mode", "asymmetric");
+  h_as(nd, "nearest_mode", "floor");
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[out], 4, DIMS(1, 2, 6, 6)));
+  float up[72];
+  for (int c = 0; c < 2; c++)
+    for (int i = 0; i < 6; i++)
+      for (int j = 0; j < 6; j++) up[(c * 6 + i) * 6 + j] = img[(c * 3 + i / 2) * 3 + j / 2];
+  CU_ASSERT(h_maxerr(F(&R[out]), up, 72) == 0);
+}
+
 static void resize_case(int opset, const char *ctm, const char *nm,
                         const float *scales, const int64_t *sizes, int on,
                         const float *want) {
@@ -1550,6 +1592,7 @@ static CU_TestInfo tests[] = {
     {"reshape flatten transpose", test_reshape_flatten_transpose},
     {"pad modes", test_pad},
     {"resize/upsample nearest modes", test_resize},
+    {"constant Pad and nearest Resize by rows", test_pad_resize_rows},
     {"shape size gather", test_shape_gather},
     {"squeeze unsqueeze", test_squeeze_unsqueeze},
     {"cast constantofshape range expand", test_cast_cos_range_expand},

@@ -1,0 +1,203 @@
+/* AVX-512 tile of the spatially vectorised convolution (conv-nv.h): 8
+ * output channels x 48 output pixels in 24 zmm accumulators. Per tap,
+ * three vector loads of the im2col row and eight weight broadcasts feed
+ * 24 FMAs, so FMA issue is the limit; the tile goes straight into the
+ * output rows (contiguous pixels) with bias and activation, masked at
+ * the row's end. */
+#include "conv-nv.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f,avx512vl,avx2")))
+#define NV_PF 16 /* taps ahead */
+
+static T512 inline __m512 nv_act(__m512 v, pv_act act, __m512 va, __m512 vb) {
+  const __m512 zero = _mm512_setzero_ps();
+  switch (act) {
+  case PV_ACT_RELU: return _mm512_max_ps(v, zero);
+  case PV_ACT_LEAKY:
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
+  default: return v;
+  }
+}
+
+/* NV vectors of 16 pixels: a panel's last, narrower tile skips the FMAs
+ * of vectors that are all past its end. */
+static inline __attribute__((always_inline)) T512 void
+nv_tile(const float *a, const float *b, const int64_t *off, int64_t k,
+        float *const *y, int64_t col0, const float *bias, int nrows, int w,
+        int flags, pv_act act, float alpha, float beta, const int NV,
+        const bool MASK) {
+  __m512 c[PV_NV_MR][3];
+  const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+  const __mmask16 m1 = w >= 32 ? 0xffff : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
+  const __mmask16 m2 = w >= 48 ? 0xffff : w <= 32 ? 0 : (__mmask16)((1u << (w - 32)) - 1);
+  if (flags & PV_NV_FIRST) {
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < PV_NV_MR; i++)
+      c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+  } else {
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < PV_NV_MR; i++) {
+      if (i < nrows) {
+        const float *yi = y[i] + col0;
+        c[i][0] = _mm512_maskz_loadu_ps(m0, yi);
+        c[i][1] = _mm512_maskz_loadu_ps(m1, yi + 16);
+        c[i][2] = _mm512_maskz_loadu_ps(m2, yi + 32);
+      } else {
+        c[i][0] = c[i][1] = c[i][2] = _mm512_setzero_ps();
+      }
+    }
+  }
+  for (int64_t p = 0; p < k; p++) {
+    const float *bp = b + off[p], *ap = a + p * PV_CPU_MR;
+    /* A layer's weights come from memory once per pixel block: fetch
+     * them ahead (one 16-float panel line per tap). */
+    _mm_prefetch((const char *)(ap + NV_PF * PV_CPU_MR), _MM_HINT_T0);
+    /* Masked only in a narrow tile (a row's last panel may end at the end
+     * of the input): GCC reloads the mask registers on every step. */
+    __m512 b0 = MASK ? _mm512_maskz_loadu_ps(m0, bp) : _mm512_loadu_ps(bp);
+    __m512 b1 = NV < 2 ? b0 : MASK ? _mm512_maskz_loadu_ps(m1, bp + 16)
+                                   : _mm512_loadu_ps(bp + 16);
+    __m512 b2 = NV < 3 ? b0 : MASK ? _mm512_maskz_loadu_ps(m2, bp + 32)
+                                   : _mm512_loadu_ps(bp + 32);
+    _Pragma("GCC unroll 8")
+    for (int i = 0; i < PV_NV_MR; i++) {
+      __m512 ai = _mm512_set1_ps(ap[i]);
+      c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
+      if (NV > 1) c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+      if (NV > 2) c[i][2] = _mm512_fmadd_ps(ai, b2, c[i][2]);
+    }
+  }
+  const bool last = flags & PV_NV_LAST;
+  const bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
+                       act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  _Pragma("GCC unroll 8")
+  for (int i = 0; i < PV_NV_MR; i++) {
+    if (i >= nrows) break;
+    float *yi = y[i] + col0;
+    if (last) {
+      __m512 bi = _mm512_set1_ps(bias[i]);
+      c[i][0] = nv_act(_mm512_add_ps(c[i][0], bi), act, va, vb);
+      c[i][1] = nv_act(_mm512_add_ps(c[i][1], bi), act, va, vb);
+      c[i][2] = nv_act(_mm512_add_ps(c[i][2], bi), act, va, vb);
+    }
+    _mm512_mask_storeu_ps(yi, m0, c[i][0]);
+    if (NV > 1) _mm512_mask_storeu_ps(yi + 16, m1, c[i][1]);
+    if (NV > 2) _mm512_mask_storeu_ps(yi + 32, m2, c[i][2]);
+    if (last && !vec_act)
+      for (int j = 0; j < w; j++) yi[j] = pv_cpu_act1(yi[j], act, alpha, beta);
+  }
+}
+
+#define NV_ARGS                                                          \
+  const float *a, const float *b, const int64_t *off, int64_t k,             \
+      float *const *y,                                                     \
+      int64_t col0, const float *bias, int nrows, int w, int flags,        \
+      pv_act act, float alpha, float beta
+#define NV_PASS a, b, off, k, y, col0, bias, nrows, w, flags, act, alpha, beta
+static T512 void nv_16(NV_ARGS) { nv_tile(NV_PASS, 1, false); }
+static T512 void nv_32(NV_ARGS) { nv_tile(NV_PASS, 2, false); }
+static T512 void nv_48(NV_ARGS) { nv_tile(NV_PASS, 3, false); }
+static T512 void nv_16m(NV_ARGS) { nv_tile(NV_PASS, 1, true); }
+static T512 void nv_32m(NV_ARGS) { nv_tile(NV_PASS, 2, true); }
+static T512 void nv_48m(NV_ARGS) { nv_tile(NV_PASS, 3, true); }
+
+static void nv_avx512(NV_ARGS) {
+  bool pad = flags & PV_NV_BPAD;
+  if (w > 32) (w == 48 || pad ? nv_48 : nv_48m)(NV_PASS);
+  else if (w > 16) (w == 32 || pad ? nv_32 : nv_32m)(NV_PASS);
+  else (w == 16 || pad ? nv_16 : nv_16m)(NV_PASS);
+}
+
+const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = nv_avx512;
+
+/* n floats, 16 at a time, the tail masked: GCC turns the plain loop into
+ * a memmove call, which on 13- and 26-wide rows costs more than the copy. */
+static inline __attribute__((always_inline)) T512 void
+nv_copy(float *d, const float *s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
+  if (i < n) {
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
+  }
+}
+
+static inline __attribute__((always_inline)) T512 void nv_zero(float *d,
+                                                               int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(d + i, _mm512_setzero_ps());
+  if (i < n)
+    _mm512_mask_storeu_ps(d + i, (__mmask16)((1u << (n - i)) - 1),
+                          _mm512_setzero_ps());
+}
+
+/* pv_cpu_im2col_row for stride 1 along rows: per output row segment,
+ * zeros where the window leaves the input and one copy in between. */
+static T512 void nv_im2col_s1(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
+                              int64_t p, int64_t n0, int64_t cn, float *dst) {
+  const int64_t kk = b->kh * b->kw, OW = b->OW;
+  int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
+  int64_t ch = c / kk, t = c % kk;
+  int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
+  const float *xc = b->x + ch * b->H * b->W;
+  /* Output columns [lo, hi) read inside the input row. */
+  int64_t lo = dx >= 0 ? 0 : -dx;
+  int64_t hi = b->W - dx < OW ? b->W - dx : OW;
+  if (hi < lo) hi = lo;
+  int64_t oy = n0 / OW, ox = n0 % OW;
+  for (int64_t i = 0; i < cn; oy++, ox = 0) {
+    int64_t seg = OW - ox < cn - i ? OW - ox : cn - i, end = ox + seg;
+    int64_t iy = oy * b->sh + dy;
+    float *l = dst + i - ox; /* indexed by output column */
+    if ((uint64_t)iy >= (uint64_t)b->H) {
+      nv_zero(l + ox, seg);
+    } else {
+      int64_t e0 = ox > lo ? ox : lo, e1 = end < hi ? end : hi;
+      if (e1 < e0) e0 = e1 = e0 < end ? e0 : end;
+      nv_zero(l + ox, e0 - ox);
+      nv_copy(l + e0, xc + iy * b->W + e0 + dx, e1 - e0);
+      nv_zero(l + e1, end - e1);
+    }
+    i += seg;
+  }
+}
+
+const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = nv_im2col_s1;
+
+/* max that keeps a NaN, as MaxPool does (maxps returns its second
+ * operand when either is NaN). */
+static inline __attribute__((always_inline)) T512 __m512 nv_max_nan(__m512 a,
+                                                                   __m512 b) {
+  __mmask16 un = _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q);
+  return _mm512_mask_add_ps(_mm512_max_ps(a, b), un, a, b);
+}
+
+/* d[x] = max(r0[2x], r0[2x+1], r1[2x], r1[2x+1]) for x < w/2 (w <= 48;
+ * r0 and r1 hold 48 readable floats). */
+static T512 void nv_pool2(const float *r0, const float *r1, float *d, int w) {
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                       22, 24, 26, 28, 30);
+  const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+  __m512 m0 = nv_max_nan(_mm512_loadu_ps(r0), _mm512_loadu_ps(r1));
+  __m512 m1 = nv_max_nan(_mm512_loadu_ps(r0 + 16), _mm512_loadu_ps(r1 + 16));
+  __m512 m2 = nv_max_nan(_mm512_loadu_ps(r0 + 32), _mm512_loadu_ps(r1 + 32));
+  int n = w / 2;
+  __m512 lo = nv_max_nan(_mm512_permutex2var_ps(m0, ev, m1),
+                         _mm512_permutex2var_ps(m0, od, m1));
+  __m512 hi = nv_max_nan(_mm512_permutexvar_ps(ev, m2),
+                         _mm512_permutexvar_ps(od, m2));
+  _mm512_mask_storeu_ps(d, n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1), lo);
+  if (n > 16) _mm512_mask_storeu_ps(d + 16, (__mmask16)((1u << (n - 16)) - 1), hi);
+}
+
+const pv_nv_pool_fn pv_cpu_nv_pool2_avx512 = nv_pool2;
+#else
+const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = NULL;
+const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = NULL;
+const pv_nv_pool_fn pv_cpu_nv_pool2_avx512 = NULL;
+#endif
