@@ -16,7 +16,7 @@ void pvd_settings_init(pvd_settings *s) {
   s->listen_host = strdup("127.0.0.1");
   s->listen_port = 8000;
   s->threads = 0;
-  s->http_threads = 1;
+  s->http_threads = 2; /* one per core of a small edge box; tiny models run inline on them */
   s->max_body = 64u << 20;
   s->max_upload = 512u << 20;
   s->max_connections = 256;

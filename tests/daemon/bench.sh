@@ -10,6 +10,8 @@
 set -eu
 PIVOTD=${PIVOTD:-$(dirname "$0")/pivotd-fake}
 DUR=${DUR:-5}
+# Extra pivotd flags, e.g. PIVOTD_ARGS="--http-threads 2".
+PIVOTD_ARGS=${PIVOTD_ARGS:-}
 here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
 pid=
@@ -34,7 +36,7 @@ open(d + "/bin", "wb").write(hdr + struct.pack("784f", *x))
 open(d + "/hdrlen", "w").write(str(len(hdr)))
 PY
 "$PIVOTD" --config "$tmp/cfg.json" --repository "$tmp/repo" --listen 127.0.0.1:0 \
-  --port-file "$tmp/port" --repository-poll-ms 0 2>"$tmp/log" &
+  --port-file "$tmp/port" --repository-poll-ms 0 $PIVOTD_ARGS 2>"$tmp/log" &
 pid=$!
 i=0
 while [ ! -s "$tmp/port" ]; do sleep 0.05; i=$((i+1)); [ $i -lt 200 ] || { cat "$tmp/log"; exit 1; }; done
