@@ -859,6 +859,13 @@ static void test_plugin_maxpool(void) {
       {1, 3, 13, 14, 2, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {2, 2, 9, 11, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {1, 2, 10, 9, 2, 2, 1, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      /* stride 2 on AVX-512: whole 16-output vectors plus a masked tail
+       * of 3 / 6 / 10 outputs, exactly 16, and a row of 8 (one half) */
+      {1, 2, 6, 70, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {2, 1, 5, 45, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {1, 3, 4, 20, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {1, 1, 4, 33, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      {3, 2, 8, 16, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     run_maxpool_case(b, ctx, &cases[i]);
