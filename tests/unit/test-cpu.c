@@ -625,6 +625,10 @@ static void test_plugin_conv_each_isa(void) {
       {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
       {1, 12, 5, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3},
       {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      /* pivoted layers take the pixel tiles even where pixels fill few
+       * lanes (7x7: 49 of 64, 5x5: 25 of 32) */
+      {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8},
+      {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4},
   };
   const pv_cpu_isa *isas[4];
   int ni = n_isas(isas);
@@ -745,6 +749,10 @@ static void test_plugin_conv_pool_each_isa(void) {
       /* not fused: narrow rows, more than 384 taps */
       {1, 4, 10, 20, 9, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      /* pivoted layers take the pixel tiles even where pixels fill few
+       * lanes (7x7: 49 of 64, 5x5: 25 of 32) */
+      {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8},
+      {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4},
   };
   const pv_cpu_isa *isas[4];
   int ni = n_isas(isas);
