@@ -45,6 +45,9 @@ def find():
     global _lib, _why
     if _lib is not None or _why is not None:
         return _lib
+    if os.environ.get("PIVOT_NO_LIBPIVOT"):
+        _why = "PIVOT_NO_LIBPIVOT is set (e.g. an AddressSanitizer build)"
+        return None
     errs = []
     for path in _CANDIDATES:
         if not path:
