@@ -155,8 +155,7 @@ static void nv_item_pool(nv_job *j, const pv_cpu_seg *s, int si, int64_t u0,
           j->ukr(ap, base + h * j->b.sh * j->Wp + ox0, off, s->k, tr[h], 0, bi,
                  nrows, w, flags, o->act, o->alpha, o->beta);
         for (int i = 0; i < nrows; i++)
-          pv_cpu_nv_pool2_avx512(tr[0][i], tr[1][i], yp[i] + oy / 2 * POW + ox0 / 2,
-                                 w);
+          pv_cpu_pool2_avx512(tr[0][i], tr[1][i], yp[i] + oy / 2 * POW + ox0 / 2, w);
       }
     }
   }
@@ -398,7 +397,7 @@ static int nv_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
       j.n_chunks = (j.OH + j.rows - 1) / j.rows * j.cpr;
     }
   }
-  if (ypool && (!implicit || !pv_cpu_nv_pool2_avx512 || a->max_k > NV_KC || j.OH < 2 || j.b.OW < 2)) {
+  if (ypool && (!implicit || !pv_cpu_pool2_avx512 || a->max_k > NV_KC || j.OH < 2 || j.b.OW < 2)) {
     free(j.offs);
     free(j.offb);
     return 1;

@@ -56,10 +56,6 @@ int pv_cpu_conv_nv_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                         const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                         const pv_cpu_out *out, float *ypool, int64_t pld);
 
-/* Two tile rows pooled 2x2: d[x] = max of r0/r1[2x, 2x+1] for x < w/2,
- * NaN kept (AVX-512, or NULL). */
-typedef void (*pv_nv_pool_fn)(const float *r0, const float *r1, float *d, int w);
-extern const pv_nv_pool_fn pv_cpu_nv_pool2_avx512;
 
 /* One im2col row: dst[i] = B(p, n0 + i) for i < cn. */
 typedef void (*pv_nv_im2col_fn)(const pv_cpu_seg *s, const pv_cpu_bsrc *b,

@@ -224,8 +224,15 @@ void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_dwconv *d,
 typedef struct pv_cpu_pool2d {
   int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
 } pv_cpu_pool2d;
-void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_pool2d *d, const float *x,
-                    float *y);
+void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                    const pv_cpu_pool2d *d, const float *x, float *y);
+
+/* Two rows pooled 2x2 with stride 2: d[x] = max of r0/r1[2x, 2x+1] for
+ * x < w/2, NaN kept, reading no further than that (AVX-512, or NULL);
+ * the standalone MaxPool and the one fused into a convolution's tiles. */
+typedef void (*pv_cpu_pool2_fn)(const float *r0, const float *r1, float *d,
+                                int64_t w);
+extern const pv_cpu_pool2_fn pv_cpu_pool2_avx512;
 
 /* ---------------------------------------------------------------- CSR */
 

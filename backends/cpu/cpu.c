@@ -517,7 +517,7 @@ static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
                     (long long)OW, (long long)H, (long long)W);
   pv_cpu_pool2d d = {x->dims[0] * x->dims[1], H, W, OH, OW, op->kh, op->kw,
                      op->sh, op->sw, pt, pl, op->dh, op->dw};
-  pv_cpu_maxpool(ctx->pool, &d, x->data, y->data);
+  pv_cpu_maxpool(ctx->pool, ctx->isa, &d, x->data, y->data);
   return 0;
 }
 

@@ -10,6 +10,7 @@ typedef struct mp_job {
   const pv_cpu_pool2d *d;
   const float *x;
   float *y;
+  pv_cpu_pool2_fn row2; /* the ISA's 2x2 stride-2 row, or NULL */
 } mp_job;
 
 /* Taps outer, output columns inner: the inner loop is branch-free and
@@ -57,58 +58,6 @@ static inline float max_nan(float a, float b) {
   return a > b || a != a ? a : b;
 }
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define T512MP __attribute__((target("avx512f")))
-
-/* max with NaN kept: vmaxps returns its second operand when either is NaN. */
-static inline T512MP __m512 max_nan512(__m512 a, __m512 b) {
-  __mmask16 na = _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q);
-  return _mm512_mask_mov_ps(_mm512_max_ps(a, b), na, a);
-}
-
-/* A stride-2 row, 16 outputs from 32 floats of each input row: the two
- * rows' maxima, then evens against odds after one permute each (the
- * compiler kept the scalar loop below scalar and branchy: ~6 ns an
- * output). Returns the outputs written: all of them. */
-static T512MP int64_t row2x2_512(const float *r0, const float *r1, float *yr,
-                                 int64_t ow) {
-  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-                                       22, 24, 26, 28, 30);
-  const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21,
-                                       23, 25, 27, 29, 31);
-  int64_t ox = 0;
-  for (; ox + 16 <= ow; ox += 16) {
-    __m512 v0 = max_nan512(_mm512_loadu_ps(r0 + 2 * ox), _mm512_loadu_ps(r1 + 2 * ox));
-    __m512 v1 = max_nan512(_mm512_loadu_ps(r0 + 2 * ox + 16),
-                           _mm512_loadu_ps(r1 + 2 * ox + 16));
-    __m512 e = _mm512_permutex2var_ps(v0, ev, v1);
-    __m512 o = _mm512_permutex2var_ps(v0, od, v1);
-    _mm512_storeu_ps(yr + ox, max_nan512(e, o));
-  }
-  if (ox < ow) {
-    /* The last n < 16 outputs (most rows of small planes are shorter than
-     * 16) with masked loads and store: 2n inputs of each row. */
-    int64_t n = ow - ox;
-    __mmask16 m0 = (__mmask16)(n >= 8 ? 0xFFFF : (1u << (2 * n)) - 1);
-    __mmask16 m1 = (__mmask16)(n > 8 ? (1u << (2 * n - 16)) - 1 : 0);
-    __m512 v0 = max_nan512(_mm512_maskz_loadu_ps(m0, r0 + 2 * ox),
-                           _mm512_maskz_loadu_ps(m0, r1 + 2 * ox));
-    __m512 v1 = max_nan512(_mm512_maskz_loadu_ps(m1, r0 + 2 * ox + 16),
-                           _mm512_maskz_loadu_ps(m1, r1 + 2 * ox + 16));
-    __m512 e = _mm512_permutex2var_ps(v0, ev, v1);
-    __m512 o = _mm512_permutex2var_ps(v0, od, v1);
-    _mm512_mask_storeu_ps(yr + ox, (__mmask16)((1u << n) - 1), max_nan512(e, o));
-    ox = ow;
-  }
-  return ox;
-}
-static bool mp_avx512;
-__attribute__((constructor)) static void mp_init(void) {
-  mp_avx512 = __builtin_cpu_supports("avx512f");
-}
-#endif
-
 PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
   (void)tid;
   const mp_job *j = arg;
@@ -118,13 +67,10 @@ PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
   for (int64_t oy = 0; oy < d->OH; oy++) {
     const float *restrict r0 = x + oy * d->sh * d->W, *restrict r1 = r0 + d->W;
     float *restrict yr = y + oy * d->OW;
-    if (d->sw == 2) {
-      int64_t ox = 0;
-#if defined(__x86_64__)
-      /* Reads stop at 2*OW <= W: inside the row. */
-      if (mp_avx512) ox = row2x2_512(r0, r1, yr, d->OW);
-#endif
-      for (; ox < d->OW; ox++)
+    if (d->sw == 2 && j->row2) {
+      j->row2(r0, r1, yr, 2 * d->OW); /* reads 2*OW <= W floats a row */
+    } else if (d->sw == 2) {
+      for (int64_t ox = 0; ox < d->OW; ox++)
         yr[ox] = max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]),
                          max_nan(r1[2 * ox], r1[2 * ox + 1]));
     } else {
@@ -135,9 +81,9 @@ PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
   }
 }
 
-void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_pool2d *d, const float *x,
-                    float *y) {
-  mp_job j = {d, x, y};
+void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                    const pv_cpu_pool2d *d, const float *x, float *y) {
+  mp_job j = {d, x, y, isa == &pv_cpu_isa_avx512 ? pv_cpu_pool2_avx512 : NULL};
   /* A plane is little work: keep small layers on fewer threads. */
   int64_t work = d->planes * d->OH * d->OW * d->kh * d->kw;
   int use = (int)(work / 65536) + 1;

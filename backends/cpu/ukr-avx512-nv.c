@@ -177,27 +177,42 @@ static inline __attribute__((always_inline)) T512 __m512 nv_max_nan(__m512 a,
   return _mm512_mask_add_ps(_mm512_max_ps(a, b), un, a, b);
 }
 
-/* d[x] = max(r0[2x], r0[2x+1], r1[2x], r1[2x+1]) for x < w/2 (w <= 48;
- * r0 and r1 hold 48 readable floats). */
-static T512 void nv_pool2(const float *r0, const float *r1, float *d, int w) {
+/* d[x] = max(r0[2x], r0[2x+1], r1[2x], r1[2x+1]) for x < w/2, reading
+ * the first 2*(w/2) floats of each row only: 16 outputs from 32 floats of
+ * each row (the rows' maxima, then evens against odds after one permute
+ * each), the last n < 16 with masked loads and store. Serves the pool
+ * fused into the pixel tiles and the standalone 2x2 stride-2 MaxPool
+ * (whose loop the compiler kept scalar with a branch per maximum). */
+static T512 void pool2(const float *r0, const float *r1, float *d, int64_t w) {
   const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
                                        22, 24, 26, 28, 30);
   const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-  __m512 m0 = nv_max_nan(_mm512_loadu_ps(r0), _mm512_loadu_ps(r1));
-  __m512 m1 = nv_max_nan(_mm512_loadu_ps(r0 + 16), _mm512_loadu_ps(r1 + 16));
-  __m512 m2 = nv_max_nan(_mm512_loadu_ps(r0 + 32), _mm512_loadu_ps(r1 + 32));
-  int n = w / 2;
-  __m512 lo = nv_max_nan(_mm512_permutex2var_ps(m0, ev, m1),
-                         _mm512_permutex2var_ps(m0, od, m1));
-  __m512 hi = nv_max_nan(_mm512_permutexvar_ps(ev, m2),
-                         _mm512_permutexvar_ps(od, m2));
-  _mm512_mask_storeu_ps(d, n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1), lo);
-  if (n > 16) _mm512_mask_storeu_ps(d + 16, (__mmask16)((1u << (n - 16)) - 1), hi);
+  const int64_t n = w / 2;
+  int64_t x = 0;
+  for (; x + 16 <= n; x += 16) {
+    __m512 m0 = nv_max_nan(_mm512_loadu_ps(r0 + 2 * x), _mm512_loadu_ps(r1 + 2 * x));
+    __m512 m1 = nv_max_nan(_mm512_loadu_ps(r0 + 2 * x + 16),
+                           _mm512_loadu_ps(r1 + 2 * x + 16));
+    _mm512_storeu_ps(d + x, nv_max_nan(_mm512_permutex2var_ps(m0, ev, m1),
+                                       _mm512_permutex2var_ps(m0, od, m1)));
+  }
+  if (x < n) {
+    int64_t t = n - x;
+    __mmask16 k0 = (__mmask16)(t >= 8 ? 0xffff : (1u << (2 * t)) - 1);
+    __mmask16 k1 = (__mmask16)(t > 8 ? (1u << (2 * t - 16)) - 1 : 0);
+    __m512 m0 = nv_max_nan(_mm512_maskz_loadu_ps(k0, r0 + 2 * x),
+                           _mm512_maskz_loadu_ps(k0, r1 + 2 * x));
+    __m512 m1 = nv_max_nan(_mm512_maskz_loadu_ps(k1, r0 + 2 * x + 16),
+                           _mm512_maskz_loadu_ps(k1, r1 + 2 * x + 16));
+    _mm512_mask_storeu_ps(d + x, (__mmask16)((1u << t) - 1),
+                          nv_max_nan(_mm512_permutex2var_ps(m0, ev, m1),
+                                     _mm512_permutex2var_ps(m0, od, m1)));
+  }
 }
 
-const pv_nv_pool_fn pv_cpu_nv_pool2_avx512 = nv_pool2;
+const pv_cpu_pool2_fn pv_cpu_pool2_avx512 = pool2;
 #else
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = NULL;
 const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = NULL;
-const pv_nv_pool_fn pv_cpu_nv_pool2_avx512 = NULL;
+const pv_cpu_pool2_fn pv_cpu_pool2_avx512 = NULL;
 #endif

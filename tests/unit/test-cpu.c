@@ -853,9 +853,6 @@ static void run_maxpool_case(const pv_backend_iface *b, void *ctx,
 static void test_plugin_maxpool(void) {
   const pv_backend_iface *b = plugin();
   CU_ASSERT_PTR_NOT_NULL_FATAL(b);
-  void *ctx;
-  pv_backend_config cfg = {.threads = 2};
-  CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
   static const mp_case cases[] = {
       {2, 3, 8, 10, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {1, 4, 9, 7, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 0, NULL},
@@ -875,9 +872,19 @@ static void test_plugin_maxpool(void) {
       {1, 1, 4, 33, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {3, 2, 8, 16, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    run_maxpool_case(b, ctx, &cases[i]);
-  b->shutdown(ctx);
+  /* Each ISA: the 2x2 stride-2 rows run in vectors on AVX-512 only. */
+  const pv_cpu_isa *isas[4];
+  int ni = n_isas(isas);
+  for (int k = 0; k < ni; k++) {
+    setenv("PIVOT_CPU_ISA", isas[k]->name, 1);
+    void *ctx;
+    pv_backend_config cfg = {.threads = 2};
+    CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+      run_maxpool_case(b, ctx, &cases[i]);
+    b->shutdown(ctx);
+  }
+  unsetenv("PIVOT_CPU_ISA");
 }
 
 /* Gemm (transB, alpha, beta, bias, relu) and MatMul on a 3-D input. */
