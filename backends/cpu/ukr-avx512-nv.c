@@ -7,21 +7,10 @@
 #include "conv-nv.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "act-avx512.h"
 
 #define T512 __attribute__((target("avx512f,avx512vl,avx2")))
 #define NV_PF 16 /* taps ahead */
-
-static T512 inline __m512 nv_act(__m512 v, pv_act act, __m512 va, __m512 vb) {
-  const __m512 zero = _mm512_setzero_ps();
-  switch (act) {
-  case PV_ACT_RELU: return _mm512_max_ps(v, zero);
-  case PV_ACT_LEAKY:
-    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
-  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
-  default: return v;
-  }
-}
 
 /* NV vectors of 16 pixels: a panel's last, narrower tile skips the FMAs
  * of vectors that are all past its end. */
@@ -72,8 +61,7 @@ nv_tile(const float *a, const float *b, const int64_t *off, int64_t k,
     }
   }
   const bool last = flags & PV_NV_LAST;
-  const bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
-                       act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  const bool vec_act = pv_cpu_act_vec(act);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   _Pragma("GCC unroll 8")
   for (int i = 0; i < PV_NV_MR; i++) {
@@ -81,9 +69,9 @@ nv_tile(const float *a, const float *b, const int64_t *off, int64_t k,
     float *yi = y[i] + col0;
     if (last) {
       __m512 bi = _mm512_set1_ps(bias[i]);
-      c[i][0] = nv_act(_mm512_add_ps(c[i][0], bi), act, va, vb);
-      c[i][1] = nv_act(_mm512_add_ps(c[i][1], bi), act, va, vb);
-      c[i][2] = nv_act(_mm512_add_ps(c[i][2], bi), act, va, vb);
+      c[i][0] = pv_act512(_mm512_add_ps(c[i][0], bi), act, va, vb);
+      c[i][1] = pv_act512(_mm512_add_ps(c[i][1], bi), act, va, vb);
+      c[i][2] = pv_act512(_mm512_add_ps(c[i][2], bi), act, va, vb);
     }
     _mm512_mask_storeu_ps(yi, m0, c[i][0]);
     if (NV > 1) _mm512_mask_storeu_ps(yi + 16, m1, c[i][1]);

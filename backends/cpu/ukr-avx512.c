@@ -6,7 +6,7 @@
 #include "cpu-impl.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "act-avx512.h"
 
 #define T512 __attribute__((target("avx512f,avx512vl,avx2")))
 #define NR512 8
@@ -213,23 +213,11 @@ static T512 void store_avx512(float *y, int64_t ld_n, const float *tile,
   }
 }
 
-static T512 __m512 act512(__m512 v, pv_act act, __m512 va, __m512 vb) {
-  const __m512 zero = _mm512_setzero_ps();
-  switch (act) {
-  case PV_ACT_RELU: return _mm512_max_ps(v, zero);
-  case PV_ACT_LEAKY:
-    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
-  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
-  default: return v;
-  }
-}
-
 static T512 void scatter_avx512(float *y, int64_t ld_n, const int32_t *rows,
                                 const float *tile, const float *bias,
                                 int nrows, int ncols, pv_act act, float alpha,
                                 float beta) {
-  bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
-                 act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  bool vec_act = pv_cpu_act_vec(act);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
   for (int i = 0; i < nrows; i += 16) {
     __mmask16 mk = nrows - i >= 16 ? 0xffff : (__mmask16)((1u << (nrows - i)) - 1);
@@ -238,7 +226,7 @@ static T512 void scatter_avx512(float *y, int64_t ld_n, const int32_t *rows,
     for (int j = 0; j < ncols; j++) {
       __m512 v = _mm512_add_ps(_mm512_loadu_ps(tile + j * PV_CPU_TILE_M + i), bi);
       if (vec_act) {
-        v = act512(v, act, va, vb);
+        v = pv_act512(v, act, va, vb);
       } else {
         float t[16];
         _mm512_storeu_ps(t, v);
@@ -266,26 +254,19 @@ static T512 void store_rows_avx512(float *y, const int64_t *rows,
                                    float alpha, float beta) {
   const __m256i cols = _mm256_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224);
   const __mmask8 mk = (__mmask8)((1u << ncols) - 1);
-  bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
-                 act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  bool vec_act = pv_cpu_act_vec(act);
   const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(alpha),
                vb = _mm256_set1_ps(beta);
   for (int i = 0; i < nrows; i++) {
     __m256 v = _mm256_mmask_i32gather_ps(zero, mk, cols, tile + i, 4);
     v = _mm256_add_ps(v, _mm256_set1_ps(bias[i]));
-    if (act == PV_ACT_RELU) {
-      v = _mm256_max_ps(v, zero);
-    } else if (act == PV_ACT_LEAKY) {
-      v = _mm256_mask_mul_ps(v, _mm256_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
-    } else if (act == PV_ACT_CLIP) {
-      v = _mm256_min_ps(_mm256_max_ps(v, va), vb);
-    } else if (!vec_act) {
+    if (!vec_act) {
       float t[8];
       _mm256_storeu_ps(t, v);
       for (int q = 0; q < ncols; q++) y[rows[i] + q] = pv_cpu_act1(t[q], act, alpha, beta);
       continue;
     }
-    _mm256_mask_storeu_ps(y + rows[i], mk, v);
+    _mm256_mask_storeu_ps(y + rows[i], mk, pv_act256(v, act, va, vb));
   }
 }
 
@@ -295,8 +276,7 @@ static T512 void store_rows_avx512(float *y, const int64_t *rows,
 static T512 void permute_avx512(float *d, const float *x, const int32_t *idx,
                                 int64_t n, const float *bias, pv_act act,
                                 float alpha, float beta) {
-  const bool vec_act = act == PV_ACT_NONE || act == PV_ACT_RELU ||
-                       act == PV_ACT_LEAKY || act == PV_ACT_CLIP;
+  const bool vec_act = pv_cpu_act_vec(act);
   const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(alpha),
                vb = _mm256_set1_ps(beta);
   for (int64_t i = 0; i < n; i += 8) {
@@ -304,14 +284,7 @@ static T512 void permute_avx512(float *d, const float *x, const int32_t *idx,
     __m256i ix = _mm256_maskz_loadu_epi32(mk, idx + i);
     __m256 v = _mm256_mmask_i32gather_ps(zero, mk, ix, x, 4);
     if (bias) v = _mm256_add_ps(v, _mm256_maskz_loadu_ps(mk, bias + i));
-    if (act == PV_ACT_RELU) {
-      v = _mm256_max_ps(v, zero);
-    } else if (act == PV_ACT_LEAKY) {
-      v = _mm256_mask_mul_ps(v, _mm256_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
-    } else if (act == PV_ACT_CLIP) {
-      v = _mm256_min_ps(_mm256_max_ps(v, va), vb);
-    }
-    _mm256_mask_storeu_ps(d + i, mk, v);
+    _mm256_mask_storeu_ps(d + i, mk, pv_act256(v, act, va, vb));
   }
   if (!vec_act)
     for (int64_t i = 0; i < n; i++) d[i] = pv_cpu_act1(d[i], act, alpha, beta);

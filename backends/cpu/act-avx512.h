@@ -1,0 +1,45 @@
+/* Fused activations on AVX-512 registers, shared by the AVX-512 kernel
+ * files: ReLU, LeakyRelu and Clip in 16- and 8-float vectors; any other
+ * activation is applied per element with pv_cpu_act1 (pv_cpu_act_vec
+ * says which). Include only under __x86_64__. */
+#ifndef PV_CPU_ACT_AVX512_H
+#define PV_CPU_ACT_AVX512_H
+
+#include <immintrin.h>
+
+#include "cpu-impl.h"
+
+#define PV_T512 __attribute__((target("avx512f,avx512vl,avx2")))
+
+/* Whether act has a vector form here (none counts). */
+static inline bool pv_cpu_act_vec(pv_act act) {
+  return act == PV_ACT_NONE || act == PV_ACT_RELU || act == PV_ACT_LEAKY ||
+         act == PV_ACT_CLIP;
+}
+
+/* va = alpha, vb = beta broadcast; other activations return v. */
+static inline PV_T512 __m512 pv_act512(__m512 v, pv_act act, __m512 va,
+                                       __m512 vb) {
+  const __m512 zero = _mm512_setzero_ps();
+  switch (act) {
+  case PV_ACT_RELU: return _mm512_max_ps(v, zero);
+  case PV_ACT_LEAKY:
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
+  default: return v;
+  }
+}
+
+static inline PV_T512 __m256 pv_act256(__m256 v, pv_act act, __m256 va,
+                                       __m256 vb) {
+  const __m256 zero = _mm256_setzero_ps();
+  switch (act) {
+  case PV_ACT_RELU: return _mm256_max_ps(v, zero);
+  case PV_ACT_LEAKY:
+    return _mm256_mask_mul_ps(v, _mm256_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
+  case PV_ACT_CLIP: return _mm256_min_ps(_mm256_max_ps(v, va), vb);
+  default: return v;
+  }
+}
+
+#endif
