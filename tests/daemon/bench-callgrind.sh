@@ -16,16 +16,10 @@ tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT INT TERM
-# tiny: 784 -> 784 (y = 2x); tiny10: 784 -> 10, what a classifier answers.
 # Under valgrind the models' measured compute is ~50x the real one: the
 # inline limit is raised so the requests take the path they take natively.
-for m in tiny tiny10; do
-  mkdir -p "$tmp/repo/$m/1"
-  echo '{"max_batch": 1, "workers": 1, "inline_max_us": 1000000}' > "$tmp/repo/$m/config.json"
-done
-echo "PVFAKE scale=2 bias=0 n=784 sleep_ms=0 fail=0" > "$tmp/repo/tiny/1/model.onnx"
-echo "PVFAKE scale=2 bias=0 n=784 sleep_ms=0 fail=0 out=10" > "$tmp/repo/tiny10/1/model.onnx"
-echo '{}' > "$tmp/cfg.json"
+. "$here/bench-repo.sh"
+bench_repo "$tmp" '{"max_batch": 1, "workers": 1, "inline_max_us": 1000000}'
 # libtool wrapper: valgrind the real binary with the wrapper's library path.
 if [ -x "$(dirname "$PIVOTD")/.libs/$(basename "$PIVOTD")" ] && head -c2 "$PIVOTD" | grep -q '#!'; then
   bin="$(dirname "$PIVOTD")/.libs/$(basename "$PIVOTD")"

@@ -17,13 +17,8 @@ tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT INT TERM
-for m in tiny tiny10; do
-  mkdir -p "$tmp/repo/$m/1"
-  echo '{"max_batch": 1, "workers": 1}' > "$tmp/repo/$m/config.json"
-done
-echo "PVFAKE scale=2 bias=0 n=784 sleep_ms=0 fail=0" > "$tmp/repo/tiny/1/model.onnx"
-echo "PVFAKE scale=2 bias=0 n=784 sleep_ms=0 fail=0 out=10" > "$tmp/repo/tiny10/1/model.onnx"
-echo '{}' > "$tmp/cfg.json"
+. "$here/bench-repo.sh"
+bench_repo "$tmp" '{"max_batch": 1, "workers": 1}'
 /usr/bin/python3 - "$tmp" <<'PY'
 import json, random, struct, sys
 d = sys.argv[1]
