@@ -434,6 +434,26 @@ static void test_plugin_entry(void) {
   unsetenv("PIVOT_CPU_ISA");
 }
 
+/* Runs run(b, ctx, i, arg) on a plugin context made with each ISA this
+ * CPU runs forced in turn (PIVOT_CPU_ISA), i its index. */
+static void plugin_each_isa(void (*run)(const pv_backend_iface *b, void *ctx,
+                                        int i, const void *arg),
+                            const void *arg) {
+  const pv_backend_iface *b = plugin();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  const pv_cpu_isa *isas[4];
+  int ni = n_isas(isas);
+  for (int i = 0; i < ni; i++) {
+    setenv("PIVOT_CPU_ISA", isas[i]->name, 1);
+    void *ctx;
+    pv_backend_config cfg = {.threads = 2};
+    CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
+    run(b, ctx, i, arg);
+    b->shutdown(ctx);
+  }
+  unsetenv("PIVOT_CPU_ISA");
+}
+
 static int add_const(pv_graph *g, const char *name, int ndim,
                      const int64_t *dims, float *data) {
   int v = pv_graph_add_value(g, name);
@@ -586,9 +606,19 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   pv_graph_free(g);
 }
 
+typedef struct conv_set {
+  const conv_case *c;
+  size_t n;
+} conv_set;
+
+static void conv_cases(const pv_backend_iface *b, void *ctx, int i,
+                       const void *arg) {
+  const conv_set *cs = arg;
+  for (size_t j = 0; j < cs->n; j++)
+    run_conv_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6));
+}
+
 static void test_plugin_conv_each_isa(void) {
-  const pv_backend_iface *b = plugin();
-  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
   static const conv_case cases[] = {
       {1, 3, 9, 7, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {2, 4, 10, 11, 6, 3, 3, 2, 2, 1, 1, 2, {1, 0, 2, 1}, NULL, 0},
@@ -630,18 +660,8 @@ static void test_plugin_conv_each_isa(void) {
       {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8},
       {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4},
   };
-  const pv_cpu_isa *isas[4];
-  int ni = n_isas(isas);
-  for (int i = 0; i < ni; i++) {
-    setenv("PIVOT_CPU_ISA", isas[i]->name, 1);
-    void *ctx;
-    pv_backend_config cfg = {.threads = 2};
-    CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
-    for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
-      run_conv_case(b, ctx, &cases[j], (pv_act)((i + j) % 6));
-    b->shutdown(ctx);
-  }
-  unsetenv("PIVOT_CPU_ISA");
+  conv_set set = {cases, sizeof cases / sizeof cases[0]};
+  plugin_each_isa(conv_cases, &set);
 }
 
 /* Conv followed by a 2x2 stride-2 MaxPool: where the pool is the conv
@@ -737,9 +757,15 @@ static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
   pv_graph_free(g);
 }
 
+static void conv_pool_cases(const pv_backend_iface *b, void *ctx, int i,
+                            const void *arg) {
+  const conv_set *cs = arg;
+  for (size_t j = 0; j < cs->n; j++)
+    for (int sh = 0; sh < 2; sh++)
+      run_conv_pool_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6), sh);
+}
+
 static void test_plugin_conv_pool_each_isa(void) {
-  const pv_backend_iface *b = plugin();
-  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
   static const conv_case cases[] = {
       {2, 3, 9, 101, 10, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {1, 5, 13, 130, 17, 3, 3, 2, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
@@ -749,24 +775,9 @@ static void test_plugin_conv_pool_each_isa(void) {
       /* not fused: narrow rows, more than 384 taps */
       {1, 4, 10, 20, 9, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      /* pivoted layers take the pixel tiles even where pixels fill few
-       * lanes (7x7: 49 of 64, 5x5: 25 of 32) */
-      {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8},
-      {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4},
   };
-  const pv_cpu_isa *isas[4];
-  int ni = n_isas(isas);
-  for (int i = 0; i < ni; i++) {
-    setenv("PIVOT_CPU_ISA", isas[i]->name, 1);
-    void *ctx;
-    pv_backend_config cfg = {.threads = 2};
-    CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
-    for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++)
-      for (int sh = 0; sh < 2; sh++)
-        run_conv_pool_case(b, ctx, &cases[j], (pv_act)((i + j) % 6), sh);
-    b->shutdown(ctx);
-  }
-  unsetenv("PIVOT_CPU_ISA");
+  conv_set set = {cases, sizeof cases / sizeof cases[0]};
+  plugin_each_isa(conv_pool_cases, &set);
 }
 
 typedef struct mp_case {
@@ -850,9 +861,19 @@ static void run_maxpool_case(const pv_backend_iface *b, void *ctx,
   pv_graph_free(g);
 }
 
+typedef struct mp_set {
+  const mp_case *c;
+  size_t n;
+} mp_set;
+
+static void mp_cases(const pv_backend_iface *b, void *ctx, int i,
+                     const void *arg) {
+  (void)i;
+  const mp_set *ms = arg;
+  for (size_t j = 0; j < ms->n; j++) run_maxpool_case(b, ctx, &ms->c[j]);
+}
+
 static void test_plugin_maxpool(void) {
-  const pv_backend_iface *b = plugin();
-  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
   static const mp_case cases[] = {
       {2, 3, 8, 10, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {1, 4, 9, 7, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 0, NULL},
@@ -873,18 +894,8 @@ static void test_plugin_maxpool(void) {
       {3, 2, 8, 16, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
   };
   /* Each ISA: the 2x2 stride-2 rows run in vectors on AVX-512 only. */
-  const pv_cpu_isa *isas[4];
-  int ni = n_isas(isas);
-  for (int k = 0; k < ni; k++) {
-    setenv("PIVOT_CPU_ISA", isas[k]->name, 1);
-    void *ctx;
-    pv_backend_config cfg = {.threads = 2};
-    CU_ASSERT_EQUAL_FATAL(b->init(&cfg, &ctx), 0);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-      run_maxpool_case(b, ctx, &cases[i]);
-    b->shutdown(ctx);
-  }
-  unsetenv("PIVOT_CPU_ISA");
+  mp_set set = {cases, sizeof cases / sizeof cases[0]};
+  plugin_each_isa(mp_cases, &set);
 }
 
 /* Gemm (transB, alpha, beta, bias, relu) and MatMul on a 3-D input. */
