@@ -6,6 +6,7 @@
 #include "cunit-main.h"
 #include "pivot.h"
 #include "pv-pivot.h"
+#include "pivot-testlib.h"
 
 static int add_const(pv_graph *g, const char *name, int64_t rows, int64_t cols,
                      float scale) {
@@ -159,43 +160,23 @@ static void test_missing_file(void) {
 /* ------------------------------------------------ pruned ONNX-like chain */
 
 static uint64_t prng = 0x2545f4914f6cdd1dull;
-static int pick(int n) {
-  prng ^= prng << 13;
-  prng ^= prng >> 7;
-  prng ^= prng << 17;
-  return (int)((prng >> 33) % (uint64_t)n);
-}
 
 /* A [rows, cols] weight (Gemm transB=1) that is block diagonal in nb
  * blocks after random row and column permutations, zeros stored, as a
  * pruned model is exported. */
 static int add_pruned(pv_graph *g, const char *name, int rows, int cols,
                       int nb) {
-  int v = add_const(g, name, rows, cols, 1.0f);
-  float *d = g->values[v].data;
-  int rg[64], cg[64];
-  for (int i = 0; i < rows; i++) rg[i] = i % nb;
-  for (int i = 0; i < cols; i++) cg[i] = i % nb;
-  for (int i = rows - 1; i > 0; i--) {
-    int j = pick(i + 1), t = rg[i];
-    rg[i] = rg[j];
-    rg[j] = t;
-  }
-  for (int i = cols - 1; i > 0; i--) {
-    int j = pick(i + 1), t = cg[i];
-    cg[i] = cg[j];
-    cg[j] = t;
-  }
-  for (int r = 0; r < rows; r++)
-    for (int c = 0; c < cols; c++)
-      d[r * cols + c] = rg[r] == cg[c] ? (float)(pick(200) - 100) / 100.0f : 0.0f;
+  int32_t rg[64], cg[64];
+  float *w = t_structured(rows, cols, 1, nb, 1, &prng, rg, cg);
+  int v = t_const(g, name, (int64_t[]){rows, cols}, 2, w);
+  free(w);
   return v;
 }
 
 static int add_vec(pv_graph *g, const char *name, int n) {
-  int v = add_const(g, name, n, 1, 0.1f);
-  g->values[v].ndim = 1;
-  return v;
+  float d[64];
+  for (int i = 0; i < n; i++) d[i] = 0.1f * (float)((i * 7) % 5 - 2);
+  return t_const(g, name, (int64_t[]){n}, 1, d);
 }
 
 /* x[N,24] -> fc1 (32x24 at 1/4, bias) -> Relu -> fc2 (32x32 at 1/4, bias)
@@ -229,12 +210,7 @@ static pv_graph *pruned_chain(float **ws, float **bs) {
   }
   pv_graph_add_node(g, "relu1", "Relu", &h1, 1, &r1, 1);
   pv_graph_add_node(g, "relu2", "Relu", &h2, 1, &r2, 1);
-  g->inputs = malloc(sizeof(int));
-  g->inputs[0] = x;
-  g->n_inputs = 1;
-  g->outputs = malloc(sizeof(int));
-  g->outputs[0] = y;
-  g->n_outputs = 1;
+  t_io(g, x, y);
   g->opset = 13;
   pv_graph_compact(g);
   return g;
@@ -268,7 +244,7 @@ static void test_pruned_folded_at_load(void) {
   for (int t = 0; t < 3; t++) {
     int n = batches[t];
     float x[32 * 24];
-    for (int i = 0; i < n * 24; i++) x[i] = (float)(pick(200) - 100) / 50.0f;
+    for (int i = 0; i < n * 24; i++) x[i] = (float)(4 * t_unif(&prng) - 2);
     pv_tensor in = {.dtype = PV_F32, .ndim = 2, .dims = {n, 24}, .data = x}, out;
     CU_ASSERT_EQUAL_FATAL(pv_exec_run(e, &in, 1, &out, 1), 0);
     CU_ASSERT_EQUAL_FATAL(out.dims[0] * out.dims[1], n * 5);
