@@ -11,10 +11,17 @@
 
 #include "metrics.h"
 
-const double pvd_bucket_le_s[PVD_NBUCKETS] = {
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-    0.005,   0.01,     0.025,   0.05,   0.1,     0.25,   0.5,   1.0,
-    2.5,     10.0};
+/* The latency bucket bounds, in ns, listed once: as seconds for the
+ * exposition and the dashboard (n / 1e9 rounds exactly like the decimal
+ * literal), as integers for the per-request updates. */
+#define BUCKETS_NS(X)                                                        \
+  X(10000) X(25000) X(50000) X(100000) X(250000) X(500000) X(1000000)        \
+  X(2500000) X(5000000) X(10000000) X(25000000) X(50000000) X(100000000)     \
+  X(250000000) X(500000000) X(1000000000) X(2500000000) X(10000000000)
+#define AS_S(n) (n) / 1e9,
+#define AS_NS(n) UINT64_C(n),
+const double pvd_bucket_le_s[PVD_NBUCKETS] = {BUCKETS_NS(AS_S)};
+static const uint64_t bucket_le_ns[PVD_NBUCKETS] = {BUCKETS_NS(AS_NS)};
 
 const char *const pvd_fail_names[PVD_FAIL_N] = {
     "bad_request", "queue_full", "timeout", "internal", "not_ready"};
@@ -24,13 +31,6 @@ uint64_t pvd_now_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
-
-/* The bounds above in ns, so a request's three histogram updates compare
- * integers instead of converting each time to seconds. */
-static const uint64_t bucket_le_ns[PVD_NBUCKETS] = {
-    10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
-    5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000,
-    1000000000, 2500000000, 10000000000};
 
 void pvd_hist_add(pvd_hist *h, uint64_t ns) {
   int i = 0;

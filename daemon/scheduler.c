@@ -31,7 +31,6 @@ struct pvd_sched {
   } inl[PVD_INLINE_SLOTS];
 };
 
-
 static int req_batch(const pvd_req *r) {
   return r->n_in > 0 && r->in[0].ndim > 0 ? (int)r->in[0].dims[0] : 1;
 }
