@@ -41,6 +41,12 @@ float *pv_cpu_pool_scratch(pv_cpu_pool *p, int tid, size_t bytes);
 void pv_cpu_pool_call_lock(pv_cpu_pool *p);
 void pv_cpu_pool_call_unlock(pv_cpu_pool *p);
 float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes);
+/* A second whole-call scratch, for an op whose buffers live across calls
+ * of the GEMM drivers (which take the call scratch): take the op lock
+ * first, never while holding the call lock. */
+void pv_cpu_pool_op_lock(pv_cpu_pool *p);
+void pv_cpu_pool_op_unlock(pv_cpu_pool *p);
+float *pv_cpu_pool_op_scratch(pv_cpu_pool *p, size_t bytes);
 
 /* ---------------------------------------------------------------- ISA */
 
@@ -194,6 +200,25 @@ typedef struct pv_cpu_out {
 int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                 const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                 const pv_cpu_out *out);
+
+/* ---------------------------------------------------------------- winograd */
+
+/* Winograd F(2x2, 3x3) for a dense 3x3, stride-1, undilated, ungrouped
+ * convolution (winograd.c): the filters w [M][C][3][3] transformed and
+ * packed as 16 groups of M x C. NULL + pv_error() on failure. */
+pv_cpu_mat *pv_cpu_wino_pack(const float *w, int32_t M, int64_t C);
+
+typedef struct pv_cpu_wino_geom {
+  int64_t N, C, H, W; /* input [N][C][H][W] */
+  int64_t OH, OW;     /* = H + pt + pb - 2, W + pl + pr - 2 (checked by the caller) */
+  int64_t pt, pl;     /* top and left pads */
+} pv_cpu_wino_geom;
+
+/* out->y [N][M][OH][OW] = act(conv(x, w) + bias) for all N images, with
+ * u from pv_cpu_wino_pack. 0, PV_ENOMEM or PV_ERANGE. */
+int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                     const pv_cpu_mat *u, const pv_cpu_wino_geom *g,
+                     const float *x, const pv_cpu_out *out);
 
 /* Activation on one value (fused into stores). */
 static inline float pv_cpu_act1(float v, pv_act act, float alpha, float beta) {

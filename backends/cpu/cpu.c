@@ -22,6 +22,7 @@ typedef struct cpu_ctx {
   const pv_cpu_isa *isa;
   bool profile; /* PIVOT_CPU_PROFILE set: time each op */
   bool conv_gemm; /* PIVOT_CPU_CONV=gemm: convolutions on the GEMM path only */
+  bool no_wino;   /* PIVOT_CPU_CONV=gemm or direct: no Winograd */
 } cpu_ctx;
 
 enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
@@ -39,6 +40,7 @@ typedef struct cpu_op {
   int auto_pad;      /* 0 NOTSET/VALID-explicit, 1 SAME_UPPER, 2 SAME_LOWER */
   bool ceil_mode;    /* MaxPool */
   bool pool_next;    /* CONV: the next op is a 2x2 pool of its output only */
+  bool wino;         /* CONV: mat is Winograd-packed (winograd.c) */
 } cpu_op;
 
 typedef struct cpu_plan {
@@ -149,7 +151,15 @@ static int prep_fc(const pv_graph *g, const pv_node *n, cpu_op *op) {
   return 0;
 }
 
-static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op) {
+/* Dense 3x3 layers from this many input and output channels run as
+ * Winograd F(2x2, 3x3): 16 multiplies per 2x2 output tile and channel
+ * instead of 36. Below, the transforms (which touch every input and output
+ * value 16 times) cost more than the multiplies they save. */
+#define WINO_MIN_C 64
+#define WINO_MIN_M 64
+
+static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op,
+                     bool wino_ok) {
   const pv_value *w = const_value(g, n, 1);
   if (!w || w->ndim != 4 || n->n_out < 1) return 0;
   int64_t M = w->dims[0], cin = w->dims[1], kh = w->dims[2], kw = w->dims[3];
@@ -219,6 +229,16 @@ static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op) {
     }
     memcpy(op->w_dw, wd, (size_t)M * kh * kw * sizeof(float));
     op->kind = OP_DW;
+  } else if (wino_ok && group == 1 && kh == 3 && kw == 3 && op->sh == 1 &&
+             op->sw == 1 && op->dh == 1 && op->dw == 1 && cin >= WINO_MIN_C &&
+             M >= WINO_MIN_M) {
+    op->mat = pv_cpu_wino_pack(wd, (int32_t)M, cin);
+    if (!op->mat) {
+      pv_free(dense);
+      return pv_error_prefix(PV_EBACKEND, "node %s", n->name);
+    }
+    op->wino = true;
+    op->kind = OP_CONV;
   } else {
     op->mat = pv_cpu_mat_dense(wd, (int32_t)M, op->K, op->K, 1, (int)group, 1.0f);
     if (!op->mat) {
@@ -305,7 +325,7 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
     if (!strcmp(n->op, "Gemm") || !strcmp(n->op, "MatMul"))
       r = prep_fc(g, n, op);
     else if (!strcmp(n->op, "Conv"))
-      r = prep_conv(g, n, op);
+      r = prep_conv(g, n, op, !ctx->no_wino);
     else if (!strcmp(n->op, "MaxPool"))
       r = prep_maxpool(g, n, op);
     plan->n_ops = i + 1;
@@ -453,6 +473,11 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
                        yd + i * op->M * OH * OW, &o);
     return 0;
   }
+  if (op->wino) {
+    pv_cpu_wino_geom wg = {N, C, H, W, OH, OW, pt, pl};
+    o.y = yd;
+    return pv_cpu_wino_conv(ctx->pool, ctx->isa, op->mat, &wg, xd, &o);
+  }
   bool pointwise = op->kh == 1 && op->kw == 1 && op->sh == 1 && op->sw == 1 &&
                    !pt && !pl && OH == H && OW == W;
   o.ld_m = OH * OW;
@@ -570,6 +595,7 @@ static int cpu_init(const pv_backend_config *cfg, void **out) {
   ctx->profile = prof && *prof && strcmp(prof, "0");
   const char *conv = getenv("PIVOT_CPU_CONV");
   ctx->conv_gemm = conv && !strcmp(conv, "gemm");
+  ctx->no_wino = conv && (!strcmp(conv, "gemm") || !strcmp(conv, "direct"));
   ctx->isa = force && *force ? pv_cpu_isa_get(force) : pv_cpu_isa_best();
   if (!ctx->isa) {
     free(ctx);

@@ -44,6 +44,9 @@ struct pv_cpu_pool {
   pthread_mutex_t call_lock; /* guards call_scratch */
   float *call_scratch;
   size_t call_len;
+  pthread_mutex_t op_lock; /* guards op_scratch; taken before call_lock */
+  float *op_scratch;
+  size_t op_len;
   worker *w;   /* [n]; w[0] is the caller's slot */
 };
 
@@ -104,6 +107,7 @@ pv_cpu_pool *pv_cpu_pool_new(int threads, bool pin) {
   p->n = threads;
   pthread_mutex_init(&p->run_lock, NULL);
   pthread_mutex_init(&p->call_lock, NULL);
+  pthread_mutex_init(&p->op_lock, NULL);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv_work, NULL);
   pthread_cond_init(&p->cv_done, NULL);
@@ -150,6 +154,8 @@ void pv_cpu_pool_free(pv_cpu_pool *p) {
   pthread_mutex_destroy(&p->run_lock);
   pthread_mutex_destroy(&p->call_lock);
   pv_free(p->call_scratch);
+  pthread_mutex_destroy(&p->op_lock);
+  pv_free(p->op_scratch);
   free(p->w);
   free(p);
 }
@@ -181,6 +187,22 @@ float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes) {
   p->call_scratch = pv_aligned_alloc(bytes);
   p->call_len = p->call_scratch ? bytes : 0;
   return p->call_scratch;
+}
+
+void pv_cpu_pool_op_lock(pv_cpu_pool *p) {
+  pthread_mutex_lock(&p->op_lock);
+}
+
+void pv_cpu_pool_op_unlock(pv_cpu_pool *p) {
+  pthread_mutex_unlock(&p->op_lock);
+}
+
+float *pv_cpu_pool_op_scratch(pv_cpu_pool *p, size_t bytes) {
+  if (p->op_len >= bytes) return p->op_scratch;
+  pv_free(p->op_scratch);
+  p->op_scratch = pv_aligned_alloc(bytes);
+  p->op_len = p->op_scratch ? bytes : 0;
+  return p->op_scratch;
 }
 
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {

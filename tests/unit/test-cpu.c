@@ -636,9 +636,6 @@ static void test_plugin_conv_each_isa(void) {
       {1, 6, 9, 40, 12, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
       /* more taps than the implicit GEMM takes (K > 320) */
       {1, 40, 7, 9, 37, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      /* K >= 2048: im2col once, K-blocked in 256 steps (K = 2070: a short
-       * last block); rows over several items, columns over two chunks */
-      {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {2, 460, 6, 5, 18, 3, 3, 2, 1, 1, 1, 2, {1, 0, 1, 1}, NULL, 0},
       {1, 460, 5, 6, 70, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 2},
       /* AVX-512 pixel tiles (8 channels x 48 pixels): channel counts not
@@ -662,6 +659,42 @@ static void test_plugin_conv_each_isa(void) {
   };
   conv_set set = {cases, sizeof cases / sizeof cases[0]};
   plugin_each_isa(conv_cases, &set);
+}
+
+/* Dense 3x3 stride-1 layers from 64 channels in and out run as Winograd
+ * F(2x2, 3x3): odd and even output sizes (the tiles' last row and column
+ * fall outside), asymmetric and SAME pads, batches (tiles of all images
+ * in one GEMM), channel counts off the 16-row panels, tile counts that
+ * take the pixel tiles (T = 338) and the GEMM path (T = 49, 16). */
+static void test_plugin_conv_winograd_each_isa(void) {
+  static const conv_case cases[] = {
+      {1, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {2, 70, 26, 26, 66, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 64, 9, 12, 80, 3, 3, 1, 1, 1, 1, 1, {0, 2, 1, 0}, NULL, 0},
+      {1, 65, 10, 11, 64, 3, 3, 1, 1, 1, 1, 1, {0}, "SAME_UPPER", 0},
+      {3, 64, 7, 7, 72, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 96, 6, 5, 128, 3, 3, 1, 1, 1, 1, 1, {2, 3, 2, 1}, NULL, 0},
+      {1, 64, 4, 5, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      {1, 64, 3, 3, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      {1, 64, 40, 36, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+  };
+  conv_set set = {cases, sizeof cases / sizeof cases[0]};
+  plugin_each_isa(conv_cases, &set);
+}
+
+/* PIVOT_CPU_CONV=direct keeps 3x3 layers off Winograd; here for the
+ * GEMM path's many-taps case: K >= 2048, im2col once, K-blocked in 256
+ * steps (K = 2070: a short last block); rows over several items,
+ * columns over two chunks. */
+static void test_plugin_conv_direct_each_isa(void) {
+  static const conv_case cases[] = {
+      {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {2, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+  };
+  conv_set set = {cases, sizeof cases / sizeof cases[0]};
+  setenv("PIVOT_CPU_CONV", "direct", 1);
+  plugin_each_isa(conv_cases, &set);
+  unsetenv("PIVOT_CPU_CONV");
 }
 
 /* Conv followed by a 2x2 stride-2 MaxPool: where the pool is the conv
@@ -1076,6 +1109,10 @@ static CU_TestInfo tests[] = {
     {"plugin entry, init, props", test_plugin_entry},
     {"plugin Conv (strides, pads, dilations, groups, dw, pivot), each ISA",
      test_plugin_conv_each_isa},
+    {"plugin Conv 3x3 as Winograd F(2x2, 3x3), each ISA",
+     test_plugin_conv_winograd_each_isa},
+    {"plugin Conv with PIVOT_CPU_CONV=direct (no Winograd), each ISA",
+     test_plugin_conv_direct_each_isa},
     {"plugin Conv + 2x2 MaxPool, fused where only the pool reads the conv",
      test_plugin_conv_pool_each_isa},
     {"plugin Gemm/MatMul with bias, alpha/beta, relu", test_plugin_gemm_matmul},
