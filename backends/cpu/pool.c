@@ -164,13 +164,18 @@ int pv_cpu_pool_threads(const pv_cpu_pool *p) {
   return p->n;
 }
 
+/* A scratch buffer of at least `bytes`, grown (contents dropped) when
+ * short; NULL if out of memory. */
+static float *scratch_grow(float **buf, size_t *len, size_t bytes) {
+  if (*len >= bytes) return *buf;
+  pv_free(*buf);
+  *buf = pv_aligned_alloc(bytes);
+  *len = *buf ? bytes : 0;
+  return *buf;
+}
+
 float *pv_cpu_pool_scratch(pv_cpu_pool *p, int tid, size_t bytes) {
-  worker *w = &p->w[tid];
-  if (w->scratch_len >= bytes) return w->scratch;
-  pv_free(w->scratch);
-  w->scratch = pv_aligned_alloc(bytes);
-  w->scratch_len = w->scratch ? bytes : 0;
-  return w->scratch;
+  return scratch_grow(&p->w[tid].scratch, &p->w[tid].scratch_len, bytes);
 }
 
 void pv_cpu_pool_call_lock(pv_cpu_pool *p) {
@@ -182,11 +187,7 @@ void pv_cpu_pool_call_unlock(pv_cpu_pool *p) {
 }
 
 float *pv_cpu_pool_call_scratch(pv_cpu_pool *p, size_t bytes) {
-  if (p->call_len >= bytes) return p->call_scratch;
-  pv_free(p->call_scratch);
-  p->call_scratch = pv_aligned_alloc(bytes);
-  p->call_len = p->call_scratch ? bytes : 0;
-  return p->call_scratch;
+  return scratch_grow(&p->call_scratch, &p->call_len, bytes);
 }
 
 void pv_cpu_pool_op_lock(pv_cpu_pool *p) {
@@ -198,11 +199,7 @@ void pv_cpu_pool_op_unlock(pv_cpu_pool *p) {
 }
 
 float *pv_cpu_pool_op_scratch(pv_cpu_pool *p, size_t bytes) {
-  if (p->op_len >= bytes) return p->op_scratch;
-  pv_free(p->op_scratch);
-  p->op_scratch = pv_aligned_alloc(bytes);
-  p->op_len = p->op_scratch ? bytes : 0;
-  return p->op_scratch;
+  return scratch_grow(&p->op_scratch, &p->op_len, bytes);
 }
 
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {

@@ -63,10 +63,11 @@ pv_cpu_mat *pv_cpu_wino_pack(const float *w, int32_t M, int64_t C) {
  * t < tw, d_t the 4x4 window at column 2t of the padded rows r[0..3]. */
 typedef void (*wino_in_fn)(const float *const r[4], float *v, int64_t es,
                            int64_t tw);
-/* Output side: o0 / o1 [2t], [2t+1] = (A^T m_t A) + bias for t < tw,
- * m_t[e] = m[e*es + t]. */
+/* Output side: o0 / o1 [2t], [2t+1] = act((A^T m_t A) + bias) for
+ * t < tw, m_t[e] = m[e*es + t]. */
 typedef void (*wino_out_fn)(const float *m, int64_t es, int64_t tw, float *o0,
-                            float *o1, float bias);
+                            float *o1, float bias, pv_act act, float al,
+                            float be);
 
 static void in_row_c(const float *const r[4], float *restrict v, int64_t es,
                      int64_t tw) {
@@ -91,7 +92,8 @@ static void in_row_c(const float *const r[4], float *restrict v, int64_t es,
 }
 
 static void out_row_c(const float *restrict m, int64_t es, int64_t tw,
-                      float *restrict o0, float *restrict o1, float bias) {
+                      float *restrict o0, float *restrict o1, float bias,
+                      pv_act act, float al, float be) {
   for (int64_t t = 0; t < tw; t++) {
     float u0[4], u1[4];
     for (int k = 0; k < 4; k++) {
@@ -100,16 +102,16 @@ static void out_row_c(const float *restrict m, int64_t es, int64_t tw,
       u0[k] = m0 + m1 + m2;
       u1[k] = m1 - m2 - m3;
     }
-    o0[2 * t] = u0[0] + u0[1] + u0[2] + bias;
-    o0[2 * t + 1] = u0[1] - u0[2] - u0[3] + bias;
-    o1[2 * t] = u1[0] + u1[1] + u1[2] + bias;
-    o1[2 * t + 1] = u1[1] - u1[2] - u1[3] + bias;
+    o0[2 * t] = pv_cpu_act1(u0[0] + u0[1] + u0[2] + bias, act, al, be);
+    o0[2 * t + 1] = pv_cpu_act1(u0[1] - u0[2] - u0[3] + bias, act, al, be);
+    o1[2 * t] = pv_cpu_act1(u1[0] + u1[1] + u1[2] + bias, act, al, be);
+    o1[2 * t + 1] = pv_cpu_act1(u1[1] - u1[2] - u1[3] + bias, act, al, be);
   }
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-#define T512 __attribute__((target("avx512f")))
+#include "act-avx512.h"
+#define T512 PV_T512
 
 /* 16 tiles per step: each padded row's columns 2t .. 2t+33 in four
  * loads, split into the window's four columns (k = 0..3: evens, odds,
@@ -153,11 +155,12 @@ static T512 void in_row_avx512(const float *const r[4], float *restrict v,
  * columns, interleaved by permutes into 32 floats per row. */
 static T512 void out_row_avx512(const float *restrict m, int64_t es, int64_t tw,
                                 float *restrict o0, float *restrict o1,
-                                float bias) {
+                                float bias, pv_act act, float al, float be) {
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5,
                                        21, 6, 22, 7, 23);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   const __m512 vb = _mm512_set1_ps(bias);
+  const __m512 va = _mm512_set1_ps(al), vbe = _mm512_set1_ps(be);
   for (int64_t t = 0; t < tw; t += 16) {
     int64_t n = tw - t < 16 ? tw - t : 16;
     __mmask16 mk = (__mmask16)((1u << n) - 1);
@@ -177,10 +180,17 @@ static T512 void out_row_avx512(const float *restrict m, int64_t es, int64_t tw,
     for (int i = 0; i < 2; i++) {
       __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(u[i][0], u[i][1]), u[i][2]), vb);
       __m512 f = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(u[i][1], u[i][2]), u[i][3]), vb);
+      e = pv_act512(e, act, va, vbe);
+      f = pv_act512(f, act, va, vbe);
       _mm512_mask_storeu_ps(o[i] + 2 * t, m0, _mm512_permutex2var_ps(e, lo, f));
       _mm512_mask_storeu_ps(o[i] + 2 * t + 16, m1, _mm512_permutex2var_ps(e, hi, f));
     }
   }
+  if (!pv_cpu_act_vec(act)) /* sigmoid, tanh: per element */
+    for (int64_t i = 0; i < 2 * tw; i++) {
+      o0[i] = pv_cpu_act1(o0[i], act, al, be);
+      o1[i] = pv_cpu_act1(o1[i], act, al, be);
+    }
 }
 #endif
 
@@ -238,22 +248,6 @@ static void wino_in(void *arg, int64_t item, int tid) {
   }
 }
 
-/* Activation over n floats, the switch outside the loops. */
-PV_CPU_CLONES static void wino_act(float *restrict x, int64_t n, pv_act act,
-                                   float al, float be) {
-  switch (act) {
-  case PV_ACT_NONE: break;
-  case PV_ACT_RELU:
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
-    break;
-  case PV_ACT_LEAKY:
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] >= 0 ? x[i] : x[i] * al;
-    break;
-  default:
-    for (int64_t i = 0; i < n; i++) x[i] = pv_cpu_act1(x[i], act, al, be);
-  }
-}
-
 /* Item n*M + m: output channel m of image n. A row of tiles goes straight
  * into the plane, or where the plane's size is odd (the tiles' last row
  * or column falls outside) through a buffer of two full rows. */
@@ -277,14 +271,14 @@ static void wino_out(void *arg, int64_t item, int tid) {
     float *y0 = y + 2 * ty * OW, *y1 = y0 + OW;
     const bool two = 2 * ty + 1 < OH;
     if (even && two) {
-      j->out_row(mb + ty * TW, es, TW, y0, y1, bias);
+      j->out_row(mb + ty * TW, es, TW, y0, y1, bias, o->act, o->alpha, o->beta);
     } else {
-      j->out_row(mb + ty * TW, es, TW, buf, buf + 2 * TW, bias);
+      j->out_row(mb + ty * TW, es, TW, buf, buf + 2 * TW, bias, o->act,
+                 o->alpha, o->beta);
       memcpy(y0, buf, (size_t)OW * sizeof(float));
       if (two) memcpy(y1, buf + 2 * TW, (size_t)OW * sizeof(float));
     }
   }
-  wino_act(y, OH * OW, o->act, o->alpha, o->beta);
 }
 
 int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,

@@ -618,6 +618,15 @@ static void conv_cases(const pv_backend_iface *b, void *ctx, int i,
     run_conv_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6));
 }
 
+/* Every case on every ISA, with PIVOT_CPU_CONV=conv_env if set. */
+static void conv_each_isa(const conv_case *cases, size_t n,
+                          const char *conv_env) {
+  conv_set set = {cases, n};
+  if (conv_env) setenv("PIVOT_CPU_CONV", conv_env, 1);
+  plugin_each_isa(conv_cases, &set);
+  if (conv_env) unsetenv("PIVOT_CPU_CONV");
+}
+
 static void test_plugin_conv_each_isa(void) {
   static const conv_case cases[] = {
       {1, 3, 9, 7, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
@@ -657,8 +666,7 @@ static void test_plugin_conv_each_isa(void) {
       {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8},
       {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4},
   };
-  conv_set set = {cases, sizeof cases / sizeof cases[0]};
-  plugin_each_isa(conv_cases, &set);
+  conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
 }
 
 /* Dense 3x3 stride-1 layers from 64 channels in and out run as Winograd
@@ -678,8 +686,7 @@ static void test_plugin_conv_winograd_each_isa(void) {
       {1, 64, 3, 3, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
       {1, 64, 40, 36, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
   };
-  conv_set set = {cases, sizeof cases / sizeof cases[0]};
-  plugin_each_isa(conv_cases, &set);
+  conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
 }
 
 /* PIVOT_CPU_CONV=direct keeps 3x3 layers off Winograd; here for the
@@ -691,10 +698,7 @@ static void test_plugin_conv_direct_each_isa(void) {
       {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {2, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
   };
-  conv_set set = {cases, sizeof cases / sizeof cases[0]};
-  setenv("PIVOT_CPU_CONV", "direct", 1);
-  plugin_each_isa(conv_cases, &set);
-  unsetenv("PIVOT_CPU_CONV");
+  conv_each_isa(cases, sizeof cases / sizeof cases[0], "direct");
 }
 
 /* Conv followed by a 2x2 stride-2 MaxPool: where the pool is the conv
