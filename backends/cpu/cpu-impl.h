@@ -248,6 +248,10 @@ void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_dwconv *d,
  * the leading pads (trailing ones only change OH/OW). */
 typedef struct pv_cpu_pool2d {
   int64_t planes, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
+  /* padc: taps outside the input count as padv (a constant Pad fused
+   * into the pool) instead of being skipped. */
+  bool padc;
+  float padv;
 } pv_cpu_pool2d;
 void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_pool2d *d, const float *x, float *y);
@@ -258,6 +262,9 @@ void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
 typedef void (*pv_cpu_pool2_fn)(const float *r0, const float *r1, float *d,
                                 int64_t w);
 extern const pv_cpu_pool2_fn pv_cpu_pool2_avx512;
+/* The same with stride 1: d[x] = max of r0/r1[x, x+1] for x < w, reading
+ * w + 1 floats of each row (AVX-512, or NULL). */
+extern const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512;
 
 /* ---------------------------------------------------------------- CSR */
 

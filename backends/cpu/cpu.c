@@ -15,6 +15,7 @@
 
 #include "conv-nv.h"
 #include "cpu-impl.h"
+#include "ops-internal.h" /* pv_pad_geom, pv_node_in: Pad read as the reference op does */
 #include "pv-backend.h"
 
 typedef struct cpu_ctx {
@@ -41,6 +42,8 @@ typedef struct cpu_op {
   bool ceil_mode;    /* MaxPool */
   bool pool_next;    /* CONV: the next op is a 2x2 pool of its output only */
   bool wino;         /* CONV: mat is Winograd-packed (winograd.c) */
+  bool pad_pool;     /* a Pad whose output only the next op, a MaxPool
+                        without pads of its own, reads */
 } cpu_op;
 
 typedef struct cpu_plan {
@@ -298,6 +301,15 @@ static void op_clear(cpu_op *op) {
   memset(op, 0, sizeof *op);
 }
 
+/* How many times value v is read: by nodes, and twice for a graph output. */
+static int value_uses(const pv_graph *g, int v) {
+  int uses = 0;
+  for (int k = 0; k < g->n_nodes; k++)
+    for (int a = 0; a < g->nodes[k].n_in; a++) uses += g->nodes[k].in[a] == v;
+  for (int k = 0; k < g->n_outputs; k++) uses += 2 * (g->outputs[k] == v);
+  return uses;
+}
+
 static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
                        int n_nodes, void **out) {
   cpu_ctx *ctx = vctx;
@@ -341,21 +353,22 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
       op->kind = OP_REF;
     }
   }
-  /* A Conv whose output only a following 2x2 stride-2 MaxPool reads can
-   * store pooled tiles (conv-nv.c); its own output is then never read. */
   for (int i = 0; i + 1 < plan->n_ops; i++) {
     const cpu_op *c = &plan->ops[i], *p = &plan->ops[i + 1];
-    if (c->kind != OP_CONV || p->kind != OP_MAXPOOL) continue;
+    if (p->kind != OP_MAXPOOL) continue;
     int v = c->node->out[0];
-    if (p->node->in[0] != v || p->kh != 2 || p->kw != 2 || p->sh != 2 ||
-        p->sw != 2 || p->dh != 1 || p->dw != 1 || p->auto_pad || p->ceil_mode ||
-        p->pads[0] || p->pads[1] || p->pads[2] || p->pads[3])
-      continue;
-    int uses = 0;
-    for (int k = 0; k < g->n_nodes; k++)
-      for (int a = 0; a < g->nodes[k].n_in; a++) uses += g->nodes[k].in[a] == v;
-    for (int k = 0; k < g->n_outputs; k++) uses += 2 * (g->outputs[k] == v);
-    plan->ops[i].pool_next = uses == 1;
+    bool own_pads = p->auto_pad || p->ceil_mode || p->pads[0] || p->pads[1] ||
+                    p->pads[2] || p->pads[3];
+    if (p->node->in[0] != v || own_pads || value_uses(g, v) != 1) continue;
+    /* A Conv whose output only a following 2x2 stride-2 MaxPool reads can
+     * store pooled tiles (conv-nv.c); its own output is then never read. */
+    if (c->kind == OP_CONV)
+      plan->ops[i].pool_next = p->kh == 2 && p->kw == 2 && p->sh == 2 &&
+                               p->sw == 2 && p->dh == 1 && p->dw == 1;
+    /* A Pad before a pool (darknet's stride-1 maxpool) is folded into
+     * the pool when it turns out constant, fp32 and spatial at run time. */
+    if (c->kind == OP_REF && !strcmp(c->node->op, "Pad") && c->node->n_in >= 1)
+      plan->ops[i].pad_pool = true;
   }
   *out = plan;
   return 0;
@@ -421,14 +434,28 @@ static int window_pads(const cpu_op *op, const pv_node *n, int64_t H, int64_t W,
   return 0;
 }
 
+/* Whether two tensors' memory overlaps. The memory plan lets a value
+ * take the place of one whose last reader ran before it was made, so
+ * when two nodes run as one, the second's output may lie over the first's
+ * input: a fused op checks, and runs the two apart where it does. */
+static bool overlaps(const pv_tensor *a, const pv_tensor *b) {
+  size_t na = pv_tensor_nbytes(a), nb = pv_tensor_nbytes(b);
+  const char *pa = a->data, *pb = b->data;
+  if (!pa || !pb || na == SIZE_MAX || nb == SIZE_MAX) return true;
+  return pa < pb + nb && pb < pa + na;
+}
+
 /* The output of a pool fused into this conv (op->pool_next), checked
- * against the pooling of the conv's output; NULL when it does not fit
- * (the pool then runs on its own and reports the error). */
-static float *fused_pool_out(const cpu_op *pool, pv_run_ctx *rc, int64_t N,
-                             int64_t M, int64_t OH, int64_t OW) {
+ * against the pooling of the conv's output and against overlapping the
+ * conv's input x; NULL when it does not fit (the pool then runs on its
+ * own and reports any error). */
+static float *fused_pool_out(const cpu_op *pool, pv_run_ctx *rc,
+                             const pv_tensor *x, int64_t N, int64_t M,
+                             int64_t OH, int64_t OW) {
   const pv_tensor *t = &rc->vals[pool->node->out[0]];
   if (t->dtype != PV_F32 || !t->data || t->ndim != 4 || t->dims[0] != N ||
-      t->dims[1] != M || t->dims[2] != OH / 2 || t->dims[3] != OW / 2)
+      t->dims[1] != M || t->dims[2] != OH / 2 || t->dims[3] != OW / 2 ||
+      overlaps(t, x))
     return NULL;
   return t->data;
 }
@@ -481,7 +508,7 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
   bool pointwise = op->kh == 1 && op->kw == 1 && op->sh == 1 && op->sw == 1 &&
                    !pt && !pl && OH == H && OW == W;
   o.ld_m = OH * OW;
-  float *yp = pool && !ctx->conv_gemm ? fused_pool_out(pool, rc, N, op->M, OH, OW)
+  float *yp = pool && !ctx->conv_gemm ? fused_pool_out(pool, rc, x, N, op->M, OH, OW)
                                       : NULL;
   for (int64_t i = 0; i < N; i++) {
     pv_cpu_bsrc b = {.x = xd + i * C * H * W};
@@ -515,9 +542,11 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
   return 0;
 }
 
-static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
+/* MaxPool op on x (its own input, or a fused Pad's input with cpad: the
+ * Pad's top, left, bottom, right pads and its value). */
+static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
+                        const pv_tensor *x, const int64_t *cpad, float cval) {
   const pv_node *n = op->node;
-  const pv_tensor *x = &rc->vals[n->in[0]];
   pv_tensor *y = &rc->vals[n->out[0]];
   int r;
   if ((r = f32_tensor(x, n, "input")) || (r = f32_tensor(y, n, "output")))
@@ -529,8 +558,9 @@ static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
   int64_t H = x->dims[2], W = x->dims[3], OH = y->dims[2], OW = y->dims[3];
   int64_t ekh = (op->kh - 1) * op->dh + 1, ekw = (op->kw - 1) * op->dw + 1;
   int64_t pad[4];
-  int prc = window_pads(op, n, H, W, OH, OW, pad);
+  int prc = cpad ? 0 : window_pads(op, n, H, W, OH, OW, pad);
   if (prc) return prc;
+  if (cpad) memcpy(pad, cpad, sizeof pad);
   int64_t pt = pad[0], pl = pad[1], pb = pad[2], pr = pad[3];
   int64_t sh = H + pt + pb - ekh, sw = W + pl + pr - ekw;
   int64_t fh = sh / op->sh + 1, fw = sw / op->sw + 1;
@@ -541,9 +571,56 @@ static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc) {
                     "pooling %lldx%lld", n->name, (long long)OH,
                     (long long)OW, (long long)H, (long long)W);
   pv_cpu_pool2d d = {x->dims[0] * x->dims[1], H, W, OH, OW, op->kh, op->kw,
-                     op->sh, op->sw, pt, pl, op->dh, op->dw};
+                     op->sh, op->sw, pt, pl, op->dh, op->dw, cpad != NULL,
+                     cval};
   pv_cpu_maxpool(ctx->pool, ctx->isa, &d, x->data, y->data);
   return 0;
+}
+
+/* op->pad_pool: where the Pad is constant, fp32, non-negative and only on
+ * the two spatial axes of a 4-D tensor, run the next op (the MaxPool) on
+ * the Pad's input with its taps outside counting as the pad value, and
+ * skip the Pad; *fused says so. Otherwise (*fused false) nothing runs and
+ * the Pad takes the reference op, which reports what is wrong with it. */
+static int exec_pad_pool(cpu_ctx *ctx, const cpu_plan *plan, const cpu_op *op,
+                         pv_run_ctx *rc, bool *fused) {
+  const pv_node *n = op->node;
+  const pv_tensor *x = &rc->vals[n->in[0]];
+  *fused = false;
+  if (x->dtype != PV_F32 || x->ndim != 4 || !x->data ||
+      strcmp(pv_attr_str(n, "mode", "constant"), "constant"))
+    return 0;
+  int64_t pb[PV_MAX_DIMS], pe[PV_MAX_DIMS];
+  if (pv_pad_geom(plan->g, n, rc->vals, pb, pe)) return 0;
+  if (pb[0] || pe[0] || pb[1] || pe[1] || pb[2] < 0 || pe[2] < 0 ||
+      pb[3] < 0 || pe[3] < 0)
+    return 0;
+  float cv = plan->g->opset < 11 ? pv_attr_float(n, "value", 0.f) : 0.f;
+  const pv_tensor *ct = plan->g->opset >= 11 ? pv_node_in(n, rc->vals, 2) : NULL;
+  if (ct && pv_tensor_numel(ct)) {
+    if (ct->dtype != PV_F32 || !ct->data) return 0;
+    cv = *(const float *)ct->data;
+  }
+  int64_t cpad[4] = {pb[2], pb[3], pe[2], pe[3]};
+  *fused = true;
+  if (!overlaps(&rc->vals[op[1].node->out[0]], x))
+    return exec_maxpool(ctx, op + 1, rc, x, cpad, cv);
+  /* The pool's output lies over the Pad's input: pool a copy (still a
+   * tenth of the Pad's cost, which writes a larger tensor element-wise). */
+  size_t nb = pv_tensor_nbytes(x);
+  pv_cpu_pool_op_lock(ctx->pool);
+  float *copy = pv_cpu_pool_op_scratch(ctx->pool, nb);
+  int r;
+  if (!copy) {
+    r = pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  } else {
+    memcpy(copy, x->data, nb);
+    pv_tensor xc = *x;
+    xc.data = copy;
+    r = exec_maxpool(ctx, op + 1, rc, &xc, cpad, cv);
+  }
+  pv_cpu_pool_op_unlock(ctx->pool);
+  return r;
 }
 
 static int cpu_execute(void *vplan, pv_run_ctx *rc) {
@@ -554,7 +631,7 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
   for (int i = 0; i < plan->n_ops; i++) {
     const cpu_op *op = &plan->ops[i];
     int r;
-    bool pooled = false; /* a conv stored the next op's pooled output */
+    bool pooled = false; /* this op also ran the next (a pool) */
     struct timespec t0, t1, c0, c1;
     if (prof) {
       clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -567,8 +644,13 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
       r = exec_conv(plan->ctx, op, rc, op->pool_next ? &plan->ops[i + 1] : NULL,
                     &pooled);
       break;
-    case OP_MAXPOOL: r = exec_maxpool(plan->ctx, op, rc); break;
-    default: r = pv_ref_node(plan->g, op->node, rc->vals); break;
+    case OP_MAXPOOL:
+      r = exec_maxpool(plan->ctx, op, rc, &rc->vals[op->node->in[0]], NULL, 0);
+      break;
+    default:
+      r = op->pad_pool ? exec_pad_pool(plan->ctx, plan, op, rc, &pooled) : 0;
+      if (!r && !pooled) r = pv_ref_node(plan->g, op->node, rc->vals);
+      break;
     }
     if (prof) {
       clock_gettime(CLOCK_MONOTONIC, &t1);

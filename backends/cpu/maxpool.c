@@ -3,6 +3,7 @@
  * tests. Padded taps are skipped; NaN propagates as in the reference ops
  * (once a window meets a NaN, its maximum is NaN). */
 #include <math.h>
+#include <string.h>
 
 #include "cpu-impl.h"
 
@@ -11,6 +12,7 @@ typedef struct mp_job {
   const float *x;
   float *y;
   pv_cpu_pool2_fn row2; /* the ISA's 2x2 stride-2 row, or NULL */
+  pv_cpu_pool2_fn row1; /* and stride-1 row */
 } mp_job;
 
 /* Taps outer, output columns inner: the inner loop is branch-free and
@@ -47,6 +49,16 @@ PV_CPU_CLONES static void mp_plane(void *arg, int64_t pl, int tid) {
         }
       }
     }
+    if (!d->padc) continue;
+    /* Windows with a tap outside the input also see the pad value. */
+    const float c = d->padv;
+    int64_t iy0 = oy * d->sh - d->ph, iy1 = iy0 + (d->kh - 1) * d->dh;
+    bool rows_out = iy0 < 0 || iy1 >= d->H;
+    for (int64_t ox = 0; ox < d->OW; ox++) {
+      int64_t ix0 = ox * d->sw - d->pw, ix1 = ix0 + (d->kw - 1) * d->dw;
+      if (rows_out || ix0 < 0 || ix1 >= d->W)
+        yr[ox] = yr[ox] > c || yr[ox] != yr[ox] ? yr[ox] : c;
+    }
   }
 }
 
@@ -58,14 +70,32 @@ static inline float max_nan(float a, float b) {
   return a > b || a != a ? a : b;
 }
 
+/* Rows of a plane padded on the right and below by one pad value (the
+ * darknet stride-1 pool with its Pad fused): at most this wide. */
+#define MP_PADROW_MAX 2048
+
 PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
   (void)tid;
   const mp_job *j = arg;
   const pv_cpu_pool2d *d = j->d;
   const float *x = j->x + pl * d->H * d->W;
   float *y = j->y + pl * d->OH * d->OW;
+  float pad[2][MP_PADROW_MAX + 1];
   for (int64_t oy = 0; oy < d->OH; oy++) {
     const float *restrict r0 = x + oy * d->sh * d->W, *restrict r1 = r0 + d->W;
+    if (d->padc) { /* copies with the pad value past the row and plane */
+      for (int h = 0; h < 2; h++) {
+        int64_t iy = oy * d->sh + h;
+        if (iy < d->H) {
+          memcpy(pad[h], x + iy * d->W, (size_t)d->W * sizeof(float));
+          pad[h][d->W] = d->padv;
+        } else {
+          for (int64_t c = 0; c <= d->W; c++) pad[h][c] = d->padv;
+        }
+      }
+      r0 = pad[0];
+      r1 = pad[1];
+    }
     float *restrict yr = y + oy * d->OW;
     if (d->sw == 2 && j->row2) {
       j->row2(r0, r1, yr, 2 * d->OW); /* reads 2*OW <= W floats a row */
@@ -73,6 +103,11 @@ PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
       for (int64_t ox = 0; ox < d->OW; ox++)
         yr[ox] = max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]),
                          max_nan(r1[2 * ox], r1[2 * ox + 1]));
+    } else if (d->sw == 1 && j->row1) {
+      j->row1(r0, r1, yr, d->OW); /* reads OW + 1 <= W (+ pad) floats a row */
+    } else if (d->sw == 1) {
+      for (int64_t ox = 0; ox < d->OW; ox++)
+        yr[ox] = max_nan(max_nan(r0[ox], r0[ox + 1]), max_nan(r1[ox], r1[ox + 1]));
     } else {
       for (int64_t ox = 0; ox < d->OW; ox++)
         yr[ox] = max_nan(max_nan(r0[ox * d->sw], r0[ox * d->sw + 1]),
@@ -83,13 +118,17 @@ PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
 
 void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_pool2d *d, const float *x, float *y) {
-  mp_job j = {d, x, y, isa == &pv_cpu_isa_avx512 ? pv_cpu_pool2_avx512 : NULL};
+  bool v512 = isa == &pv_cpu_isa_avx512;
+  mp_job j = {d, x, y, v512 ? pv_cpu_pool2_avx512 : NULL,
+              v512 ? pv_cpu_pool2s1_avx512 : NULL};
   /* A plane is little work: keep small layers on fewer threads. */
   int64_t work = d->planes * d->OH * d->OW * d->kh * d->kw;
   int use = (int)(work / 65536) + 1;
   /* The windows of the last row and column lie inside the input. */
+  int64_t over = d->padc ? 1 : 0; /* pad rows and columns past the end */
   bool k2 = d->kh == 2 && d->kw == 2 && d->dh == 1 && d->dw == 1 && !d->ph &&
-            !d->pw && (d->OH - 1) * d->sh + 2 <= d->H &&
-            (d->OW - 1) * d->sw + 2 <= d->W;
+            !d->pw && (d->OH - 1) * d->sh + 2 <= d->H + over &&
+            (d->OW - 1) * d->sw + 2 <= d->W + over &&
+            (!d->padc || d->W <= MP_PADROW_MAX);
   pv_cpu_pool_run_max(pool, d->planes, use, k2 ? mp_plane_2x2 : mp_plane, &j);
 }

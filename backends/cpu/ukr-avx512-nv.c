@@ -199,7 +199,24 @@ static T512 void pool2(const float *r0, const float *r1, float *d, int64_t w) {
 }
 
 const pv_cpu_pool2_fn pv_cpu_pool2_avx512 = pool2;
+
+/* The 2x2 window with stride 1 (darknet's size-2 stride-1 pool): d[x] =
+ * max(r0[x], r0[x+1], r1[x], r1[x+1]) for x < n, reading n + 1 floats of
+ * each row; the tail masked (13-wide rows are mostly tail). */
+static T512 void pool2s1(const float *r0, const float *r1, float *d, int64_t n) {
+  for (int64_t x = 0; x < n; x += 16) {
+    __mmask16 k = n - x >= 16 ? 0xffff : (__mmask16)((1u << (n - x)) - 1);
+    __m512 a = nv_max_nan(_mm512_maskz_loadu_ps(k, r0 + x),
+                          _mm512_maskz_loadu_ps(k, r0 + x + 1));
+    __m512 b = nv_max_nan(_mm512_maskz_loadu_ps(k, r1 + x),
+                          _mm512_maskz_loadu_ps(k, r1 + x + 1));
+    _mm512_mask_storeu_ps(d + x, k, nv_max_nan(a, b));
+  }
+}
+
+const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512 = pool2s1;
 #else
+const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512 = NULL;
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = NULL;
 const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = NULL;
 const pv_cpu_pool2_fn pv_cpu_pool2_avx512 = NULL;

@@ -707,7 +707,8 @@ static void test_plugin_conv_direct_each_isa(void) {
  * pool drops the last row and column), batch 2, strided rows, groups,
  * pivoted weights; checked against the definition on every ISA. */
 static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
-                               const conv_case *c, pv_act act, bool shared) {
+                               const conv_case *c, pv_act act, bool shared,
+                               bool alias) {
   int cin = c->C / c->group;
   int ekh = (c->kh - 1) * c->dh + 1, ekw = (c->kw - 1) * c->dw + 1;
   int OH = (c->H + (int)c->pads[0] + (int)c->pads[2] - ekh) / c->sh + 1;
@@ -759,8 +760,6 @@ static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
   pv_tensor_alloc(&vals[rv]);
   int64_t nc = (int64_t)c->N * c->M * OH * OW, np = (int64_t)c->N * c->M * PH * PW;
   float *ref = malloc(sizeof(float) * nc), *pref = malloc(sizeof(float) * np);
-  pv_run_ctx rc = {.vals = vals, .batch = c->N};
-  CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
   conv_naive(c, c->pads, OH, OW, vals[xv].data, pv ? dense_w : w,
              g->values[bv].data, act, ref);
   for (int64_t pl = 0; pl < (int64_t)c->N * c->M; pl++)
@@ -770,12 +769,25 @@ static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
         float m = fmaxf(fmaxf(r0[0], r0[1]), fmaxf(r1[0], r1[1]));
         pref[(pl * PH + py) * PW + px] = m;
       }
+  if (alias) { /* the pool output from x's second plane on, as a memory
+                  plan may place it: storing pooled tiles while the conv
+                  still reads x would corrupt it */
+    int64_t nx = (int64_t)c->N * c->C * c->H * c->W, plane = (int64_t)c->H * c->W;
+    float *buf = pv_aligned_alloc(sizeof(float) * (size_t)(nx > plane + np ? nx : plane + np));
+    memcpy(buf, vals[xv].data, sizeof(float) * (size_t)nx);
+    pv_free(vals[xv].data);
+    pv_free(vals[yv].data);
+    vals[xv].data = buf;
+    vals[yv].data = buf + plane;
+  }
+  pv_run_ctx rc = {.vals = vals, .batch = c->N};
+  CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
   int taps = cin * c->kh * c->kw;
   double tol = taps > 100 ? 1e-5 * sqrt(taps / 100.0) : 1e-5;
   double e = rel_err(vals[yv].data, pref, np);
   if (e > tol)
-    printf("\n  %s conv+pool C=%d M=%d W=%d shared=%d: err %g\n",
-           getenv("PIVOT_CPU_ISA"), c->C, c->M, c->W, shared, e);
+    printf("\n  %s conv+pool C=%d M=%d W=%d shared=%d alias=%d: err %g\n",
+           getenv("PIVOT_CPU_ISA"), c->C, c->M, c->W, shared, alias, e);
   CU_ASSERT(e <= tol);
   if (shared) { /* the conv output itself, read by the Relu */
     CU_ASSERT(rel_err(vals[cv].data, ref, nc) <= tol);
@@ -786,7 +798,7 @@ static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
   b->release(plan);
   pv_free(vals[xv].data);
   pv_free(vals[cv].data);
-  pv_free(vals[yv].data);
+  if (!alias) pv_free(vals[yv].data);
   pv_free(vals[rv].data);
   free(ref);
   free(pref);
@@ -798,8 +810,9 @@ static void conv_pool_cases(const pv_backend_iface *b, void *ctx, int i,
                             const void *arg) {
   const conv_set *cs = arg;
   for (size_t j = 0; j < cs->n; j++)
-    for (int sh = 0; sh < 2; sh++)
-      run_conv_pool_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6), sh);
+    for (int mode = 0; mode < 3; mode++)
+      run_conv_pool_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6),
+                         mode == 1, mode == 2);
 }
 
 static void test_plugin_conv_pool_each_isa(void) {
@@ -929,10 +942,133 @@ static void test_plugin_maxpool(void) {
       {1, 3, 4, 20, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {1, 1, 4, 33, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       {3, 2, 8, 16, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      /* stride 1: 39 outputs a row, two vectors and a tail of 7 */
+      {1, 2, 5, 40, 2, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 0, NULL},
   };
   /* Each ISA: the 2x2 stride-2 rows run in vectors on AVX-512 only. */
   mp_set set = {cases, sizeof cases / sizeof cases[0]};
   plugin_each_isa(mp_cases, &set);
+}
+
+/* Pad -> MaxPool: a constant fp32 Pad of the spatial axes that only the
+ * pool reads runs inside the pool (padded taps count as the pad value:
+ * darknet's stride-1 pool pads with zeros, not -inf). Checked against the
+ * reference Pad and MaxPool, NaN included, on every ISA: the darknet
+ * shape (2x2 path), other values and pads (general path), opset 10's
+ * attributes, Pads that must not fold (reflect, channel axis), and the
+ * pool's output over the Pad's input (as a memory plan may place it). */
+typedef struct pp_case {
+  int opset, C, H, W, k, s;
+  int64_t pads[8];
+  float value;
+  const char *mode;
+  bool alias; /* the pool output shares the Pad input's memory */
+} pp_case;
+
+static void run_pad_pool_case(const pv_backend_iface *b, void *ctx,
+                              const pp_case *c) {
+  pv_graph *g = pv_graph_new();
+  g->opset = c->opset;
+  int xv = pv_graph_add_value(g, "x"), pv = pv_graph_add_value(g, "p");
+  int yv = pv_graph_add_value(g, "y");
+  int64_t pd[1] = {8};
+  int64_t *pads = malloc(sizeof c->pads);
+  memcpy(pads, c->pads, sizeof c->pads);
+  int padsv = add_const(g, "pads", 1, pd, (float *)pads);
+  g->values[padsv].dtype = PV_I64;
+  g->values[padsv].nbytes = sizeof c->pads;
+  float *cvd = malloc(sizeof(float));
+  *cvd = c->value;
+  int cvv = add_const(g, "cv", 0, NULL, cvd);
+  int nodes[2];
+  if (c->opset >= 11) {
+    int in[3] = {xv, padsv, cvv};
+    nodes[0] = pv_graph_add_node(g, "pad0", "Pad", in, 3, &pv, 1);
+  } else {
+    nodes[0] = pv_graph_add_node(g, "pad0", "Pad", &xv, 1, &pv, 1);
+    set_ints(g, nodes[0], "pads", 8, c->pads);
+    pv_attr va = {.name = "value", .type = PV_ATTR_FLOAT, .f = c->value};
+    pv_node_add_attr(g, nodes[0], &va);
+  }
+  pv_attr ma = {.name = "mode", .type = PV_ATTR_STRING, .s = (char *)c->mode};
+  pv_node_add_attr(g, nodes[0], &ma);
+  nodes[1] = pv_graph_add_node(g, "pool0", "MaxPool", &pv, 1, &yv, 1);
+  int64_t ks[2] = {c->k, c->k}, st[2] = {c->s, c->s};
+  set_ints(g, nodes[1], "kernel_shape", 2, ks);
+  set_ints(g, nodes[1], "strides", 2, st);
+  void *plan;
+  CU_ASSERT_EQUAL_FATAL(b->prepare(ctx, g, nodes, 2, &plan), 0);
+  int64_t pdims[4] = {1 + c->pads[0] + c->pads[4], c->C + c->pads[1] + c->pads[5],
+                      c->H + c->pads[2] + c->pads[6], c->W + c->pads[3] + c->pads[7]};
+  int64_t OH = (pdims[2] - c->k) / c->s + 1, OW = (pdims[3] - c->k) / c->s + 1;
+  int64_t nx = (int64_t)c->C * c->H * c->W;
+  pv_tensor vals[5] = {{0}};
+  vals[xv] = (pv_tensor){PV_F32, 4, {1, c->C, c->H, c->W}, frand_buf(nx)};
+  ((float *)vals[xv].data)[nx / 2] = NAN;
+  vals[padsv] = pv_value_tensor(&g->values[padsv]);
+  vals[cvv] = pv_value_tensor(&g->values[cvv]);
+  vals[pv] = (pv_tensor){PV_F32, 4, {pdims[0], pdims[1], pdims[2], pdims[3]}, NULL};
+  vals[yv] = (pv_tensor){PV_F32, 4, {pdims[0], pdims[1], OH, OW}, NULL};
+  pv_tensor_alloc(&vals[pv]);
+  /* The reference first, on its own memory. */
+  pv_tensor rv[5];
+  memcpy(rv, vals, sizeof rv);
+  pv_tensor_alloc(&rv[yv]);
+  CU_ASSERT_EQUAL_FATAL(pv_ref_node(g, &g->nodes[nodes[0]], rv), 0);
+  CU_ASSERT_EQUAL_FATAL(pv_ref_node(g, &g->nodes[nodes[1]], rv), 0);
+  float *xcopy = NULL;
+  if (c->alias) { /* y from x's second plane on: pooling plane 0 in place
+                     would overwrite plane 1 before reading it */
+    size_t nb = pv_tensor_nbytes(&vals[xv]), ny = pv_tensor_nbytes(&vals[yv]);
+    size_t plane = (size_t)c->H * c->W;
+    xcopy = vals[xv].data;
+    float *buf = pv_aligned_alloc(nb + ny + plane * sizeof(float));
+    memcpy(buf, xcopy, nb);
+    vals[xv].data = buf;
+    vals[yv].data = buf + plane;
+  } else {
+    pv_tensor_alloc(&vals[yv]);
+  }
+  pv_run_ctx rc = {.vals = vals, .batch = 1};
+  CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
+  int64_t ny = pv_tensor_numel(&vals[yv]), bad = 0;
+  const float *y = vals[yv].data, *r = rv[yv].data;
+  for (int64_t i = 0; i < ny; i++)
+    if (isnan(r[i]) ? !isnan(y[i]) : y[i] != r[i]) bad++;
+  if (bad)
+    printf("\n  %s pad+pool opset %d k%d s%d mode %s alias %d: %lld wrong\n",
+           getenv("PIVOT_CPU_ISA"), c->opset, c->k, c->s, c->mode, c->alias,
+           (long long)bad);
+  CU_ASSERT_EQUAL(bad, 0);
+  b->release(plan);
+  pv_free(vals[xv].data);
+  if (!c->alias) pv_free(vals[yv].data);
+  pv_free(xcopy);
+  pv_free(vals[pv].data);
+  pv_free(rv[yv].data);
+  pv_graph_free(g);
+}
+
+static void pp_cases(const pv_backend_iface *b, void *ctx, int i,
+                     const void *arg) {
+  (void)i;
+  const pp_case *c = arg;
+  for (; c->mode; c++) run_pad_pool_case(b, ctx, c);
+}
+
+static void test_plugin_pad_pool(void) {
+  static const pp_case cases[] = {
+      {13, 5, 13, 13, 2, 1, {0, 0, 0, 0, 0, 0, 1, 1}, 0.0f, "constant", false},
+      {13, 5, 13, 13, 2, 1, {0, 0, 0, 0, 0, 0, 1, 1}, 0.0f, "constant", true},
+      {13, 3, 40, 37, 2, 1, {0, 0, 0, 0, 0, 0, 1, 1}, 0.25f, "constant", true},
+      {13, 3, 9, 8, 3, 2, {0, 0, 1, 1, 0, 0, 1, 1}, -3.0f, "constant", false},
+      {13, 2, 7, 9, 2, 1, {0, 0, 2, 0, 0, 0, 0, 3}, 5.0f, "constant", false},
+      {10, 4, 6, 11, 2, 2, {0, 0, 0, 1, 0, 0, 1, 0}, 0.5f, "constant", false},
+      {13, 3, 8, 8, 2, 1, {0, 0, 1, 1, 0, 0, 1, 1}, 0.0f, "reflect", false},
+      {13, 3, 6, 6, 2, 2, {0, 1, 0, 0, 0, 0, 0, 0}, 0.0f, "constant", false},
+      {0},
+  };
+  plugin_each_isa(pp_cases, cases);
 }
 
 /* Gemm (transB, alpha, beta, bias, relu) and MatMul on a 3-D input. */
@@ -1122,6 +1258,8 @@ static CU_TestInfo tests[] = {
     {"plugin Gemm/MatMul with bias, alpha/beta, relu", test_plugin_gemm_matmul},
     {"plugin MaxPool (strides, pads, dilations, ceil, SAME, NaN)",
      test_plugin_maxpool},
+    {"plugin Pad -> MaxPool folded into the pool, each ISA",
+     test_plugin_pad_pool},
     {"plugin: two executes in flight", test_plugin_concurrent_execute},
     {"plugin: corrupt pivot rejected", test_plugin_bad_pivot},
     CU_TEST_INFO_NULL};
