@@ -653,6 +653,10 @@ static void test_plugin_conv_each_isa(void) {
       {1, 50, 30, 40, 13, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {3, 7, 23, 29, 21, 3, 3, 2, 2, 1, 1, 1, {0, 1, 1, 0}, NULL, 0},
       {1, 48, 9, 45, 10, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      /* pointwise with >= 128 output channels: the planes are copied
+       * into aligned blocks instead of read in place */
+      {1, 40, 6, 20, 130, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      {2, 24, 2, 100, 136, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
       /* rows of >= 96 pixels read the padded input in place: odd widths,
        * stride 2 down the rows, dilation, groups, pivoted, blocked taps */
       {1, 3, 9, 100, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
