@@ -250,26 +250,29 @@ static void nv_pack(void *arg, int64_t item, int tid) {
   }
 }
 
-/* One channel of the padded input: xp[r][c] = x[r - ph][c - pw], zero
- * outside. */
+void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
+                      int64_t pl, float *xp, int64_t Hp, int64_t Wp) {
+  int64_t cw = W < Wp - pl ? W : Wp - pl; /* columns of x inside */
+  for (int64_t r = 0; r < Hp; r++) {
+    float *d = xp + r * Wp;
+    int64_t iy = r - pt;
+    if (iy < 0 || iy >= H || cw <= 0) {
+      memset(d, 0, (size_t)Wp * sizeof(float));
+      continue;
+    }
+    memset(d, 0, (size_t)pl * sizeof(float));
+    memcpy(d + pl, x + iy * W, (size_t)cw * sizeof(float));
+    memset(d + pl + cw, 0, (size_t)(Wp - pl - cw) * sizeof(float));
+  }
+}
+
+/* One channel of the padded input. */
 static void nv_pad(void *arg, int64_t ch, int tid) {
   (void)tid;
   const nv_job *j = arg;
   const pv_cpu_bsrc *b = &j->b;
-  const float *x = b->x + ch * b->H * b->W;
-  float *xp = (float *)j->xp + ch * j->Hp * j->Wp;
-  int64_t c0 = b->pw, c1 = b->pw + b->W < j->Wp ? b->pw + b->W : j->Wp;
-  for (int64_t r = 0; r < j->Hp; r++) {
-    float *d = xp + r * j->Wp;
-    int64_t iy = r - b->ph;
-    if (iy < 0 || iy >= b->H) {
-      memset(d, 0, (size_t)j->Wp * sizeof(float));
-      continue;
-    }
-    memset(d, 0, (size_t)c0 * sizeof(float));
-    memcpy(d + c0, x + iy * b->W, (size_t)(c1 - c0) * sizeof(float));
-    memset(d + c1, 0, (size_t)(j->Wp - c1) * sizeof(float));
-  }
+  pv_cpu_pad_plane(b->x + ch * b->H * b->W, b->H, b->W, b->ph, b->pw,
+                   (float *)j->xp + ch * j->Hp * j->Wp, j->Hp, j->Wp);
 }
 
 /* Set up the implicit mode: padded geometry, tap offsets. false (and

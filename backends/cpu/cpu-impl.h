@@ -201,6 +201,11 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                 const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                 const pv_cpu_out *out);
 
+/* A zero-padded copy of one plane: xp[r][c] = x[r - pt][c - pl] inside
+ * x, 0 elsewhere, for r < Hp, c < Wp (pl <= Wp). */
+void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
+                      int64_t pl, float *xp, int64_t Hp, int64_t Wp);
+
 /* ---------------------------------------------------------------- winograd */
 
 /* Winograd F(2x2, 3x3) for a dense 3x3, stride-1, undilated, ungrouped
@@ -240,9 +245,9 @@ static inline float pv_cpu_act1(float v, pv_act act, float alpha, float beta) {
 typedef struct pv_cpu_dwconv {
   int64_t C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw;
 } pv_cpu_dwconv;
-void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_dwconv *d,
-                      const float *x, const float *w, float *y,
-                      const pv_cpu_out *out);
+void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                      const pv_cpu_dwconv *d, const float *x, const float *w,
+                      float *y, const pv_cpu_out *out);
 
 /* Max pooling over planes [planes][H][W] -> [planes][OH][OW]; pads are
  * the leading pads (trailing ones only change OH/OW). */

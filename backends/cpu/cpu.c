@@ -496,7 +496,7 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
     pv_cpu_dwconv d = {C, H, W, OH, OW, op->kh, op->kw, op->sh, op->sw,
                        pt, pl, op->dh, op->dw};
     for (int64_t i = 0; i < N; i++)
-      pv_cpu_depthwise(ctx->pool, &d, xd + i * C * H * W, op->w_dw,
+      pv_cpu_depthwise(ctx->pool, ctx->isa, &d, xd + i * C * H * W, op->w_dw,
                        yd + i * op->M * OH * OW, &o);
     return 0;
   }

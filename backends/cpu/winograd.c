@@ -222,20 +222,8 @@ static void wino_in(void *arg, int64_t item, int tid) {
     atomic_store(&j->failed, 1);
     return;
   }
-  const float *x = j->x + (n * g->C + c) * g->H * g->W;
-  /* Input columns [0, cw) land in padded columns pl + ix. */
-  int64_t cw = g->W < Wp - g->pl ? g->W : Wp - g->pl;
-  for (int64_t r = 0; r < Hp; r++) {
-    float *d = xp + r * Wp;
-    int64_t iy = r - g->pt;
-    if (iy < 0 || iy >= g->H || cw <= 0) {
-      memset(d, 0, (size_t)Wp * sizeof(float));
-      continue;
-    }
-    memset(d, 0, (size_t)g->pl * sizeof(float));
-    memcpy(d + g->pl, x + iy * g->W, (size_t)cw * sizeof(float));
-    memset(d + g->pl + cw, 0, (size_t)(Wp - g->pl - cw) * sizeof(float));
-  }
+  pv_cpu_pad_plane(j->x + (n * g->C + c) * g->H * g->W, g->H, g->W, g->pt,
+                   g->pl, xp, Hp, Wp);
   /* Zeros, not stale floats: a NaN there would only reach masked lanes,
    * but keep the slack clean. */
   memset(xp + Hp * Wp, 0, WINO_SLACK * sizeof(float));
