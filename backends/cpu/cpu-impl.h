@@ -206,6 +206,11 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
 void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
                       int64_t pl, float *xp, int64_t Hp, int64_t Wp);
 
+/* y = act(a + b) over n floats (eltwise.c); y is not a or b (a node's
+ * output has its own buffer in the memory plan). */
+void pv_cpu_add(pv_cpu_pool *pool, const float *a, const float *b, float *y,
+                int64_t n, pv_act act, float alpha, float beta);
+
 /* ---------------------------------------------------------------- winograd */
 
 /* Winograd F(2x2, 3x3) for a dense 3x3, stride-1, undilated, ungrouped

@@ -26,7 +26,7 @@ typedef struct cpu_ctx {
   bool no_wino;   /* PIVOT_CPU_CONV=gemm or direct: no Winograd */
 } cpu_ctx;
 
-enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL };
+enum op_kind { OP_REF, OP_FC, OP_CONV, OP_DW, OP_MAXPOOL, OP_ADD };
 
 typedef struct cpu_op {
   enum op_kind kind;
@@ -340,6 +340,8 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
       r = prep_conv(g, n, op, !ctx->no_wino);
     else if (!strcmp(n->op, "MaxPool"))
       r = prep_maxpool(g, n, op);
+    else if (!strcmp(n->op, "Add") && n->n_in == 2 && n->n_out == 1)
+      op->kind = OP_ADD; /* same shapes checked per run, else the reference */
     plan->n_ops = i + 1;
     if (r) {
       cpu_release(plan);
@@ -577,6 +579,24 @@ static int exec_maxpool(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
   return 0;
 }
 
+/* Add of two fp32 tensors of one shape; any other Add (broadcast,
+ * integers) goes to the reference op. */
+static int exec_add(cpu_ctx *ctx, const cpu_plan *plan, const cpu_op *op,
+                    pv_run_ctx *rc) {
+  const pv_node *n = op->node;
+  const pv_tensor *a = &rc->vals[n->in[0]], *b = &rc->vals[n->in[1]];
+  pv_tensor *y = &rc->vals[n->out[0]];
+  bool same = a->dtype == PV_F32 && b->dtype == PV_F32 && y->dtype == PV_F32 &&
+              a->data && b->data && y->data && a->ndim == b->ndim &&
+              a->ndim == y->ndim;
+  for (int i = 0; same && i < a->ndim; i++)
+    same = a->dims[i] == b->dims[i] && a->dims[i] == y->dims[i];
+  if (!same) return pv_ref_node(plan->g, n, rc->vals);
+  pv_cpu_add(ctx->pool, a->data, b->data, y->data, pv_tensor_numel(y), n->act,
+             n->act_alpha, n->act_beta);
+  return 0;
+}
+
 /* op->pad_pool: where the Pad is constant, fp32, non-negative and only on
  * the two spatial axes of a 4-D tensor, run the next op (the MaxPool) on
  * the Pad's input with its taps outside counting as the pad value, and
@@ -647,6 +667,7 @@ static int cpu_execute(void *vplan, pv_run_ctx *rc) {
     case OP_MAXPOOL:
       r = exec_maxpool(plan->ctx, op, rc, &rc->vals[op->node->in[0]], NULL, 0);
       break;
+    case OP_ADD: r = exec_add(plan->ctx, plan, op, rc); break;
     default:
       r = op->pad_pool ? exec_pad_pool(plan->ctx, plan, op, rc, &pooled) : 0;
       if (!r && !pooled) r = pv_ref_node(plan->g, op->node, rc->vals);

@@ -961,6 +961,58 @@ static void test_plugin_maxpool(void) {
   plugin_each_isa(mp_cases, &set);
 }
 
+/* Add runs in the backend for two fp32 tensors of one shape (a residual
+ * connection: several work items, two threads, fused activation, both
+ * inputs the same value); a broadcast Add goes to the reference op. */
+static void add_cases(const pv_backend_iface *b, void *ctx, int isa,
+                      const void *arg) {
+  (void)arg;
+  static const int64_t shapes[][4] = {
+      {1, 64, 56, 56}, {2, 3, 5, 7}, {1, 1, 1, 40000}};
+  for (int sc = 0; sc < 3; sc++)
+    for (int bc = 0; bc < 2; bc++) { /* bc: b broadcast along the last axis */
+      const int64_t *d = shapes[sc];
+      pv_graph *g = pv_graph_new();
+      int av = pv_graph_add_value(g, "a"), bv = pv_graph_add_value(g, "b");
+      int yv = pv_graph_add_value(g, "y");
+      int in[2] = {av, sc == 1 ? av : bv}; /* a + a once */
+      int node = pv_graph_add_node(g, "add0", "Add", in, 2, &yv, 1);
+      pv_act act = (pv_act)((isa + sc + bc) % 6);
+      g->nodes[node].act = act;
+      g->nodes[node].act_alpha = 0.1f;
+      g->nodes[node].act_beta = 0.5f;
+      void *plan;
+      CU_ASSERT_EQUAL_FATAL(b->prepare(ctx, g, &node, 1, &plan), 0);
+      int64_t n = d[0] * d[1] * d[2] * d[3];
+      pv_tensor vals[3] = {{0}};
+      vals[av] = (pv_tensor){PV_F32, 4, {d[0], d[1], d[2], d[3]}, frand_buf(n)};
+      vals[bv] = (pv_tensor){PV_F32, 4, {d[0], d[1], d[2], bc ? 1 : d[3]},
+                             frand_buf(bc ? n / d[3] : n)};
+      vals[yv] = (pv_tensor){PV_F32, 4, {d[0], d[1], d[2], d[3]}, NULL};
+      pv_tensor_alloc(&vals[yv]);
+      pv_run_ctx rc = {.vals = vals, .batch = 1};
+      CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
+      const float *pa = vals[av].data, *pb = vals[in[1]].data, *py = vals[yv].data;
+      int64_t bad = 0;
+      for (int64_t i = 0; i < n; i++) {
+        int64_t j = in[1] == bv && bc ? i / d[3] : i;
+        float want = act_ref(pa[i] + pb[j], act, 0.1f, 0.5f);
+        if (fabsf(py[i] - want) > 1e-6f * (1 + fabsf(want))) bad++;
+      }
+      if (bad)
+        printf("\n  %s add shape %d bcast %d act %d: %lld wrong\n",
+               getenv("PIVOT_CPU_ISA"), sc, bc, (int)act, (long long)bad);
+      CU_ASSERT_EQUAL(bad, 0);
+      b->release(plan);
+      pv_free(vals[av].data);
+      pv_free(vals[bv].data);
+      pv_free(vals[yv].data);
+      pv_graph_free(g);
+    }
+}
+
+static void test_plugin_add(void) { plugin_each_isa(add_cases, NULL); }
+
 /* Pad -> MaxPool: a constant fp32 Pad of the spatial axes that only the
  * pool reads runs inside the pool (padded taps count as the pad value:
  * darknet's stride-1 pool pads with zeros, not -inf). Checked against the
@@ -1271,6 +1323,8 @@ static CU_TestInfo tests[] = {
      test_plugin_maxpool},
     {"plugin Pad -> MaxPool folded into the pool, each ISA",
      test_plugin_pad_pool},
+    {"plugin Add (same shapes in the backend, broadcast by reference)",
+     test_plugin_add},
     {"plugin: two executes in flight", test_plugin_concurrent_execute},
     {"plugin: corrupt pivot rejected", test_plugin_bad_pivot},
     CU_TEST_INFO_NULL};
