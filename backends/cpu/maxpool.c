@@ -13,13 +13,13 @@ typedef struct mp_job {
   float *y;
   pv_cpu_pool2_fn row2; /* the ISA's 2x2 stride-2 row, or NULL */
   pv_cpu_pool2_fn row1; /* and stride-1 row */
+  int64_t per;          /* planes a work item (pv_cpu_pool_blocks) */
+  bool k2;              /* mp_plane_2x2, else mp_plane */
 } mp_job;
 
 /* Taps outer, output columns inner: the inner loop is branch-free and
  * vectorises (a data-dependent branch per tap mispredicts half the time). */
-PV_CPU_CLONES static void mp_plane(void *arg, int64_t pl, int tid) {
-  (void)tid;
-  const mp_job *j = arg;
+PV_CPU_CLONES static void mp_plane(const mp_job *j, int64_t pl) {
   const pv_cpu_pool2d *d = j->d;
   const float *x = j->x + pl * d->H * d->W;
   float *y = j->y + pl * d->OH * d->OW;
@@ -74,9 +74,7 @@ static inline float max_nan(float a, float b) {
  * darknet stride-1 pool with its Pad fused): at most this wide. */
 #define MP_PADROW_MAX 2048
 
-PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
-  (void)tid;
-  const mp_job *j = arg;
+PV_CPU_CLONES static void mp_plane_2x2(const mp_job *j, int64_t pl) {
   const pv_cpu_pool2d *d = j->d;
   const float *x = j->x + pl * d->H * d->W;
   float *y = j->y + pl * d->OH * d->OW;
@@ -116,11 +114,18 @@ PV_CPU_CLONES static void mp_plane_2x2(void *arg, int64_t pl, int tid) {
   }
 }
 
+static void mp_block(void *arg, int64_t blk, int tid) {
+  (void)tid;
+  const mp_job *j = arg;
+  for (int64_t pl = blk * j->per; pl < j->d->planes && pl < (blk + 1) * j->per; pl++)
+    j->k2 ? mp_plane_2x2(j, pl) : mp_plane(j, pl);
+}
+
 void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_pool2d *d, const float *x, float *y) {
   bool v512 = isa == &pv_cpu_isa_avx512;
   mp_job j = {d, x, y, v512 ? pv_cpu_pool2_avx512 : NULL,
-              v512 ? pv_cpu_pool2s1_avx512 : NULL};
+              v512 ? pv_cpu_pool2s1_avx512 : NULL, 1, false};
   /* A plane is little work: keep small layers on fewer threads. */
   int64_t work = d->planes * d->OH * d->OW * d->kh * d->kw;
   int use = (int)(work / 65536) + 1;
@@ -130,5 +135,7 @@ void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
             !d->pw && (d->OH - 1) * d->sh + 2 <= d->H + over &&
             (d->OW - 1) * d->sw + 2 <= d->W + over &&
             (!d->padc || d->W <= MP_PADROW_MAX);
-  pv_cpu_pool_run_max(pool, d->planes, use, k2 ? mp_plane_2x2 : mp_plane, &j);
+  j.k2 = k2;
+  int64_t blocks = pv_cpu_pool_blocks(pool, d->planes, &j.per);
+  pv_cpu_pool_run_max(pool, blocks, use, mp_block, &j);
 }

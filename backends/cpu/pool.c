@@ -202,6 +202,12 @@ float *pv_cpu_pool_op_scratch(pv_cpu_pool *p, size_t bytes) {
   return scratch_grow(&p->op_scratch, &p->op_len, bytes);
 }
 
+int64_t pv_cpu_pool_blocks(const pv_cpu_pool *p, int64_t n, int64_t *per) {
+  int64_t want = 8 * (int64_t)p->n;
+  *per = n > want ? (n + want - 1) / want : 1;
+  return n > 0 ? (n + *per - 1) / *per : 0;
+}
+
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {
   pv_cpu_pool_run_max(p, n, p->n, fn, arg);
 }

@@ -206,13 +206,13 @@ typedef struct wino_job {
   int32_t M;
   wino_in_fn in_row;
   wino_out_fn out_row;
+  int64_t per; /* channels a work item */
   atomic_int failed;
 } wino_job;
 
 /* Item n*C + c: channel c of image n, padded so that every tile's 4x4
  * window is in bounds, then V[e*C + c][tiles of image n]. */
-static void wino_in(void *arg, int64_t item, int tid) {
-  wino_job *j = arg;
+static void wino_in_one(wino_job *j, int64_t item, int tid) {
   const pv_cpu_wino_geom *g = j->g;
   const int64_t n = item / g->C, c = item % g->C;
   const int64_t Hp = j->Hp, Wp = j->Wp, TW = j->TW;
@@ -239,8 +239,7 @@ static void wino_in(void *arg, int64_t item, int tid) {
 /* Item n*M + m: output channel m of image n. A row of tiles goes straight
  * into the plane, or where the plane's size is odd (the tiles' last row
  * or column falls outside) through a buffer of two full rows. */
-static void wino_out(void *arg, int64_t item, int tid) {
-  wino_job *j = arg;
+static void wino_out_one(wino_job *j, int64_t item, int tid) {
   const pv_cpu_wino_geom *g = j->g;
   const pv_cpu_out *o = j->out;
   const int64_t n = item / j->M, m = item % j->M;
@@ -267,6 +266,21 @@ static void wino_out(void *arg, int64_t item, int tid) {
       if (two) memcpy(y1, buf + 2 * TW, (size_t)OW * sizeof(float));
     }
   }
+}
+
+/* Blocks of j->per items (pv_cpu_pool_blocks), of n in all. */
+static void wino_in(void *arg, int64_t blk, int tid) {
+  wino_job *j = arg;
+  const int64_t n = j->g->N * j->g->C;
+  for (int64_t i = blk * j->per; i < n && i < (blk + 1) * j->per; i++)
+    wino_in_one(j, i, tid);
+}
+
+static void wino_out(void *arg, int64_t blk, int tid) {
+  wino_job *j = arg;
+  const int64_t n = j->g->N * j->M;
+  for (int64_t i = blk * j->per; i < n && i < (blk + 1) * j->per; i++)
+    wino_out_one(j, i, tid);
 }
 
 int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
@@ -304,7 +318,8 @@ int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   j.v = buf;
   j.mb = buf + vn;
   int threads = pv_cpu_pool_threads(pool);
-  pv_cpu_pool_run_max(pool, g->N * g->C, threads, wino_in, &j);
+  int64_t blocks = pv_cpu_pool_blocks(pool, g->N * g->C, &j.per);
+  pv_cpu_pool_run_max(pool, blocks, threads, wino_in, &j);
   int r = 0;
   if (atomic_load(&j.failed)) {
     r = pv_error(PV_ENOMEM, "cpu: out of scratch memory");
@@ -323,7 +338,8 @@ int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   else
     r = pv_cpu_gemm(pool, isa, u, &b, j.T, &mo);
   if (r) goto out;
-  pv_cpu_pool_run_max(pool, g->N * j.M, threads, wino_out, &j);
+  blocks = pv_cpu_pool_blocks(pool, g->N * j.M, &j.per);
+  pv_cpu_pool_run_max(pool, blocks, threads, wino_out, &j);
 out:
   pv_cpu_pool_op_unlock(pool);
   return r;
