@@ -1042,7 +1042,8 @@ static void run_pad_pool_case(const pv_backend_iface *b, void *ctx,
   g->values[padsv].nbytes = sizeof c->pads;
   float *cvd = malloc(sizeof(float));
   *cvd = c->value;
-  int cvv = add_const(g, "cv", 0, NULL, cvd);
+  int64_t scalar[1] = {1}; /* rank 0: no dims read */
+  int cvv = add_const(g, "cv", 0, scalar, cvd);
   int nodes[2];
   if (c->opset >= 11) {
     int in[3] = {xv, padsv, cvv};
