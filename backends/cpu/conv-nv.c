@@ -231,23 +231,26 @@ static void nv_item(void *arg, int64_t item, int tid) {
   }
 }
 
-/* Shared mode: NV_PACK_ROWS im2col rows of a segment, every chunk. */
+/* Shared mode: NV_PACK_ROWS im2col rows of a segment for one pixel
+ * chunk. Items run over chunks too: a first layer (27 taps) has one row
+ * group, and with items per row group only one thread built its whole
+ * im2col (MobileNetV2's 3->32 stride-2 layer took as long at two
+ * threads as at one). */
 #define NV_PACK_ROWS 32
 static void nv_pack(void *arg, int64_t item, int tid) {
   (void)tid;
   const nv_job *j = arg;
   int64_t per = (j->a->max_k + NV_PACK_ROWS - 1) / NV_PACK_ROWS;
-  int si = (int)(item / per);
+  int64_t c = item % j->n_chunks, rg = item / j->n_chunks;
+  int si = (int)(rg / per);
   const pv_cpu_seg *s = &j->a->seg[si];
-  int64_t p0 = item % per * NV_PACK_ROWS;
+  int64_t p0 = rg % per * NV_PACK_ROWS;
   int64_t p1 = p0 + NV_PACK_ROWS < s->k ? p0 + NV_PACK_ROWS : s->k;
-  for (int64_t c = 0; c < j->n_chunks; c++) {
-    int64_t n0 = c * j->nc, cn = j->n - n0 < j->nc ? j->n - n0 : j->nc;
-    for (int64_t p = p0; p < p1; p++) {
-      float *row = j->bsh + j->boff[si] + (c * s->k + p) * j->nc;
-      j->im2col(s, &j->b, p, n0, cn, row);
-      for (int64_t i = cn; i < j->nc; i++) row[i] = 0.0f;
-    }
+  int64_t n0 = c * j->nc, cn = j->n - n0 < j->nc ? j->n - n0 : j->nc;
+  for (int64_t p = p0; p < p1; p++) {
+    float *row = j->bsh + j->boff[si] + (c * s->k + p) * j->nc;
+    j->im2col(s, &j->b, p, n0, cn, row);
+    for (int64_t i = cn; i < j->nc; i++) row[i] = 0.0f;
   }
 }
 
@@ -476,7 +479,7 @@ static int nv_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
       j.boff[s + 1] = j.boff[s] + a->seg[s].k * j.n_chunks * j.nc;
     for (int64_t p = 0; p < j.kb_max; p++) j.offsh[p] = p * j.nc;
     int64_t per = (a->max_k + NV_PACK_ROWS - 1) / NV_PACK_ROWS;
-    pv_cpu_pool_run_max(pool, a->n_seg * per, use, nv_pack, &j);
+    pv_cpu_pool_run_max(pool, a->n_seg * per * j.n_chunks, use, nv_pack, &j);
   }
   if (padded) {
     size_t fl = (size_t)(channels * j.Hp * j.Wp) + NV_SLACK;
