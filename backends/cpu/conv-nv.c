@@ -14,6 +14,7 @@
  * which the 48 pixels of a panel inside one output row read, for every
  * tap, 48 contiguous floats at a fixed offset; panels then follow the
  * output rows (a row's last panel narrower). */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,19 +255,28 @@ static void nv_pack(void *arg, int64_t item, int tid) {
   }
 }
 
+/* n copies of v (memset where v is +0). */
+static void fill(float *d, int64_t n, float v) {
+  if (v == 0.0f && !signbit(v)) {
+    memset(d, 0, (size_t)n * sizeof(float));
+    return;
+  }
+  for (int64_t i = 0; i < n; i++) d[i] = v;
+}
+
 void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
-                      int64_t pl, float *xp, int64_t Hp, int64_t Wp) {
+                      int64_t pl, float *xp, int64_t Hp, int64_t Wp, float v) {
   int64_t cw = W < Wp - pl ? W : Wp - pl; /* columns of x inside */
   for (int64_t r = 0; r < Hp; r++) {
     float *d = xp + r * Wp;
     int64_t iy = r - pt;
     if (iy < 0 || iy >= H || cw <= 0) {
-      memset(d, 0, (size_t)Wp * sizeof(float));
+      fill(d, Wp, v);
       continue;
     }
-    memset(d, 0, (size_t)pl * sizeof(float));
+    fill(d, pl, v);
     memcpy(d + pl, x + iy * W, (size_t)cw * sizeof(float));
-    memset(d + pl + cw, 0, (size_t)(Wp - pl - cw) * sizeof(float));
+    fill(d + pl + cw, Wp - pl - cw, v);
   }
 }
 
@@ -277,7 +287,7 @@ static void nv_pad(void *arg, int64_t blk, int tid) {
   const pv_cpu_bsrc *b = &j->b;
   for (int64_t ch = blk * j->pad_per; ch < j->pad_n && ch < (blk + 1) * j->pad_per; ch++)
     pv_cpu_pad_plane(b->x + ch * b->H * b->W, b->H, b->W, b->ph, b->pw,
-                     (float *)j->xp + ch * j->Hp * j->Wp, j->Hp, j->Wp);
+                     (float *)j->xp + ch * j->Hp * j->Wp, j->Hp, j->Wp, 0.0f);
 }
 
 /* Set up the implicit mode: padded geometry, tap offsets. false (and

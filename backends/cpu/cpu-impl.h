@@ -208,10 +208,11 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                 const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                 const pv_cpu_out *out);
 
-/* A zero-padded copy of one plane: xp[r][c] = x[r - pt][c - pl] inside
- * x, 0 elsewhere, for r < Hp, c < Wp (pl <= Wp). */
+/* A padded copy of one plane: xp[r][c] = x[r - pt][c - pl] inside x, v
+ * elsewhere (0 for a convolution, -inf for max pooling), for r < Hp,
+ * c < Wp (pl <= Wp). */
 void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
-                      int64_t pl, float *xp, int64_t Hp, int64_t Wp);
+                      int64_t pl, float *xp, int64_t Hp, int64_t Wp, float v);
 
 /* y = act(a + b) over n floats (eltwise.c); y is not a or b (a node's
  * output has its own buffer in the memory plan). */
@@ -282,6 +283,12 @@ extern const pv_cpu_pool2_fn pv_cpu_pool2_avx512;
 /* The same with stride 1: d[x] = max of r0/r1[x, x+1] for x < w, reading
  * w + 1 floats of each row (AVX-512, or NULL). */
 extern const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512;
+/* 3x3 window, stride s (1 or 2), on padded rows: d[x] = max of r0/r1/r2
+ * [s*x .. s*x+2] for x < n, NaN kept, reading up to 34 floats past
+ * s*(n-1)+2 (AVX-512, or NULL). */
+typedef void (*pv_cpu_pool3_fn)(const float *r0, const float *r1,
+                                const float *r2, float *d, int64_t n, int s);
+extern const pv_cpu_pool3_fn pv_cpu_pool3_avx512;
 
 /* ---------------------------------------------------------------- CSR */
 

@@ -86,7 +86,7 @@ PV_CPU_CLONES static void dw_channel(const dw_job *j, int64_t c, int tid) {
     float *xp = pv_cpu_pool_scratch(j->pool, tid, (size_t)(j->Hp * j->Wp + DW_SLACK) *
                                                       sizeof(float));
     if (xp) {
-      pv_cpu_pad_plane(x, d->H, d->W, d->ph, d->pw, xp, j->Hp, j->Wp);
+      pv_cpu_pad_plane(x, d->H, d->W, d->ph, d->pw, xp, j->Hp, j->Wp, 0.0f);
       memset(xp + j->Hp * j->Wp, 0, DW_SLACK * sizeof(float));
       dw3x3_avx512(xp, j->Wp, w, bias, y, d->OH, d->OW, (int)d->sw, j->out);
       return;

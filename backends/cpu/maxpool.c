@@ -15,7 +15,32 @@ typedef struct mp_job {
   pv_cpu_pool2_fn row1; /* and stride-1 row */
   int64_t per;          /* planes a work item (pv_cpu_pool_blocks) */
   bool k2;              /* mp_plane_2x2, else mp_plane */
+  pv_cpu_pool3_fn row3; /* 3x3 on padded rows (AVX-512), or NULL */
+  pv_cpu_pool *pool;    /* for row3's per-thread padded plane */
+  int64_t Hp, Wp;
 } mp_job;
+
+#define MP_SLACK 64 /* floats row3 may read past a padded plane */
+
+/* 3x3 with stride 1 or 2 through row3: the plane padded (pads and the
+ * tiles' overhang with -inf, or with the folded Pad's value), then one
+ * call per output row. false where the scratch is not there. */
+static bool mp_plane_3x3(const mp_job *j, int64_t pl, int tid) {
+  const pv_cpu_pool2d *d = j->d;
+  float *xp = pv_cpu_pool_scratch(j->pool, tid,
+                                  (size_t)(j->Hp * j->Wp + MP_SLACK) * sizeof(float));
+  if (!xp) return false;
+  float v = d->padc ? d->padv : -INFINITY;
+  pv_cpu_pad_plane(j->x + pl * d->H * d->W, d->H, d->W, d->ph, d->pw, xp,
+                   j->Hp, j->Wp, v);
+  for (int64_t i = 0; i < MP_SLACK; i++) xp[j->Hp * j->Wp + i] = v;
+  float *y = j->y + pl * d->OH * d->OW;
+  for (int64_t oy = 0; oy < d->OH; oy++) {
+    const float *r0 = xp + oy * d->sh * j->Wp;
+    j->row3(r0, r0 + j->Wp, r0 + 2 * j->Wp, y + oy * d->OW, d->OW, (int)d->sw);
+  }
+  return true;
+}
 
 /* Taps outer, output columns inner: the inner loop is branch-free and
  * vectorises (a data-dependent branch per tap mispredicts half the time). */
@@ -115,17 +140,26 @@ PV_CPU_CLONES static void mp_plane_2x2(const mp_job *j, int64_t pl) {
 }
 
 static void mp_block(void *arg, int64_t blk, int tid) {
-  (void)tid;
   const mp_job *j = arg;
-  for (int64_t pl = blk * j->per; pl < j->d->planes && pl < (blk + 1) * j->per; pl++)
+  for (int64_t pl = blk * j->per; pl < j->d->planes && pl < (blk + 1) * j->per; pl++) {
+    if (j->row3 && mp_plane_3x3(j, pl, tid)) continue;
     j->k2 ? mp_plane_2x2(j, pl) : mp_plane(j, pl);
+  }
 }
 
 void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_pool2d *d, const float *x, float *y) {
   bool v512 = isa == &pv_cpu_isa_avx512;
   mp_job j = {d, x, y, v512 ? pv_cpu_pool2_avx512 : NULL,
-              v512 ? pv_cpu_pool2s1_avx512 : NULL, 1, false};
+              v512 ? pv_cpu_pool2s1_avx512 : NULL, 1, false, NULL, pool, 0, 0};
+  /* 3x3, stride 1 or 2, no dilation: padded rows cover every window,
+   * (O-1)*s + 3 of them, and the pads fit inside. */
+  if (v512 && d->kh == 3 && d->kw == 3 && d->dh == 1 && d->dw == 1 &&
+      d->sh == d->sw && (d->sw == 1 || d->sw == 2)) {
+    j.Hp = (d->OH - 1) * d->sh + 3;
+    j.Wp = (d->OW - 1) * d->sw + 3;
+    if (d->ph <= j.Hp && d->pw <= j.Wp) j.row3 = pv_cpu_pool3_avx512;
+  }
   /* A plane is little work: keep small layers on fewer threads. */
   int64_t work = d->planes * d->OH * d->OW * d->kh * d->kw;
   int use = (int)(work / 65536) + 1;

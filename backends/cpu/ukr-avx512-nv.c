@@ -4,6 +4,8 @@
  * 24 FMAs, so FMA issue is the limit; the tile goes straight into the
  * output rows (contiguous pixels) with bias and activation, masked at
  * the row's end. */
+#include <math.h>
+
 #include "conv-nv.h"
 
 #if defined(__x86_64__)
@@ -215,8 +217,44 @@ static T512 void pool2s1(const float *r0, const float *r1, float *d, int64_t n) 
 }
 
 const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512 = pool2s1;
+
+/* ResNet's and most CNNs' first pool, 3x3 with stride 2 (and stride 1):
+ * the window columns of 16 outputs from vector loads, split into evens
+ * and odds by permutes at stride 2, nine NaN-keeping maxima, one masked
+ * store; the caller pads the rows with -inf. */
+static T512 void pool3(const float *r0, const float *r1, const float *r2,
+                       float *d, int64_t n, int s) {
+  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                       22, 24, 26, 28, 30);
+  const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+  const float *r[3] = {r0, r1, r2};
+  for (int64_t x = 0; x < n; x += 16) {
+    __mmask16 k = n - x >= 16 ? 0xffff : (__mmask16)((1u << (n - x)) - 1);
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < 3; i++) {
+      const float *p = r[i] + s * x;
+      __m512 a0, a1, a2;
+      if (s == 1) {
+        a0 = _mm512_loadu_ps(p);
+        a1 = _mm512_loadu_ps(p + 1);
+        a2 = _mm512_loadu_ps(p + 2);
+      } else {
+        __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16);
+        __m512 u0 = _mm512_loadu_ps(p + 2), u1 = _mm512_loadu_ps(p + 18);
+        a0 = _mm512_permutex2var_ps(v0, ev, v1);
+        a1 = _mm512_permutex2var_ps(v0, od, v1);
+        a2 = _mm512_permutex2var_ps(u0, ev, u1);
+      }
+      m = nv_max_nan(nv_max_nan(m, a0), nv_max_nan(a1, a2));
+    }
+    _mm512_mask_storeu_ps(d + x, k, m);
+  }
+}
+
+const pv_cpu_pool3_fn pv_cpu_pool3_avx512 = pool3;
 #else
 const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512 = NULL;
+const pv_cpu_pool3_fn pv_cpu_pool3_avx512 = NULL;
 const pv_nv_ukr_fn pv_cpu_nv_ukr_avx512 = NULL;
 const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = NULL;
 const pv_cpu_pool2_fn pv_cpu_pool2_avx512 = NULL;

@@ -223,7 +223,7 @@ static void wino_in_one(wino_job *j, int64_t item, int tid) {
     return;
   }
   pv_cpu_pad_plane(j->x + (n * g->C + c) * g->H * g->W, g->H, g->W, g->pt,
-                   g->pl, xp, Hp, Wp);
+                   g->pl, xp, Hp, Wp, 0.0f);
   /* Zeros, not stale floats: a NaN there would only reach masked lanes,
    * but keep the slack clean. */
   memset(xp + Hp * Wp, 0, WINO_SLACK * sizeof(float));

@@ -955,6 +955,12 @@ static void test_plugin_maxpool(void) {
       {3, 2, 8, 16, 2, 2, 2, 2, 1, 1, {0, 0, 0, 0}, 0, NULL},
       /* stride 1: 39 outputs a row, two vectors and a tail of 7 */
       {1, 2, 5, 40, 2, 2, 1, 1, 1, 1, {0, 0, 0, 0}, 0, NULL},
+      /* 3x3 on AVX-512 padded rows: ResNet's stride-2 pool on a wide
+       * row (35 outputs), ceil mode, asymmetric pads, stride 1 */
+      {2, 3, 9, 70, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}, 0, NULL},
+      {1, 2, 8, 8, 3, 3, 2, 2, 1, 1, {0, 0, 0, 0}, 1, NULL},
+      {1, 2, 7, 19, 3, 3, 2, 2, 1, 1, {0, 1, 1, 0}, 0, NULL},
+      {1, 3, 6, 33, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}, 0, NULL},
   };
   /* Each ISA: the 2x2 stride-2 rows run in vectors on AVX-512 only. */
   mp_set set = {cases, sizeof cases / sizeof cases[0]};
@@ -1130,6 +1136,8 @@ static void test_plugin_pad_pool(void) {
       {10, 4, 6, 11, 2, 2, {0, 0, 0, 1, 0, 0, 1, 0}, 0.5f, "constant", false},
       {13, 3, 8, 8, 2, 1, {0, 0, 1, 1, 0, 0, 1, 1}, 0.0f, "reflect", false},
       {13, 3, 6, 6, 2, 2, {0, 1, 0, 0, 0, 0, 0, 0}, 0.0f, "constant", false},
+      /* a 3x3 pool (the padded-row path) with the Pad's value */
+      {13, 3, 11, 21, 3, 2, {0, 0, 1, 1, 0, 0, 1, 1}, 2.0f, "constant", false},
       {0},
   };
   plugin_each_isa(pp_cases, cases);
