@@ -394,8 +394,9 @@ static int nv_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                         .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
                         .OW = n};
   }
-  j.im2col = j.b.sw == 1 && pv_cpu_nv_im2col_s1_avx512 ? pv_cpu_nv_im2col_s1_avx512
-                                                       : pv_cpu_im2col_row;
+  j.im2col = j.b.sw == 1 && pv_cpu_nv_im2col_s1_avx512   ? pv_cpu_nv_im2col_s1_avx512
+             : j.b.sw == 2 && pv_cpu_nv_im2col_s2_avx512 ? pv_cpu_nv_im2col_s2_avx512
+                                                         : pv_cpu_im2col_row;
   j.kb_max = nv_kb(a->max_k);
   /* Chunks as wide as the budget allows, then evened out so that the last
    * is not a sliver. */

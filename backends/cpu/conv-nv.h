@@ -62,6 +62,8 @@ typedef void (*pv_nv_im2col_fn)(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
                                 int64_t p, int64_t n0, int64_t cn, float *dst);
 /* The same for b->sw == 1 with vector copies (AVX-512), or NULL. */
 extern const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512;
+/* And for b->sw == 2 (stride-2 loads split by a permute), or NULL. */
+extern const pv_nv_im2col_fn pv_cpu_nv_im2col_s2_avx512;
 /* The general one (gemm.c). */
 void pv_cpu_im2col_row(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int64_t p,
                        int64_t n0, int64_t cn, float *restrict dst);

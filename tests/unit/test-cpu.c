@@ -660,6 +660,9 @@ static void test_plugin_conv_each_isa(void) {
       {1, 50, 30, 40, 13, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {3, 7, 23, 29, 21, 3, 3, 2, 2, 1, 1, 1, {0, 1, 1, 0}, NULL, 0},
       {1, 48, 9, 45, 10, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      /* stride-2 rows in AVX-512 im2col: a 7x7 stem, a wide 3x3 row */
+      {1, 3, 21, 101, 16, 7, 7, 2, 2, 1, 1, 1, {3, 3, 3, 3}, NULL, 0},
+      {2, 5, 9, 70, 12, 3, 3, 2, 2, 1, 1, 1, {1, 0, 1, 1}, NULL, 0},
       /* pointwise with >= 128 output channels: the planes are copied
        * into aligned blocks instead of read in place */
       {1, 40, 6, 20, 130, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
