@@ -25,7 +25,10 @@ static inline PV_T512 __m512 pv_act512(__m512 v, pv_act act, __m512 va,
   case PV_ACT_RELU: return _mm512_max_ps(v, zero);
   case PV_ACT_LEAKY:
     return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
-  case PV_ACT_CLIP: return _mm512_min_ps(_mm512_max_ps(v, va), vb);
+  /* max/min return their second operand when either is NaN: v second in
+   * the max keeps a NaN (the reference's min(max(v, lo), hi) does), and
+   * hi still wins when lo > hi. */
+  case PV_ACT_CLIP: return _mm512_min_ps(vb, _mm512_max_ps(va, v));
   default: return v;
   }
 }
@@ -37,7 +40,7 @@ static inline PV_T512 __m256 pv_act256(__m256 v, pv_act act, __m256 va,
   case PV_ACT_RELU: return _mm256_max_ps(v, zero);
   case PV_ACT_LEAKY:
     return _mm256_mask_mul_ps(v, _mm256_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, va);
-  case PV_ACT_CLIP: return _mm256_min_ps(_mm256_max_ps(v, va), vb);
+  case PV_ACT_CLIP: return _mm256_min_ps(vb, _mm256_max_ps(va, v));
   default: return v;
   }
 }

@@ -244,7 +244,11 @@ static inline float pv_cpu_act1(float v, pv_act act, float alpha, float beta) {
   case PV_ACT_NONE: return v;
   case PV_ACT_RELU: return v > 0 ? v : 0;
   case PV_ACT_LEAKY: return v >= 0 ? v : v * alpha;
-  case PV_ACT_CLIP: return v < alpha ? alpha : v > beta ? beta : v;
+  case PV_ACT_CLIP: { /* min(max(v, lo), hi) as the reference: hi wins
+                         when lo > hi, NaN stays NaN */
+    float t = v < alpha ? alpha : v;
+    return t > beta ? beta : t;
+  }
   case PV_ACT_SIGMOID: return 1.0f / (1.0f + __builtin_expf(-v));
   case PV_ACT_TANH: return __builtin_tanhf(v);
   }

@@ -340,7 +340,8 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
       r = prep_conv(g, n, op, !ctx->no_wino);
     else if (!strcmp(n->op, "MaxPool"))
       r = prep_maxpool(g, n, op);
-    else if (!strcmp(n->op, "Add") && n->n_in == 2 && n->n_out == 1)
+    else if (!strcmp(n->op, "Add") && n->n_in == 2 && n->n_out == 1 &&
+             n->in[0] >= 0 && n->in[1] >= 0 && n->out[0] >= 0)
       op->kind = OP_ADD; /* same shapes checked per run, else the reference */
     plan->n_ops = i + 1;
     if (r) {
@@ -369,7 +370,8 @@ static int cpu_prepare(void *vctx, const pv_graph *g, const int *nodes,
                                p->sw == 2 && p->dh == 1 && p->dw == 1;
     /* A Pad before a pool (darknet's stride-1 maxpool) is folded into
      * the pool when it turns out constant, fp32 and spatial at run time. */
-    if (c->kind == OP_REF && !strcmp(c->node->op, "Pad") && c->node->n_in >= 1)
+    if (c->kind == OP_REF && !strcmp(c->node->op, "Pad") && c->node->n_in >= 1 &&
+        c->node->in[0] >= 0)
       plan->ops[i].pad_pool = true;
   }
   *out = plan;

@@ -12,6 +12,11 @@
  * V [16*C][tiles]) and the output transform (per output channel, with
  * bias and activation, straight into the output planes).
  *
+ * Non-finite inputs: the input transform takes differences of inputs, so
+ * an Inf in a tile's window becomes Inf - Inf = NaN in some of its
+ * outputs, where the direct sums give Inf (PIVOT_CPU_CONV=direct keeps
+ * them; only activations that already overflow float are affected).
+ *
  * Rounding: the transforms add and subtract at most 4x4 values with
  * weights 1 and 1/2, so results stay at the direct sums' level (relative
  * L2 error against ONNX Runtime 3-7e-7 on yolov3-tiny's layers, 1.2e-6
