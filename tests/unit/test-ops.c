@@ -203,6 +203,28 @@ static void test_global_pool(void) {
   CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
   CU_ASSERT_FATAL(h_dims_are(&R[out], 4, DIMS(2, 3, 1, 1)));
   CU_ASSERT(h_maxerr(F(&R[out]), want, 6) < 1e-6);
+
+  /* 3x3 planes (a tail after the 4-wide partial sums), and the max with
+   * a NaN in plane 1 (NaN wins, as in MaxPool) */
+  float z[2 * 9], zmax = -INFINITY;
+  double zsum = 0;
+  h_fill(z, 18, 4);
+  z[9 + 4] = NAN;
+  for (int i = 0; i < 9; i++) {
+    zsum += z[i];
+    if (z[i] > zmax) zmax = z[i];
+  }
+  h_new(13);
+  in = h_f32("z", 4, DIMS(1, 2, 3, 3), z);
+  out = h_out("a");
+  int out2 = h_out("m");
+  h_node("GlobalAveragePool", 1, &in, 1, &out);
+  h_node("GlobalMaxPool", 1, &in, 1, &out2);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(fabsf(F(&R[out])[0] - (float)(zsum / 9)) < 1e-6f);
+  CU_ASSERT(isnan(F(&R[out])[1]));
+  CU_ASSERT(F(&R[out2])[0] == zmax);
+  CU_ASSERT(isnan(F(&R[out2])[1]));
 }
 
 /* ------------------------------------------------------------ Gemm, MatMul */
