@@ -34,9 +34,6 @@ typedef struct dw_job {
 static PV_T512 void dw3x3_avx512(const float *xp, int64_t Wp, const float *w,
                                  float bias, float *y, int64_t OH, int64_t OW,
                                  int s, const pv_cpu_out *o) {
-  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-                                       22, 24, 26, 28, 30);
-  const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
   __m512 wk[9];
   for (int k = 0; k < 9; k++) wk[k] = _mm512_set1_ps(w[k]);
   const __m512 vb = _mm512_set1_ps(bias), va = _mm512_set1_ps(o->alpha),
@@ -48,22 +45,11 @@ static PV_T512 void dw3x3_avx512(const float *xp, int64_t Wp, const float *w,
       __mmask16 m = OW - ox >= 16 ? 0xffff : (__mmask16)((1u << (OW - ox)) - 1);
       __m512 acc = vb;
       for (int r = 0; r < 3; r++) {
-        const float *p = xp + (oy * s + r) * Wp + ox * s;
-        __m512 a0, a1, a2;
-        if (s == 1) {
-          a0 = _mm512_loadu_ps(p);
-          a1 = _mm512_loadu_ps(p + 1);
-          a2 = _mm512_loadu_ps(p + 2);
-        } else {
-          __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16);
-          __m512 u0 = _mm512_loadu_ps(p + 2), u1 = _mm512_loadu_ps(p + 18);
-          a0 = _mm512_permutex2var_ps(v0, ev, v1);
-          a1 = _mm512_permutex2var_ps(v0, od, v1);
-          a2 = _mm512_permutex2var_ps(u0, ev, u1);
-        }
-        acc = _mm512_fmadd_ps(wk[3 * r], a0, acc);
-        acc = _mm512_fmadd_ps(wk[3 * r + 1], a1, acc);
-        acc = _mm512_fmadd_ps(wk[3 * r + 2], a2, acc);
+        __m512 a[3];
+        pv_win3_512(xp + (oy * s + r) * Wp + ox * s, s, a);
+        acc = _mm512_fmadd_ps(wk[3 * r], a[0], acc);
+        acc = _mm512_fmadd_ps(wk[3 * r + 1], a[1], acc);
+        acc = _mm512_fmadd_ps(wk[3 * r + 2], a[2], acc);
       }
       _mm512_mask_storeu_ps(yr + ox, m, pv_act512(acc, o->act, va, vbe));
     }

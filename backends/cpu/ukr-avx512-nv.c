@@ -126,39 +126,6 @@ static inline __attribute__((always_inline)) T512 void nv_zero(float *d,
                           _mm512_setzero_ps());
 }
 
-/* pv_cpu_im2col_row for stride 1 along rows: per output row segment,
- * zeros where the window leaves the input and one copy in between. */
-static T512 void nv_im2col_s1(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
-                              int64_t p, int64_t n0, int64_t cn, float *dst) {
-  const int64_t kk = b->kh * b->kw, OW = b->OW;
-  int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
-  int64_t ch = c / kk, t = c % kk;
-  int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
-  const float *xc = b->x + ch * b->H * b->W;
-  /* Output columns [lo, hi) read inside the input row. */
-  int64_t lo = dx >= 0 ? 0 : -dx;
-  int64_t hi = b->W - dx < OW ? b->W - dx : OW;
-  if (hi < lo) hi = lo;
-  int64_t oy = n0 / OW, ox = n0 % OW;
-  for (int64_t i = 0; i < cn; oy++, ox = 0) {
-    int64_t seg = OW - ox < cn - i ? OW - ox : cn - i, end = ox + seg;
-    int64_t iy = oy * b->sh + dy;
-    float *l = dst + i - ox; /* indexed by output column */
-    if ((uint64_t)iy >= (uint64_t)b->H) {
-      nv_zero(l + ox, seg);
-    } else {
-      int64_t e0 = ox > lo ? ox : lo, e1 = end < hi ? end : hi;
-      if (e1 < e0) e0 = e1 = e0 < end ? e0 : end;
-      nv_zero(l + ox, e0 - ox);
-      nv_copy(l + e0, xc + iy * b->W + e0 + dx, e1 - e0);
-      nv_zero(l + e1, end - e1);
-    }
-    i += seg;
-  }
-}
-
-const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = nv_im2col_s1;
-
 /* n floats s[0], s[2], s[4]... into d: 16 a step from two loads (the
  * second, and the tail's, masked to what the row holds: 2n - 1 floats). */
 static inline __attribute__((always_inline)) T512 void
@@ -177,18 +144,21 @@ nv_copy_s2(float *d, const float *s, int64_t n) {
   }
 }
 
-/* pv_cpu_im2col_row for stride 2 along rows (ResNet's 7x7 stem, stride-2
- * 3x3 layers): the scalar row loop was a third of a 7x7 stem's time. */
-static T512 void nv_im2col_s2(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
-                              int64_t p, int64_t n0, int64_t cn, float *dst) {
+/* pv_cpu_im2col_row for stride SW (1 or 2) along rows: per output row
+ * segment, zeros where the window leaves the input and one vector copy in
+ * between (at stride 2 two loads and a permute per 16: the scalar row
+ * loop was a third of ResNet's 7x7 stride-2 stem). */
+static inline __attribute__((always_inline)) T512 void
+nv_im2col(const pv_cpu_seg *s, const pv_cpu_bsrc *b, int64_t p, int64_t n0,
+          int64_t cn, float *dst, const int SW) {
   const int64_t kk = b->kh * b->kw, OW = b->OW;
   int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
   int64_t ch = c / kk, t = c % kk;
   int64_t dy = (t / b->kw) * b->dh - b->ph, dx = (t % b->kw) * b->dw - b->pw;
   const float *xc = b->x + ch * b->H * b->W;
-  /* Output columns [lo, hi) read inside the input row: 0 <= 2*ox + dx < W. */
-  int64_t lo = dx >= 0 ? 0 : (-dx + 1) / 2;
-  int64_t hi = b->W - dx <= 0 ? 0 : (b->W - dx + 1) / 2;
+  /* Output columns [lo, hi) read inside the input row: 0 <= SW*ox + dx < W. */
+  int64_t lo = dx >= 0 ? 0 : (-dx + SW - 1) / SW;
+  int64_t hi = b->W - dx <= 0 ? 0 : (b->W - dx + SW - 1) / SW;
   if (hi > OW) hi = OW;
   if (hi < lo) hi = lo;
   int64_t oy = n0 / OW, ox = n0 % OW;
@@ -202,13 +172,26 @@ static T512 void nv_im2col_s2(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
       int64_t e0 = ox > lo ? ox : lo, e1 = end < hi ? end : hi;
       if (e1 < e0) e0 = e1 = e0 < end ? e0 : end;
       nv_zero(l + ox, e0 - ox);
-      nv_copy_s2(l + e0, xc + iy * b->W + 2 * e0 + dx, e1 - e0);
+      const float *src = xc + iy * b->W + SW * e0 + dx;
+      if (SW == 1) nv_copy(l + e0, src, e1 - e0);
+      else nv_copy_s2(l + e0, src, e1 - e0);
       nv_zero(l + e1, end - e1);
     }
     i += seg;
   }
 }
 
+static T512 void nv_im2col_s1(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
+                              int64_t p, int64_t n0, int64_t cn, float *dst) {
+  nv_im2col(s, b, p, n0, cn, dst, 1);
+}
+
+static T512 void nv_im2col_s2(const pv_cpu_seg *s, const pv_cpu_bsrc *b,
+                              int64_t p, int64_t n0, int64_t cn, float *dst) {
+  nv_im2col(s, b, p, n0, cn, dst, 2);
+}
+
+const pv_nv_im2col_fn pv_cpu_nv_im2col_s1_avx512 = nv_im2col_s1;
 const pv_nv_im2col_fn pv_cpu_nv_im2col_s2_avx512 = nv_im2col_s2;
 
 /* max that keeps a NaN, as MaxPool does (maxps returns its second
@@ -276,28 +259,14 @@ const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512 = pool2s1;
  * store; the caller pads the rows with -inf. */
 static T512 void pool3(const float *r0, const float *r1, const float *r2,
                        float *d, int64_t n, int s) {
-  const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
-                                       22, 24, 26, 28, 30);
-  const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
   const float *r[3] = {r0, r1, r2};
   for (int64_t x = 0; x < n; x += 16) {
     __mmask16 k = n - x >= 16 ? 0xffff : (__mmask16)((1u << (n - x)) - 1);
     __m512 m = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < 3; i++) {
-      const float *p = r[i] + s * x;
-      __m512 a0, a1, a2;
-      if (s == 1) {
-        a0 = _mm512_loadu_ps(p);
-        a1 = _mm512_loadu_ps(p + 1);
-        a2 = _mm512_loadu_ps(p + 2);
-      } else {
-        __m512 v0 = _mm512_loadu_ps(p), v1 = _mm512_loadu_ps(p + 16);
-        __m512 u0 = _mm512_loadu_ps(p + 2), u1 = _mm512_loadu_ps(p + 18);
-        a0 = _mm512_permutex2var_ps(v0, ev, v1);
-        a1 = _mm512_permutex2var_ps(v0, od, v1);
-        a2 = _mm512_permutex2var_ps(u0, ev, u1);
-      }
-      m = nv_max_nan(nv_max_nan(m, a0), nv_max_nan(a1, a2));
+      __m512 a[3];
+      pv_win3_512(r[i] + s * x, s, a);
+      m = nv_max_nan(nv_max_nan(m, a[0]), nv_max_nan(a[1], a[2]));
     }
     _mm512_mask_storeu_ps(d + x, k, m);
   }
