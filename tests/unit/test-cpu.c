@@ -577,20 +577,18 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   float *ref = malloc(sizeof(float) * ny);
   pv_run_ctx rc = {.vals = vals, .batch = c->N};
   CU_ASSERT_EQUAL(b->execute(plan, &rc), 0);
-  conv_naive(c, pads, OH, OW, vals[xv].data, wref, g->values[bv].data, act,
-             ref);
-  /* Relative to the sums before the activation: a Clip to [0.1, 0.5]
-   * leaves outputs far smaller than the sums whose rounding they carry. */
-  float *pre = malloc(sizeof(float) * ny);
+  /* The sums, then the activation: the error is measured relative to the
+   * sums, since a Clip to [0.1, 0.5] leaves outputs far smaller than the
+   * sums whose rounding they carry. */
   conv_naive(c, pads, OH, OW, vals[xv].data, wref, g->values[bv].data,
-             PV_ACT_NONE, pre);
+             PV_ACT_NONE, ref);
   double scale = 1e-3, dmax = 0;
   for (int64_t i = 0; i < ny; i++) {
-    if (fabs(pre[i]) > scale) scale = fabs(pre[i]);
+    if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    ref[i] = act_ref(ref[i], act, 0.1f, 0.5f);
     float yi = ((const float *)vals[yv].data)[i];
     if (!(fabs(yi - ref[i]) <= dmax)) dmax = fabs(yi - ref[i]);
   }
-  free(pre);
   double e = dmax / scale;
   /* float sums drift like sqrt(terms): allow for it beyond 100 taps */
   int taps = cin * c->kh * c->kw;
@@ -712,7 +710,6 @@ static void test_plugin_conv_winograd_each_isa(void) {
       {1, 96, 6, 5, 128, 3, 3, 1, 1, 1, 1, 1, {2, 3, 2, 1}, NULL, 0},
       {1, 64, 4, 5, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
       {1, 64, 3, 3, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
-      {1, 64, 40, 36, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
       {1, 64, 26, 26, 128, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
   };
   conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
