@@ -41,7 +41,6 @@ typedef struct nv_job {
   const float *xp;
   bool slack; /* xp is our copy, NV_SLACK zeros past its end */
   int64_t Hp, Wp, rows, OH;
-  int64_t pad_n, pad_per; /* channels to pad, a work item's share */
   int64_t pcols, cpr; /* panels of a row per chunk, chunks per row band */
   /* Shared mode (bsh set): the im2col of every chunk built once, in
    * parallel, when rows are split over items that would each repeat it:
@@ -280,13 +279,12 @@ void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
   }
 }
 
-/* Channels [blk*pad_per, ...) of the padded input. */
-static void nv_pad(void *arg, int64_t blk, int tid) {
+/* One channel of the padded input. */
+static void nv_pad(void *arg, int64_t ch, int tid) {
   (void)tid;
   const nv_job *j = arg;
   const pv_cpu_bsrc *b = &j->b;
-  for (int64_t ch = blk * j->pad_per; ch < j->pad_n && ch < (blk + 1) * j->pad_per; ch++)
-    pv_cpu_pad_plane(b->x + ch * b->H * b->W, b->H, b->W, b->ph, b->pw,
+  pv_cpu_pad_plane(b->x + ch * b->H * b->W, b->H, b->W, b->ph, b->pw,
                      (float *)j->xp + ch * j->Hp * j->Wp, j->Hp, j->Wp, 0.0f);
 }
 
@@ -507,9 +505,7 @@ static int nv_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     memset(xp + fl - NV_SLACK, 0, NV_SLACK * sizeof(float));
     j.xp = xp;
     j.slack = true;
-    j.pad_n = channels;
-    pv_cpu_pool_run_max(pool, pv_cpu_pool_blocks(pool, channels, &j.pad_per), use,
-                        nv_pad, &j);
+    pv_cpu_pool_run_blocked(pool, channels, use, nv_pad, &j);
   }
   pv_cpu_pool_run_max(pool, j.start[a->n_seg], use, nv_item, &j);
   if (padded || shared) pv_cpu_pool_call_unlock(pool);

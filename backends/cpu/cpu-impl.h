@@ -32,13 +32,13 @@ void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg);
  * too small to repay waking the others. */
 void pv_cpu_pool_run_max(pv_cpu_pool *p, int64_t n, int max_threads,
                          pv_cpu_task_fn fn, void *arg);
-/* Work items that are blocks of n small items (channels, planes): *per
- * consecutive ones each, about eight blocks a thread; returns the block
- * count. Handing out small neighbouring items one by one alternates them
- * between threads, and every cache line at a boundary of two items'
- * outputs then moves between the cores (Winograd's transforms on 14x14
- * planes did not get faster with a second thread). */
-int64_t pv_cpu_pool_blocks(const pv_cpu_pool *p, int64_t n, int64_t *per);
+/* The same for small neighbouring items (channels, planes): threads claim
+ * blocks of consecutive items, about eight blocks a thread. Handed out
+ * one by one they alternate between threads, and every cache line where
+ * two items' outputs meet moves between the cores (Winograd's transforms
+ * on 14x14 planes did not get faster with a second thread). */
+void pv_cpu_pool_run_blocked(pv_cpu_pool *p, int64_t n, int max_threads,
+                             pv_cpu_task_fn fn, void *arg);
 /* Per-thread scratch (64-byte aligned) of at least `bytes`, valid inside a
  * task running as `tid` until the task returns; NULL if out of memory.
  * Owned by the pool. */

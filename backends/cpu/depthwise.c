@@ -19,7 +19,6 @@ typedef struct dw_job {
   float *y;
   const pv_cpu_out *out;
   pv_cpu_pool *pool;
-  int64_t per; /* channels a work item (pv_cpu_pool_blocks) */
   bool v512; /* the AVX-512 3x3 path */
   int64_t Hp, Wp;
 } dw_job;
@@ -61,7 +60,8 @@ static PV_T512 void dw3x3_avx512(const float *xp, int64_t Wp, const float *w,
 #endif
 
 
-PV_CPU_CLONES static void dw_channel(const dw_job *j, int64_t c, int tid) {
+PV_CPU_CLONES static void dw_channel(void *arg, int64_t c, int tid) {
+  const dw_job *j = arg;
   const pv_cpu_dwconv *d = j->d;
   const float *x = j->x + c * d->H * d->W;
   const float *w = j->w + c * d->kh * d->kw;
@@ -108,16 +108,10 @@ PV_CPU_CLONES static void dw_channel(const dw_job *j, int64_t c, int tid) {
   }
 }
 
-static void dw_block(void *arg, int64_t blk, int tid) {
-  const dw_job *j = arg;
-  for (int64_t c = blk * j->per; c < j->d->C && c < (blk + 1) * j->per; c++)
-    dw_channel(j, c, tid);
-}
-
 void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                       const pv_cpu_dwconv *d, const float *x, const float *w,
                       float *y, const pv_cpu_out *out) {
-  dw_job j = {d, x, w, y, out, pool, 1, false, 0, 0};
+  dw_job j = {d, x, w, y, out, pool, false, 0, 0};
 #if defined(__x86_64__)
   /* Padded rows: every window of a tile inside, (OW-1)*s + 3 columns. */
   j.v512 = isa == &pv_cpu_isa_avx512 && d->kh == 3 && d->kw == 3 &&
@@ -129,6 +123,5 @@ void pv_cpu_depthwise(pv_cpu_pool *pool, const pv_cpu_isa *isa,
 #else
   (void)isa;
 #endif
-  int64_t blocks = pv_cpu_pool_blocks(pool, d->C, &j.per);
-  pv_cpu_pool_run(pool, blocks, dw_block, &j);
+  pv_cpu_pool_run_blocked(pool, d->C, pv_cpu_pool_threads(pool), dw_channel, &j);
 }

@@ -13,7 +13,6 @@ typedef struct mp_job {
   float *y;
   pv_cpu_pool2_fn row2; /* the ISA's 2x2 stride-2 row, or NULL */
   pv_cpu_pool2_fn row1; /* and stride-1 row */
-  int64_t per;          /* planes a work item (pv_cpu_pool_blocks) */
   bool k2;              /* mp_plane_2x2, else mp_plane */
   pv_cpu_pool3_fn row3; /* 3x3 on padded rows (AVX-512), or NULL */
   pv_cpu_pool *pool;    /* for row3's per-thread padded plane */
@@ -139,19 +138,17 @@ PV_CPU_CLONES static void mp_plane_2x2(const mp_job *j, int64_t pl) {
   }
 }
 
-static void mp_block(void *arg, int64_t blk, int tid) {
+static void mp_item(void *arg, int64_t pl, int tid) {
   const mp_job *j = arg;
-  for (int64_t pl = blk * j->per; pl < j->d->planes && pl < (blk + 1) * j->per; pl++) {
-    if (j->row3 && mp_plane_3x3(j, pl, tid)) continue;
-    j->k2 ? mp_plane_2x2(j, pl) : mp_plane(j, pl);
-  }
+  if (j->row3 && mp_plane_3x3(j, pl, tid)) return;
+  j->k2 ? mp_plane_2x2(j, pl) : mp_plane(j, pl);
 }
 
 void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_pool2d *d, const float *x, float *y) {
   bool v512 = isa == &pv_cpu_isa_avx512;
   mp_job j = {d, x, y, v512 ? pv_cpu_pool2_avx512 : NULL,
-              v512 ? pv_cpu_pool2s1_avx512 : NULL, 1, false, NULL, pool, 0, 0};
+              v512 ? pv_cpu_pool2s1_avx512 : NULL, false, NULL, pool, 0, 0};
   /* 3x3, stride 1 or 2, no dilation: padded rows cover every window,
    * (O-1)*s + 3 of them, and the pads fit inside. */
   if (v512 && d->kh == 3 && d->kw == 3 && d->dh == 1 && d->dw == 1 &&
@@ -170,6 +167,5 @@ void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
             (d->OW - 1) * d->sw + 2 <= d->W + over &&
             (!d->padc || d->W <= MP_PADROW_MAX);
   j.k2 = k2;
-  int64_t blocks = pv_cpu_pool_blocks(pool, d->planes, &j.per);
-  pv_cpu_pool_run_max(pool, blocks, use, mp_block, &j);
+  pv_cpu_pool_run_blocked(pool, d->planes, use, mp_item, &j);
 }

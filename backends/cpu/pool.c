@@ -202,10 +202,24 @@ float *pv_cpu_pool_op_scratch(pv_cpu_pool *p, size_t bytes) {
   return scratch_grow(&p->op_scratch, &p->op_len, bytes);
 }
 
-int64_t pv_cpu_pool_blocks(const pv_cpu_pool *p, int64_t n, int64_t *per) {
+typedef struct blocked_job {
+  pv_cpu_task_fn fn;
+  void *arg;
+  int64_t n, per;
+} blocked_job;
+
+static void run_block(void *arg, int64_t blk, int tid) {
+  const blocked_job *b = arg;
+  for (int64_t i = blk * b->per; i < b->n && i < (blk + 1) * b->per; i++)
+    b->fn(b->arg, i, tid);
+}
+
+void pv_cpu_pool_run_blocked(pv_cpu_pool *p, int64_t n, int max_threads,
+                             pv_cpu_task_fn fn, void *arg) {
+  if (n <= 0) return;
   int64_t want = 8 * (int64_t)p->n;
-  *per = n > want ? (n + want - 1) / want : 1;
-  return n > 0 ? (n + *per - 1) / *per : 0;
+  blocked_job b = {fn, arg, n, n > want ? (n + want - 1) / want : 1};
+  pv_cpu_pool_run_max(p, (n + b.per - 1) / b.per, max_threads, run_block, &b);
 }
 
 void pv_cpu_pool_run(pv_cpu_pool *p, int64_t n, pv_cpu_task_fn fn, void *arg) {

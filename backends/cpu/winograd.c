@@ -211,13 +211,13 @@ typedef struct wino_job {
   int32_t M;
   wino_in_fn in_row;
   wino_out_fn out_row;
-  int64_t per; /* channels a work item */
   atomic_int failed;
 } wino_job;
 
 /* Item n*C + c: channel c of image n, padded so that every tile's 4x4
  * window is in bounds, then V[e*C + c][tiles of image n]. */
-static void wino_in_one(wino_job *j, int64_t item, int tid) {
+static void wino_in(void *arg, int64_t item, int tid) {
+  wino_job *j = arg;
   const pv_cpu_wino_geom *g = j->g;
   const int64_t n = item / g->C, c = item % g->C;
   const int64_t Hp = j->Hp, Wp = j->Wp, TW = j->TW;
@@ -244,7 +244,8 @@ static void wino_in_one(wino_job *j, int64_t item, int tid) {
 /* Item n*M + m: output channel m of image n. A row of tiles goes straight
  * into the plane, or where the plane's size is odd (the tiles' last row
  * or column falls outside) through a buffer of two full rows. */
-static void wino_out_one(wino_job *j, int64_t item, int tid) {
+static void wino_out(void *arg, int64_t item, int tid) {
+  wino_job *j = arg;
   const pv_cpu_wino_geom *g = j->g;
   const pv_cpu_out *o = j->out;
   const int64_t n = item / j->M, m = item % j->M;
@@ -271,21 +272,6 @@ static void wino_out_one(wino_job *j, int64_t item, int tid) {
       if (two) memcpy(y1, buf + 2 * TW, (size_t)OW * sizeof(float));
     }
   }
-}
-
-/* Blocks of j->per items (pv_cpu_pool_blocks), of n in all. */
-static void wino_in(void *arg, int64_t blk, int tid) {
-  wino_job *j = arg;
-  const int64_t n = j->g->N * j->g->C;
-  for (int64_t i = blk * j->per; i < n && i < (blk + 1) * j->per; i++)
-    wino_in_one(j, i, tid);
-}
-
-static void wino_out(void *arg, int64_t blk, int tid) {
-  wino_job *j = arg;
-  const int64_t n = j->g->N * j->M;
-  for (int64_t i = blk * j->per; i < n && i < (blk + 1) * j->per; i++)
-    wino_out_one(j, i, tid);
 }
 
 int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
@@ -322,8 +308,7 @@ int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   j.v = buf;
   j.mb = buf + vn;
   int threads = pv_cpu_pool_threads(pool);
-  int64_t blocks = pv_cpu_pool_blocks(pool, g->N * g->C, &j.per);
-  pv_cpu_pool_run_max(pool, blocks, threads, wino_in, &j);
+  pv_cpu_pool_run_blocked(pool, g->N * g->C, threads, wino_in, &j);
   int r = 0;
   if (atomic_load(&j.failed)) {
     r = pv_error(PV_ENOMEM, "cpu: out of scratch memory");
@@ -342,8 +327,7 @@ int pv_cpu_wino_conv(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   else
     r = pv_cpu_gemm(pool, isa, u, &b, j.T, &mo);
   if (r) goto out;
-  blocks = pv_cpu_pool_blocks(pool, g->N * j.M, &j.per);
-  pv_cpu_pool_run_max(pool, blocks, threads, wino_out, &j);
+  pv_cpu_pool_run_blocked(pool, g->N * j.M, threads, wino_out, &j);
   if (atomic_load(&j.failed))
     r = pv_error(PV_ENOMEM, "cpu: out of scratch memory");
 out:
