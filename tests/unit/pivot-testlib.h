@@ -78,6 +78,14 @@ static inline int t_act(pv_graph *g, const char *name) {
   g->values[v].dtype = PV_F32;
   return v;
 }
+/* A graph input [batch, cols] of FP32. */
+static inline int t_batch_input(pv_graph *g, const char *name, int64_t cols) {
+  int x = t_act(g, name);
+  g->values[x].ndim = 2;
+  g->values[x].dims[0] = PV_DIM_BATCH;
+  g->values[x].dims[1] = cols;
+  return x;
+}
 static inline void t_int_attr(pv_graph *g, int node, const char *name,
                               int64_t i) {
   pv_attr a = {0};

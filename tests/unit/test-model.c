@@ -27,11 +27,7 @@ static int add_const(pv_graph *g, const char *name, int64_t rows, int64_t cols,
  * dynamic-batch Reshape in between driven by Shape. */
 static pv_graph *mlp(const char *extra_op) {
   pv_graph *g = pv_graph_new();
-  int x = pv_graph_add_value(g, "x");
-  g->values[x].dtype = PV_F32;
-  g->values[x].ndim = 2;
-  g->values[x].dims[0] = PV_DIM_BATCH;
-  g->values[x].dims[1] = 4;
+  int x = t_batch_input(g, "x", 4);
   int w1 = add_const(g, "w1", 8, 4, 0.5f), w2 = add_const(g, "w2", 3, 8, 0.25f);
   int h = pv_graph_add_value(g, "h"), r = pv_graph_add_value(g, "r");
   int s = pv_graph_add_value(g, "s"), rr = pv_graph_add_value(g, "rr");
@@ -183,11 +179,7 @@ static int add_vec(pv_graph *g, const char *name, int n) {
  * -> Relu -> fc3 (5x32, dense) -> y[N,5] */
 static pv_graph *pruned_chain(float **ws, float **bs) {
   pv_graph *g = pv_graph_new();
-  int x = pv_graph_add_value(g, "x");
-  g->values[x].dtype = PV_F32;
-  g->values[x].ndim = 2;
-  g->values[x].dims[0] = PV_DIM_BATCH;
-  g->values[x].dims[1] = 24;
+  int x = t_batch_input(g, "x", 24);
   int w[3] = {add_pruned(g, "w1", 32, 24, 4), add_pruned(g, "w2", 32, 32, 4),
               add_const(g, "w3", 5, 32, 0.3f)};
   int b[3] = {add_vec(g, "b1", 32), add_vec(g, "b2", 32), add_vec(g, "b3", 5)};

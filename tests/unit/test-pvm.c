@@ -38,10 +38,7 @@ static pv_graph *sample_graph(uint64_t *s, bool fold) {
   pv_graph_set_meta(g, "producer", "test-pvm");
   pv_graph_set_meta(g, "labels", "cat,dog,\"bird\"");
   pv_graph_set_meta(g, "anchors", "10,14,23,27");
-  int x = t_act(g, "x");
-  g->values[x].ndim = 2;
-  g->values[x].dims[0] = PV_DIM_BATCH;
-  g->values[x].dims[1] = 24;
+  int x = t_batch_input(g, "x", 24);
   int32_t rg[32], cg[24];
   float *w = t_structured(32, 24, 1, 4, 1, s, rg, cg);
   int w1 = t_const(g, "w1", (int64_t[]){32, 24}, 2, w);
