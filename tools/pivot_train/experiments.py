@@ -70,6 +70,8 @@ def unit(name, seed, ns, cfg, device, methods):
                                   cfg.get("train_limit"), cfg.get("test_limit"),
                                   seed=1000)
     E, Fe, bs = cfg["E"], cfg["F"], cfg.get("batch", 128)
+    # peak rates of the F phase: pruned columns, dense column
+    lr_f, lr_d = cfg.get("ft_lr", 1e-3), cfg.get("dense_ft_lr", 1e-3)
     recs = []
     impl = cfg.get("impl", "auto")
     pruner = ("numpy" if impl == "py" or
@@ -77,7 +79,8 @@ def unit(name, seed, ns, cfg, device, methods):
 
     def rec(method, n, **kw):
         r = {"model": name, "seed": seed, "n": n, "method": method,
-             "E": E, "F": Fe, "pruner": pruner}
+             "E": E, "F": Fe, "pruner": pruner,
+             "ft_lr": lr_d if method == "dense" else lr_f}
         r.update(kw)
         r["seconds"] = round(time.time() - t0, 1)
         recs.append(r)
@@ -91,8 +94,15 @@ def unit(name, seed, ns, cfg, device, methods):
     train(base, xtr, ytr, E, batch=bs, seed=seed)
     acc_e = evaluate(base, xte, yte)
     dense = copy.deepcopy(base)
-    train(dense, xtr, ytr, Fe, cosine=True, batch=bs, seed=seed + 1)
+    train(dense, xtr, ytr, Fe, lr=lr_d, cosine=True, batch=bs, seed=seed + 1)
     rec("dense", 1, acc=evaluate(dense, xte, yte), acc_before=acc_e)
+    if lr_f != lr_d:
+        # the dense model given the pruned columns' rate, to show which
+        # rate suits it (the table compares against the better one)
+        dense = copy.deepcopy(base)
+        train(dense, xtr, ytr, Fe, lr=lr_f, cosine=True, batch=bs,
+              seed=seed + 1)
+        rec("dense@ft_lr", 1, acc=evaluate(dense, xte, yte))
     power = layer_input_power(base, base.prunable(), xtr) \
         if "pivot+" in methods else None
 
@@ -104,8 +114,8 @@ def unit(name, seed, ns, cfg, device, methods):
             L = m.prunable()
             masker = Masker(L, [layer_mask(l, "random", n, seed)[0] for l in L])
             train(m, xtr, ytr, E, masker=masker, batch=bs, seed=seed)
-            train(m, xtr, ytr, Fe, cosine=True, masker=masker, batch=bs,
-                  seed=seed + 1)
+            train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
+                  batch=bs, seed=seed + 1)
             rec("random", n, acc=evaluate(m, xte, yte))
         for kind in ("pivot", "magnitude"):
             if kind in methods:
@@ -119,8 +129,8 @@ def unit(name, seed, ns, cfg, device, methods):
                         layer_mask(l, "random", n, seed)[1] for l in L]
                 masker = Masker(L, [mm for mm, _ in out])
                 before = evaluate(m, xte, yte)
-                train(m, xtr, ytr, Fe, cosine=True, masker=masker, batch=bs,
-                      seed=seed + 1)
+                train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
+                      batch=bs, seed=seed + 1)
                 rec(kind, n, acc=evaluate(m, xte, yte), acc_before=before,
                     **extra)
             if kind + "+" in methods:
@@ -132,7 +142,7 @@ def unit(name, seed, ns, cfg, device, methods):
                 sched, info = gradual_schedule(L, kind, n, seed, power_fn=pf,
                                                impl=cfg.get("impl", "auto"))
                 masker = Masker(L, [torch.ones_like(l.weight) for l in L])
-                train(m, xtr, ytr, Fe, cosine=True, masker=masker,
+                train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
                       schedule=sched, teacher=teacher, kd=cfg.get("kd", 0.5),
                       batch=bs, seed=seed + 1)
                 rec(kind + "+", n, acc=evaluate(m, xte, yte),
@@ -183,9 +193,16 @@ def markdown(recs):
         seeds = sorted({r["seed"] for r in R})
         ns = sorted({r["n"] for r in R} | {1})
         dense = [r["acc"] for r in R if r["method"] == "dense"]
-        lines.append("**%s**, %d seed(s), E=%d + F=%d epochs; %s"
+        rates = ""
+        if "ft_lr" in R[0]:
+            lr_f = next((r["ft_lr"] for r in R if r["method"] != "dense"),
+                        None)
+            lr_d = next(r["ft_lr"] for r in R if r["method"] == "dense")
+            rates = "; F-phase peak rate %g (pruned), %g (dense)" % (
+                lr_f if lr_f is not None else lr_d, lr_d)
+        lines.append("**%s**, %d seed(s), E=%d + F=%d epochs%s; %s"
                      " (mean ± std)\n" % (model, len(seeds), R[0]["E"],
-                                          R[0]["F"], unit_))
+                                          R[0]["F"], rates, unit_))
         lines.append("| × | dense | random | pivot before FT | pivot | pivot+ |"
                      " magnitude before FT | magnitude | magnitude+ |"
                      " energy pivot / random |")
@@ -208,5 +225,9 @@ def markdown(recs):
                 ms(get("pivot+")), ms(get("magnitude", "acc_before")),
                 ms(get("magnitude")), ms(get("magnitude+")),
                 _ms(en, 1.0, 2)))
+        dft = [r["acc"] for r in R if r["method"] == "dense@ft_lr"]
+        if dft:
+            lines.append("\nThe dense model with the pruned columns' F-phase"
+                         " rate: %s" % _ms(dft, scale))
         lines.append("")
     return "\n".join(lines)

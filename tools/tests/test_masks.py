@@ -140,5 +140,44 @@ class TestLibpivotPruner(unittest.TestCase):
             self.assertGreaterEqual(cret, pret * 0.999)
 
 
+class TestOpenblasCore(unittest.TestCase):
+    """The package names OpenBLAS's core before torch loads it (Debian's
+    OpenBLAS 0.3.21 runs SSE3 kernels on AVX-512 Xeons it does not know)
+    and leaves a user's choice alone."""
+
+    def run_import(self, env_value):
+        import subprocess
+        env = dict(os.environ)
+        env.pop("OPENBLAS_CORETYPE", None)
+        if env_value is not None:
+            env["OPENBLAS_CORETYPE"] = env_value
+        code = ("import os, pivot_train; "
+                "print(os.environ.get('OPENBLAS_CORETYPE', ''))")
+        r = subprocess.run([sys.executable, "-c", code], env=env,
+                           cwd=os.path.join(os.path.dirname(__file__), ".."),
+                           capture_output=True, text=True, check=True)
+        return r.stdout.strip()
+
+    def test_core_from_cpu_flags(self):
+        import platform
+        flags = set()
+        if os.path.exists("/proc/cpuinfo"):
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        if platform.machine() != "x86_64":
+            want = ""
+        elif {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+            want = "SkylakeX"
+        elif {"avx2", "fma"} <= flags:
+            want = "Haswell"
+        else:
+            want = ""
+        self.assertEqual(self.run_import(None), want)
+        self.assertEqual(self.run_import("Zen"), "Zen")
+
+
 if __name__ == "__main__":
     unittest.main()
