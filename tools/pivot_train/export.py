@@ -30,7 +30,9 @@ def export_onnx(model, path, example, layers=(), masks_=(), metadata=None,
     """Export with opset 13 and a dynamic batch dimension.  metadata (a
     dict of str -> JSON-able) lands in ONNX metadata_props as JSON text."""
     import onnx
-    model = model.eval().cpu()
+    # the ONNX file holds plain [Cout, Cin, kh, kw] weights whatever
+    # layout the model trained in
+    model = model.eval().cpu().to(memory_format=torch.contiguous_format)
     layers = list(layers)
     masks_ = [m.cpu() for m in masks_]
     filled = fill_block_zeros_(layers, masks_) if layers else 0

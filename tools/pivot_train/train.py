@@ -102,12 +102,30 @@ def evaluate(model, x, y, batch=1000):
     return math.sqrt(se / x.shape[0])
 
 
+def conv_layout(model, x):
+    """The memory format to train a model in.  On the CPU a convolutional
+    network trains in channels-last (NHWC): torch's oneDNN convolutions
+    and its max-pooling are vectorised for it, and with the default NCHW
+    max_pool2d alone took a quarter of the small CNN's step (one step,
+    batch 128, one thread: 130-153 ms NCHW, 92 ms NHWC).  The layout does
+    not change what the network computes."""
+    if x.dim() != 4 or x.device.type != "cpu":
+        return None
+    if not any(p.dim() == 4 for p in model.parameters()):
+        return None
+    return torch.channels_last
+
+
 def train(model, x, y, epochs, lr=1e-3, cosine=False, masker=None,
           schedule=None, teacher=None, kd=0.0, temp=4.0, qat_layers=None,
-          batch=128, seed=0):
+          batch=128, seed=0, layout="auto"):
     """One training phase with Adam.  schedule(step, total) may return new
     masks for the masker (gradual pruning).  Classification uses cross
-    entropy (mixed with a distillation term when kd > 0), regression MSE."""
+    entropy (mixed with a distillation term when kd > 0), regression MSE.
+    layout: "auto" (conv_layout), or a torch.memory_format, or None."""
+    fmt = conv_layout(model, x) if layout == "auto" else layout
+    if fmt is not None:
+        model.to(memory_format=fmt)     # in place, before Adam sees them
     g = torch.Generator(device="cpu").manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = x.shape[0]
@@ -128,6 +146,8 @@ def train(model, x, y, epochs, lr=1e-3, cosine=False, masker=None,
                     pg["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             idx = perm[i:i + batch]
             xb, yb = x[idx], y[idx]
+            if fmt is not None:
+                xb = xb.contiguous(memory_format=fmt)
             if fq:
                 fq.swap_in()
             out = model(xb)

@@ -140,6 +140,43 @@ class TestLibpivotPruner(unittest.TestCase):
             self.assertGreaterEqual(cret, pret * 0.999)
 
 
+class TestTrainLayout(unittest.TestCase):
+    """The CNN trains channels-last on the CPU; the layout must not change
+    what is learnt, nor the masks, nor the exported weights."""
+
+    def test_same_training_either_layout(self):
+        import torch
+        from pivot_train.models import build
+        from pivot_train.train import Masker, conv_layout, layer_mask, train
+        torch.set_num_threads(1)
+        g = torch.Generator().manual_seed(3)
+        x = torch.rand(96, 1, 28, 28, generator=g)
+        y = torch.randint(0, 10, (96,), generator=g)
+        self.assertIs(conv_layout(build("cnn"), x), torch.channels_last)
+        self.assertIsNone(conv_layout(build("mlp"), x))
+        runs = []
+        for layout in ("auto", None):
+            torch.manual_seed(0)
+            m = build("cnn")
+            L = m.prunable()
+            masker = Masker(L, [layer_mask(l, "random", 4, 0)[0] for l in L])
+            train(m, x, y, 2, masker=masker, batch=32, seed=1, layout=layout)
+            runs.append((m, masker))
+        (a, ma), (b, _) = runs
+        self.assertTrue(a.conv2.weight.is_contiguous(
+            memory_format=torch.channels_last))
+        self.assertTrue(b.conv2.weight.is_contiguous())
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            self.assertTrue(torch.allclose(pa, pb, atol=2e-4, rtol=1e-3),
+                            float((pa - pb).abs().max()))
+        for l, m in zip(a.prunable(), ma.masks):
+            self.assertEqual(int(((l.weight != 0) & (m == 0)).sum()), 0)
+        # and the trained weights moved: the comparison is not vacuous
+        torch.manual_seed(0)
+        self.assertGreater(float((build("cnn").conv2.weight
+                                  - b.conv2.weight).abs().max()), 1e-3)
+
+
 class TestOpenblasCore(unittest.TestCase):
     """The package names OpenBLAS's core before torch loads it (Debian's
     OpenBLAS 0.3.21 runs SSE3 kernels on AVX-512 Xeons it does not know)
