@@ -9,13 +9,7 @@ import time
 import numpy as np
 import torch
 
-
-# Fine-tuning after pruning restarts Adam at a higher rate than the
-# dense phase: on the MLP at 8x (E4F8, one seed) 1e-3 gave 89.5 %, 2e-3
-# 89.8, 3e-3 90.1, 5e-3 90.0, while the dense model's second phase is
-# best at 1e-3 (2e-3: 89.9 against 90.3).
-FT_LR = 3e-3
-DENSE_FT_LR = 1e-3
+from .train import DENSE_FT_LR
 
 
 def _ints(s):
@@ -29,8 +23,9 @@ def cmd_train(a):
     from .export import export_onnx, pivot_metadata
     from .models import build
     from .quant import quantise_
-    from .train import (Masker, evaluate, gradual_schedule,
-                        layer_input_power, layer_mask, train)
+    from .train import (DENSE_FT_LR, Masker, evaluate, ft_lr_for,
+                        gradual_schedule, layer_input_power, layer_mask,
+                        train)
     torch.set_num_threads(a.threads)
     dev = a.device
     xtr, ytr, xte, yte = get_data(dev, "reg" if a.model == "reg" else "cls",
@@ -40,7 +35,7 @@ def cmd_train(a):
     L = m.prunable()
     log = lambda *x: print(*x, flush=True)
     if a.ft_lr is None:
-        a.ft_lr = DENSE_FT_LR if a.method == "dense" else FT_LR
+        a.ft_lr = DENSE_FT_LR if a.method == "dense" else ft_lr_for(a.n)
     if a.method == "random":
         masker = Masker(L, [layer_mask(l, "random", a.n, a.seed)[0] for l in L])
         train(m, xtr, ytr, a.epochs, masker=masker, seed=a.seed)
@@ -160,8 +155,8 @@ def main(argv=None):
     t.add_argument("--ft", type=int, default=4, help="fine-tuning epochs")
     t.add_argument("--ft-lr", type=float, default=None,
                    help="peak Adam rate of the fine-tuning phase (cosine to "
-                   "0); default %g after pruning, 1e-3 for --method dense"
-                   % FT_LR)
+                   "0); default 1e-3 at --n 2 and for --method dense, 3e-3 "
+                   "from --n 4 on")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--kd", type=float, default=0.0,
                    help="distillation weight from the dense model")
@@ -179,8 +174,9 @@ def main(argv=None):
     t.add_argument("--seeds", type=int, default=3)
     t.add_argument("--epochs", type=int, default=8)
     t.add_argument("--ft", type=int, default=4)
-    t.add_argument("--ft-lr", type=float, default=FT_LR,
-                   help="peak rate of the pruned columns' fine-tuning phase")
+    t.add_argument("--ft-lr", type=float, default=None,
+                   help="peak rate of the pruned columns' fine-tuning phase;"
+                   " default by compression: 1e-3 at 2x, 3e-3 from 4x on")
     t.add_argument("--dense-ft-lr", type=float, default=DENSE_FT_LR,
                    help="peak rate of the dense column's second phase")
     t.add_argument("--kd", type=float, default=0.5)

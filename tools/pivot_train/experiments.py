@@ -22,8 +22,8 @@ import torch
 from . import libpivot, masks as mk
 from .data import load_fmnist
 from .models import build
-from .train import (Masker, evaluate, gradual_schedule, layer_input_power,
-                    layer_mask, train)
+from .train import (DENSE_FT_LR, Masker, evaluate, ft_lr_for,
+                    gradual_schedule, layer_input_power, layer_mask, train)
 
 
 def get_data(device, task="cls", train_limit=None, test_limit=None, seed=0):
@@ -70,17 +70,20 @@ def unit(name, seed, ns, cfg, device, methods):
                                   cfg.get("train_limit"), cfg.get("test_limit"),
                                   seed=1000)
     E, Fe, bs = cfg["E"], cfg["F"], cfg.get("batch", 128)
-    # peak rates of the F phase: pruned columns, dense column
-    lr_f, lr_d = cfg.get("ft_lr", 1e-3), cfg.get("dense_ft_lr", 1e-3)
+    # peak rates of the F phase: pruned columns (by compression unless
+    # given), dense column
+    lr_d = cfg.get("dense_ft_lr") or DENSE_FT_LR
+
+    def lr_at(n):
+        return cfg.get("ft_lr") or ft_lr_for(n)
     recs = []
     impl = cfg.get("impl", "auto")
     pruner = ("numpy" if impl == "py" or
               (impl == "auto" and libpivot.find() is None) else "libpivot")
 
-    def rec(method, n, **kw):
+    def rec(method, n, lr, **kw):
         r = {"model": name, "seed": seed, "n": n, "method": method,
-             "E": E, "F": Fe, "pruner": pruner,
-             "ft_lr": lr_d if method == "dense" else lr_f}
+             "E": E, "F": Fe, "pruner": pruner, "ft_lr": lr}
         r.update(kw)
         r["seconds"] = round(time.time() - t0, 1)
         recs.append(r)
@@ -93,23 +96,24 @@ def unit(name, seed, ns, cfg, device, methods):
     base = _fresh(name, seed, device)
     train(base, xtr, ytr, E, batch=bs, seed=seed)
     acc_e = evaluate(base, xte, yte)
-    # The dense column; when the pruned columns fine-tune at another rate,
-    # the dense model at that rate too, to show which rate suits it (the
+    # The dense column; when the pruned columns fine-tune at other rates,
+    # the dense model at those rates too, to show which rate suits it (the
     # table compares against the dense column's own rate).
     dense_runs = [("dense", lr_d, {"acc_before": acc_e})]
-    if lr_f != lr_d:
-        dense_runs.append(("dense@ft_lr", lr_f, {}))
+    for lr in sorted({lr_at(n) for n in ns if n > 1} - {lr_d}):
+        dense_runs.append(("dense@ft_lr", lr, {}))
     for method, lr, extra in dense_runs:
         dense = copy.deepcopy(base)
         train(dense, xtr, ytr, Fe, lr=lr, cosine=True, batch=bs,
               seed=seed + 1)
-        rec(method, 1, acc=evaluate(dense, xte, yte), **extra)
+        rec(method, 1, lr, acc=evaluate(dense, xte, yte), **extra)
     power = layer_input_power(base, base.prunable(), xtr) \
         if "pivot+" in methods else None
 
     for n in ns:
         if n == 1:
             continue
+        lr_f = lr_at(n)
         if "random" in methods:
             m = _fresh(name, seed, device)
             L = m.prunable()
@@ -117,7 +121,7 @@ def unit(name, seed, ns, cfg, device, methods):
             train(m, xtr, ytr, E, masker=masker, batch=bs, seed=seed)
             train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
                   batch=bs, seed=seed + 1)
-            rec("random", n, acc=evaluate(m, xte, yte))
+            rec("random", n, lr_f, acc=evaluate(m, xte, yte))
         for kind in ("pivot", "magnitude"):
             if kind in methods:
                 m = copy.deepcopy(base)
@@ -132,7 +136,7 @@ def unit(name, seed, ns, cfg, device, methods):
                 before = evaluate(m, xte, yte)
                 train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
                       batch=bs, seed=seed + 1)
-                rec(kind, n, acc=evaluate(m, xte, yte), acc_before=before,
+                rec(kind, n, lr_f, acc=evaluate(m, xte, yte), acc_before=before,
                     **extra)
             if kind + "+" in methods:
                 m = copy.deepcopy(base)
@@ -146,7 +150,7 @@ def unit(name, seed, ns, cfg, device, methods):
                 train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
                       schedule=sched, teacher=teacher, kd=cfg.get("kd", 0.5),
                       batch=bs, seed=seed + 1)
-                rec(kind + "+", n, acc=evaluate(m, xte, yte),
+                rec(kind + "+", n, lr_f, acc=evaluate(m, xte, yte),
                     retained=info["retained"])
     return recs
 
@@ -196,11 +200,16 @@ def markdown(recs):
         dense = [r["acc"] for r in R if r["method"] == "dense"]
         rates = ""
         if "ft_lr" in R[0]:
-            lr_f = next((r["ft_lr"] for r in R if r["method"] != "dense"),
-                        None)
             lr_d = next(r["ft_lr"] for r in R if r["method"] == "dense")
-            rates = "; F-phase peak rate %g (pruned), %g (dense)" % (
-                lr_f if lr_f is not None else lr_d, lr_d)
+            by_n = {}
+            for r in R:
+                if not r["method"].startswith("dense"):
+                    by_n.setdefault(r["n"], set()).add(r["ft_lr"])
+            lrs = set().union(*by_n.values()) if by_n else {lr_d}
+            pruned = ("%g" % lrs.pop() if len(lrs) == 1 else ", ".join(
+                "%g at %dx" % (min(v), n) for n, v in sorted(by_n.items())))
+            rates = "; F-phase peak rate %s (pruned), %g (dense)" % (
+                pruned, lr_d)
         lines.append("**%s**, %d seed(s), E=%d + F=%d epochs%s; %s"
                      " (mean ± std)\n" % (model, len(seeds), R[0]["E"],
                                           R[0]["F"], rates, unit_))
@@ -226,9 +235,11 @@ def markdown(recs):
                 ms(get("pivot+")), ms(get("magnitude", "acc_before")),
                 ms(get("magnitude")), ms(get("magnitude+")),
                 _ms(en, 1.0, 2)))
-        dft = [r["acc"] for r in R if r["method"] == "dense@ft_lr"]
-        if dft:
+        for lr in sorted({r["ft_lr"] for r in R
+                          if r["method"] == "dense@ft_lr"}):
+            dft = [r["acc"] for r in R if r["method"] == "dense@ft_lr"
+                   and r["ft_lr"] == lr]
             lines.append("\nThe dense model with the pruned columns' F-phase"
-                         " rate: %s" % _ms(dft, scale))
+                         " rate %g: %s" % (lr, _ms(dft, scale)))
         lines.append("")
     return "\n".join(lines)

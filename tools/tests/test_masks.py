@@ -177,6 +177,38 @@ class TestTrainLayout(unittest.TestCase):
                                   - b.conv2.weight).abs().max()), 1e-3)
 
 
+class TestTableRates(unittest.TestCase):
+    """The table fine-tunes each compression at its own default rate (or
+    at the one given) and trains the dense model at each pruned rate."""
+
+    def test_rates_by_compression(self):
+        from unittest import mock
+        from pivot_train import experiments
+        from pivot_train.train import DENSE_FT_LR, ft_lr_for
+        self.assertNotEqual(ft_lr_for(2), ft_lr_for(8))
+        rng = np.random.default_rng(0)
+        fake = (rng.random((256, 1, 28, 28), dtype=np.float32),
+                rng.integers(0, 10, 256),
+                rng.random((64, 1, 28, 28), dtype=np.float32),
+                rng.integers(0, 10, 64))
+        cfg = {"E": 1, "F": 1, "batch": 64}
+        for given in (None, 5e-3):
+            with mock.patch.object(experiments, "load_fmnist",
+                                   lambda: fake):
+                recs = experiments.unit("mlp", 0, [1, 2, 8],
+                                        dict(cfg, ft_lr=given), "cpu",
+                                        ["random", "pivot"])
+            got = {(r["method"], r["n"]): r["ft_lr"] for r in recs}
+            for n in (2, 8):
+                for meth in ("random", "pivot"):
+                    self.assertEqual(got[(meth, n)], given or ft_lr_for(n))
+            self.assertEqual(got[("dense", 1)], DENSE_FT_LR)
+            extra = sorted(r["ft_lr"] for r in recs
+                           if r["method"] == "dense@ft_lr")
+            want = {given} if given else {ft_lr_for(2), ft_lr_for(8)}
+            self.assertEqual(extra, sorted(want - {DENSE_FT_LR}))
+
+
 class TestOpenblasCore(unittest.TestCase):
     """The package names OpenBLAS's core before torch loads it (Debian's
     OpenBLAS 0.3.21 runs SSE3 kernels on AVX-512 Xeons it does not know)
