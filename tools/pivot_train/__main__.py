@@ -23,9 +23,8 @@ def cmd_train(a):
     from .export import export_onnx, pivot_metadata
     from .models import build
     from .quant import quantise_
-    from .train import (DENSE_FT_LR, Masker, evaluate, ft_lr_for,
-                        gradual_schedule, layer_input_power, layer_mask,
-                        train)
+    from .train import (Masker, evaluate, ft_lr_for, gradual_schedule,
+                        layer_input_power, layer_mask, train)
     torch.set_num_threads(a.threads)
     dev = a.device
     xtr, ytr, xte, yte = get_data(dev, "reg" if a.model == "reg" else "cls",
