@@ -107,10 +107,39 @@ def cmd_table(a):
 
 def cmd_report(a):
     from .experiments import markdown
-    recs = []
+    # A cell (model, seed, compression, method, budget, rate) found in
+    # several files counts once, the last one read: tables are often
+    # merged from runs that each repeat the dense column.
+    cells = {}
     for path in a.files:
         with open(path) as f:
-            recs += [json.loads(l) for l in f if l.strip()]
+            for l in f:
+                if l.strip():
+                    r = json.loads(l)
+                    cells[tuple(r.get(k) for k in (
+                        "model", "seed", "n", "method", "E", "F",
+                        "ft_lr"))] = r
+    recs = list(cells.values())
+    if a.default_rates:
+        from .train import DENSE_FT_LR, ft_lr_for
+        recs = [r for r in recs if r.get("ft_lr") == (
+            DENSE_FT_LR if r["method"] == "dense" else
+            r.get("ft_lr") if r["method"] == "dense@ft_lr" else
+            ft_lr_for(r["n"]))]
+    for model in sorted({r["model"] for r in recs}):
+        budgets = {(r["E"], r["F"]) for r in recs if r["model"] == model}
+        if len(budgets) > 1:
+            sys.exit("%s: records of different budgets (E, F) %s; report "
+                     "them apart" % (model, sorted(budgets)))
+        rates = {}
+        for r in recs:
+            if r["model"] == model and r["method"] != "dense@ft_lr":
+                rates.setdefault((r["n"], r["method"]), set()).add(
+                    r.get("ft_lr"))
+        mixed = sorted(k for k, v in rates.items() if len(v) > 1)
+        if mixed:
+            sys.exit("%s: cells fine-tuned at several rates %s; report them "
+                     "apart or with --default-rates" % (model, mixed))
     print(markdown(recs))
 
 
@@ -185,6 +214,9 @@ def main(argv=None):
 
     t = sub.add_parser("report", help="markdown table from results.jsonl")
     t.add_argument("files", nargs="+")
+    t.add_argument("--default-rates", action="store_true",
+                   help="keep only the records fine-tuned at the default "
+                   "rate of their compression")
     t.set_defaults(fn=cmd_report)
 
     t = sub.add_parser("gru", help="pivoted GRU on row-by-row Fashion-MNIST")

@@ -206,8 +206,19 @@ def markdown(recs):
                 if not r["method"].startswith("dense"):
                     by_n.setdefault(r["n"], set()).add(r["ft_lr"])
             lrs = set().union(*by_n.values()) if by_n else {lr_d}
-            pruned = ("%g" % lrs.pop() if len(lrs) == 1 else ", ".join(
-                "%g at %dx" % (min(v), n) for n, v in sorted(by_n.items())))
+            if len(lrs) == 1:
+                pruned = "%g" % lrs.pop()
+            else:       # runs of equal rates: "0.001 at 2x, 0.003 at 4-16x"
+                runs = []
+                for n, v in sorted(by_n.items()):
+                    lr = min(v)
+                    if runs and runs[-1][0] == lr:
+                        runs[-1][2] = n
+                    else:
+                        runs.append([lr, n, n])
+                pruned = ", ".join(
+                    "%g at %dx" % (lr, a) if a == b else
+                    "%g at %d-%dx" % (lr, a, b) for lr, a, b in runs)
             rates = "; F-phase peak rate %s (pruned), %g (dense)" % (
                 pruned, lr_d)
         lines.append("**%s**, %d seed(s), E=%d + F=%d epochs%s; %s"

@@ -209,6 +209,52 @@ class TestTableRates(unittest.TestCase):
             self.assertEqual(extra, sorted(want - {DENSE_FT_LR}))
 
 
+class TestReport(unittest.TestCase):
+    """pivot-train report merges files: a cell repeated across files
+    counts once, and cells at different rates or budgets do not mix."""
+
+    def report(self, *files, flags=()):
+        import contextlib
+        import io
+        from pivot_train.__main__ import main
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            main(["report", *flags, *files])
+        return out.getvalue()
+
+    def write(self, d, name, recs):
+        import json
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            for r in recs:
+                f.write(json.dumps(dict({"model": "mlp", "E": 4, "F": 8},
+                                        **r)) + "\n")
+        return path
+
+    def test_merge(self):
+        import tempfile
+        dense = [{"seed": s, "n": 1, "method": "dense", "ft_lr": 1e-3,
+                  "acc": a} for s, a in ((0, 0.90), (1, 0.91))]
+        hi = [{"seed": s, "n": 2, "method": "pivot", "ft_lr": 3e-3,
+               "acc": 0.80} for s in (0, 1)]
+        lo = [{"seed": s, "n": 2, "method": "pivot", "ft_lr": 1e-3,
+               "acc": 0.85} for s in (0, 1)]
+        with tempfile.TemporaryDirectory() as d:
+            a = self.write(d, "a.jsonl", dense + hi)
+            b = self.write(d, "b.jsonl", dense + lo)
+            # the std of 90 and 91 is 0.7; counted twice it would be 0.6
+            self.assertIn("| 1 | 90.5 ± 0.7 |", self.report(a))
+            with self.assertRaises(SystemExit) as e:
+                self.report(a, b)
+            self.assertIn("several rates", str(e.exception))
+            t = self.report(a, b, flags=["--default-rates"])
+            self.assertIn("| 2 | 90.5 ± 0.7 | – | – | 85.0 ± 0.0 |", t)
+            c = self.write(d, "c.jsonl", [dict(r, E=8, F=4) for r in lo])
+            with self.assertRaises(SystemExit) as e:
+                self.report(a, c)
+            self.assertIn("budgets", str(e.exception))
+
+
 class TestOpenblasCore(unittest.TestCase):
     """The package names OpenBLAS's core before torch loads it (Debian's
     OpenBLAS 0.3.21 runs SSE3 kernels on AVX-512 Xeons it does not know)
