@@ -198,20 +198,34 @@ def markdown(recs):
         seeds = sorted({r["seed"] for r in R})
         ns = sorted({r["n"] for r in R} | {1})
         dense = [r["acc"] for r in R if r["method"] == "dense"]
+        # a cell averages its seeds: never runs of other budgets or rates
+        budgets = {(r["E"], r["F"]) for r in R}
+        if len(budgets) > 1:
+            raise ValueError("%s: records of different budgets (E, F) %s; "
+                             "report them apart" % (model, sorted(budgets)))
+        # the header names one rate per compression for the pruned columns
+        row_rates = {}
+        for r in R:
+            if r["method"] != "dense@ft_lr":
+                kind = "dense" if r["method"] == "dense" else "pruned"
+                row_rates.setdefault((r["n"], kind), set()).add(
+                    r.get("ft_lr"))
+        mixed = sorted(k for k, v in row_rates.items() if len(v) > 1)
+        if mixed:
+            raise ValueError("%s: rows fine-tuned at several rates %s; "
+                             "report them apart or with --default-rates"
+                             % (model, mixed))
         rates = ""
         if "ft_lr" in R[0]:
             lr_d = next(r["ft_lr"] for r in R if r["method"] == "dense")
-            by_n = {}
-            for r in R:
-                if not r["method"].startswith("dense"):
-                    by_n.setdefault(r["n"], set()).add(r["ft_lr"])
-            lrs = set().union(*by_n.values()) if by_n else {lr_d}
+            by_n = {n: min(v) for (n, kind), v in row_rates.items()
+                    if kind == "pruned"}
+            lrs = set(by_n.values()) or {lr_d}
             if len(lrs) == 1:
                 pruned = "%g" % lrs.pop()
             else:       # runs of equal rates: "0.001 at 2x, 0.003 at 4-16x"
                 runs = []
-                for n, v in sorted(by_n.items()):
-                    lr = min(v)
+                for n, lr in sorted(by_n.items()):
                     if runs and runs[-1][0] == lr:
                         runs[-1][2] = n
                     else:

@@ -126,7 +126,7 @@ def conv_layout(model, x):
     network trains in channels-last (NHWC): torch's oneDNN convolutions
     and its max-pooling are vectorised for it, and with the default NCHW
     max_pool2d alone took a quarter of the small CNN's step (one step,
-    batch 128, one thread: 130-153 ms NCHW, 92 ms NHWC).  The layout does
+    batch 128, one thread: 102-153 ms NCHW, 84-92 ms NHWC).  The layout does
     not change what the network computes."""
     if x.dim() != 4 or x.device.type != "cpu":
         return None
