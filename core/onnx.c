@@ -24,7 +24,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "the ONNX importer assumes a little-endian host");
 
 #define OPSET_MIN 7
-#define OPSET_MAX 17
+#define OPSET_MAX 22
 
 /* Field numbers of the subgraph attributes left out of onnx.proto. */
 #define ATTR_FIELD_G 6
@@ -131,7 +131,10 @@ static const char *onnx_type_name(int64_t t) {
                                 "UINT16", "INT16", "INT32", "INT64",
                                 "STRING", "BOOL", "FLOAT16", "DOUBLE",
                                 "UINT32", "UINT64", "COMPLEX64",
-                                "COMPLEX128", "BFLOAT16"};
+                                "COMPLEX128", "BFLOAT16",
+                                /* opsets 19 to 23 */
+                                "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+                                "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1"};
   return t >= 0 && t < (int64_t)(sizeof names / sizeof names[0]) ? names[t]
                                                                  : "unknown";
 }

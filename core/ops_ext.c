@@ -1,4 +1,4 @@
-/* More ONNX ops (opsets 7-17) for the reference engine: the activations,
+/* More ONNX ops (opsets 7-22) for the reference engine: the activations,
  * variadic / logical elementwise ops, reductions, index and layout ops,
  * normalisations and ConvTranspose that exported models use beyond the
  * core set of ops_ref.c. Same contract as ops_ref.c: plain loops over
@@ -58,6 +58,7 @@ static const struct ext_op {
     {"Asinh", K_UNARY, T_F32},       {"Acosh", K_UNARY, T_F32},
     {"Atanh", K_UNARY, T_F32},       {"Round", K_UNARY, T_F32},
     {"Shrink", K_UNARY, T_F32},      {"Sign", K_SIGN, T_F32 | T_INT},
+    {"Mish", K_UNARY, T_F32},        {"Gelu", K_UNARY, T_F32},
     {"IsNaN", K_ISX, T_F32},         {"IsInf", K_ISX, T_F32},
     {"PRelu", K_PRELU, T_F32},
     {"Min", K_VARIADIC, T_F32 | T_INT}, {"Max", K_VARIADIC, T_F32 | T_INT},
@@ -214,21 +215,27 @@ static int64_t span(const int64_t *dims, int from, int to) {
 typedef enum {
   U_HSIG, U_HSWISH, U_ELU, U_SELU, U_CELU, U_SOFTPLUS, U_SOFTSIGN, U_THRELU,
   U_SIN, U_COS, U_TAN, U_ASIN, U_ACOS, U_ATAN, U_SINH, U_COSH, U_ASINH,
-  U_ACOSH, U_ATANH, U_ROUND, U_SHRINK, U_NONE
+  U_ACOSH, U_ATANH, U_ROUND, U_SHRINK, U_MISH, U_GELU, U_GELU_TANH, U_NONE
 } uop;
 
 static const char *const unames[] = {
     "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus", "Softsign",
     "ThresholdedRelu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
-    "Cosh", "Asinh", "Acosh", "Atanh", "Round", "Shrink"};
+    "Cosh", "Asinh", "Acosh", "Atanh", "Round", "Shrink", "Mish", "Gelu"};
 
 /* The op is looked up once, then each runs as its own loop (these sit in
  * the hot path of HardSwish networks). */
 static int ref_unary(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0);
   uop u = U_NONE;
-  for (int i = 0; i < U_NONE; i++)
+  for (int i = 0; i < U_GELU_TANH; i++)
     if (!strcmp(n->op, unames[i])) u = (uop)i;
+  if (u == U_GELU) {
+    const char *ap = pv_attr_str(n, "approximate", "none");
+    if (!strcmp(ap, "tanh")) u = U_GELU_TANH;
+    else if (strcmp(ap, "none"))
+      return ERR(PV_EINVAL, "approximate '%s' (none or tanh)", ap);
+  }
   float a = 0, b = 0;
   switch (u) {
   case U_HSIG:
@@ -281,6 +288,10 @@ static int ref_unary(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   case U_ATANH: EACH(atanhf(v));
   case U_ROUND: EACH(nearbyintf(v)); /* halves to even, as ONNX specifies */
   case U_SHRINK: EACH(v < -a ? v + b : v > a ? v - b : 0.f);
+  case U_MISH: EACH(v * tanhf(v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v))));
+  case U_GELU: EACH(0.5f * v * (1.f + erff(v * 0.70710678118654752f)));
+  case U_GELU_TANH:
+    EACH(0.5f * v * (1.f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v))));
   case U_NONE: break;
   }
 #undef EACH
@@ -777,8 +788,9 @@ static int scatter_check(const pv_node *n, const pv_tensor *vals) {
                pv_dims_str(up->dims, up->ndim, b, sizeof b));
   }
   const char *red = pv_attr_str(n, "reduction", "none");
-  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul"))
-    return ERR(PV_EUNSUPPORTED, "reduction '%s'", red);
+  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul") &&
+      strcmp(red, "max") && strcmp(red, "min"))
+    return ERR(PV_EUNSUPPORTED, "reduction '%s' (none, add, mul, max, min)", red);
   return 0;
 }
 
@@ -787,8 +799,10 @@ static int ref_scatter_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
   int rc = scatter_check(n, vals);
   if (rc) return rc;
   const char *red = pv_attr_str(n, "reduction", "none");
+  /* max and min (opset 18) keep the larger / smaller of data and update. */
   bool add = !strcmp(red, "add"), mul = !strcmp(red, "mul");
-  if ((add || mul) && x->dtype != PV_F32 && !is_int(x->dtype))
+  bool mx = !strcmp(red, "max"), mn = !strcmp(red, "min");
+  if ((add || mul || mx || mn) && x->dtype != PV_F32 && !is_int(x->dtype))
     return ERR(PV_ETYPE, "reduction on %s", pv_dtype_name(x->dtype));
   size_t es = pv_dtype_size(x->dtype), nb = pv_tensor_nbytes(x);
   if (nb) memmove(o->data, x->data, nb);
@@ -807,7 +821,7 @@ static int ref_scatter_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
       if ((rc = fix_index(n, id[t * k + i], x->dims[i], &j))) return rc;
       off += j * xs[i];
     }
-    if (!add && !mul) {
+    if (!add && !mul && !mx && !mn) {
       if (slice) memcpy((char *)o->data + off * es, (const char *)up->data + t * slice * es,
                         (size_t)slice * es);
       continue;
@@ -816,11 +830,13 @@ static int ref_scatter_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
       size_t d = (size_t)(off + e), u = (size_t)(t * slice + e);
       if (x->dtype == PV_F32) {
         float *p = (float *)o->data + d, v = ((const float *)up->data)[u];
-        *p = add ? *p + v : *p * v;
+        *p = add ? *p + v : mul ? *p * v : mx ? fmaxf(*p, v) : fminf(*p, v);
       } else {
         int64_t p = geti(o, d), v = geti(up, u);
-        puti(o, d, add ? (int64_t)((uint64_t)p + (uint64_t)v)
-                       : (int64_t)((uint64_t)p * (uint64_t)v));
+        puti(o, d, add   ? (int64_t)((uint64_t)p + (uint64_t)v)
+                   : mul ? (int64_t)((uint64_t)p * (uint64_t)v)
+                   : mx  ? (p > v ? p : v)
+                         : (p < v ? p : v));
       }
     }
   }

@@ -748,8 +748,9 @@ static int ref_pad(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   if (rc) return rc;
   const char *mode = pv_attr_str(n, "mode", "constant");
   int m = !strcmp(mode, "constant") ? 0 : !strcmp(mode, "reflect") ? 1
-          : !strcmp(mode, "edge") ? 2 : -1;
-  if (m < 0) return ERR(PV_EUNSUPPORTED, "mode '%s'", mode);
+          : !strcmp(mode, "edge") ? 2 : !strcmp(mode, "wrap") && g->opset >= 19 ? 3 : -1;
+  if (m < 0) return ERR(PV_EUNSUPPORTED, "mode '%s' (constant, reflect, edge%s)", mode,
+                        g->opset >= 19 ? ", wrap" : "");
   double cv = g->opset < 11 ? pv_attr_float(n, "value", 0.f) : 0;
   const pv_tensor *ct = g->opset >= 11 ? IN(2) : NULL;
   if (ct && numel(ct)) {
@@ -760,6 +761,8 @@ static int ref_pad(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   for (int i = 0; i < r; i++)
     if (m && x->dims[i] == 0 && o->dims[i] > 0)
       return ERR(PV_ESHAPE, "cannot %s-pad an empty axis", mode);
+    else if (m == 3 && (pb[i] < 0 || pe[i] < 0))
+      return ERR(PV_EUNSUPPORTED, "wrap padding with negative pads on axis %d", i);
     else if (m == 1 && (pb[i] >= x->dims[i] || pe[i] >= x->dims[i]))
       return ERR(PV_ESHAPE, "reflect pad %lld/%lld not smaller than axis %d (%lld)",
                  (long long)pb[i], (long long)pe[i], i, (long long)x->dims[i]);
@@ -807,6 +810,7 @@ static int ref_pad(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
       if (j < 0 || j >= d) {
         if (m == 0) inside = false;
         else if (m == 2) j = j < 0 ? 0 : d - 1;
+        else if (m == 3) j = ((j % d) + d) % d; /* wrap: the axis repeats */
         else {
           /* Reflect without repeating the edge; period 2(d-1). */
           int64_t per = 2 * (d - 1);
@@ -845,6 +849,12 @@ static float resize_coord(const char *ctm, int64_t i, float s, int64_t in,
     return on == 1 ? 0 : (float)i * (float)(in - 1) / (float)(on - 1);
   if (!strcmp(ctm, "asymmetric")) return (float)i / s;
   if (!strcmp(ctm, "tf_half_pixel_for_nn")) return ((float)i + 0.5f) / s;
+  if (!strcmp(ctm, "half_pixel_symmetric")) {
+    /* Opset 19: half_pixel about the centre of the input, adjusted by how
+     * far the integer output length is from scale x input. */
+    float adj = (float)on / (s * (float)in), center = (float)in / 2;
+    return center * (1 - adj) + ((float)i + 0.5f) / s - 0.5f;
+  }
   return NAN;
 }
 
@@ -959,8 +969,16 @@ static int ref_resize(const pv_graph *g, const pv_node *n, const pv_tensor *vals
   const char *mode = pv_attr_str(n, "mode", "nearest");
   const char *ctm = ups || g->opset < 11 ? "asymmetric"
                     : pv_attr_str(n, "coordinate_transformation_mode", "half_pixel");
-  if (!strcmp(mode, "linear") || !strcmp(mode, "bilinear") || !strcmp(mode, "cubic"))
+  if (!strcmp(mode, "linear") || !strcmp(mode, "bilinear") || !strcmp(mode, "cubic")) {
+    /* Opset 18's antialias widens the filter when downsampling; upsampling
+     * is unchanged by it. */
+    if (!ups && g->opset >= 18 && pv_attr_int(n, "antialias", 0))
+      for (int a = 0; a < x->ndim; a++)
+        if (o->dims[a] < x->dims[a])
+          return ERR(PV_EUNSUPPORTED, "antialias when downsampling (axis %d, %lld -> %lld)",
+                     a, (long long)x->dims[a], (long long)o->dims[a]);
     return resize_interp(n, x, o, sc, ctm, !strcmp(mode, "cubic"));
+  }
   if (strcmp(mode, "nearest"))
     return ERR(PV_EUNSUPPORTED, "mode '%s' (nearest, linear or cubic)", mode);
   const char *nm = ups || g->opset < 11 ? "floor"
@@ -979,13 +997,8 @@ static int ref_resize(const pv_graph *g, const pv_node *n, const pv_tensor *vals
     }
     int64_t in = x->dims[a], on = o->dims[a];
     for (int64_t i = 0; i < on; i++) {
-      float xo, s = sc[a];
-      if (!strcmp(ctm, "half_pixel")) xo = ((float)i + 0.5f) / s - 0.5f;
-      else if (!strcmp(ctm, "pytorch_half_pixel")) xo = on > 1 ? ((float)i + 0.5f) / s - 0.5f : 0;
-      else if (!strcmp(ctm, "align_corners")) xo = on == 1 ? 0 : (float)i * (float)(in - 1) / (float)(on - 1);
-      else if (!strcmp(ctm, "asymmetric")) xo = (float)i / s;
-      else if (!strcmp(ctm, "tf_half_pixel_for_nn")) xo = ((float)i + 0.5f) / s;
-      else {
+      float xo = resize_coord(ctm, i, sc[a], in, on);
+      if (isnan(xo) || !strcmp(ctm, "tf_crop_and_resize")) {
         rc = ERR(PV_EUNSUPPORTED, "coordinate_transformation_mode '%s'", ctm);
         goto out;
       }
@@ -1123,7 +1136,7 @@ static const char *const ops[] = {
     "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Concat",
     "Reshape", "Flatten", "Transpose", "Resize", "Upsample", "Pad",
     "Identity", "Constant", "Split", "Slice", "Shape", "Size", "Gather",
-    "Unsqueeze", "Squeeze", "Cast", "ConstantOfShape", "Range", "Expand",
+    "Unsqueeze", "Squeeze", "Cast", "CastLike", "ConstantOfShape", "Range", "Expand",
     "ReduceMean", "ReduceSum", "Dropout", "Sqrt", "Exp", "Neg", "Abs", "Erf",
     "Floor", "Ceil", "Reciprocal", "Log", NULL};
 
@@ -1236,7 +1249,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
     *(int64_t *)o->data = pv_tensor_numel(x);
     return 0;
   }
-  if (!strcmp(op, "Cast")) {
+  if (!strcmp(op, "Cast") || !strcmp(op, "CastLike")) {
     size_t cnt = numel(o);
     bool ints = !is_float(x->dtype) && !is_float(o->dtype);
     for (size_t i = 0; i < cnt; i++)

@@ -259,7 +259,7 @@ pv_tensor pv_value_tensor(const pv_value *v);
 
 /* ---------------------------------------------------------------- import */
 
-/* ONNX (.onnx protobuf), opsets 7..17 accepted, 11..17 tested. External
+/* ONNX (.onnx protobuf), opsets 7..22 accepted, 11..17 and 22 tested. External
  * data files are resolved relative to the model's directory (base_dir for
  * _mem; NULL refuses external data) and must stay inside it. Symbolic or
  * unknown dims of inputs/outputs become PV_DIM_BATCH on every axis, not

@@ -239,18 +239,73 @@ int pv_resize_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     if (tz && pv_tensor_numel(tz) == 0) tz = NULL;
     if (!!ts == !!tz)
       return ERR(PV_EINVAL, "exactly one of scales and sizes must be given");
+    /* Opset 18: `axes` names the axes scales / sizes cover, the others
+     * keep their size; keep_aspect_ratio_policy (with sizes) scales
+     * them all by one factor. */
+    int64_t ax[PV_MAX_DIMS];
+    int na = r;
+    for (int i = 0; i < r; i++) ax[i] = i;
+    const int64_t *aa;
+    int ca = !upsample && g->opset >= 18 ? pv_attr_ints(n, "axes", &aa) : -1;
+    if (ca >= 0) {
+      bool seen[PV_MAX_DIMS] = {0};
+      if (ca > r) return ERR(PV_EINVAL, "axes has %d entries for rank %d", ca, r);
+      na = ca;
+      for (int i = 0; i < na; i++) {
+        int rc = norm_axis(n, aa[i], r, &ax[i]);
+        if (rc) return rc;
+        if (seen[ax[i]]) return ERR(PV_EINVAL, "axis %lld repeated in axes", (long long)ax[i]);
+        seen[ax[i]] = true;
+      }
+    }
+    const char *pol = !upsample && g->opset >= 18
+                          ? pv_attr_str(n, "keep_aspect_ratio_policy", "stretch")
+                          : "stretch";
+    int policy = !strcmp(pol, "stretch") ? 0 : !strcmp(pol, "not_larger") ? 1
+                 : !strcmp(pol, "not_smaller") ? 2 : -1;
+    if (policy < 0)
+      return ERR(PV_EINVAL, "keep_aspect_ratio_policy '%s' (stretch, not_larger, "
+                 "not_smaller)", pol);
+    float v[PV_MAX_DIMS];
+    int64_t sz[PV_MAX_DIMS];
+    for (int i = 0; i < r; i++) {
+      scales[i] = 1.f;
+      out[i] = x->dims[i];
+    }
     if (ts) {
-      if (ts->dtype != PV_F32 || pv_tensor_numel(ts) != r)
-        return ERR(PV_ESHAPE, "scales must be %d FP32 values", r);
+      if (ts->dtype != PV_F32 || pv_tensor_numel(ts) != na)
+        return ERR(PV_ESHAPE, "scales must be %d FP32 values", na);
       if (!ts->data) return ERR(PV_EUNSUPPORTED, "scales not known before execution");
-      memcpy(scales, ts->data, sizeof(float) * r);
+      memcpy(v, ts->data, sizeof(float) * na);
+      for (int k = 0; k < na; k++) scales[ax[k]] = v[k];
     } else {
-      int c = pv_read_ints(n, tz, "sizes", out, PV_MAX_DIMS);
+      int c = pv_read_ints(n, tz, "sizes", sz, PV_MAX_DIMS);
       if (c < 0) return c;
-      if (c != r) return ERR(PV_ESHAPE, "sizes has %d values for rank %d", c, r);
-      for (int i = 0; i < r; i++) {
-        if (out[i] < 0) return ERR(PV_EINVAL, "negative size on axis %d", i);
-        scales[i] = x->dims[i] ? (float)out[i] / (float)x->dims[i] : 1.f;
+      if (c != na) return ERR(PV_ESHAPE, "sizes has %d values for %d axes", c, na);
+      for (int k = 0; k < na; k++)
+        if (sz[k] < 0) return ERR(PV_EINVAL, "negative size on axis %lld", (long long)ax[k]);
+      if (policy) {
+        /* One factor for every named axis: the largest that fits
+         * (not_larger) or the smallest that covers (not_smaller); sizes
+         * round half up, as the ONNX reference and ONNX Runtime do. */
+        float f = 0;
+        for (int k = 0; k < na; k++) {
+          int64_t d = x->dims[ax[k]];
+          if (!d) return ERR(PV_ESHAPE, "keep_aspect_ratio_policy on empty axis %lld",
+                             (long long)ax[k]);
+          float q = (float)sz[k] / (float)d;
+          if (k == 0 || (policy == 1 ? q < f : q > f)) f = q;
+        }
+        for (int k = 0; k < na; k++) {
+          scales[ax[k]] = f;
+          out[ax[k]] = (int64_t)floorf(f * (float)x->dims[ax[k]] + 0.5f);
+        }
+        return 0;
+      }
+      for (int k = 0; k < na; k++) {
+        int64_t d = x->dims[ax[k]];
+        out[ax[k]] = sz[k];
+        scales[ax[k]] = d ? (float)sz[k] / (float)d : 1.f;
       }
       return 0;
     }
@@ -282,6 +337,8 @@ int pv_split_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
       sp = buf;
     }
   }
+  if (c >= 0 && g->opset >= 18 && pv_node_attr(n, "num_outputs"))
+    return ERR(PV_EINVAL, "both the split input and num_outputs are given");
   if (c >= 0) {
     if (c != n->n_out)
       return ERR(PV_EINVAL, "split has %d entries for %d outputs", c, n->n_out);
@@ -296,7 +353,12 @@ int pv_split_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                  (long long)tot, (long long)len);
     return 0;
   }
-  int64_t k = n->n_out;
+  /* Opset 18's num_outputs names the count; the last part may be
+   * smaller (ceil-sized parts), as with no attribute before. */
+  int64_t k = n->n_out, no = g->opset >= 18 ? pv_attr_int(n, "num_outputs", -1) : -1;
+  if (no != -1 && no != k)
+    return ERR(PV_EINVAL, "num_outputs is %lld but the node has %lld outputs",
+               (long long)no, (long long)k);
   int64_t chunk = (len + k - 1) / k;
   for (int i = 0; i < k; i++) {
     int64_t left = len - chunk * i;
@@ -338,14 +400,33 @@ int pv_pad_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     else if (c > 0) memcpy(p, a, sizeof *a * c);
   } else {
     if (!IN(1)) return ERR(PV_EINVAL, "missing pads input");
-    if (IN(3)) return ERR(PV_EUNSUPPORTED, "the axes input is not supported");
     if ((c = pv_read_ints(n, IN(1), "pads", p, 2 * PV_MAX_DIMS)) < 0) return c;
   }
-  if (c != 2 * r)
-    return ERR(PV_ESHAPE, "pads has %d values for rank %d", c, r);
+  /* Opset 18: an optional axes input names the axes pads covers (two
+   * values per named axis); the others are not padded. */
+  int64_t ax[PV_MAX_DIMS];
+  int na = r;
+  for (int i = 0; i < r; i++) ax[i] = i;
+  if (g->opset < 18 && IN(3))
+    return ERR(PV_EINVAL, "the axes input exists from opset 18 (model: %d)", g->opset);
+  if (IN(3) && pv_tensor_numel(IN(3)) > 0) {
+    if ((na = pv_read_ints(n, IN(3), "axes", ax, PV_MAX_DIMS)) < 0) return na;
+    bool seen[PV_MAX_DIMS] = {0};
+    for (int i = 0; i < na; i++) {
+      int rc = norm_axis(n, ax[i], r, &ax[i]);
+      if (rc) return rc;
+      if (seen[ax[i]]) return ERR(PV_EINVAL, "axis %lld repeated in axes", (long long)ax[i]);
+      seen[ax[i]] = true;
+    }
+  }
+  if (c != 2 * na)
+    return ERR(PV_ESHAPE, "pads has %d values for %d axes", c, na);
+  for (int i = 0; i < r; i++) pb[i] = pe[i] = 0;
+  for (int k = 0; k < na; k++) {
+    pb[ax[k]] = p[k];
+    pe[ax[k]] = p[na + k];
+  }
   for (int i = 0; i < r; i++) {
-    pb[i] = p[i];
-    pe[i] = p[r + i];
     if (pb[i] > (INT64_C(1) << 40) || pe[i] > (INT64_C(1) << 40) ||
         IN(0)->dims[i] + pb[i] + pe[i] < 0)
       return ERR(PV_ESHAPE, "pads on axis %d remove more than the axis", i);
@@ -576,10 +657,12 @@ int pv_infer_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
 
   if (is_op(n, unary_ops) || !strcmp(op, "Dropout") ||
       !strcmp(op, "BatchNormalization") || !strcmp(op, "Not") ||
-      !strcmp(op, "Cast")) {
+      !strcmp(op, "Cast") || !strcmp(op, "CastLike")) {
     pv_dtype t = x->dtype;
-    if (!strcmp(op, "Cast")) {
-      t = (pv_dtype)pv_attr_int(n, "to", 0);
+    if (!strcmp(op, "CastLike") && !IN(1))
+      return ERR(PV_EINVAL, "missing target_type input");
+    if (!strcmp(op, "Cast") || !strcmp(op, "CastLike")) {
+      t = op[4] ? IN(1)->dtype : (pv_dtype)pv_attr_int(n, "to", 0);
       if (pv_dtype_size(t) == 0 || t == PV_F16)
         return ERR(PV_EUNSUPPORTED, "cast to %s", pv_dtype_name(t));
     }

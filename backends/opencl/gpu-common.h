@@ -386,6 +386,9 @@ static int g_parse_resize(const pv_graph *g, const pv_node *n, g_step *s) {
             ((!strcmp(ctm, "half_pixel") || !strcmp(ctm, "pytorch_half_pixel")) &&
              (!strcmp(nm, "round_prefer_floor") || !strcmp(nm, "round_prefer_ceil")));
   if (!ok) return pv_error(PV_EUNSUPPORTED, "%s: %s with %s", n->name, ctm, nm);
+  /* Opset 18's axes reorders or shortens scales: left to the CPU. */
+  if (!old && g->opset >= 18 && pv_node_attr(n, "axes"))
+    return pv_error(PV_EUNSUPPORTED, "%s: the axes attribute", n->name);
   double sc[8];
   int k = g_const_values(g, n, old ? 1 : 2, sc, 8);
   if (k != 4)

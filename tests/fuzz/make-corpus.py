@@ -85,6 +85,8 @@ save_onnx("if_subgraph", [h.make_node(
     [x, h.make_tensor_value_info("c", T.BOOL, [])], [y])
 save_onnx("opset18", [h.make_node("Relu", ["x"], ["y"])], [x], [y],
           opset=18)
+save_onnx("opset99", [h.make_node("Relu", ["x"], ["y"])], [x], [y],
+          opset=99)
 with open(f"{out}/onnx/truncated.onnx", "wb") as f:
     f.write(mlp[:len(mlp) // 2])
 open(f"{out}/onnx/empty.onnx", "wb").close()

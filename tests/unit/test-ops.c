@@ -1064,17 +1064,20 @@ static void random_node(void) {
       "BatchNormalization", "Concat", "Reshape", "Flatten", "Transpose",
       "Resize", "Upsample", "Pad", "Constant", "Split", "Slice", "Shape",
       "Gather", "Unsqueeze", "Squeeze", "Cast", "ConstantOfShape", "Range",
-      "Expand", "ReduceMean", "Dropout", "Neg"};
+      "Expand", "ReduceMean", "Dropout", "Neg", "CastLike"};
   static const char *const inames[] = {"axis", "group", "transB", "ceil_mode",
-                                       "count_include_pad", "keepdims", "to", "start"};
+                                       "count_include_pad", "keepdims", "to", "start",
+                                       "num_outputs", "antialias"};
   static const char *const lnames[] = {"pads", "strides", "dilations", "kernel_shape",
                                        "perm", "axes", "split", "starts", "ends"};
   static const char *const snames[] = {"auto_pad", "mode", "nearest_mode",
-                                       "coordinate_transformation_mode"};
+                                       "coordinate_transformation_mode",
+                                       "keep_aspect_ratio_policy"};
   static const char *const svals[] = {"SAME_UPPER", "SAME_LOWER", "VALID", "reflect",
-                                      "edge", "floor", "align_corners", "bogus"};
+                                      "edge", "floor", "align_corners", "bogus", "wrap",
+                                      "half_pixel_symmetric", "not_larger", "linear"};
   static const pv_dtype dts[] = {PV_F32, PV_I64, PV_I32, PV_BOOL};
-  h_new((int)rr(7, 18));
+  h_new((int)rr(7, 22));
   int nin = (int)rr(0, 5), in[5], out[3], nout = (int)rr(1, 3);
   for (int k = 0; k < nin; k++) {
     int64_t dims[PV_MAX_DIMS];
@@ -1099,9 +1102,9 @@ static void random_node(void) {
     int64_t l[8];
     int kind = (int)rr(0, 2), n = (int)rr(0, 8);
     for (int j = 0; j < n; j++) l[j] = rbig(-3, 4);
-    if (kind == 0) h_ai(nd, inames[rr(0, 7)], rbig(-4, 8));
+    if (kind == 0) h_ai(nd, inames[rr(0, 9)], rbig(-4, 8));
     else if (kind == 1) h_ais(nd, lnames[rr(0, 8)], n, l);
-    else h_as(nd, snames[rr(0, 3)], svals[rr(0, 7)]);
+    else h_as(nd, snames[rr(0, 4)], svals[rr(0, 11)]);
   }
   int rc = h_run(NULL);
   if (rc && rc != PV_ENOMEM && rc != PV_ERANGE && !strstr(pv_errmsg(), H->nodes[0].op)) {
@@ -1589,6 +1592,130 @@ static void cleanup(void) {
   H = NULL;
 }
 
+/* What opsets 18-22 changed: Pad's axes input and wrap mode, Split's
+ * num_outputs, Resize's keep_aspect_ratio_policy and antialias, ScatterND's
+ * max/min, Gelu's approximate; each against hand-computed values, and each
+ * misuse refused by name. */
+static void test_opset18_22(void) {
+  float a[6] = {1, 2, 3, 4, 5, 6};
+  int64_t p21[2] = {2, 1}, p10[2] = {1, 0}, p1010[4] = {1, 0, 1, 0}, ax_last[1] = {-1};
+  /* wrap at 19; refused by name at 18, where it did not exist */
+  for (int opset = 18; opset <= 19; opset++) {
+    h_new(opset);
+    int in[2] = {h_f32("a", 1, DIMS(3), a), h_i64("p", 2, p21)};
+    int out = h_out("y");
+    int nd = h_node("Pad", 2, in, 1, &out);
+    h_as(nd, "mode", "wrap");
+    if (opset == 18) {
+      expect_error(nd, PV_EUNSUPPORTED, "mode 'wrap'");
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    const float want[6] = {2, 3, 1, 2, 3, 1};
+    CU_ASSERT(h_dims_are(&R[out], 1, DIMS(6)) && h_maxerr(F(&R[out]), want, 6) == 0);
+  }
+  /* axes input: only the last axis of a 2 x 3 tensor padded */
+  h_new(18);
+  int in4[4] = {h_f32("a", 2, DIMS(2, 3), a), h_i64("p", 2, p10), -1, h_i64("ax", 1, ax_last)};
+  int out = h_out("y");
+  int nd = h_node("Pad", 4, in4, 1, &out);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float wpad[8] = {0, 1, 2, 3, 0, 4, 5, 6};
+  CU_ASSERT(h_dims_are(&R[out], 2, DIMS(2, 4)) && h_maxerr(F(&R[out]), wpad, 8) == 0);
+  h_new(18);
+  in4[0] = h_f32("a", 2, DIMS(2, 3), a);
+  in4[1] = h_i64("p", 4, p1010);
+  in4[3] = h_i64("ax", 1, ax_last);
+  out = h_out("y");
+  nd = h_node("Pad", 4, in4, 1, &out);
+  expect_error(nd, PV_ESHAPE, "pads has 4 values for 1 axes");
+  h_new(17);
+  in4[0] = h_f32("a", 2, DIMS(2, 3), a);
+  in4[1] = h_i64("p", 2, p10);
+  in4[3] = h_i64("ax", 1, ax_last);
+  out = h_out("y");
+  nd = h_node("Pad", 4, in4, 1, &out);
+  expect_error(nd, PV_EINVAL, "from opset 18");
+  /* Split: num_outputs 2 of a length-3 axis gives 2 + 1; a count that
+   * disagrees with the outputs is refused */
+  for (int k = 2; k <= 3; k++) {
+    h_new(18);
+    int x = h_f32("a", 1, DIMS(3), a), outs[2] = {h_out("s0"), h_out("s1")};
+    nd = h_node("Split", 1, &x, 2, outs);
+    h_ai(nd, "num_outputs", k);
+    if (k == 3) {
+      expect_error(nd, PV_EINVAL, "num_outputs is 3");
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(h_dims_are(&R[outs[0]], 1, DIMS(2)) && h_dims_are(&R[outs[1]], 1, DIMS(1)));
+    CU_ASSERT(F(&R[outs[1]])[0] == 3);
+  }
+  /* Resize: sizes 4 x 9 of a 2 x 3 tensor, not_larger: factor 2 on both
+   * axes (4 x 6), nearest asymmetric floor */
+  int64_t sz[2] = {4, 9};
+  h_new(18);
+  int rin[4] = {h_f32("a", 2, DIMS(2, 3), a), -1, -1, h_i64("sz", 2, sz)};
+  out = h_out("y");
+  nd = h_node("Resize", 4, rin, 1, &out);
+  h_as(nd, "keep_aspect_ratio_policy", "not_larger");
+  h_as(nd, "coordinate_transformation_mode", "asymmetric");
+  h_as(nd, "nearest_mode", "floor");
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_FATAL(h_dims_are(&R[out], 2, DIMS(4, 6)));
+  CU_ASSERT(F(&R[out])[0] == 1 && F(&R[out])[5] == 3 && F(&R[out])[23] == 6);
+  h_new(18);
+  rin[0] = h_f32("a", 2, DIMS(2, 3), a);
+  rin[3] = h_i64("sz", 2, sz);
+  out = h_out("y");
+  nd = h_node("Resize", 4, rin, 1, &out);
+  h_as(nd, "keep_aspect_ratio_policy", "fit");
+  expect_error(nd, PV_EINVAL, "keep_aspect_ratio_policy 'fit'");
+  /* antialias is refused where it would change the result (linear
+   * downsampling) */
+  float half[2] = {1, 0.5f};
+  h_new(18);
+  int rin3[3] = {h_f32("a", 2, DIMS(2, 3), a), -1, h_f32("sc", 1, DIMS(2), half)};
+  out = h_out("y");
+  nd = h_node("Resize", 3, rin3, 1, &out);
+  h_as(nd, "mode", "linear");
+  h_ai(nd, "antialias", 1);
+  expect_error(nd, PV_EUNSUPPORTED, "antialias");
+  /* ScatterND max / min with a repeated index */
+  int64_t idx[3] = {1, 1, 0};
+  float upd[3] = {9, 0, -5};
+  const char *red[2] = {"max", "min"};
+  const float wsc[2][3] = {{1, 9, 3}, {-5, 0, 3}};
+  for (int r = 0; r < 2; r++) {
+    h_new(18);
+    int64_t d31[2] = {3, 1};
+    int sin[3] = {h_f32("a", 1, DIMS(3), a), h_val("i", PV_I64, 2, d31, idx),
+                  h_f32("u", 1, DIMS(3), upd)};
+    out = h_out("y");
+    nd = h_node("ScatterND", 3, sin, 1, &out);
+    h_as(nd, "reduction", red[r]);
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(h_maxerr(F(&R[out]), wsc[r], 3) == 0);
+  }
+  /* Gelu: the exact and tanh forms at 1 (0.841345, 0.841192); an unknown
+   * approximation refused */
+  const char *apx[3] = {"none", "tanh", "erf"};
+  const float wg[2] = {0.8413447f, 0.8411920f};
+  for (int k = 0; k < 3; k++) {
+    h_new(20);
+    int x = h_f32("a", 1, DIMS(1), a);
+    out = h_out("y");
+    nd = h_node("Gelu", 1, &x, 1, &out);
+    h_as(nd, "approximate", apx[k]);
+    if (k == 2) {
+      expect_error(nd, PV_EINVAL, "approximate 'erf'");
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(fabsf(F(&R[out])[0] - wg[k]) < 1e-6f);
+  }
+}
+
 static void test_zz_cleanup(void) {
   cleanup();
   CU_PASS("freed");
@@ -1633,6 +1760,7 @@ static CU_TestInfo tests[] = {
     {"einsum", test_einsum},
     {"nonzero refused, types by op", test_ext_unsupported},
     {"random ext nodes fail cleanly", test_random_ext_nodes},
+    {"opsets 18-22: pad axes/wrap, split num_outputs, resize policy, scatternd max/min, gelu", test_opset18_22},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)
