@@ -37,6 +37,16 @@ typedef enum {
   K_LNORM,
   K_CONVT,
   K_EINSUM,
+  K_LRN,
+  K_TRILU,
+  K_GATHER_ND,
+  K_SCATTER_EL,
+  K_ONEHOT,
+  K_ALONG,    /* Hardmax LpNormalization */
+  K_MVN,
+  K_GNORM,
+  K_GLP,      /* GlobalLpPool */
+  K_EYELIKE,
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -81,6 +91,17 @@ static const struct ext_op {
     {"LayerNormalization", K_LNORM, T_F32},
     {"ConvTranspose", K_CONVT, T_F32},
     {"Einsum", K_EINSUM, T_F32},
+    {"LRN", K_LRN, T_F32},
+    {"Trilu", K_TRILU, T_ANY},
+    {"GatherND", K_GATHER_ND, T_ANY},
+    {"ScatterElements", K_SCATTER_EL, T_ANY},
+    {"OneHot", K_ONEHOT, T_F32 | T_INT},
+    {"Hardmax", K_ALONG, T_F32},
+    {"LpNormalization", K_ALONG, T_F32},
+    {"MeanVarianceNormalization", K_MVN, T_F32},
+    {"GroupNormalization", K_GNORM, T_F32},
+    {"GlobalLpPool", K_GLP, T_F32},
+    {"EyeLike", K_EYELIKE, T_ANY},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -1402,6 +1423,446 @@ static int ref_einsum(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   return 0;
 }
 
+/* ------------------------------------------------------------ more ops */
+
+/* LRN across channels (NC...): y = x / (bias + alpha/size * sum x^2)^beta
+ * over channels c - floor((size-1)/2) .. c + ceil((size-1)/2). */
+static int infer_lrn(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim < 3) return ERR(PV_ESHAPE, "input rank %d < 3", x->ndim);
+  int64_t size = pv_attr_int(n, "size", 0);
+  if (size < 1) return ERR(PV_EINVAL, "size %lld (must be >= 1)", (long long)size);
+  set_out(o, x->dtype, x->ndim, x->dims);
+  return 0;
+}
+
+static int ref_lrn(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  double alpha = pv_attr_float(n, "alpha", 1e-4f), beta = pv_attr_float(n, "beta", 0.75f);
+  double bias = pv_attr_float(n, "bias", 1.f);
+  int64_t size = pv_attr_int(n, "size", 1), lo = (size - 1) / 2, hi = size - 1 - lo;
+  int64_t N = x->dims[0], C = x->dims[1], inner = span(x->dims, 2, x->ndim);
+  const float *s = x->data;
+  float *z = o->data;
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t j = 0; j < inner; j++) {
+        double acc = 0;
+        int64_t k0 = c > lo ? c - lo : 0, k1 = hi < C - c ? c + hi : C - 1;
+        for (int64_t k = k0; k <= k1; k++) {
+          double v = s[(b * C + k) * inner + j];
+          acc += v * v;
+        }
+        int64_t at = (b * C + c) * inner + j;
+        z[at] = (float)(s[at] / pow(bias + alpha / (double)size * acc, beta));
+      }
+  return 0;
+}
+
+/* Trilu: keep the upper (j - i >= k) or lower (j - i <= k) triangle of
+ * each matrix of the last two axes; k from the optional second input. */
+static int trilu_k(const pv_node *n, const pv_tensor *vals, int64_t *k) {
+  *k = 0;
+  const pv_tensor *t = IN(1);
+  if (!t || !numel(t)) return 0;
+  if (!is_int(t->dtype) || numel(t) != 1) return ERR(PV_ETYPE, "k must be one INT64 value");
+  if (!t->data) return ERR(PV_EUNSUPPORTED, "k not known before execution");
+  *k = geti(t, 0);
+  return 0;
+}
+
+static int infer_trilu(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim < 2) return ERR(PV_ESHAPE, "input rank %d < 2", x->ndim);
+  const pv_tensor *t = IN(1);
+  if (t && numel(t) && (!is_int(t->dtype) || numel(t) != 1))
+    return ERR(PV_ETYPE, "k must be one INT64 value");
+  set_out(o, x->dtype, x->ndim, x->dims);
+  return 0;
+}
+
+static int ref_trilu(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t k = 0;
+  int rc = trilu_k(n, vals, &k);
+  if (rc) return rc;
+  bool upper = pv_attr_int(n, "upper", 1) != 0;
+  int64_t R = x->dims[x->ndim - 2], C = x->dims[x->ndim - 1];
+  size_t es = pv_dtype_size(x->dtype), cnt = numel(o);
+  for (size_t e = 0; e < cnt; e++) {
+    int64_t j = (int64_t)(e % (size_t)C), i = (int64_t)(e / (size_t)C % (size_t)R);
+    bool keep = upper ? j - i >= k : j - i <= k;
+    if (keep) memcpy((char *)o->data + e * es, (const char *)x->data + e * es, es);
+    else memset((char *)o->data + e * es, 0, es);
+  }
+  return 0;
+}
+
+/* GatherND with batch_dims b: out = indices.shape[:-1] +
+ * data.shape[b + q:] where q = indices.shape[-1]. */
+static int infer_gather_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1);
+  if (!ix) return ERR(PV_EINVAL, "missing indices");
+  if (ix->dtype != PV_I64) return ERR(PV_ETYPE, "indices must be INT64");
+  int64_t b = pv_attr_int(n, "batch_dims", 0);
+  if (ix->ndim < 1 || x->ndim < 1) return ERR(PV_ESHAPE, "data and indices need rank >= 1");
+  if (b < 0 || b >= ix->ndim || b >= x->ndim)
+    return ERR(PV_EINVAL, "batch_dims %lld out of range", (long long)b);
+  int64_t q = ix->dims[ix->ndim - 1];
+  if (q < 1 || b + q > x->ndim)
+    return ERR(PV_ESHAPE, "index tuples of length %lld for data rank %d and batch_dims %lld",
+               (long long)q, x->ndim, (long long)b);
+  for (int i = 0; i < b; i++)
+    if (ix->dims[i] != x->dims[i])
+      return ERR(PV_ESHAPE, "batch dim %d differs (%lld vs %lld)", i,
+                 (long long)ix->dims[i], (long long)x->dims[i]);
+  int64_t d[PV_MAX_DIMS];
+  int r = 0;
+  for (int i = 0; i < ix->ndim - 1; i++) d[r++] = ix->dims[i];
+  for (int i = (int)(b + q); i < x->ndim; i++) {
+    if (r >= PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+    d[r++] = x->dims[i];
+  }
+  set_out(o, x->dtype, r, d);
+  return 0;
+}
+
+static int ref_gather_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1);
+  int b = (int)pv_attr_int(n, "batch_dims", 0);
+  int q = (int)ix->dims[ix->ndim - 1], rc;
+  int64_t xs[PV_MAX_DIMS], s = 1;
+  for (int i = x->ndim - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  int64_t slice = span(x->dims, b + q, x->ndim), per_batch = span(ix->dims, b, ix->ndim - 1);
+  int64_t tuples = span(ix->dims, 0, ix->ndim - 1);
+  size_t es = pv_dtype_size(x->dtype);
+  const int64_t *id = ix->data;
+  for (int64_t t = 0; t < tuples; t++) {
+    int64_t bi = per_batch ? t / per_batch : 0, off = 0;
+    /* the batch index bi spans data's first b axes in row-major order */
+    off = bi * (b ? xs[b - 1] : 0);
+    for (int i = 0; i < q; i++) {
+      int64_t j = 0;
+      if ((rc = fix_index(n, id[t * q + i], x->dims[b + i], &j))) return rc;
+      off += j * xs[b + i];
+    }
+    if (slice)
+      memcpy((char *)o->data + (size_t)(t * slice) * es,
+             (const char *)x->data + (size_t)off * es, (size_t)slice * es);
+  }
+  return 0;
+}
+
+/* ScatterElements: out = data, then out[idx with axis replaced by
+ * indices[e]] (op)= updates[e]; reductions none/add/mul/max/min. */
+static int infer_scatter_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1), *up = IN(2);
+  if (!ix || !up) return ERR(PV_EINVAL, "needs data, indices and updates");
+  if (!is_int(ix->dtype)) return ERR(PV_ETYPE, "indices must be INT64 or INT32");
+  if (up->dtype != x->dtype) return ERR(PV_ETYPE, "updates type differs from data");
+  if (ix->ndim != x->ndim || up->ndim != x->ndim || x->ndim < 1)
+    return ERR(PV_ESHAPE, "data, indices and updates must have the same rank");
+  int64_t a = 0;
+  int rc = norm_axis(n, pv_attr_int(n, "axis", 0), x->ndim, &a);
+  if (rc) return rc;
+  for (int i = 0; i < x->ndim; i++) {
+    if (ix->dims[i] != up->dims[i])
+      return ERR(PV_ESHAPE, "indices and updates differ on axis %d", i);
+    if (i != a && ix->dims[i] > x->dims[i])
+      return ERR(PV_ESHAPE, "indices dim %lld exceeds data dim %lld on axis %d",
+                 (long long)ix->dims[i], (long long)x->dims[i], i);
+  }
+  const char *red = pv_attr_str(n, "reduction", "none");
+  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul") &&
+      strcmp(red, "max") && strcmp(red, "min"))
+    return ERR(PV_EUNSUPPORTED, "reduction '%s' (none, add, mul, max, min)", red);
+  if (strcmp(red, "none") && x->dtype != PV_F32 && !is_int(x->dtype))
+    return ERR(PV_ETYPE, "reduction on %s", pv_dtype_name(x->dtype));
+  set_out(o, x->dtype, x->ndim, x->dims);
+  return 0;
+}
+
+static int ref_scatter_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *ix = IN(1), *up = IN(2);
+  int64_t a = 0;
+  int rc = norm_axis(n, pv_attr_int(n, "axis", 0), x->ndim, &a);
+  if (rc) return rc;
+  const char *red = pv_attr_str(n, "reduction", "none");
+  int op = !strcmp(red, "add") ? 1 : !strcmp(red, "mul") ? 2 : !strcmp(red, "max") ? 3
+           : !strcmp(red, "min") ? 4 : 0;
+  size_t es = pv_dtype_size(x->dtype), nb = pv_tensor_nbytes(x), cnt = numel(ix);
+  if (nb) memmove(o->data, x->data, nb);
+  int r = x->ndim;
+  int64_t xs[PV_MAX_DIMS], s = 1, idx[PV_MAX_DIMS] = {0};
+  for (int i = r - 1; i >= 0; i--) {
+    xs[i] = s;
+    s *= x->dims[i];
+  }
+  for (size_t e = 0; e < cnt; e++) {
+    int64_t j = 0, off = 0;
+    if ((rc = fix_index(n, geti(ix, e), x->dims[a], &j))) return rc;
+    for (int i = 0; i < r; i++) off += (i == a ? j : idx[i]) * xs[i];
+    if (!op) {
+      memcpy((char *)o->data + (size_t)off * es, (const char *)up->data + e * es, es);
+    } else if (x->dtype == PV_F32) {
+      float *p = (float *)o->data + off, v = ((const float *)up->data)[e];
+      *p = op == 1 ? *p + v : op == 2 ? *p * v : op == 3 ? fmaxf(*p, v) : fminf(*p, v);
+    } else {
+      int64_t p = geti(o, (size_t)off), v = geti(up, e);
+      puti(o, (size_t)off, op == 1   ? (int64_t)((uint64_t)p + (uint64_t)v)
+                           : op == 2 ? (int64_t)((uint64_t)p * (uint64_t)v)
+                           : op == 3 ? (p > v ? p : v)
+                                     : (p < v ? p : v));
+    }
+    for (int i = r - 1; i >= 0; i--) {
+      if (++idx[i] < ix->dims[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return 0;
+}
+
+/* OneHot: indices [...], depth (scalar), values [off, on]; the output
+ * inserts an axis of length depth at `axis`; negative indices count from
+ * the end of the depth, out-of-range ones give all-off rows. */
+static int onehot_depth(const pv_node *n, const pv_tensor *vals, int64_t *depth) {
+  const pv_tensor *d = IN(1);
+  if (!d) return ERR(PV_EINVAL, "missing depth");
+  if (numel(d) != 1) return ERR(PV_ESHAPE, "depth must be one value");
+  if (!d->data) return ERR(PV_EUNSUPPORTED, "depth not known before execution");
+  double v = d->dtype == PV_F32 || d->dtype == PV_F64 ? getd(d, 0) : (double)geti(d, 0);
+  if (d->dtype == PV_F64) v = ((const double *)d->data)[0];
+  if (!(v >= 1) || v > (double)(INT64_C(1) << 31))
+    return ERR(PV_EINVAL, "depth %g (must be >= 1)", v);
+  *depth = (int64_t)v;
+  return 0;
+}
+
+static int infer_onehot(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *v = IN(2);
+  if (!v) return ERR(PV_EINVAL, "missing values");
+  if (numel(v) != 2 || v->ndim != 1) return ERR(PV_ESHAPE, "values must hold [off, on]");
+  int64_t depth = 0, a = 0;
+  int rc = onehot_depth(n, vals, &depth);
+  if (rc) return rc;
+  if (x->ndim + 1 > PV_MAX_DIMS) return ERR(PV_ESHAPE, "output rank too large");
+  if ((rc = norm_axis(n, pv_attr_int(n, "axis", -1), x->ndim + 1, &a))) return rc;
+  int64_t d[PV_MAX_DIMS];
+  for (int i = 0, j = 0; i <= x->ndim; i++) d[i] = i == a ? depth : x->dims[j++];
+  set_out(o, v->dtype, x->ndim + 1, d);
+  return 0;
+}
+
+static int ref_onehot(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *v = IN(2);
+  int64_t depth = 0, a = 0;
+  int rc = onehot_depth(n, vals, &depth);
+  if (rc) return rc;
+  if ((rc = norm_axis(n, pv_attr_int(n, "axis", -1), x->ndim + 1, &a))) return rc;
+  int64_t outer = span(x->dims, 0, (int)a), inner = span(x->dims, (int)a, x->ndim);
+  size_t es = pv_dtype_size(v->dtype);
+  const char *off = v->data, *on = (const char *)v->data + es;
+  for (int64_t p = 0; p < outer; p++)
+    for (int64_t dd = 0; dd < depth; dd++)
+      for (int64_t q = 0; q < inner; q++) {
+        size_t src = (size_t)(p * inner + q);
+        double iv = x->dtype == PV_F32 ? floor(getd(x, src)) : (double)geti(x, src);
+        if (iv < 0) iv += (double)depth;
+        memcpy((char *)o->data + (size_t)((p * depth + dd) * inner + q) * es,
+               iv == (double)dd ? on : off, es);
+      }
+  return 0;
+}
+
+/* Hardmax (1 at the first maximum, 0 elsewhere) and LpNormalization
+ * (x / ||x||_p) along an axis; Hardmax before opset 13 works on the
+ * input flattened to 2-D at `axis`, as Softmax did. */
+static int ref_along(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                     pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  bool hard = !strcmp(n->op, "Hardmax");
+  int r = x->ndim ? x->ndim : 1;
+  int64_t a = 0;
+  int rc = norm_axis(n, pv_attr_int(n, "axis", hard && g->opset < 13 ? 1 : -1), r, &a);
+  if (rc) return rc;
+  int64_t len, inner;
+  if (hard && g->opset < 13) {
+    len = span(x->dims, (int)a, x->ndim);
+    inner = 1;
+  } else {
+    len = x->ndim ? x->dims[a] : 1;
+    inner = span(x->dims, (int)a + 1, x->ndim);
+  }
+  int64_t p = pv_attr_int(n, "p", 2);
+  if (!hard && p != 1 && p != 2) return ERR(PV_EINVAL, "p %lld (1 or 2)", (long long)p);
+  size_t cnt = numel(x);
+  int64_t outer = len > 0 && inner > 0 ? (int64_t)cnt / (len * inner) : 0;
+  const float *s = x->data;
+  float *z = o->data;
+  for (int64_t b = 0; b < outer; b++)
+    for (int64_t q = 0; q < inner; q++) {
+      const float *xs = s + b * len * inner + q;
+      float *zs = z + b * len * inner + q;
+      if (hard) {
+        int64_t best = 0;
+        for (int64_t i = 1; i < len; i++)
+          if (xs[i * inner] > xs[best * inner]) best = i;
+        for (int64_t i = 0; i < len; i++) zs[i * inner] = i == best ? 1.f : 0.f;
+        continue;
+      }
+      double nrm = 0;
+      for (int64_t i = 0; i < len; i++)
+        nrm += p == 1 ? fabs(xs[i * inner]) : (double)xs[i * inner] * xs[i * inner];
+      if (p == 2) nrm = sqrt(nrm);
+      for (int64_t i = 0; i < len; i++)
+        zs[i * inner] = nrm > 0 ? (float)(xs[i * inner] / nrm) : 0.f;
+    }
+  return 0;
+}
+
+/* MeanVarianceNormalization: (x - mean) / (std + 1e-9) over `axes`
+ * (default 0, 2, 3), as the ONNX function body computes it. */
+static int ref_mvn(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  const int64_t *ax;
+  static const int64_t def[3] = {0, 2, 3};
+  int na = pv_attr_ints(n, "axes", &ax), r = x->ndim, rc;
+  if (na < 0) {
+    ax = def;
+    na = 3;
+  }
+  bool red[PV_MAX_DIMS] = {0};
+  for (int i = 0; i < na; i++) {
+    int64_t a = 0;
+    if ((rc = norm_axis(n, ax[i], r, &a))) return rc;
+    red[a] = true;
+  }
+  /* Group elements by their kept coordinates: key = offset over kept axes. */
+  int64_t kst[PV_MAX_DIMS], groups = 1;
+  for (int i = r - 1; i >= 0; i--) {
+    kst[i] = red[i] ? 0 : groups;
+    if (!red[i]) groups *= x->dims[i];
+  }
+  size_t cnt = numel(x);
+  double *sum = calloc((size_t)(groups ? groups : 1) * 3, sizeof(double));
+  if (!sum) return ERR(PV_ENOMEM, "out of memory");
+  double *sq = sum + groups, *num = sq + groups;
+  int64_t idx[PV_MAX_DIMS] = {0};
+  const float *s = x->data;
+  for (int pass = 0; pass < 2; pass++) {
+    memset(idx, 0, sizeof idx);
+    for (size_t e = 0; e < cnt; e++) {
+      int64_t key = 0;
+      for (int i = 0; i < r; i++) key += idx[i] * kst[i];
+      if (pass == 0) {
+        sum[key] += s[e];
+        sq[key] += (double)s[e] * s[e];
+        num[key] += 1;
+      } else {
+        double m = sum[key] / num[key], v = sq[key] / num[key] - m * m;
+        ((float *)o->data)[e] = (float)((s[e] - m) / (sqrt(v > 0 ? v : 0) + 1e-9));
+      }
+      for (int i = r - 1; i >= 0; i--) {
+        if (++idx[i] < x->dims[i]) break;
+        idx[i] = 0;
+      }
+    }
+  }
+  free(sum);
+  return 0;
+}
+
+/* GroupNormalization: statistics over each group of C / num_groups
+ * channels and the spatial axes; scale and bias per group before opset 21
+ * and per channel from 21. */
+static int infer_gnorm(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                       pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim < 3) return ERR(PV_ESHAPE, "input rank %d < 3", x->ndim);
+  int64_t G = pv_attr_int(n, "num_groups", 0), C = x->dims[1];
+  if (G < 1 || G > C || C % G) return ERR(PV_EINVAL, "num_groups %lld does not divide %lld channels",
+                                 (long long)G, (long long)C);
+  int64_t want = g->opset >= 21 ? C : G;
+  for (int k = 1; k <= 2; k++) {
+    const pv_tensor *p = IN(k);
+    if (!p) return ERR(PV_EINVAL, "missing input %d", k);
+    if (p->dtype != PV_F32 || p->ndim != 1 || p->dims[0] != want)
+      return ERR(PV_ESHAPE, "%s must be FP32 [%lld] (%s at opset %d)", k == 1 ? "scale" : "bias",
+                 (long long)want, g->opset >= 21 ? "per channel" : "per group", g->opset);
+  }
+  set_out(o, x->dtype, x->ndim, x->dims);
+  return 0;
+}
+
+static int ref_gnorm(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                     pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  const float *sc = IN(1)->data, *bi = IN(2)->data;
+  float eps = pv_attr_float(n, "epsilon", 1e-5f);
+  int64_t N = x->dims[0], C = x->dims[1], G = pv_attr_int(n, "num_groups", 1);
+  int64_t cg = C / G, inner = span(x->dims, 2, x->ndim), len = cg * inner;
+  bool per_ch = g->opset >= 21;
+  for (int64_t i = 0; i < N * G; i++) {
+    const float *s = (const float *)x->data + i * len;
+    float *z = (float *)o->data + i * len;
+    double m = 0, v = 0;
+    for (int64_t j = 0; j < len; j++) m += s[j];
+    m = len ? m / (double)len : 0;
+    for (int64_t j = 0; j < len; j++) v += (s[j] - m) * (s[j] - m);
+    v = len ? v / (double)len : 0;
+    double inv = 1 / sqrt(v + eps);
+    for (int64_t j = 0; j < len; j++) {
+      int64_t c = (i % G) * cg + j / (inner ? inner : 1), q = per_ch ? c : i % G;
+      z[j] = (float)((s[j] - m) * inv * sc[q] + bi[q]);
+    }
+  }
+  return 0;
+}
+
+/* GlobalLpPool: (sum |x|^p)^(1/p) over the spatial axes. */
+static int ref_glp(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t p = pv_attr_int(n, "p", 2);
+  if (p < 1) return ERR(PV_EINVAL, "p %lld (must be >= 1)", (long long)p);
+  int64_t planes = x->dims[0] * x->dims[1], inner = span(x->dims, 2, x->ndim);
+  for (int64_t i = 0; i < planes; i++) {
+    const float *s = (const float *)x->data + i * inner;
+    double acc = 0;
+    for (int64_t j = 0; j < inner; j++) acc += pow(fabs(s[j]), (double)p);
+    ((float *)o->data)[i] = (float)pow(acc, 1.0 / (double)p);
+  }
+  return 0;
+}
+
+/* EyeLike: ones on diagonal k of a 2-D tensor shaped like the input, in
+ * the input's type or `dtype`. */
+static int infer_eyelike(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  if (x->ndim != 2) return ERR(PV_ESHAPE, "input rank %d (must be 2)", x->ndim);
+  pv_dtype t = (pv_dtype)pv_attr_int(n, "dtype", x->dtype);
+  if (t != PV_F32 && !is_int(t) && t != PV_BOOL && t != PV_F64 && t != PV_U8)
+    return ERR(PV_EUNSUPPORTED, "dtype %s", pv_dtype_name(t));
+  set_out(o, t, 2, x->dims);
+  return 0;
+}
+
+static int ref_eyelike(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  (void)vals;
+  int64_t k = pv_attr_int(n, "k", 0), R = o->dims[0], C = o->dims[1];
+  memset(o->data, 0, pv_tensor_nbytes(o));
+  if (k >= C || k <= -R) return 0; /* the diagonal misses the matrix */
+  for (int64_t i = 0; i < R; i++)
+    if (i + k >= 0 && i + k < C) {
+      size_t at = (size_t)(i * C + i + k);
+      if (o->dtype == PV_F64) ((double *)o->data)[at] = 1;
+      else puti(o, at, 1);
+    }
+  return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -1458,6 +1919,24 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_LNORM: rc = infer_lnorm(n, vals); break;
   case K_CONVT: rc = infer_convt(n, vals, o); break;
   case K_EINSUM: rc = infer_einsum(n, vals, o); break;
+  case K_LRN: rc = infer_lrn(n, vals, o); break;
+  case K_TRILU: rc = infer_trilu(n, vals, o); break;
+  case K_GATHER_ND: rc = infer_gather_nd(n, vals, o); break;
+  case K_SCATTER_EL: rc = infer_scatter_el(n, vals, o); break;
+  case K_ONEHOT: rc = infer_onehot(n, vals, o); break;
+  case K_ALONG: case K_MVN:
+    set_out(o, x->dtype, x->ndim, x->dims);
+    break;
+  case K_GNORM: rc = infer_gnorm(g, n, vals, o); break;
+  case K_GLP: {
+    if (x->ndim < 3) return ERR(PV_ESHAPE, "input rank %d < 3", x->ndim);
+    int64_t d[PV_MAX_DIMS];
+    memcpy(d, x->dims, sizeof d);
+    for (int i = 2; i < x->ndim; i++) d[i] = 1;
+    set_out(o, x->dtype, x->ndim, d);
+    break;
+  }
+  case K_EYELIKE: rc = infer_eyelike(n, vals, o); break;
   }
   if (rc) return rc;
   for (int k = 0; k < n->n_out; k++)
@@ -1477,9 +1956,12 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   int need = e->kind == K_VARIADIC || e->kind == K_EINSUM ? n->n_in
              : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
                      e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
-                     e->kind == K_TILE || e->kind == K_CUMSUM
+                     e->kind == K_TILE || e->kind == K_CUMSUM || e->kind == K_GATHER_ND
                  ? 2
-             : e->kind == K_SCATTER_ND || e->kind == K_INORM ? 3 : 1;
+             : e->kind == K_SCATTER_ND || e->kind == K_INORM || e->kind == K_SCATTER_EL ||
+                     e->kind == K_ONEHOT || e->kind == K_GNORM
+                 ? 3
+                 : 1;
   for (int k = 0; k < need; k++)
     if (!IN(k)) return ERR(PV_EINVAL, "missing input %d", k);
   for (int k = 0; k < n->n_in; k++) {
@@ -1519,6 +2001,16 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_LNORM: return ref_lnorm(n, vals);
   case K_CONVT: return ref_convt(n, vals, o);
   case K_EINSUM: return ref_einsum(n, vals, o);
+  case K_LRN: return ref_lrn(n, vals, o);
+  case K_TRILU: return ref_trilu(n, vals, o);
+  case K_GATHER_ND: return ref_gather_nd(n, vals, o);
+  case K_SCATTER_EL: return ref_scatter_el(n, vals, o);
+  case K_ONEHOT: return ref_onehot(n, vals, o);
+  case K_ALONG: return ref_along(g, n, vals, o);
+  case K_MVN: return ref_mvn(n, vals, o);
+  case K_GNORM: return ref_gnorm(g, n, vals, o);
+  case K_GLP: return ref_glp(n, vals, o);
+  case K_EYELIKE: return ref_eyelike(n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

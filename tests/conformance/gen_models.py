@@ -757,7 +757,8 @@ def build_onnx_o22(rng):
     Split's num_outputs (18), Resize's axes and keep_aspect_ratio_policy
     (18) and half_pixel_symmetric (19), AveragePool's dilations (19),
     ScatterND's max / min (18), Reduce* axes as an input (18), Mish (18),
-    Gelu (20), CastLike (15), and a plain Conv + Relu."""
+    Gelu (20), GroupNormalization (21's per-channel scale), CastLike (15),
+    and a plain Conv + Relu."""
     import math as m_
     from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
     x = rng.standard_normal([2, 4, 6, 6], dtype=np.float32)
@@ -840,6 +841,15 @@ def build_onnx_o22(rng):
     out("gelu", TP.FLOAT, (0.5 * x64 * (1 + erf(x64 / m_.sqrt(2)))).astype(np.float32))
     gt = 0.5 * x64 * (1 + np.tanh(m_.sqrt(2 / m_.pi) * (x64 + 0.044715 * x64 ** 3)))
     out("gelut", TP.FLOAT, gt.astype(np.float32))
+    # GroupNormalization, 2 groups of 2 channels, scale and bias per
+    # channel (opset 21's form).
+    gsc = np.linspace(0.5, 2, 4, dtype=np.float32)
+    gbi = np.linspace(-1, 1, 4, dtype=np.float32)
+    nodes += [N("GroupNormalization", ["x", "gsc", "gbi"], ["gn"], num_groups=2, epsilon=1e-3)]
+    xg = x64.reshape(2, 2, -1)
+    gn = ((xg - xg.mean(axis=2, keepdims=True)) /
+          np.sqrt(xg.var(axis=2, keepdims=True) + 1e-3)).reshape(x.shape)
+    out("gn", TP.FLOAT, (gn * gsc[None, :, None, None] + gbi[None, :, None, None]).astype(np.float32))
     # CastLike to INT64 (truncation), and a 1x1 Conv + Relu.
     nodes += [N("Mul", ["x", "three"], ["x3"]), N("CastLike", ["x3", "likei"], ["ci"]),
               N("Conv", ["x", "w1", "b1"], ["cv"]), N("Relu", ["cv"], ["cr"])]
@@ -859,12 +869,125 @@ def build_onnx_o22(rng):
              nh.from_array(np.array([-1, 2], np.int64), "ax_hw"),
              nh.from_array(np.array(3, np.float32), "three"),
              nh.from_array(np.array(0, np.int64), "likei"),
-             nh.from_array(w1, "w1"), nh.from_array(b1, "b1")]
+             nh.from_array(w1, "w1"), nh.from_array(b1, "b1"),
+             nh.from_array(gsc, "gsc"), nh.from_array(gbi, "gbi")]
     g = oh.make_graph(nodes, "onnx_o22",
                       [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))], outs, inits)
     m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 22)])
     m.ir_version = 10
     return m, {"x": x}, [o.name for o in outs], ref
+
+
+def build_onnx_more(rng):
+    """Ops of classic and transformer models that torch 1.13 does not export
+    as such, with numpy references: LRN (AlexNet, GoogLeNet), Trilu
+    (attention masks), GatherND, ScatterElements, OneHot, Hardmax,
+    LpNormalization, MeanVarianceNormalization, GlobalLpPool, EyeLike."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([2, 5, 3, 4], dtype=np.float32)
+    m = rng.standard_normal([2, 3, 4], dtype=np.float32)
+    nodes, outs, ref = [], [], []
+    N = oh.make_node
+
+    def out(name, elem, arr):
+        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
+        ref.append(arr)
+
+    x64 = x.astype(np.float64)
+    # LRN, size 3 and 5 (ONNX Runtime refuses even sizes; ours follow the spec).
+    for name, size, alpha, beta, bias in (("lrn3", 3, 1e-2, 0.75, 1.0),
+                                          ("lrn5", 5, 2e-2, 0.5, 2.0)):
+        nodes.append(N("LRN", ["x"], [name], size=size, alpha=alpha, beta=beta, bias=bias))
+        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+        sq = np.zeros_like(x64)
+        for c in range(5):
+            sq[:, c] = (x64[:, max(0, c - lo):min(5, c + hi + 1)] ** 2).sum(axis=1)
+        out(name, TP.FLOAT, (x64 / (bias + alpha / size * sq) ** beta).astype(np.float32))
+    # Trilu on a batch of 3 x 4 matrices.
+    nodes += [N("Trilu", ["m", "k1"], ["triu"], upper=1),
+              N("Trilu", ["m", "km1"], ["tril"], upper=0),
+              N("Trilu", ["m"], ["triu0"])]
+    out("triu", TP.FLOAT, np.triu(m, 1))
+    out("tril", TP.FLOAT, np.tril(m, -1))
+    out("triu0", TP.FLOAT, np.triu(m, 0))
+    # GatherND: whole rows of m by (batch, row), and with batch_dims 1.
+    gi = np.array([[1, 2], [0, 0], [1, -1]], np.int64)
+    gb = np.array([[[2], [0]], [[1], [1]]], np.int64)
+    nodes += [N("GatherND", ["m", "gi"], ["gnd"]),
+              N("GatherND", ["m", "gb"], ["gndb"], batch_dims=1)]
+    out("gnd", TP.FLOAT, np.stack([m[1, 2], m[0, 0], m[1, -1]]))
+    out("gndb", TP.FLOAT, np.stack([m[0][[2, 0]], m[1][[1, 1]]]))
+    # ScatterElements on axis 1 of m: plain, add (repeated index), max.
+    si = np.array([[[0, 2, 1, 0]], [[2, 2, 0, 1]]], np.int64)
+    su = rng.standard_normal([2, 1, 4], dtype=np.float32)
+    si2 = np.array([[[1, 1]], [[0, 0]]], np.int64)
+    su2 = rng.standard_normal([2, 1, 2], dtype=np.float32)
+    nodes += [N("ScatterElements", ["m", "si", "su"], ["sel"], axis=1),
+              N("ScatterElements", ["m", "si2", "su2"], ["seladd"], axis=1, reduction="add"),
+              N("ScatterElements", ["m", "si2", "su2"], ["selmax"], axis=-2, reduction="max")]
+    r = m.copy()
+    for b in range(2):
+        for j in range(4):
+            r[b, si[b, 0, j], j] = su[b, 0, j]
+    out("sel", TP.FLOAT, r)
+    for name, f in (("seladd", np.add), ("selmax", np.maximum)):
+        r = m.copy()
+        for b in range(2):
+            for j in range(2):
+                r[b, si2[b, 0, j], j] = f(r[b, si2[b, 0, j], j], su2[b, 0, j])
+        out(name, TP.FLOAT, r)
+    # OneHot: depth 4, values [-1, 5]; a negative index counts from the end,
+    # an out-of-range one gives an all-off row.
+    oi = np.array([[0, 3, -1], [2, 7, 1]], np.int64)
+    nodes += [N("OneHot", ["oi", "depth", "ohv"], ["oh"]),
+              N("OneHot", ["oi", "depth", "ohv"], ["oh0"], axis=0)]
+    eye = np.zeros([2, 3, 4], np.float32) - 1
+    for a in range(2):
+        for b in range(3):
+            v = oi[a, b] + (4 if oi[a, b] < 0 else 0)
+            if 0 <= v < 4:
+                eye[a, b, v] = 5
+    out("oh", TP.FLOAT, eye)
+    out("oh0", TP.FLOAT, np.moveaxis(eye, -1, 0).copy())
+    # Hardmax (opset 13: along axis), LpNormalization p 1 and 2, MVN.
+    nodes += [N("Hardmax", ["x"], ["hmax"], axis=1),
+              N("LpNormalization", ["x"], ["lp2"], axis=1, p=2),
+              N("LpNormalization", ["x"], ["lp1"], axis=-1, p=1),
+              N("MeanVarianceNormalization", ["x"], ["mvn"]),
+              N("MeanVarianceNormalization", ["x"], ["mvn13"], axes=[1, 3])]
+    hm = np.zeros_like(x)
+    am = np.argmax(x, axis=1)
+    for a in range(2):
+        for i in range(3):
+            for j in range(4):
+                hm[a, am[a, i, j], i, j] = 1
+    out("hmax", TP.FLOAT, hm)
+    out("lp2", TP.FLOAT, (x64 / np.sqrt((x64 ** 2).sum(axis=1, keepdims=True))).astype(np.float32))
+    out("lp1", TP.FLOAT, (x64 / np.abs(x64).sum(axis=-1, keepdims=True)).astype(np.float32))
+    for name, axes in (("mvn", (0, 2, 3)), ("mvn13", (1, 3))):
+        mu = x64.mean(axis=axes, keepdims=True)
+        sd = np.sqrt((x64 ** 2).mean(axis=axes, keepdims=True) - mu ** 2)
+        out(name, TP.FLOAT, ((x64 - mu) / (sd + 1e-9)).astype(np.float32))
+    # GlobalLpPool p 3, EyeLike k 1 in INT64.
+    nodes += [N("GlobalLpPool", ["x"], ["glp"], p=3),
+              N("EyeLike", ["m2d"], ["eye"], k=1, dtype=TP.INT64)]
+    out("glp", TP.FLOAT, ((np.abs(x64) ** 3).sum(axis=(2, 3), keepdims=True) ** (1 / 3)).astype(np.float32))
+    out("eye", TP.INT64, np.eye(3, 4, 1, dtype=np.int64))
+    inits = [nh.from_array(np.array([1], np.int64), "k1"),
+             nh.from_array(np.array([-1], np.int64), "km1"),
+             nh.from_array(gi, "gi"), nh.from_array(gb, "gb"),
+             nh.from_array(si, "si"), nh.from_array(su, "su"),
+             nh.from_array(si2, "si2"), nh.from_array(su2, "su2"),
+             nh.from_array(oi, "oi"), nh.from_array(np.array(4, np.int64), "depth"),
+             nh.from_array(np.array([-1, 5], np.float32), "ohv"),
+             nh.from_array(np.zeros([3, 4], np.float32), "m2d")]
+    g = oh.make_graph(nodes, "onnx_more",
+                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape)),
+                       oh.make_tensor_value_info("m", TP.FLOAT, list(m.shape))],
+                      outs, inits)
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 18)])
+    model.ir_version = 8
+    return model, {"x": x, "m": m}, [o.name for o in outs], ref
 
 
 # name: builder, opset, input names, output names, conformance input shape,
@@ -933,6 +1056,7 @@ MODELS = {
     # Hand-built at opset 22, which Debian's onnx (1.12, opset 17) cannot
     # check: its checker is skipped, ONNX Runtime checks the graph instead.
     "onnx_o22": dict(onnx=build_onnx_o22, check=False),
+    "onnx_more": dict(onnx=build_onnx_more, check=False),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
                         outputs=["features"], shape=[10, 2, 64]),
 }

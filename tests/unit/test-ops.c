@@ -1532,16 +1532,19 @@ static void random_ext_node(void) {
       "ReduceLogSumExp", "ReduceProd", "ArgMax", "ArgMin", "Tile", "TopK",
       "GatherElements", "ScatterND", "CumSum", "DepthToSpace", "SpaceToDepth",
       "InstanceNormalization", "LayerNormalization", "ConvTranspose", "IsInf",
-      "Einsum"};
+      "Einsum", "LRN", "Trilu", "GatherND", "ScatterElements", "Hardmax",
+      "LpNormalization", "MeanVarianceNormalization", "GroupNormalization",
+      "GlobalLpPool", "EyeLike", "Gelu", "Mish"};
   static const char *const inames[] = {"axis", "group", "keepdims", "blocksize",
                                        "select_last_index", "largest", "fmod",
-                                       "noop_with_empty_axes"};
+                                       "noop_with_empty_axes", "size", "upper",
+                                       "batch_dims", "p", "num_groups", "k"};
   static const char *const lnames[] = {"pads", "strides", "dilations", "kernel_shape",
                                        "output_padding", "output_shape", "axes"};
   static const char *const svals[] = {"SAME_UPPER", "SAME_LOWER", "VALID", "CRD",
-                                      "add", "bogus"};
+                                      "add", "bogus", "max"};
   static const pv_dtype dts[] = {PV_F32, PV_I64, PV_I32, PV_BOOL};
-  h_new((int)rr(7, 18));
+  h_new((int)rr(7, 22));
   int nin = (int)rr(0, 4), in[4], out[3], nout = (int)rr(1, 3);
   for (int k = 0; k < nin; k++) {
     int64_t dims[PV_MAX_DIMS];
@@ -1566,9 +1569,9 @@ static void random_ext_node(void) {
     int64_t l[8];
     int kind = (int)rr(0, 2), n = (int)rr(0, 8);
     for (int j = 0; j < n; j++) l[j] = rbig(-3, 4);
-    if (kind == 0) h_ai(nd, inames[rr(0, 7)], rbig(-4, 8));
+    if (kind == 0) h_ai(nd, inames[rr(0, 13)], rbig(-4, 8));
     else if (kind == 1) h_ais(nd, lnames[rr(0, 6)], n, l);
-    else h_as(nd, rr(0, 2) ? "auto_pad" : rr(0, 1) ? "mode" : "reduction", svals[rr(0, 5)]);
+    else h_as(nd, rr(0, 2) ? "auto_pad" : rr(0, 1) ? "mode" : "reduction", svals[rr(0, 6)]);
   }
   static const char *const eqs[] = {"ij,jk->ik", "...i->...", "ii->i", "ab,bc",
                                     "a...,...->a", "i,i", "->", ",", "iij->j",
