@@ -47,6 +47,7 @@ typedef enum {
   K_GNORM,
   K_GLP,      /* GlobalLpPool */
   K_EYELIKE,
+  K_QDQ,      /* QuantizeLinear DequantizeLinear */
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -102,6 +103,8 @@ static const struct ext_op {
     {"GroupNormalization", K_GNORM, T_F32},
     {"GlobalLpPool", K_GLP, T_F32},
     {"EyeLike", K_EYELIKE, T_ANY},
+    {"QuantizeLinear", K_QDQ, T_F32},
+    {"DequantizeLinear", K_QDQ, T_ANY},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -1863,6 +1866,103 @@ static int ref_eyelike(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   return 0;
 }
 
+/* QuantizeLinear / DequantizeLinear (10, 13 per-axis): int8 and uint8,
+ * scales per tensor or per slice of `axis`; round half to even and
+ * saturate, as the spec says. Constant folding turns the DequantizeLinear
+ * of a QDQ model's weights into FP32 constants, so the weights reach the
+ * fast kernels; activations' Q -> DQ pairs run here. */
+static int qdq_params(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                      int64_t *axis, int64_t *nsc) {
+  const pv_tensor *x = IN(0), *sc = IN(1), *zp = IN(2);
+  if (!sc) return ERR(PV_EINVAL, "missing scale");
+  if (sc->dtype != PV_F32) return ERR(PV_ETYPE, "scale must be FP32 (is %s)",
+                                      pv_dtype_name(sc->dtype));
+  if (pv_attr_int(n, "block_size", 0))
+    return ERR(PV_EUNSUPPORTED, "blocked quantization (block_size)");
+  *nsc = (int64_t)numel(sc);
+  *axis = 0;
+  if (sc->ndim > 1) return ERR(PV_ESHAPE, "scale must be a scalar or 1-D");
+  if (sc->ndim == 1 && (*nsc != 1 || g->opset >= 13)) {
+    if (g->opset < 13) return ERR(PV_ESHAPE, "per-axis scale needs opset 13");
+    int rc = norm_axis(n, pv_attr_int(n, "axis", 1), x->ndim ? x->ndim : 1, axis);
+    if (rc) return rc;
+    if (x->ndim == 0 || x->dims[*axis] != *nsc)
+      return ERR(PV_ESHAPE, "scale has %lld values for axis %lld of length %lld",
+                 (long long)*nsc, (long long)*axis,
+                 (long long)(x->ndim ? x->dims[*axis] : 0));
+  } else if (*nsc != 1) {
+    return ERR(PV_ESHAPE, "scale must hold one value");
+  }
+  if (zp && numel(zp)) {
+    if (numel(zp) != (size_t)*nsc) return ERR(PV_ESHAPE, "zero_point and scale differ in size");
+    if (zp->dtype != PV_U8 && zp->dtype != PV_I8 && zp->dtype != PV_I32)
+      return ERR(PV_ETYPE, "zero_point type %s (uint8, int8 or int32)", pv_dtype_name(zp->dtype));
+  }
+  return 0;
+}
+
+static int infer_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                     pv_tensor *o) {
+  const pv_tensor *x = IN(0), *zp = IN(2);
+  int64_t axis, nsc;
+  int rc = qdq_params(g, n, vals, &axis, &nsc);
+  if (rc) return rc;
+  if (!strcmp(n->op, "QuantizeLinear")) {
+    if (x->dtype != PV_F32) return ERR(PV_ETYPE, "input must be FP32 (is %s)",
+                                       pv_dtype_name(x->dtype));
+    pv_dtype t = zp && numel(zp) ? zp->dtype : PV_U8;
+    if (t != PV_U8 && t != PV_I8) return ERR(PV_ETYPE, "quantizing to %s (uint8 or int8)",
+                                             pv_dtype_name(t));
+    set_out(o, t, x->ndim, x->dims);
+    return 0;
+  }
+  if (x->dtype != PV_U8 && x->dtype != PV_I8 && x->dtype != PV_I32)
+    return ERR(PV_ETYPE, "input type %s (uint8, int8 or int32)", pv_dtype_name(x->dtype));
+  if (zp && numel(zp) && zp->dtype != x->dtype)
+    return ERR(PV_ETYPE, "zero_point type differs from the input's");
+  set_out(o, PV_F32, x->ndim, x->dims);
+  return 0;
+}
+
+static int64_t qget(const pv_tensor *t, size_t i) {
+  switch (t->dtype) {
+  case PV_U8: return ((const uint8_t *)t->data)[i];
+  case PV_I8: return ((const int8_t *)t->data)[i];
+  default: return geti(t, i);
+  }
+}
+
+static int ref_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                   pv_tensor *o) {
+  const pv_tensor *x = IN(0), *sc = IN(1), *zp = IN(2);
+  int64_t axis, nsc;
+  int rc = qdq_params(g, n, vals, &axis, &nsc);
+  if (rc) return rc;
+  bool has_zp = zp && numel(zp);
+  int64_t len = nsc > 1 ? x->dims[axis] : 1, inner = nsc > 1 ? span(x->dims, (int)axis + 1, x->ndim) : 1;
+  size_t cnt = numel(x);
+  const float *s = sc->data;
+  if (!strcmp(n->op, "QuantizeLinear")) {
+    bool u8 = o->dtype == PV_U8;
+    int64_t lo = u8 ? 0 : -128, hi = u8 ? 255 : 127;
+    for (size_t e = 0; e < cnt; e++) {
+      int64_t c = nsc > 1 ? (int64_t)(e / (size_t)inner) % len : 0;
+      float q = nearbyintf(((const float *)x->data)[e] / s[c]);
+      double v = (double)q + (double)(has_zp ? qget(zp, (size_t)c) : 0);
+      int64_t r = isnan(v) ? 0 : v < (double)lo ? lo : v > (double)hi ? hi : (int64_t)v;
+      if (u8) ((uint8_t *)o->data)[e] = (uint8_t)r;
+      else ((int8_t *)o->data)[e] = (int8_t)r;
+    }
+    return 0;
+  }
+  for (size_t e = 0; e < cnt; e++) {
+    int64_t c = nsc > 1 ? (int64_t)(e / (size_t)inner) % len : 0;
+    int64_t v = qget(x, e) - (has_zp ? qget(zp, (size_t)c) : 0);
+    ((float *)o->data)[e] = (float)v * s[c];
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -1937,6 +2037,7 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
     break;
   }
   case K_EYELIKE: rc = infer_eyelike(n, vals, o); break;
+  case K_QDQ: rc = infer_qdq(g, n, vals, o); break;
   }
   if (rc) return rc;
   for (int k = 0; k < n->n_out; k++)
@@ -1956,7 +2057,8 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   int need = e->kind == K_VARIADIC || e->kind == K_EINSUM ? n->n_in
              : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
                      e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
-                     e->kind == K_TILE || e->kind == K_CUMSUM || e->kind == K_GATHER_ND
+                     e->kind == K_TILE || e->kind == K_CUMSUM || e->kind == K_GATHER_ND ||
+                     e->kind == K_QDQ
                  ? 2
              : e->kind == K_SCATTER_ND || e->kind == K_INORM || e->kind == K_SCATTER_EL ||
                      e->kind == K_ONEHOT || e->kind == K_GNORM
@@ -2011,6 +2113,7 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_GNORM: return ref_gnorm(g, n, vals, o);
   case K_GLP: return ref_glp(n, vals, o);
   case K_EYELIKE: return ref_eyelike(n, vals, o);
+  case K_QDQ: return ref_qdq(g, n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

@@ -990,6 +990,60 @@ def build_onnx_more(rng):
     return model, {"x": x, "m": m}, [o.name for o in outs], ref
 
 
+def build_onnx_qdq(rng):
+    """A QDQ-quantized convolution as ONNX Runtime's quantization tools
+    write it (opset 13): uint8 activations per tensor, int8 weights per
+    output channel, an int32 bias; plus an int8 per-channel quantization of
+    the input.  numpy references."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.uniform(-2, 2, [1, 3, 8, 8]).astype(np.float32)
+    wq = rng.integers(-127, 128, [4, 3, 3, 3]).astype(np.int8)
+    ws = np.array([0.01, 0.02, 0.005, 0.015], np.float32)
+    xs, xz = np.float32(0.02), np.uint8(128)
+    bq = rng.integers(-500, 500, [4]).astype(np.int32)
+    bs = (xs * ws).astype(np.float32)
+    cs = np.array([0.05, 0.01, 0.02], np.float32)
+    cz = np.array([3, -2, 0], np.int8)
+    nodes, outs, ref = [], [], []
+    N = oh.make_node
+
+    def out(name, elem, arr):
+        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
+        ref.append(arr)
+
+    nodes += [N("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+              N("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+              N("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
+              N("DequantizeLinear", ["bq", "bs"], ["bd"], axis=0),
+              N("Conv", ["xd", "wd", "bd"], ["y"], pads=[1, 1, 1, 1]),
+              N("Relu", ["y"], ["yr"]),
+              N("QuantizeLinear", ["x", "cs", "cz"], ["xc"], axis=1)]
+    q = np.clip(np.rint(x / xs) + 128, 0, 255).astype(np.uint8)
+    out("xq", TP.UINT8, q)
+    xd = ((q.astype(np.int64) - 128) * np.float64(xs))
+    wd = wq.astype(np.float64) * ws.astype(np.float64)[:, None, None, None]
+    bd = bq.astype(np.float64) * bs.astype(np.float64)
+    xp = np.pad(xd, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    y = np.zeros([1, 4, 8, 8])
+    for i in range(3):
+        for j in range(3):
+            y += np.einsum("oc,nchw->nohw", wd[:, :, i, j], xp[:, :, i:i + 8, j:j + 8])
+    y += bd[None, :, None, None]
+    out("yr", TP.FLOAT, np.maximum(y, 0).astype(np.float32))
+    xc = np.clip(np.rint(x / cs[None, :, None, None]) + cz[None, :, None, None], -128, 127)
+    out("xc", TP.INT8, xc.astype(np.int8))
+    inits = [nh.from_array(np.array(xs, np.float32), "xs"), nh.from_array(np.array(xz), "xz"),
+             nh.from_array(wq, "wq"), nh.from_array(ws, "ws"),
+             nh.from_array(np.zeros(4, np.int8), "wz"),
+             nh.from_array(bq, "bq"), nh.from_array(bs, "bs"),
+             nh.from_array(cs, "cs"), nh.from_array(cz, "cz")]
+    g = oh.make_graph(nodes, "onnx_qdq",
+                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))], outs, inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m, {"x": x}, [o.name for o in outs], ref
+
+
 # name: builder, opset, input names, output names, conformance input shape,
 # dynamic batch, extra input sets {tag: shape}, external data.
 MODELS = {
@@ -1057,6 +1111,7 @@ MODELS = {
     # check: its checker is skipped, ONNX Runtime checks the graph instead.
     "onnx_o22": dict(onnx=build_onnx_o22, check=False),
     "onnx_more": dict(onnx=build_onnx_more, check=False),
+    "onnx_qdq": dict(onnx=build_onnx_qdq),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
                         outputs=["features"], shape=[10, 2, 64]),
 }

@@ -1534,7 +1534,8 @@ static void random_ext_node(void) {
       "InstanceNormalization", "LayerNormalization", "ConvTranspose", "IsInf",
       "Einsum", "LRN", "Trilu", "GatherND", "ScatterElements", "Hardmax",
       "LpNormalization", "MeanVarianceNormalization", "GroupNormalization",
-      "GlobalLpPool", "EyeLike", "Gelu", "Mish"};
+      "GlobalLpPool", "EyeLike", "Gelu", "Mish", "QuantizeLinear",
+      "DequantizeLinear"};
   static const char *const inames[] = {"axis", "group", "keepdims", "blocksize",
                                        "select_last_index", "largest", "fmod",
                                        "noop_with_empty_axes", "size", "upper",
@@ -1719,6 +1720,49 @@ static void test_opset18_22(void) {
   }
 }
 
+/* QuantizeLinear rounds half to even and saturates; DequantizeLinear
+ * inverts it per axis; misuse is refused by name. */
+static void test_qdq(void) {
+  float x[4] = {-1.0f, 0.25f, 0.26f, 300.f}, sc = 0.5f, sc2[2] = {0.5f, 2.f};
+  int8_t zp = 1;
+  h_new(13);
+  int in[3] = {h_f32("x", 1, DIMS(4), x), h_f32("s", 0, NULL, &sc),
+               h_val("z", PV_I8, 0, NULL, &zp)};
+  int out = h_out("q");
+  h_node("QuantizeLinear", 3, in, 1, &out);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(R[out].dtype, PV_I8);
+  const int8_t *q = R[out].data;
+  /* -2 + 1, rint(0.5) = 0 (+1), rint(0.52) = 1 (+1), 600 saturates */
+  CU_ASSERT(q[0] == -1 && q[1] == 1 && q[2] == 2 && q[3] == 127);
+  /* per-axis dequantization of a 2 x 2 int8 tensor along axis 0 */
+  int8_t v[4] = {4, -4, 2, 127};
+  h_new(13);
+  int64_t d22[2] = {2, 2};
+  int din[2] = {h_val("v", PV_I8, 2, d22, v), h_f32("s", 1, DIMS(2), sc2)};
+  out = h_out("y");
+  int nd = h_node("DequantizeLinear", 2, din, 1, &out);
+  h_ai(nd, "axis", 0);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  const float want[4] = {2, -2, 4, 254};
+  CU_ASSERT(h_maxerr(F(&R[out]), want, 4) == 0);
+  /* a scale that matches no axis, and blocked quantization */
+  h_new(13);
+  din[0] = h_val("v", PV_I8, 2, d22, v);
+  float s3[3] = {1, 1, 1};
+  din[1] = h_f32("s", 1, DIMS(3), s3);
+  out = h_out("y");
+  nd = h_node("DequantizeLinear", 2, din, 1, &out);
+  expect_error(nd, PV_ESHAPE, "scale has 3 values");
+  h_new(21);
+  din[0] = h_val("v", PV_I8, 2, d22, v);
+  din[1] = h_f32("s", 0, NULL, &sc);
+  out = h_out("y");
+  nd = h_node("DequantizeLinear", 2, din, 1, &out);
+  h_ai(nd, "block_size", 2);
+  expect_error(nd, PV_EUNSUPPORTED, "block_size");
+}
+
 static void test_zz_cleanup(void) {
   cleanup();
   CU_PASS("freed");
@@ -1763,6 +1807,7 @@ static CU_TestInfo tests[] = {
     {"einsum", test_einsum},
     {"nonzero refused, types by op", test_ext_unsupported},
     {"random ext nodes fail cleanly", test_random_ext_nodes},
+    {"quantize/dequantize linear: half to even, saturation, per axis", test_qdq},
     {"opsets 18-22: pad axes/wrap, split num_outputs, resize policy, scatternd max/min, gelu", test_opset18_22},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
