@@ -35,8 +35,10 @@ def cmd_train(a):
     log = lambda *x: print(*x, flush=True)
     if a.ft_lr is None:
         a.ft_lr = DENSE_FT_LR if a.method == "dense" else ft_lr_for(a.n)
+    g, c = a.n * a.c, a.c     # c-of-n blocks: a.n * c groups, c per row
     if a.method == "random":
-        masker = Masker(L, [layer_mask(l, "random", a.n, a.seed)[0] for l in L])
+        masker = Masker(L, [layer_mask(l, "random", g, a.seed, c=c)[0]
+                            for l in L])
         train(m, xtr, ytr, a.epochs, masker=masker, seed=a.seed)
         train(m, xtr, ytr, a.ft, lr=a.ft_lr, cosine=True, masker=masker,
               seed=a.seed + 1)
@@ -46,7 +48,7 @@ def cmd_train(a):
         teacher = copy.deepcopy(m).eval() if a.kd > 0 else None
         power = layer_input_power(m, L, xtr) if a.act_aware else [None] * len(L)
         if a.method == "pivot":
-            out = [layer_mask(l, "pivot", a.n, a.seed, power=p, impl=a.impl)
+            out = [layer_mask(l, "pivot", g, a.seed, c=c, power=p, impl=a.impl)
                    for l, p in zip(L, power)]
             log("pruner: %s" % ("libpivot" if a.impl != "py" and
                                 libpivot.find() else "python"))
@@ -57,6 +59,8 @@ def cmd_train(a):
             train(m, xtr, ytr, a.ft, lr=a.ft_lr, cosine=True, masker=masker,
                   teacher=teacher, kd=a.kd, seed=a.seed + 1)
         elif a.method == "gradual":
+            if a.c != 1:
+                sys.exit("--c: the gradual schedule runs block-diagonal masks")
             pf = (lambda: layer_input_power(m, L, xtr)) if a.act_aware else None
             sched, info = gradual_schedule(L, "pivot", a.n, a.seed,
                                            power_fn=pf, impl=a.impl)
@@ -80,7 +84,8 @@ def cmd_train(a):
             % (a.qat_epochs, evaluate(m, xte, yte)))
     if a.export:
         n_eff = a.n if a.method != "dense" else 1
-        meta = pivot_metadata(m, L, masker.masks, n_eff, scales)
+        meta = pivot_metadata(m, L, masker.masks, n_eff * a.c if n_eff > 1
+                              else 1, scales, c=a.c if n_eff > 1 else 1)
         filled = export_onnx(m, a.export, xte[:1], L, masker.masks, meta)
         log("wrote %s (%d in-block zeros replaced)" % (a.export, filled))
 
@@ -89,6 +94,7 @@ def cmd_table(a):
     from .experiments import markdown, run_table
     os.makedirs(a.out, exist_ok=True)
     cfg = {"E": a.epochs, "F": a.ft, "threads": a.threads, "impl": a.impl,
+           "c": a.c,
            "ft_lr": a.ft_lr, "dense_ft_lr": a.dense_ft_lr,
            "kd": a.kd, "train_limit": a.train_limit,
            "test_limit": a.test_limit,
@@ -118,7 +124,7 @@ def cmd_report(a):
                     r = json.loads(l)
                     cells[tuple(r.get(k) for k in (
                         "model", "seed", "n", "method", "E", "F",
-                        "ft_lr"))] = r
+                        "ft_lr", "c"))] = r
     recs = list(cells.values())
     if a.default_rates:
         from .train import DENSE_FT_LR, ft_lr_for
@@ -170,7 +176,10 @@ def main(argv=None):
     t.add_argument("--model", default="mlp", choices=("mlp", "cnn", "reg"))
     t.add_argument("--method", default="pivot",
                    choices=("dense", "random", "pivot", "gradual"))
-    t.add_argument("--n", type=int, default=4, help="blocks (compression)")
+    t.add_argument("--n", type=int, default=4, help="compression")
+    t.add_argument("--c", type=int, default=1,
+                   help="c-of-n blocks: n*c row and column groups, each row "
+                        "group reaching c column groups (1: block diagonal)")
     t.add_argument("--epochs", type=int, default=8, help="dense epochs")
     t.add_argument("--ft", type=int, default=4, help="fine-tuning epochs")
     t.add_argument("--ft-lr", type=float, default=None,
@@ -191,6 +200,8 @@ def main(argv=None):
     t.add_argument("--methods",
                    default="random,pivot,pivot+,magnitude,magnitude+")
     t.add_argument("--ns", default="1,2,4,8,16")
+    t.add_argument("--c", type=int, default=1,
+                   help="pivot and random masks as c-of-n blocks (see train)")
     t.add_argument("--seeds", type=int, default=3)
     t.add_argument("--epochs", type=int, default=8)
     t.add_argument("--ft", type=int, default=4)

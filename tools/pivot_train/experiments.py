@@ -78,12 +78,16 @@ def unit(name, seed, ns, cfg, device, methods):
         return cfg.get("ft_lr") or ft_lr_for(n)
     recs = []
     impl = cfg.get("impl", "auto")
+    # c-of-n blocks: compression n as c * n groups, each row group reaching
+    # c column groups (c = 1: block diagonal).  Pivot and random masks.
+    cc = cfg.get("c", 1)
     pruner = ("numpy" if impl == "py" or
               (impl == "auto" and libpivot.find() is None) else "libpivot")
 
     def rec(method, n, lr, **kw):
         r = {"model": name, "seed": seed, "n": n, "method": method,
-             "E": E, "F": Fe, "pruner": pruner, "ft_lr": lr}
+             "E": E, "F": Fe, "pruner": pruner, "ft_lr": lr,
+             "c": cc if method in ("pivot", "random") and n > 1 else 1}
         r.update(kw)
         r["seconds"] = round(time.time() - t0, 1)
         recs.append(r)
@@ -117,7 +121,8 @@ def unit(name, seed, ns, cfg, device, methods):
         if "random" in methods:
             m = _fresh(name, seed, device)
             L = m.prunable()
-            masker = Masker(L, [layer_mask(l, "random", n, seed)[0] for l in L])
+            masker = Masker(L, [layer_mask(l, "random", n * cc, seed, c=cc)[0]
+                                for l in L])
             train(m, xtr, ytr, E, masker=masker, batch=bs, seed=seed)
             train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
                   batch=bs, seed=seed + 1)
@@ -126,12 +131,13 @@ def unit(name, seed, ns, cfg, device, methods):
             if kind in methods:
                 m = copy.deepcopy(base)
                 L = m.prunable()
-                out = [layer_mask(l, kind, n, seed, impl=cfg.get("impl", "auto"))
-                       for l in L]
+                g, c = (n * cc, cc) if kind == "pivot" else (n, 1)
+                out = [layer_mask(l, kind, g, seed, c=c,
+                                  impl=cfg.get("impl", "auto")) for l in L]
                 extra = {"retained": [r for _, r in out]}
                 if kind == "pivot":
                     extra["retained_random"] = [
-                        layer_mask(l, "random", n, seed)[1] for l in L]
+                        layer_mask(l, "random", g, seed, c=c)[1] for l in L]
                 masker = Masker(L, [mm for mm, _ in out])
                 before = evaluate(m, xte, yte)
                 train(m, xtr, ytr, Fe, lr=lr_f, cosine=True, masker=masker,
@@ -210,6 +216,15 @@ def markdown(recs):
                 kind = "dense" if r["method"] == "dense" else "pruned"
                 row_rates.setdefault((r["n"], kind), set()).add(
                     r.get("ft_lr"))
+        cs = {}
+        for r in R:
+            if r["method"] in ("pivot", "random") and r["n"] > 1:
+                cs.setdefault((r["n"], r["method"]), set()).add(r.get("c", 1))
+        if any(len(v) > 1 for v in cs.values()):
+            raise ValueError("%s: cells of several block patterns c %s; "
+                             "report them apart" % (model, sorted(
+                                 k for k, v in cs.items() if len(v) > 1)))
+        c_all = sorted({c for v in cs.values() for c in v})
         mixed = sorted(k for k, v in row_rates.items() if len(v) > 1)
         if mixed:
             raise ValueError("%s: rows fine-tuned at several rates %s; "
@@ -235,6 +250,10 @@ def markdown(recs):
                     "%g at %d-%dx" % (lr, a, b) for lr, a, b in runs)
             rates = "; F-phase peak rate %s (pruned), %g (dense)" % (
                 pruned, lr_d)
+        if c_all != [1] and c_all:
+            rates += "; pivot and random masks: %s" % ", ".join(
+                "c-of-n blocks (each row group reaches c = %d column groups)"
+                % c if c > 1 else "block diagonal" for c in c_all)
         lines.append("**%s**, %d seed(s), E=%d + F=%d epochs%s; %s"
                      " (mean ± std)\n" % (model, len(seeds), R[0]["E"],
                                           R[0]["F"], rates, unit_))

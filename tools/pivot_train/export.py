@@ -92,7 +92,7 @@ def layer_names(model, layers):
     return [ids[id(l.weight)] for l in layers]
 
 
-def pivot_metadata(model, layers, masks_, n, scales=None):
+def pivot_metadata(model, layers, masks_, n, scales=None, c=1):
     """Metadata for pivotd: per pruned layer the block count and geometry,
     and, after quantisation-aware training, the int8 scales (symmetric,
     per output channel, w = q * scale[row], q in [-127, 127])."""
@@ -101,6 +101,8 @@ def pivot_metadata(model, layers, masks_, n, scales=None):
     for i, (name, l) in enumerate(zip(names, layers)):
         M, C, kk = layer_geometry(l)
         meta["pivot.layer." + name] = {"blocks": n, "M": M, "C": C, "kk": kk}
+        if c > 1:   # c-of-n: n row groups, each reaching c column groups
+            meta["pivot.layer." + name]["c"] = c
         if scales is not None:
             meta["pivot.int8." + name] = {"axis": 0, "bits": 8,
                                           "symmetric": True,

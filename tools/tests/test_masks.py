@@ -255,6 +255,54 @@ class TestReport(unittest.TestCase):
             self.assertIn("budgets", str(e.exception))
 
 
+class TestCofN(unittest.TestCase):
+    """--c: pivot and random masks as c-of-n blocks at the same density
+    (compression n as n*c groups), recorded per cell; cells of different
+    c do not mix in a report."""
+
+    def test_table_masks_and_records(self):
+        from unittest import mock
+        from pivot_train import experiments
+        rng = np.random.default_rng(1)
+        fake = (rng.random((128, 1, 28, 28), dtype=np.float32),
+                rng.integers(0, 10, 128),
+                rng.random((32, 1, 28, 28), dtype=np.float32),
+                rng.integers(0, 10, 32))
+        seen = []
+        real = experiments.Masker
+
+        def spy(layers, masks_):
+            seen.extend(m.numpy() for m in masks_)
+            return real(layers, masks_)
+        with mock.patch.object(experiments, "load_fmnist", lambda: fake), \
+                mock.patch.object(experiments, "Masker", spy):
+            recs = experiments.unit("mlp", 0, [4], {"E": 1, "F": 1, "batch": 64,
+                                                    "c": 2}, "cpu",
+                                    ["random", "pivot", "magnitude"])
+        c = {r["method"]: r["c"] for r in recs}
+        self.assertEqual((c["pivot"], c["random"], c["magnitude"]), (2, 2, 1))
+        # every pruned mask keeps 1/4; the random and pivot ones are 2 of 8
+        # groups: each row reaches exactly 2 of the 8 column groups
+        for m in seen:
+            self.assertAlmostEqual(float(m.mean()), 0.25, places=2)
+        for m in seen[:4]:          # random (2 layers), then pivot (2)
+            K = m.shape[1]
+            patterns = {tuple(np.flatnonzero(row)) for row in m}
+            self.assertEqual(len(patterns), 8)
+            self.assertTrue(all(len(p) == K // 4 for p in patterns))
+
+    def test_report_refuses_mixed_c(self):
+        from pivot_train.experiments import markdown
+        base = {"model": "mlp", "E": 1, "F": 1, "ft_lr": 1e-3}
+        recs = [dict(base, seed=0, n=1, method="dense", acc=0.9),
+                dict(base, seed=0, n=2, method="pivot", acc=0.9, c=2),
+                dict(base, seed=1, n=2, method="pivot", acc=0.9, c=1)]
+        with self.assertRaises(ValueError) as e:
+            markdown(recs)
+        self.assertIn("block patterns", str(e.exception))
+        self.assertIn("c = 2", markdown(recs[:2]))
+
+
 class TestOpenblasCore(unittest.TestCase):
     """The package names OpenBLAS's core before torch loads it (Debian's
     OpenBLAS 0.3.21 runs SSE3 kernels on AVX-512 Xeons it does not know)
