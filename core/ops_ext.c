@@ -1882,7 +1882,8 @@ static int qdq_params(const pv_graph *g, const pv_node *n, const pv_tensor *vals
   *nsc = (int64_t)numel(sc);
   *axis = 0;
   if (sc->ndim > 1) return ERR(PV_ESHAPE, "scale must be a scalar or 1-D");
-  if (sc->ndim == 1 && (*nsc != 1 || g->opset >= 13)) {
+  /* One value, scalar or 1-D, is per tensor (as ONNX Runtime reads it). */
+  if (sc->ndim == 1 && *nsc != 1) {
     if (g->opset < 13) return ERR(PV_ESHAPE, "per-axis scale needs opset 13");
     int rc = norm_axis(n, pv_attr_int(n, "axis", 1), x->ndim ? x->ndim : 1, axis);
     if (rc) return rc;
