@@ -1911,7 +1911,11 @@ static int infer_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   if (!strcmp(n->op, "QuantizeLinear")) {
     if (x->dtype != PV_F32) return ERR(PV_ETYPE, "input must be FP32 (is %s)",
                                        pv_dtype_name(x->dtype));
-    pv_dtype t = zp && numel(zp) ? zp->dtype : PV_U8;
+    /* The type: zero_point's, else output_dtype (21), else uint8. */
+    int64_t od = pv_attr_int(n, "output_dtype", 0);
+    pv_dtype t = zp && numel(zp) ? zp->dtype : od ? (pv_dtype)od : PV_U8;
+    if (od && (pv_dtype)od != t)
+      return ERR(PV_ETYPE, "output_dtype differs from zero_point's type");
     if (t != PV_U8 && t != PV_I8) return ERR(PV_ETYPE, "quantizing to %s (uint8 or int8)",
                                              pv_dtype_name(t));
     set_out(o, t, x->ndim, x->dims);
