@@ -123,6 +123,7 @@ static double rd(const void *p, pv_dtype t, int64_t i) {
   switch (t) {
   case PV_F32: return ((const float *)p)[i];
   case PV_F64: return ((const double *)p)[i];
+  case PV_F16: return pv_f16_to_f32(((const uint16_t *)p)[i]);
   case PV_I64: return (double)((const int64_t *)p)[i];
   case PV_I32: return ((const int32_t *)p)[i];
   case PV_I16: return ((const int16_t *)p)[i];
@@ -149,12 +150,13 @@ static int64_t rdi(const void *p, pv_dtype t, int64_t i) {
   }
 }
 
-static bool is_float(pv_dtype t) { return t == PV_F32 || t == PV_F64; }
+static bool is_float(pv_dtype t) { return t == PV_F32 || t == PV_F64 || t == PV_F16; }
 
 static void wr(void *p, pv_dtype t, int64_t i, double v) {
   switch (t) {
   case PV_F32: ((float *)p)[i] = (float)v; break;
   case PV_F64: ((double *)p)[i] = v; break;
+  case PV_F16: ((uint16_t *)p)[i] = pv_f32_to_f16((float)v); break;
   case PV_BOOL: ((uint8_t *)p)[i] = v != 0; break;
   default: {
     /* Float to integer truncates toward zero; saturate NaN/huge to 0/edges. */
@@ -1168,6 +1170,7 @@ bool pv_ref_supports(const pv_graph *g, const pv_node *n) {
   for (const char *const *p = f32_ops; *p; p++)
     if (!strcmp(*p, n->op)) return t == PV_F32;
   return t != PV_F16 || !strcmp(n->op, "Identity") || !strcmp(n->op, "Reshape") ||
+         !strcmp(n->op, "Cast") || !strcmp(n->op, "CastLike") ||
          !strcmp(n->op, "Flatten") || !strcmp(n->op, "Squeeze") ||
          !strcmp(n->op, "Unsqueeze") || !strcmp(n->op, "Transpose") ||
          !strcmp(n->op, "Concat") || !strcmp(n->op, "Split") ||

@@ -350,8 +350,105 @@ int pv_pass_fuse_activations(pv_graph *g) {
   return pv_graph_compact(g);
 }
 
+/* FP16 models compute in FP32. Converters (onnxconverter-common's
+ * float16 conversion, fp16 exports) store weights in FP16 and cast
+ * activations to it; the kernels are FP32 only. So: FP16 constants become
+ * FP32 copies; a Cast to FP16 stays (it rounds, as in the model) and is
+ * followed by a cast back to FP32 for its readers, as is a graph input
+ * declared FP16; every other FP16 value is computed in FP32, and a graph
+ * output declared FP16 gets a final Cast so clients see the declared
+ * type. Results differ from an FP16 runtime by FP16's rounding of
+ * intermediate values (ours are more precise). */
+static int add_cast(pv_graph *g, int from, int to, pv_dtype t) {
+  char nm[64];
+  snprintf(nm, sizeof nm, "fp16_cast_%d", to);
+  int nd = pv_graph_add_node(g, nm, "Cast", &from, 1, &to, 1);
+  if (nd < 0) return nd;
+  pv_attr a = {.name = "to", .type = PV_ATTR_INT, .i = t};
+  return pv_node_add_attr(g, nd, &a);
+}
+
+static int new_like(pv_graph *g, int v, pv_dtype t) {
+  size_t len = strlen(g->values[v].name) + 8;
+  char *nm = malloc(len);
+  if (!nm) return pv_error(PV_ENOMEM, "out of memory");
+  snprintf(nm, len, "%s__fp32", g->values[v].name);
+  int w = pv_graph_add_value(g, nm);
+  free(nm);
+  if (w < 0) return w;
+  pv_value *a = &g->values[v], *b = &g->values[w];
+  b->dtype = t;
+  b->ndim = a->ndim;
+  memcpy(b->dims, a->dims, sizeof b->dims);
+  return w;
+}
+
+static bool is_input(const pv_graph *g, int v) {
+  for (int i = 0; i < g->n_inputs; i++)
+    if (g->inputs[i] == v) return true;
+  return false;
+}
+
+int pv_pass_fp16_to_fp32(pv_graph *g) {
+  pv_graph_link(g);
+  int nv = g->n_values, nn = g->n_nodes, rc;
+  bool any = false;
+  for (int v = 0; v < nv && !any; v++) any = g->values[v].dtype == PV_F16;
+  for (int i = 0; i < nn && !any; i++) {
+    const pv_attr *a = op_is(&g->nodes[i], "Cast") ? pv_node_attr(&g->nodes[i], "to") : NULL;
+    any = a && a->i == PV_F16;
+  }
+  if (!any) return 0;
+  for (int v = 0; v < nv; v++) {
+    if (g->values[v].dtype != PV_F16 || !g->values[v].data) continue;
+    /* A constant: an FP32 copy takes its place. */
+    size_t cnt = g->values[v].nbytes / 2;
+    int w = new_like(g, v, PV_F32);
+    if (w < 0) return w;
+    float *d = pv_aligned_alloc(cnt ? cnt * 4 : 4);
+    if (!d) return pv_error(PV_ENOMEM, "out of memory");
+    const uint16_t *h = g->values[v].data;
+    for (size_t i = 0; i < cnt; i++) d[i] = pv_f16_to_f32(h[i]);
+    g->values[w].data = d;
+    g->values[w].nbytes = cnt * 4;
+    replace_uses(g, v, w);
+    for (int i = 0; i < g->n_outputs; i++)
+      if (g->outputs[i] == v) g->outputs[i] = w;
+  }
+  for (int v = 0; v < nv; v++) {
+    if (g->values[v].data) continue;
+    int p = g->values[v].producer;
+    const pv_attr *to = p >= 0 && op_is(&g->nodes[p], "Cast")
+                            ? pv_node_attr(&g->nodes[p], "to") : NULL;
+    bool cast16 = to && to->i == PV_F16;
+    /* Activations are often untyped in the file: a Cast names FP16. */
+    if (g->values[v].dtype != PV_F16 && !cast16) continue;
+    if (is_input(g, v) || cast16) {
+      /* Rounded to FP16 on purpose: readers get it back in FP32. */
+      int w = new_like(g, v, PV_F32);
+      if (w < 0) return w;
+      replace_uses(g, v, w);
+      if ((rc = add_cast(g, v, w, PV_F32))) return rc;
+      continue;
+    }
+    if (is_output(g, v) && p >= 0) {
+      int w = new_like(g, v, PV_F32);
+      if (w < 0) return w;
+      replace_uses(g, v, w);
+      redirect_output(g, p, v, w);
+      if ((rc = add_cast(g, w, v, PV_F16))) return rc;
+      continue;
+    }
+    g->values[v].dtype = PV_F32;
+  }
+  /* Values typed by an attribute (ConstantOfShape's value) stay as the
+   * model says; the ops that make them take FP16 through Cast. */
+  return pv_graph_compact(g);
+}
+
 int pv_passes_run(pv_graph *g) {
   int rc;
+  if ((rc = pv_pass_fp16_to_fp32(g))) return rc;
   if ((rc = pv_pass_eliminate_identity(g))) return rc;
   if ((rc = pv_pass_fold_constants(g))) return rc;
   if ((rc = pv_pass_split_gru(g))) return rc;

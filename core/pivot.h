@@ -91,6 +91,10 @@ typedef enum pv_dtype {
 size_t pv_dtype_size(pv_dtype t);
 /* "FP32", "INT64", ... as in the Open Inference Protocol; "?" if unknown. */
 const char *pv_dtype_name(pv_dtype t);
+/* IEEE half <-> float: exact widening; narrowing rounds to nearest even,
+ * overflow to infinity, NaN stays NaN. */
+float pv_f16_to_f32(uint16_t h);
+uint16_t pv_f32_to_f16(float f);
 /* Inverse of pv_dtype_name; PV_UNDEFINED if unknown. */
 pv_dtype pv_dtype_from_name(const char *s);
 
@@ -296,6 +300,10 @@ void pv_act_apply(float *x, size_t n, pv_act act, float alpha, float beta);
 /* Run the standard passes: drop Identity/Dropout, constant folding, split
  * pivoted GRUs, fold BatchNormalization into Conv/Gemm, fuse activations. */
 int pv_passes_run(pv_graph *g);
+/* FP16 models compute in FP32: FP16 constants become FP32, casts to FP16
+ * keep their rounding, FP16 inputs and outputs keep their declared type
+ * through Casts at the boundary (passes.c). */
+int pv_pass_fp16_to_fp32(pv_graph *g);
 int pv_pass_fold_constants(pv_graph *g);
 int pv_pass_fold_batchnorm(pv_graph *g);
 int pv_pass_fuse_activations(pv_graph *g);

@@ -663,7 +663,7 @@ int pv_infer_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
       return ERR(PV_EINVAL, "missing target_type input");
     if (!strcmp(op, "Cast") || !strcmp(op, "CastLike")) {
       t = op[4] ? IN(1)->dtype : (pv_dtype)pv_attr_int(n, "to", 0);
-      if (pv_dtype_size(t) == 0 || t == PV_F16)
+      if (pv_dtype_size(t) == 0)
         return ERR(PV_EUNSUPPORTED, "cast to %s", pv_dtype_name(t));
     }
     if (!strcmp(op, "BatchNormalization")) {

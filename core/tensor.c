@@ -23,6 +23,43 @@ size_t pv_dtype_size(pv_dtype t) {
   return 0;
 }
 
+float pv_f16_to_f32(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, m = h & 0x3ff, u;
+  if (e == 0x1f) u = s | 0x7f800000u | (m << 13); /* inf, NaN */
+  else if (e) u = s | ((e + 112) << 23) | (m << 13);
+  else if (!m) u = s;                               /* zero */
+  else {                                            /* subnormal: normalise */
+    e = 113;
+    while (!(m & 0x400)) {
+      m <<= 1;
+      e--;
+    }
+    u = s | (e << 23) | ((m & 0x3ff) << 13);
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t pv_f32_to_f16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  uint16_t s = (uint16_t)((u >> 16) & 0x8000);
+  uint32_t a = u & 0x7fffffffu;
+  if (a >= 0x7f800000u) return s | 0x7c00 | (a > 0x7f800000u ? 0x200 : 0);
+  if (a >= 0x477ff000u) return s | 0x7c00; /* rounds past 65504: infinity */
+  if (a < 0x38800000u) {                   /* half subnormal or zero */
+    if (a < 0x33000000u) return s;         /* below half the smallest */
+    uint32_t m = (a & 0x7fffff) | 0x800000, sh = 126 - (a >> 23);
+    uint32_t q = m >> sh, rem = m & ((1u << sh) - 1), half = 1u << (sh - 1);
+    if (rem > half || (rem == half && (q & 1))) q++;
+    return s | (uint16_t)q;
+  }
+  uint32_t q = ((a >> 13) - (112u << 10)), rem = a & 0x1fff;
+  if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++;
+  return s | (uint16_t)q;
+}
+
 const char *pv_dtype_name(pv_dtype t) {
   for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
     if (dtypes[i].t == t) return dtypes[i].name;

@@ -329,6 +329,7 @@ static int store(const num *n, const char *p, const char *end, pv_dtype t,
   switch (t) {
   case PV_F32: ((float *)dst)[i] = num_to_float(n); return 0;
   case PV_F64: ((double *)dst)[i] = num_to_double(n); return 0;
+  case PV_F16: ((uint16_t *)dst)[i] = pv_f32_to_f16(num_to_float(n)); return 0;
   default: break;
   }
   if (!n->is_int || n->trunc)
@@ -607,6 +608,7 @@ void pvd_json_write_data(pvd_buf *b, const pv_tensor *t) {
     switch (t->dtype) {
     case PV_F32: o += pvd_fmt_float(((const float *)t->data)[i], o); break;
     case PV_F64: o += pvd_fmt_double(((const double *)t->data)[i], o); break;
+    case PV_F16: o += pvd_fmt_float(pv_f16_to_f32(((const uint16_t *)t->data)[i]), o); break;
     case PV_U8: o += sprintf(o, "%u", ((const uint8_t *)t->data)[i]); break;
     case PV_I8: o += sprintf(o, "%d", ((const int8_t *)t->data)[i]); break;
     case PV_U16: o += sprintf(o, "%u", ((const uint16_t *)t->data)[i]); break;

@@ -1044,6 +1044,51 @@ def build_onnx_qdq(rng):
     return m, {"x": x}, [o.name for o in outs], ref
 
 
+def build_onnx_fp16(rng):
+    """FP16 models as converters write them: (1) keep_io_types: an FP32
+    input cast to FP16, FP16 weights (Conv, Gemm), a cast back to FP32 at
+    the output; (2) an FP16 input and an FP16 output.  pivotd computes in
+    FP32 from the FP16-rounded values, so the numpy reference does the
+    same (an FP16 runtime also rounds every intermediate value)."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([2, 3, 6, 6], dtype=np.float32)
+    xh = rng.standard_normal([2, 5], dtype=np.float32).astype(np.float16)
+    w = (rng.standard_normal([4, 3, 3, 3]) * 0.3).astype(np.float16)
+    b = rng.standard_normal([4]).astype(np.float16)
+    wg = (rng.standard_normal([144, 7]) * 0.1).astype(np.float16)
+    sc = rng.standard_normal([5]).astype(np.float16)
+    N = oh.make_node
+    nodes = [N("Cast", ["x"], ["x16"], to=TP.FLOAT16),
+             N("Conv", ["x16", "w", "b"], ["c16"], pads=[1, 1, 1, 1]),
+             N("Relu", ["c16"], ["r16"]),
+             N("Flatten", ["r16"], ["f16"]),
+             N("MatMul", ["f16", "wg"], ["g16"]),
+             N("Cast", ["g16"], ["y"], to=TP.FLOAT),
+             N("Mul", ["xh", "sc"], ["m16"]),
+             N("Add", ["m16", "xh"], ["yh"])]
+    x64 = x.astype(np.float16).astype(np.float64)
+    xp = np.pad(x64, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    c = np.zeros([2, 4, 6, 6]) + b.astype(np.float64)[None, :, None, None]
+    for i in range(3):
+        for j in range(3):
+            c += np.einsum("oc,nchw->nohw", w[:, :, i, j].astype(np.float64),
+                           xp[:, :, i:i + 6, j:j + 6])
+    y = np.maximum(c, 0).reshape(2, -1) @ wg.astype(np.float64)
+    yh = xh.astype(np.float64) * sc.astype(np.float64) + xh.astype(np.float64)
+    outs = [oh.make_tensor_value_info("y", TP.FLOAT, [2, 7]),
+            oh.make_tensor_value_info("yh", TP.FLOAT16, [2, 5])]
+    ref = [y.astype(np.float32), yh.astype(np.float16)]
+    inits = [nh.from_array(w, "w"), nh.from_array(b, "b"), nh.from_array(wg, "wg"),
+             nh.from_array(sc, "sc")]
+    g = oh.make_graph(nodes, "onnx_fp16",
+                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape)),
+                       oh.make_tensor_value_info("xh", TP.FLOAT16, list(xh.shape))],
+                      outs, inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m, {"x": x, "xh": xh}, ["y", "yh"], ref
+
+
 # name: builder, opset, input names, output names, conformance input shape,
 # dynamic batch, extra input sets {tag: shape}, external data.
 MODELS = {
@@ -1112,6 +1157,7 @@ MODELS = {
     "onnx_o22": dict(onnx=build_onnx_o22, check=False),
     "onnx_more": dict(onnx=build_onnx_more, check=False),
     "onnx_qdq": dict(onnx=build_onnx_qdq),
+    "onnx_fp16": dict(onnx=build_onnx_fp16),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
                         outputs=["features"], shape=[10, 2, 64]),
 }

@@ -1763,6 +1763,30 @@ static void test_qdq(void) {
   expect_error(nd, PV_EUNSUPPORTED, "block_size");
 }
 
+/* Half precision: every half survives the round trip through float (NaNs
+ * stay NaN); narrowing rounds to nearest even, overflows to infinity and
+ * rounds below half the smallest subnormal to zero. */
+static void test_half(void) {
+  int bad = 0;
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = pv_f16_to_f32((uint16_t)h);
+    uint16_t back = pv_f32_to_f16(f);
+    bool nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+    if (nan ? !isnan(f) || (back & 0x7c00) != 0x7c00 || !(back & 0x3ff) : back != h) bad++;
+  }
+  CU_ASSERT_EQUAL(bad, 0);
+  CU_ASSERT_EQUAL(pv_f32_to_f16(1.0f), 0x3c00);
+  CU_ASSERT_EQUAL(pv_f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);      /* tie: even */
+  CU_ASSERT_EQUAL(pv_f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);      /* tie: even */
+  CU_ASSERT_EQUAL(pv_f32_to_f16(65519.f), 0x7bff);
+  CU_ASSERT_EQUAL(pv_f32_to_f16(65520.f), 0x7c00);
+  CU_ASSERT_EQUAL(pv_f32_to_f16(-1e10f), 0xfc00);
+  CU_ASSERT_EQUAL(pv_f32_to_f16(ldexpf(1, -25)), 0);               /* tie: even */
+  CU_ASSERT_EQUAL(pv_f32_to_f16(ldexpf(1.0001f, -25)), 1);
+  CU_ASSERT_EQUAL(pv_f32_to_f16(ldexpf(1, -14)), 0x0400);
+  CU_ASSERT(pv_f16_to_f32(0x0001) == ldexpf(1, -24));
+}
+
 static void test_zz_cleanup(void) {
   cleanup();
   CU_PASS("freed");
@@ -1808,6 +1832,7 @@ static CU_TestInfo tests[] = {
     {"nonzero refused, types by op", test_ext_unsupported},
     {"random ext nodes fail cleanly", test_random_ext_nodes},
     {"quantize/dequantize linear: half to even, saturation, per axis", test_qdq},
+    {"fp16 <-> fp32: round trip, ties to even, overflow, subnormals", test_half},
     {"opsets 18-22: pad axes/wrap, split num_outputs, resize policy, scatternd max/min, gelu", test_opset18_22},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
