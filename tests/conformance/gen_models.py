@@ -740,6 +740,28 @@ def build_onnx_zoo(rng):
     return m, {"x": x, "y": y}, [o.name for o in outs], ref
 
 
+def _np_conv3x3(x, w):
+    """3 x 3 convolution with pads 1 and stride 1, in float64."""
+    n, _, h, wd = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    y = np.zeros([n, w.shape[0], h, wd])
+    for i in range(3):
+        for j in range(3):
+            y += np.einsum("oc,nchw->nohw", w[:, :, i, j].astype(np.float64),
+                           xp[:, :, i:i + h, j:j + wd])
+    return y
+
+
+def _helper_model(name, nodes, inputs, outs, inits, opset, ir):
+    """A model of onnx.helper parts: inputs as {name: (elem type, array)}."""
+    from onnx import helper as oh
+    g = oh.make_graph(nodes, name, [oh.make_tensor_value_info(k, t, list(a.shape))
+                                    for k, (t, a) in inputs.items()], outs, inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", opset)])
+    m.ir_version = ir
+    return m
+
+
 def _np_linear_axis(x, axis, coord):
     """Linear interpolation of x along axis at float coordinates (clamped
     into the input, as ONNX Runtime's linear Resize does)."""
@@ -871,10 +893,7 @@ def build_onnx_o22(rng):
              nh.from_array(np.array(0, np.int64), "likei"),
              nh.from_array(w1, "w1"), nh.from_array(b1, "b1"),
              nh.from_array(gsc, "gsc"), nh.from_array(gbi, "gbi")]
-    g = oh.make_graph(nodes, "onnx_o22",
-                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))], outs, inits)
-    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 22)])
-    m.ir_version = 10
+    m = _helper_model("onnx_o22", nodes, {"x": (TP.FLOAT, x)}, outs, inits, 22, 10)
     return m, {"x": x}, [o.name for o in outs], ref
 
 
@@ -981,12 +1000,8 @@ def build_onnx_more(rng):
              nh.from_array(oi, "oi"), nh.from_array(np.array(4, np.int64), "depth"),
              nh.from_array(np.array([-1, 5], np.float32), "ohv"),
              nh.from_array(np.zeros([3, 4], np.float32), "m2d")]
-    g = oh.make_graph(nodes, "onnx_more",
-                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape)),
-                       oh.make_tensor_value_info("m", TP.FLOAT, list(m.shape))],
-                      outs, inits)
-    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 18)])
-    model.ir_version = 8
+    model = _helper_model("onnx_more", nodes, {"x": (TP.FLOAT, x), "m": (TP.FLOAT, m)},
+                          outs, inits, 18, 8)
     return model, {"x": x, "m": m}, [o.name for o in outs], ref
 
 
@@ -1023,12 +1038,7 @@ def build_onnx_qdq(rng):
     xd = ((q.astype(np.int64) - 128) * np.float64(xs))
     wd = wq.astype(np.float64) * ws.astype(np.float64)[:, None, None, None]
     bd = bq.astype(np.float64) * bs.astype(np.float64)
-    xp = np.pad(xd, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    y = np.zeros([1, 4, 8, 8])
-    for i in range(3):
-        for j in range(3):
-            y += np.einsum("oc,nchw->nohw", wd[:, :, i, j], xp[:, :, i:i + 8, j:j + 8])
-    y += bd[None, :, None, None]
+    y = _np_conv3x3(xd, wd) + bd[None, :, None, None]
     out("yr", TP.FLOAT, np.maximum(y, 0).astype(np.float32))
     xc = np.clip(np.rint(x / cs[None, :, None, None]) + cz[None, :, None, None], -128, 127)
     out("xc", TP.INT8, xc.astype(np.int8))
@@ -1037,10 +1047,7 @@ def build_onnx_qdq(rng):
              nh.from_array(np.zeros(4, np.int8), "wz"),
              nh.from_array(bq, "bq"), nh.from_array(bs, "bs"),
              nh.from_array(cs, "cs"), nh.from_array(cz, "cz")]
-    g = oh.make_graph(nodes, "onnx_qdq",
-                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))], outs, inits)
-    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
-    m.ir_version = 7
+    m = _helper_model("onnx_qdq", nodes, {"x": (TP.FLOAT, x)}, outs, inits, 13, 7)
     return m, {"x": x}, [o.name for o in outs], ref
 
 
@@ -1066,13 +1073,7 @@ def build_onnx_fp16(rng):
              N("Cast", ["g16"], ["y"], to=TP.FLOAT),
              N("Mul", ["xh", "sc"], ["m16"]),
              N("Add", ["m16", "xh"], ["yh"])]
-    x64 = x.astype(np.float16).astype(np.float64)
-    xp = np.pad(x64, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    c = np.zeros([2, 4, 6, 6]) + b.astype(np.float64)[None, :, None, None]
-    for i in range(3):
-        for j in range(3):
-            c += np.einsum("oc,nchw->nohw", w[:, :, i, j].astype(np.float64),
-                           xp[:, :, i:i + 6, j:j + 6])
+    c = _np_conv3x3(x.astype(np.float16), w) + b.astype(np.float64)[None, :, None, None]
     y = np.maximum(c, 0).reshape(2, -1) @ wg.astype(np.float64)
     yh = xh.astype(np.float64) * sc.astype(np.float64) + xh.astype(np.float64)
     outs = [oh.make_tensor_value_info("y", TP.FLOAT, [2, 7]),
@@ -1080,12 +1081,8 @@ def build_onnx_fp16(rng):
     ref = [y.astype(np.float32), yh.astype(np.float16)]
     inits = [nh.from_array(w, "w"), nh.from_array(b, "b"), nh.from_array(wg, "wg"),
              nh.from_array(sc, "sc")]
-    g = oh.make_graph(nodes, "onnx_fp16",
-                      [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape)),
-                       oh.make_tensor_value_info("xh", TP.FLOAT16, list(xh.shape))],
-                      outs, inits)
-    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
-    m.ir_version = 7
+    m = _helper_model("onnx_fp16", nodes, {"x": (TP.FLOAT, x), "xh": (TP.FLOAT16, xh)},
+                      outs, inits, 13, 7)
     return m, {"x": x, "xh": xh}, ["y", "yh"], ref
 
 
