@@ -6,7 +6,9 @@
 # least CPU time of one run (at one thread the figure that moves least on
 # a shared machine; medians of wall time moved 2x between runs here) and
 # the ratio to the dense model measured in the same run.
-# Usage: tools/speedup.sh [REPEAT] [BACKEND] [THREADS]
+# Usage: [C=2] tools/speedup.sh [REPEAT] [BACKEND] [THREADS]
+# C=2: the MLP and CNN masks as c-of-n blocks (pivot-train --c 2; the
+# GRU keeps block-diagonal ones).
 # One thread by default: these models run in well under a millisecond at
 # batch 1, where a second thread's hand-offs are as large as the work.
 REPEAT=${1:-50}
@@ -17,8 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 pivot=${PIVOT:-$here/../clients/pivot}
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
-cd "$here" && $PY - "$dir" <<'PYEOF' 2>/dev/null || exit 1
-import sys, torch, numpy as np
+cd "$here" && PV_C=${C:-1} $PY - "$dir" <<'PYEOF' 2>/dev/null || exit 1
+import os, sys, torch, numpy as np
 from pivot_train.models import build
 from pivot_train.train import Masker, layer_mask
 from pivot_train.export import export_onnx, pivot_metadata
@@ -29,7 +31,8 @@ for name in ("mlp", "cnn"):
         torch.manual_seed(0)
         m = build(name)
         L = m.prunable()
-        masks = [layer_mask(l, "random", n, 0)[0] for l in L]
+        c = int(os.environ["PV_C"]) if n > 1 else 1
+        masks = [layer_mask(l, "random", n * c, 0, c=c)[0] for l in L]
         Masker(L, masks)
         use = n > 1
         export_onnx(m, "%s/%s-%d.onnx" % (d, name, n), torch.rand(1, 1, 28, 28),
