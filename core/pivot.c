@@ -457,10 +457,37 @@ static int32_t hash_classes(const uint64_t *h, const bool *nz, int32_t n,
   return ncls;
 }
 
+/* Classes whose sizes differ by at most one, as balanced groups of a
+ * count that n does not divide (pv_pivot_prune's, pivot-train's): with no
+ * free item, sizes total/n and total/n + 1, total % n of the larger.
+ * Relabels the classes larger first, the order layout() fills groups in.
+ * false when the sizes are not so. */
+static bool balanced_order(int32_t total, int32_t n, int32_t *cls, int32_t items,
+                           int32_t *size) {
+  int32_t base = total / n, big = 0, sum = 0;
+  for (int32_t i = 0; i < n; i++) {
+    if (size[i] != base && size[i] != base + 1) return false;
+    big += size[i] == base + 1;
+    sum += size[i];
+  }
+  if (sum != total || big != total % n) return false;
+  int32_t *map = malloc(sizeof(int32_t) * (size_t)n);
+  if (!map) return false;
+  int32_t k = 0;
+  for (int pass = 1; pass >= 0; pass--)
+    for (int32_t i = 0; i < n; i++)
+      if ((size[i] == base + 1) == pass) map[i] = k++;
+  for (int32_t i = 0; i < items; i++)
+    if (cls[i] >= 0) cls[i] = map[cls[i]];
+  for (int32_t i = 0; i < n; i++) size[i] = i < big ? base + 1 : base;
+  free(map);
+  return true;
+}
+
 /* c-of-n: rows with the same channel support form a row group, channels
  * with the same row support a column group; balanced when all groups of
- * a kind are the same size and every row group touches the same number
- * of column groups. */
+ * a kind are the same size (zero rows or channels may pad them) or differ
+ * by one, and every row group touches the same number of column groups. */
 static pv_pivot *detect_c_of_n(const float *w, int32_t M, int32_t C,
                                int32_t kk, double max_density,
                                const bool *row_nz, const bool *ch_nz) {
@@ -497,7 +524,8 @@ static pv_pivot *detect_c_of_n(const float *w, int32_t M, int32_t C,
   for (int32_t i = 0; i < nc; i++) tc = csize[i] > tc ? csize[i] : tc;
   for (int32_t m = 0; m < M; m++) freer += !row_nz[m];
   for (int32_t c = 0; c < C; c++) freec += !ch_nz[c];
-  if ((int64_t)tr * nr != M || (int64_t)tc * nc != C) goto done;
+  if ((int64_t)tr * nr != M && !balanced_order(M, nr, rcls, M, rsize)) goto done;
+  if ((int64_t)tc * nc != C && !balanced_order(C, nc, ccls, C, csize)) goto done;
   (void)freer;
   (void)freec;
   conn = calloc((size_t)nr * nc, 1);

@@ -304,6 +304,33 @@ static void test_prune_c_of_n(void) {
   free(w);
 }
 
+/* What pruning makes, detection finds: 2-of-4 blocks on a 34 x 26 matrix,
+ * whose groups differ by one row or channel, come back exactly (the
+ * detector once wanted equal groups and returned nothing). */
+static void test_prune_detect_uneven_c_of_n(void) {
+  uint64_t s = 21;
+  int32_t M = 34, C = 26;
+  float *w = malloc(sizeof(float) * (size_t)M * C);
+  for (int32_t i = 0; i < M * C; i++) w[i] = t_gauss(&s);
+  double ret = 0;
+  pv_pivot *p = pv_pivot_prune(w, M, C, 1, 4, 2, 3, &ret);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+  float *d = malloc(sizeof(float) * (size_t)M * C), *d2 = malloc(sizeof(float) * (size_t)M * C);
+  pv_pivot_to_dense(p, d);
+  pv_pivot *q = pv_pivot_detect(d, M, C, 1, 0.75);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+  CU_ASSERT_EQUAL(q->n_blocks, 8);
+  CU_ASSERT_EQUAL(pv_pivot_validate(q), 0);
+  CU_ASSERT_EQUAL(pv_pivot_nnz(q), pv_pivot_nnz(p));
+  pv_pivot_to_dense(q, d2);
+  CU_ASSERT_EQUAL(memcmp(d, d2, sizeof(float) * (size_t)M * C), 0);
+  pv_pivot_free(p);
+  pv_pivot_free(q);
+  free(w);
+  free(d);
+  free(d2);
+}
+
 /* No structure to find: pivoting still does no worse than chance, and a
  * conv-shaped matrix (kk = 9) prunes whole channels. */
 static void test_prune_gaussian(void) {
@@ -821,6 +848,7 @@ static CU_TestInfo tests[] = {
     {"validate", test_validate},
     {"prune structured", test_prune_structured},
     {"prune c-of-n", test_prune_c_of_n},
+    {"prune then detect c-of-n with uneven groups", test_prune_detect_uneven_c_of_n},
     {"prune gaussian", test_prune_gaussian},
     {"graph detect/prune", test_graph_detect_prune},
     {"fold fc chain", test_fold_fc},
