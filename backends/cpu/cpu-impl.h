@@ -163,7 +163,12 @@ typedef struct pv_cpu_mat {
    * block on contiguous memory and unpermutes its output once, instead
    * of gathering and scattering per tile. NULL otherwise. */
   pv_cpu_seg *pseg;
-  int32_t *in_perm; /* [K] */
+  /* Columns of the permuted input: K, or more when c-of-n blocks form a
+   * ring whose last row group wraps round to the first column group
+   * (in_perm then repeats its start after K, so that group reads one
+   * contiguous run too). */
+  int64_t kp;
+  int32_t *in_perm; /* [kp] */
   int32_t *out_inv; /* [M] */
   bool in_ident, out_ident; /* a map is the identity: skip that pass */
   /* storage, owned */

@@ -496,13 +496,13 @@ PV_CPU_CLONES static void perm_in(void *arg, int64_t n, int tid) {
   (void)tid;
   const perm_job *j = arg;
   const float *x = j->b->x + n * j->b->ld_n;
-  float *restrict xp = j->xp + n * j->a->K;
+  float *restrict xp = j->xp + n * j->a->kp;
   const int32_t *restrict ip = j->a->in_perm;
   if (j->permute) {
-    j->permute(xp, x, ip, j->a->K, NULL, PV_ACT_NONE, 0, 0);
+    j->permute(xp, x, ip, j->a->kp, NULL, PV_ACT_NONE, 0, 0);
     return;
   }
-  for (int64_t q = 0; q < j->a->K; q++) xp[q] = x[ip[q]];
+  for (int64_t q = 0; q < j->a->kp; q++) xp[q] = x[ip[q]];
 }
 
 /* Gathers from the row in L1 and writes whole lines, where a per-tile
@@ -544,10 +544,10 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   if (n <= 0) return 0;
   if (!a->pseg || b->conv || b->ld_k != 1 || out->ld_m != 1)
     return gemm_run(pool, isa, a, a->seg, b, n, out);
-  if ((uint64_t)n > SIZE_MAX / sizeof(float) / 4 / ((uint64_t)a->K + a->M))
+  if ((uint64_t)n > SIZE_MAX / sizeof(float) / 4 / ((uint64_t)a->kp + a->M))
     return pv_error(PV_ERANGE, "cpu: batch %lld too large", (long long)n);
   pv_cpu_pool_call_lock(pool);
-  size_t xfl = ((size_t)n * a->K + 15) & ~(size_t)15;
+  size_t xfl = ((size_t)n * a->kp + 15) & ~(size_t)15;
   float *buf = pv_cpu_pool_call_scratch(
       pool, (xfl + (size_t)n * a->M) * sizeof(float));
   if (!buf) {
@@ -568,7 +568,7 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     r = gemm_run(pool, isa, a, a->pseg, b, n, &op);
   } else {
     pv_cpu_pool_run(pool, n, perm_in, &pj);
-    pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->K};
+    pv_cpu_bsrc bp = {.x = pj.xp, .ld_k = 1, .ld_n = a->kp};
     r = gemm_run(pool, isa, a, a->pseg, &bp, n, &op);
   }
   if (!r && !a->out_ident) pv_cpu_pool_run(pool, n, perm_out, &pj);

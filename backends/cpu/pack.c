@@ -166,11 +166,46 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     pv_cpu_mat_free(m);
     return NULL;
   }
-  /* Blocks of one row group sit side by side in k, in block order. */
+  /* Blocks of one row group sit side by side in k, in cyclic column
+   * group order from the group that follows a gap: 2-of-n blocks in a
+   * ring (g reads g and g + 1) then read one run of permuted columns,
+   * the last group too (n - 1, then 0, after the permuted input's end). */
   int64_t *kpos = calloc((size_t)p->nr, sizeof *kpos);
-  if (!kpos) goto free_mat;
-  for (int b = 0; b < p->n_blocks; b++) {
-    const pv_pivot_block *bl = &p->blocks[b];
+  int *order = malloc(sizeof(int) * (size_t)(p->n_blocks ? p->n_blocks : 1));
+  int *first = malloc(sizeof(int) * (size_t)p->nr);
+  if (!kpos || !order || !first) {
+    free(kpos);
+    free(order);
+    free(first);
+    goto free_mat;
+  }
+  {
+    int w = 0;
+    for (int rg = 0; rg < p->nr; rg++) {
+      int b0 = w, cnt = 0, start = 0;
+      for (int b = 0; b < p->n_blocks; b++)
+        if (p->blocks[b].rg == rg) order[w + cnt++] = b;
+      for (int j = 0; j < cnt; j++) {
+        int prev = (p->blocks[order[b0 + j]].cg + p->nc - 1) % p->nc;
+        bool has = false;
+        for (int i = 0; i < cnt && !has; i++) has = p->blocks[order[b0 + i]].cg == prev;
+        if (!has) {
+          start = j;
+          break;
+        }
+      }
+      /* Rotate this row group's list to begin at `start`. */
+      for (int r = 0; r < start; r++) {
+        int t = order[b0];
+        memmove(order + b0, order + b0 + 1, sizeof(int) * (size_t)(cnt - 1));
+        order[b0 + cnt - 1] = t;
+      }
+      first[rg] = cnt ? order[b0] : -1;
+      w += cnt;
+    }
+  }
+  for (int ob = 0; ob < p->n_blocks; ob++) {
+    const pv_pivot_block *bl = &p->blocks[order[ob]];
     pv_cpu_seg *sg = &m->seg[bl->rg];
     int32_t c0 = p->col_off[bl->cg], c1 = p->col_off[bl->cg + 1];
     int64_t kb = (int64_t)(c1 - c0) * p->kk, k0 = kpos[bl->rg];
@@ -188,16 +223,31 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     kpos[bl->rg] += kb;
   }
   free(kpos);
+  free(order);
   /* Permuted space: segment rg reads permuted columns from its first
    * block's column group on, if they are one contiguous run there. */
-  if (m->K > INT32_MAX) return m; /* too wide for 32-bit gather indices */
-  m->in_perm = malloc((size_t)m->K * sizeof *m->in_perm);
+  if (m->K > INT32_MAX / 2) { /* too wide for 32-bit gather indices */
+    free(first);
+    return m;
+  }
+  /* The permuted input's width: K, plus the wrap of a ring's last group. */
+  m->kp = m->K;
+  for (int rg = 0; rg < p->nr; rg++)
+    if (first[rg] >= 0) {
+      int64_t end = (int64_t)p->col_off[p->blocks[first[rg]].cg] * p->kk + m->seg[rg].k;
+      if (end > m->kp) m->kp = end;
+    }
+  m->in_perm = malloc((size_t)m->kp * sizeof *m->in_perm);
   m->out_inv = malloc((size_t)p->M * sizeof *m->out_inv);
   m->pseg = calloc((size_t)p->nr, sizeof *m->pseg);
-  if (!m->in_perm || !m->out_inv || !m->pseg) goto free_mat;
+  if (!m->in_perm || !m->out_inv || !m->pseg) {
+    free(first);
+    goto free_mat;
+  }
   for (int32_t c = 0; c < p->C; c++)
     for (int t = 0; t < p->kk; t++)
       m->in_perm[(int64_t)c * p->kk + t] = p->perm_c[c] * p->kk + t;
+  for (int64_t q = m->K; q < m->kp; q++) m->in_perm[q] = m->in_perm[q - m->K];
   for (int32_t i = 0; i < p->M; i++) m->out_inv[p->perm_r[i]] = i;
   bool contiguous = true;
   for (int rg = 0; rg < p->nr && contiguous; rg++) {
@@ -207,17 +257,14 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     ps->row_idx = NULL;
     ps->row_base = p->row_off[rg];
     ps->col_idx = NULL;
-    ps->col_base = 0;
-    for (int b = 0; b < p->n_blocks; b++)
-      if (p->blocks[b].rg == rg) {
-        ps->col_base = (int64_t)p->col_off[p->blocks[b].cg] * p->kk;
-        break;
-      }
-    if (ps->col_base + sg->k > m->K) contiguous = false;
+    ps->col_base = first[rg] >= 0 ? (int64_t)p->col_off[p->blocks[first[rg]].cg] * p->kk : 0;
+    if (ps->col_base + sg->k > m->kp) contiguous = false;
     for (int64_t q = 0; q < sg->k && contiguous; q++)
       contiguous = sg->col_idx[q] == m->in_perm[ps->col_base + q];
   }
+  free(first);
   m->in_ident = m->out_ident = true;
+  m->in_ident = m->kp == m->K;
   for (int64_t q = 0; q < m->K; q++) m->in_ident &= m->in_perm[q] == q;
   for (int32_t i = 0; i < p->M; i++) m->out_ident &= m->out_inv[i] == i;
   if (!contiguous) {
