@@ -187,6 +187,7 @@ static double getd(const pv_tensor *t, size_t i) {
   case PV_I32: return ((const int32_t *)t->data)[i];
   case PV_I64: return (double)((const int64_t *)t->data)[i];
   case PV_BOOL: case PV_U8: return ((const uint8_t *)t->data)[i];
+  case PV_I8: return ((const int8_t *)t->data)[i];
   default: return 0;
   }
 }
@@ -790,6 +791,39 @@ static int ref_gather_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o) 
   return 0;
 }
 
+/* The `reduction` of ScatterND and ScatterElements: none (a copy), add,
+ * mul (16), max, min (18); any reduction wants FP32 or integer data.
+ * Returns the kind (0 = none) or a negative code naming the problem. */
+typedef enum { SR_NONE, SR_ADD, SR_MUL, SR_MAX, SR_MIN } scatter_red;
+
+static int scatter_reduction(const pv_node *n, pv_dtype t) {
+  const char *red = pv_attr_str(n, "reduction", "none");
+  static const char *const names[] = {"none", "add", "mul", "max", "min"};
+  for (int k = 0; k < 5; k++)
+    if (!strcmp(red, names[k])) {
+      if (k != SR_NONE && t != PV_F32 && !is_int(t))
+        return ERR(PV_ETYPE, "reduction on %s", pv_dtype_name(t));
+      return k;
+    }
+  return ERR(PV_EUNSUPPORTED, "reduction '%s' (none, add, mul, max, min)", red);
+}
+
+/* o[d] = o[d] (red) up[u] for a reduction other than none. */
+static void scatter_combine(pv_tensor *o, size_t d, const pv_tensor *up, size_t u,
+                            scatter_red red) {
+  if (o->dtype == PV_F32) {
+    float *p = (float *)o->data + d, v = ((const float *)up->data)[u];
+    *p = red == SR_ADD ? *p + v : red == SR_MUL ? *p * v : red == SR_MAX ? fmaxf(*p, v)
+                                                                          : fminf(*p, v);
+    return;
+  }
+  int64_t p = geti(o, d), v = geti(up, u);
+  puti(o, d, red == SR_ADD   ? (int64_t)((uint64_t)p + (uint64_t)v)
+             : red == SR_MUL ? (int64_t)((uint64_t)p * (uint64_t)v)
+             : red == SR_MAX ? (p > v ? p : v)
+                             : (p < v ? p : v));
+}
+
 static int scatter_check(const pv_node *n, const pv_tensor *vals) {
   const pv_tensor *x = IN(0), *ix = IN(1), *up = IN(2);
   if (!ix || !up) return ERR(PV_EINVAL, "needs data, indices and updates");
@@ -811,23 +845,15 @@ static int scatter_check(const pv_node *n, const pv_tensor *vals) {
     return ERR(PV_ESHAPE, "updates shape %s does not match indices and data",
                pv_dims_str(up->dims, up->ndim, b, sizeof b));
   }
-  const char *red = pv_attr_str(n, "reduction", "none");
-  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul") &&
-      strcmp(red, "max") && strcmp(red, "min"))
-    return ERR(PV_EUNSUPPORTED, "reduction '%s' (none, add, mul, max, min)", red);
-  return 0;
+  int red = scatter_reduction(n, x->dtype);
+  return red < 0 ? red : 0;
 }
 
 static int ref_scatter_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0), *ix = IN(1), *up = IN(2);
   int rc = scatter_check(n, vals);
   if (rc) return rc;
-  const char *red = pv_attr_str(n, "reduction", "none");
-  /* max and min (opset 18) keep the larger / smaller of data and update. */
-  bool add = !strcmp(red, "add"), mul = !strcmp(red, "mul");
-  bool mx = !strcmp(red, "max"), mn = !strcmp(red, "min");
-  if ((add || mul || mx || mn) && x->dtype != PV_F32 && !is_int(x->dtype))
-    return ERR(PV_ETYPE, "reduction on %s", pv_dtype_name(x->dtype));
+  scatter_red red = (scatter_red)scatter_reduction(n, x->dtype);
   size_t es = pv_dtype_size(x->dtype), nb = pv_tensor_nbytes(x);
   if (nb) memmove(o->data, x->data, nb);
   int k = (int)ix->dims[ix->ndim - 1];
@@ -845,24 +871,13 @@ static int ref_scatter_nd(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
       if ((rc = fix_index(n, id[t * k + i], x->dims[i], &j))) return rc;
       off += j * xs[i];
     }
-    if (!add && !mul && !mx && !mn) {
+    if (red == SR_NONE) {
       if (slice) memcpy((char *)o->data + off * es, (const char *)up->data + t * slice * es,
                         (size_t)slice * es);
       continue;
     }
-    for (int64_t e = 0; e < slice; e++) {
-      size_t d = (size_t)(off + e), u = (size_t)(t * slice + e);
-      if (x->dtype == PV_F32) {
-        float *p = (float *)o->data + d, v = ((const float *)up->data)[u];
-        *p = add ? *p + v : mul ? *p * v : mx ? fmaxf(*p, v) : fminf(*p, v);
-      } else {
-        int64_t p = geti(o, d), v = geti(up, u);
-        puti(o, d, add   ? (int64_t)((uint64_t)p + (uint64_t)v)
-                   : mul ? (int64_t)((uint64_t)p * (uint64_t)v)
-                   : mx  ? (p > v ? p : v)
-                         : (p < v ? p : v));
-      }
-    }
+    for (int64_t e = 0; e < slice; e++)
+      scatter_combine(o, (size_t)(off + e), up, (size_t)(t * slice + e), red);
   }
   return 0;
 }
@@ -975,6 +990,16 @@ static int ref_d2s(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
 
 /* ------------------------------------------------------------ norms */
 
+/* Mean and (biased) variance of n floats, in double, two passes. */
+static void mean_var(const float *s, int64_t n, double *mean, double *var) {
+  double m = 0, v = 0;
+  for (int64_t j = 0; j < n; j++) m += s[j];
+  m = n ? m / (double)n : 0;
+  for (int64_t j = 0; j < n; j++) v += (s[j] - m) * (s[j] - m);
+  *mean = m;
+  *var = n ? v / (double)n : 0;
+}
+
 static int infer_inorm(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0);
   if (x->ndim < 3) return ERR(PV_ESHAPE, "input rank %d < 3", x->ndim);
@@ -997,11 +1022,8 @@ static int ref_inorm(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   for (int64_t i = 0; i < N * C; i++) {
     const float *s = (const float *)x->data + i * inner;
     float *z = (float *)o->data + i * inner;
-    double m = 0, v = 0;
-    for (int64_t j = 0; j < inner; j++) m += s[j];
-    m = inner ? m / (double)inner : 0;
-    for (int64_t j = 0; j < inner; j++) v += (s[j] - m) * (s[j] - m);
-    v = inner ? v / (double)inner : 0;
+    double m, v;
+    mean_var(s, inner, &m, &v);
     double k = sc[i % C] / sqrt(v + eps);
     for (int64_t j = 0; j < inner; j++) z[j] = (float)((s[j] - m) * k + bi[i % C]);
   }
@@ -1065,11 +1087,8 @@ static int ref_lnorm(const pv_node *n, pv_tensor *vals) {
   for (int64_t p = 0; p < outer; p++) {
     const float *s = (const float *)x->data + p * inner;
     float *z = (float *)vals[n->out[0]].data + p * inner;
-    double m = 0, v = 0;
-    for (int64_t j = 0; j < inner; j++) m += s[j];
-    m = inner ? m / (double)inner : 0;
-    for (int64_t j = 0; j < inner; j++) v += (s[j] - m) * (s[j] - m);
-    v = inner ? v / (double)inner : 0;
+    double m, v;
+    mean_var(s, inner, &m, &v);
     double is = 1.0 / sqrt(v + eps);
     if (om) om[p] = (float)m;
     if (oi) oi[p] = (float)is;
@@ -1578,12 +1597,8 @@ static int infer_scatter_el(const pv_node *n, const pv_tensor *vals, pv_tensor *
       return ERR(PV_ESHAPE, "indices dim %lld exceeds data dim %lld on axis %d",
                  (long long)ix->dims[i], (long long)x->dims[i], i);
   }
-  const char *red = pv_attr_str(n, "reduction", "none");
-  if (strcmp(red, "none") && strcmp(red, "add") && strcmp(red, "mul") &&
-      strcmp(red, "max") && strcmp(red, "min"))
-    return ERR(PV_EUNSUPPORTED, "reduction '%s' (none, add, mul, max, min)", red);
-  if (strcmp(red, "none") && x->dtype != PV_F32 && !is_int(x->dtype))
-    return ERR(PV_ETYPE, "reduction on %s", pv_dtype_name(x->dtype));
+  int red = scatter_reduction(n, x->dtype);
+  if (red < 0) return red;
   set_out(o, x->dtype, x->ndim, x->dims);
   return 0;
 }
@@ -1593,9 +1608,8 @@ static int ref_scatter_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
   int64_t a = 0;
   int rc = norm_axis(n, pv_attr_int(n, "axis", 0), x->ndim, &a);
   if (rc) return rc;
-  const char *red = pv_attr_str(n, "reduction", "none");
-  int op = !strcmp(red, "add") ? 1 : !strcmp(red, "mul") ? 2 : !strcmp(red, "max") ? 3
-           : !strcmp(red, "min") ? 4 : 0;
+  int red = scatter_reduction(n, x->dtype);
+  if (red < 0) return red;
   size_t es = pv_dtype_size(x->dtype), nb = pv_tensor_nbytes(x), cnt = numel(ix);
   if (nb) memmove(o->data, x->data, nb);
   int r = x->ndim;
@@ -1608,18 +1622,10 @@ static int ref_scatter_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
     int64_t j = 0, off = 0;
     if ((rc = fix_index(n, geti(ix, e), x->dims[a], &j))) return rc;
     for (int i = 0; i < r; i++) off += (i == a ? j : idx[i]) * xs[i];
-    if (!op) {
+    if (red == SR_NONE)
       memcpy((char *)o->data + (size_t)off * es, (const char *)up->data + e * es, es);
-    } else if (x->dtype == PV_F32) {
-      float *p = (float *)o->data + off, v = ((const float *)up->data)[e];
-      *p = op == 1 ? *p + v : op == 2 ? *p * v : op == 3 ? fmaxf(*p, v) : fminf(*p, v);
-    } else {
-      int64_t p = geti(o, (size_t)off), v = geti(up, e);
-      puti(o, (size_t)off, op == 1   ? (int64_t)((uint64_t)p + (uint64_t)v)
-                           : op == 2 ? (int64_t)((uint64_t)p * (uint64_t)v)
-                           : op == 3 ? (p > v ? p : v)
-                                     : (p < v ? p : v));
-    }
+    else
+      scatter_combine(o, (size_t)off, up, e, (scatter_red)red);
     for (int i = r - 1; i >= 0; i--) {
       if (++idx[i] < ix->dims[i]) break;
       idx[i] = 0;
@@ -1811,11 +1817,8 @@ static int ref_gnorm(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   for (int64_t i = 0; i < N * G; i++) {
     const float *s = (const float *)x->data + i * len;
     float *z = (float *)o->data + i * len;
-    double m = 0, v = 0;
-    for (int64_t j = 0; j < len; j++) m += s[j];
-    m = len ? m / (double)len : 0;
-    for (int64_t j = 0; j < len; j++) v += (s[j] - m) * (s[j] - m);
-    v = len ? v / (double)len : 0;
+    double m, v;
+    mean_var(s, len, &m, &v);
     double inv = 1 / sqrt(v + eps);
     for (int64_t j = 0; j < len; j++) {
       int64_t c = (i % G) * cg + j / (inner ? inner : 1), q = per_ch ? c : i % G;
@@ -1929,14 +1932,6 @@ static int infer_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   return 0;
 }
 
-static int64_t qget(const pv_tensor *t, size_t i) {
-  switch (t->dtype) {
-  case PV_U8: return ((const uint8_t *)t->data)[i];
-  case PV_I8: return ((const int8_t *)t->data)[i];
-  default: return geti(t, i);
-  }
-}
-
 static int ref_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                    pv_tensor *o) {
   const pv_tensor *x = IN(0), *sc = IN(1), *zp = IN(2);
@@ -1953,7 +1948,7 @@ static int ref_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     for (size_t e = 0; e < cnt; e++) {
       int64_t c = nsc > 1 ? (int64_t)(e / (size_t)inner) % len : 0;
       float q = nearbyintf(((const float *)x->data)[e] / s[c]);
-      double v = (double)q + (double)(has_zp ? qget(zp, (size_t)c) : 0);
+      double v = (double)q + (double)(has_zp ? geti(zp, (size_t)c) : 0);
       int64_t r = isnan(v) ? 0 : v < (double)lo ? lo : v > (double)hi ? hi : (int64_t)v;
       if (u8) ((uint8_t *)o->data)[e] = (uint8_t)r;
       else ((int8_t *)o->data)[e] = (int8_t)r;
@@ -1962,7 +1957,7 @@ static int ref_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   }
   for (size_t e = 0; e < cnt; e++) {
     int64_t c = nsc > 1 ? (int64_t)(e / (size_t)inner) % len : 0;
-    int64_t v = qget(x, e) - (has_zp ? qget(zp, (size_t)c) : 0);
+    int64_t v = geti(x, e) - (has_zp ? geti(zp, (size_t)c) : 0);
     ((float *)o->data)[e] = (float)v * s[c];
   }
   return 0;

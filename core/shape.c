@@ -69,6 +69,18 @@ static int norm_axis(const pv_node *n, int64_t a, int r, int64_t *out) {
   return 0;
 }
 
+/* Normalise na axes for rank r in place; a repeated axis is an error. */
+static int norm_axes(const pv_node *n, int64_t *ax, int na, int r) {
+  bool seen[PV_MAX_DIMS] = {0};
+  for (int i = 0; i < na; i++) {
+    int rc = norm_axis(n, ax[i], r, &ax[i]);
+    if (rc) return rc;
+    if (seen[ax[i]]) return ERR(PV_EINVAL, "axis %lld repeated in axes", (long long)ax[i]);
+    seen[ax[i]] = true;
+  }
+  return 0;
+}
+
 int pv_broadcast(const pv_node *n, const pv_tensor *const *ts, int k,
                  int *ndim, int64_t *dims) {
   int r = 0;
@@ -248,15 +260,11 @@ int pv_resize_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     const int64_t *aa;
     int ca = !upsample && g->opset >= 18 ? pv_attr_ints(n, "axes", &aa) : -1;
     if (ca >= 0) {
-      bool seen[PV_MAX_DIMS] = {0};
       if (ca > r) return ERR(PV_EINVAL, "axes has %d entries for rank %d", ca, r);
       na = ca;
-      for (int i = 0; i < na; i++) {
-        int rc = norm_axis(n, aa[i], r, &ax[i]);
-        if (rc) return rc;
-        if (seen[ax[i]]) return ERR(PV_EINVAL, "axis %lld repeated in axes", (long long)ax[i]);
-        seen[ax[i]] = true;
-      }
+      memcpy(ax, aa, sizeof *aa * (size_t)na);
+      int rc = norm_axes(n, ax, na, r);
+      if (rc) return rc;
     }
     const char *pol = !upsample && g->opset >= 18
                           ? pv_attr_str(n, "keep_aspect_ratio_policy", "stretch")
@@ -411,13 +419,8 @@ int pv_pad_geom(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
     return ERR(PV_EINVAL, "the axes input exists from opset 18 (model: %d)", g->opset);
   if (IN(3) && pv_tensor_numel(IN(3)) > 0) {
     if ((na = pv_read_ints(n, IN(3), "axes", ax, PV_MAX_DIMS)) < 0) return na;
-    bool seen[PV_MAX_DIMS] = {0};
-    for (int i = 0; i < na; i++) {
-      int rc = norm_axis(n, ax[i], r, &ax[i]);
-      if (rc) return rc;
-      if (seen[ax[i]]) return ERR(PV_EINVAL, "axis %lld repeated in axes", (long long)ax[i]);
-      seen[ax[i]] = true;
-    }
+    int rc = norm_axes(n, ax, na, r);
+    if (rc) return rc;
   }
   if (c != 2 * na)
     return ERR(PV_ESHAPE, "pads has %d values for %d axes", c, na);

@@ -179,30 +179,33 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
     free(first);
     goto free_mat;
   }
-  {
-    int w = 0;
-    for (int rg = 0; rg < p->nr; rg++) {
-      int b0 = w, cnt = 0, start = 0;
-      for (int b = 0; b < p->n_blocks; b++)
-        if (p->blocks[b].rg == rg) order[w + cnt++] = b;
-      for (int j = 0; j < cnt; j++) {
-        int prev = (p->blocks[order[b0 + j]].cg + p->nc - 1) % p->nc;
-        bool has = false;
-        for (int i = 0; i < cnt && !has; i++) has = p->blocks[order[b0 + i]].cg == prev;
-        if (!has) {
-          start = j;
-          break;
-        }
+  /* Each row group's blocks (in any order in the pivot), sorted by
+   * column group, then rotated to start after the ring's gap: at a block
+   * whose cyclic predecessor group is not among them. */
+  for (int w = 0, rg = 0; rg < p->nr; rg++) {
+    int *run = order + w, cnt = 0, start = 0;
+    for (int b = 0; b < p->n_blocks; b++)
+      if (p->blocks[b].rg == rg) {
+        int j = cnt++;
+        for (; j > 0 && p->blocks[run[j - 1]].cg > p->blocks[b].cg; j--) run[j] = run[j - 1];
+        run[j] = b;
       }
-      /* Rotate this row group's list to begin at `start`. */
-      for (int r = 0; r < start; r++) {
-        int t = order[b0];
-        memmove(order + b0, order + b0 + 1, sizeof(int) * (size_t)(cnt - 1));
-        order[b0 + cnt - 1] = t;
+    for (int j = 0; j < cnt; j++) {
+      int prev = (p->blocks[run[j]].cg + p->nc - 1) % p->nc;
+      bool has = false;
+      for (int i = 0; i < cnt && !has; i++) has = p->blocks[run[i]].cg == prev;
+      if (!has) {
+        start = j;
+        break;
       }
-      first[rg] = cnt ? order[b0] : -1;
-      w += cnt;
     }
+    for (int r = 0; r < start; r++) { /* rotate left by one, start times */
+      int t = run[0];
+      memmove(run, run + 1, sizeof *run * (size_t)(cnt - 1));
+      run[cnt - 1] = t;
+    }
+    first[rg] = cnt ? run[0] : -1;
+    w += cnt;
   }
   for (int ob = 0; ob < p->n_blocks; ob++) {
     const pv_pivot_block *bl = &p->blocks[order[ob]];
@@ -263,8 +266,8 @@ pv_cpu_mat *pv_cpu_mat_pivot(const pv_pivot *p, float scale) {
       contiguous = sg->col_idx[q] == m->in_perm[ps->col_base + q];
   }
   free(first);
-  m->in_ident = m->out_ident = true;
   m->in_ident = m->kp == m->K;
+  m->out_ident = true;
   for (int64_t q = 0; q < m->K; q++) m->in_ident &= m->in_perm[q] == q;
   for (int32_t i = 0; i < p->M; i++) m->out_ident &= m->out_inv[i] == i;
   if (!contiguous) {

@@ -632,18 +632,25 @@ def _np_convt_same_upper(x, w, stride, out_hw):
     return y.astype(np.float32)
 
 
+def _outputs():
+    """(outs, ref, out) for a hand-built graph: out(name, elem type, array)
+    declares a graph output and records its reference value."""
+    from onnx import helper as oh
+    outs, ref = [], []
+
+    def out(name, elem, arr):
+        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
+        ref.append(arr)
+    return outs, ref, out
+
+
 def build_onnx_zoo(rng):
     from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
     x = rng.standard_normal([2, 4, 6, 6], dtype=np.float32)
     y = rng.standard_normal([4, 1, 6], dtype=np.float32)
     wt = (rng.standard_normal([4, 3, 3, 3]) * 0.3).astype(np.float32)
     div = np.array([3, -4, 5, -2, 7, 6], dtype=np.int64)
-    nodes, outs, ref = [], [], []
-
-    def out(name, elem, arr):
-        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
-        ref.append(arr)
-
+    nodes, (outs, ref, out) = [], _outputs()
     N = oh.make_node
     nodes += [N("ThresholdedRelu", ["x"], ["thr"], alpha=0.3),
               N("Softsign", ["x"], ["ss"]),
@@ -788,13 +795,8 @@ def build_onnx_o22(rng):
     b1 = rng.standard_normal([3], dtype=np.float32)
     upd = rng.standard_normal([3, 6, 6], dtype=np.float32)
     sidx = np.array([[0, 1], [1, 2], [0, 1]], np.int64)
-    nodes, outs, ref = [], [], []
+    nodes, (outs, ref, out) = [], _outputs()
     N = oh.make_node
-
-    def out(name, elem, arr):
-        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
-        ref.append(arr)
-
     x64 = x.astype(np.float64)
     # Pad: reflect on axes [-1, 2] (begin 1 / 2, end 0 / 1), wrap on axis 3
     # alone; Split the reflect-padded width 7 into 3, 3, 1.
@@ -905,13 +907,8 @@ def build_onnx_more(rng):
     from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
     x = rng.standard_normal([2, 5, 3, 4], dtype=np.float32)
     m = rng.standard_normal([2, 3, 4], dtype=np.float32)
-    nodes, outs, ref = [], [], []
+    nodes, (outs, ref, out) = [], _outputs()
     N = oh.make_node
-
-    def out(name, elem, arr):
-        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
-        ref.append(arr)
-
     x64 = x.astype(np.float64)
     # LRN, size 3 and 5 (ONNX Runtime refuses even sizes; ours follow the spec).
     for name, size, alpha, beta, bias in (("lrn3", 3, 1e-2, 0.75, 1.0),
@@ -1019,13 +1016,8 @@ def build_onnx_qdq(rng):
     bs = (xs * ws).astype(np.float32)
     cs = np.array([0.05, 0.01, 0.02], np.float32)
     cz = np.array([3, -2, 0], np.int8)
-    nodes, outs, ref = [], [], []
+    nodes, (outs, ref, out) = [], _outputs()
     N = oh.make_node
-
-    def out(name, elem, arr):
-        outs.append(oh.make_tensor_value_info(name, elem, list(arr.shape)))
-        ref.append(arr)
-
     nodes += [N("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
               N("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
               N("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
