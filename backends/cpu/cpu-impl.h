@@ -108,6 +108,12 @@ typedef struct pv_cpu_isa {
   void (*store_rows)(float *y, const int64_t *rows, const float *tile,
                      const float *bias, int nrows, int ncols, pv_act act,
                      float alpha, float beta);
+  /* Optional: the micro-kernel reading a convolution in place, B(p, j) =
+   * b[off[p] + coff[j]] (tap offsets, pixel offsets into a padded input):
+   * the GEMM path's convolutions then need no im2col. */
+  void (*ukr_cols)(const float *a, int64_t astride, int np, const float *b,
+                   const int32_t *off, const int32_t *coff, int64_t k, int nr,
+                   float *tile);
 } pv_cpu_isa;
 
 /* One line of a pivoted Gemm's permute pass,

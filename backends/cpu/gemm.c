@@ -29,6 +29,14 @@ typedef struct gemm_job {
    * bpk + boff[s]. */
   float *bpk;
   int64_t *boff;
+  /* In-place mode (xp set, the ISA's ukr_cols): a convolution reads its
+   * input, zero-padded once per call where it has pads, at tap offsets
+   * offs + offb[s] ([k] per segment) from each pixel's window corner;
+   * planes of `plane` floats, rows of `row`. */
+  const float *xp;
+  int64_t plane, row, hp, wp;
+  int32_t *offs;
+  int64_t *offb;
   atomic_int failed;
 } gemm_job;
 
@@ -341,6 +349,110 @@ static void kblock_pack(void *arg, int64_t item, int tid) {
   }
 }
 
+/* One item in in-place mode: no B panel at all; each column panel's
+ * window corners, then the micro-kernel over the padded input. */
+static void cols_item(gemm_job *j, const pv_cpu_seg *s, int si, int64_t u0,
+                      int64_t u1, int64_t n0, int64_t ncols, int tid) {
+  const pv_cpu_isa *isa = j->isa;
+  const pv_cpu_bsrc *b = j->b;
+  const int nr = isa->nr;
+  const int64_t npan = (ncols + nr - 1) / nr;
+  float *tile = pv_cpu_pool_scratch(
+      j->pool, tid, PV_CPU_TILE_M * 16 * sizeof(float) +
+                        (size_t)(npan * nr) * sizeof(int32_t));
+  if (!tile) {
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  int32_t *coff = (int32_t *)(tile + PV_CPU_TILE_M * 16);
+  int64_t oy = n0 / b->OW, ox = n0 % b->OW;
+  for (int64_t i = 0; i < ncols; i++) {
+    coff[i] = (int32_t)(oy * b->sh * j->row + ox * b->sw);
+    if (++ox == b->OW) {
+      ox = 0;
+      oy++;
+    }
+  }
+  const int32_t *off = j->offs + j->offb[si];
+  const int64_t panel_len = PV_CPU_MR * s->k;
+  for (int64_t u = u0; u < u1; u++) {
+    int64_t r0 = u * isa->np_max * PV_CPU_MR;
+    int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+    if (np > isa->np_max) np = isa->np_max;
+    int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
+    const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+    for (int64_t q = 0; q < npan; q++) {
+      int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
+      isa->ukr_cols(ap, panel_len, np, j->xp, off, coff + q * nr, s->k, w, tile);
+      store_tile(isa, s, j->out, r0, nrows, n0 + q * nr, w, tile);
+    }
+  }
+}
+
+/* One channel of the padded input of in-place mode. */
+static void cols_pad(void *arg, int64_t ch, int tid) {
+  (void)tid;
+  const gemm_job *j = arg;
+  const pv_cpu_bsrc *b = j->b;
+  pv_cpu_pad_plane(b->x + ch * b->H * b->W, b->H, b->W, b->ph, b->pw,
+                   (float *)j->xp + ch * j->plane, j->hp, j->wp, 0.0f);
+}
+
+/* In-place mode for a convolution: tap offsets per segment, and the
+ * padded input if it has pads (returned in *pad_floats, 0 if none). false
+ * (nothing allocated) where it does not apply: no kernel, or offsets that
+ * would not fit 32 bits. */
+static bool cols_plan(gemm_job *j, int64_t *pad_floats) {
+  const pv_cpu_bsrc *b = j->b;
+  const pv_cpu_mat *a = j->a;
+  const int64_t kk = b->kh * b->kw;
+  int64_t OH = (j->n + b->OW - 1) / b->OW, cmax = 0, ksum = 0;
+  for (int s = 0; s < a->n_seg; s++) {
+    const pv_cpu_seg *sg = &j->segs[s];
+    int64_t c = sg->col_base + sg->k - 1;
+    if (sg->col_idx)
+      for (int64_t p = 0; p < sg->k; p++)
+        if (sg->col_idx[p] > c) c = sg->col_idx[p];
+    if (c / kk + 1 > cmax) cmax = c / kk + 1;
+    ksum += sg->k;
+  }
+  j->hp = (OH - 1) * b->sh + (b->kh - 1) * b->dh + 1;
+  j->wp = (b->OW - 1) * b->sw + (b->kw - 1) * b->dw + 1;
+  *pad_floats = 0;
+  if (!b->ph && !b->pw && j->hp <= b->H && j->wp <= b->W) {
+    j->hp = b->H; /* no pads: the input itself */
+    j->wp = b->W;
+  } else {
+    *pad_floats = cmax * j->hp * j->wp;
+  }
+  if ((uint64_t)cmax * (uint64_t)j->hp * (uint64_t)j->wp >= INT32_MAX ||
+      *pad_floats > KB_MAX_FLOATS)
+    return false;
+  j->plane = j->hp * j->wp;
+  j->row = j->wp;
+  j->offs = malloc((size_t)(ksum ? ksum : 1) * sizeof *j->offs);
+  j->offb = malloc(((size_t)a->n_seg + 1) * sizeof *j->offb);
+  if (!j->offs || !j->offb) {
+    free(j->offs);
+    free(j->offb);
+    j->offs = NULL;
+    j->offb = NULL;
+    return false;
+  }
+  j->offb[0] = 0;
+  for (int s = 0; s < a->n_seg; s++) {
+    const pv_cpu_seg *sg = &j->segs[s];
+    int32_t *o = j->offs + j->offb[s];
+    for (int64_t p = 0; p < sg->k; p++) {
+      int64_t c = sg->col_idx ? sg->col_idx[p] : sg->col_base + p, t = c % kk;
+      o[p] = (int32_t)((c / kk) * j->plane + (t / b->kw) * b->dh * j->row +
+                       (t % b->kw) * b->dw);
+    }
+    j->offb[s + 1] = j->offb[s] + sg->k;
+  }
+  return true;
+}
+
 static void gemm_item(void *arg, int64_t item, int tid) {
   gemm_job *j = arg;
   const pv_cpu_isa *isa = j->isa;
@@ -357,6 +469,10 @@ static void gemm_item(void *arg, int64_t item, int tid) {
   int64_t npan = (ncols + isa->nr - 1) / isa->nr;
   if (j->bpk) {
     kblock_item(j, si, u0, u1, n0, ncols, tid);
+    return;
+  }
+  if (j->offs) {
+    cols_item(j, s, si, u0, u1, n0, ncols, tid);
     return;
   }
 
@@ -468,12 +584,31 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
    * than the work it shares, and on a busy machine far more. */
   double macs = (double)a->nnz * (double)n;
   int use = (int)(macs / 262144.0) + 1;
-  pv_cpu_pool_run_max(pool, j.start[a->n_seg], use < threads ? use : threads,
-                      gemm_item, &j);
-  if (kblock) {
-    pv_cpu_pool_call_unlock(pool);
-    free(j.boff);
+  if (use > threads) use = threads;
+  /* A convolution read in place: no im2col, whose copies outweighed the
+   * arithmetic of a pivoted layer's small blocks (each row group packed
+   * its own, so a 2-of-n layer copied its input twice over). */
+  int64_t pad_floats = 0;
+  bool cols = b->conv && isa->ukr_cols && !kblock && cols_plan(&j, &pad_floats);
+  if (cols && pad_floats) {
+    pv_cpu_pool_call_lock(pool);
+    j.xp = pv_cpu_pool_call_scratch(pool, (size_t)pad_floats * sizeof(float));
+    if (!j.xp) {
+      pv_cpu_pool_call_unlock(pool);
+      free(j.offs);
+      free(j.offb);
+      free(j.start);
+      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+    }
+    pv_cpu_pool_run_blocked(pool, pad_floats / j.plane, use, cols_pad, &j);
+  } else if (cols) {
+    j.xp = b->x;
   }
+  pv_cpu_pool_run_max(pool, j.start[a->n_seg], use, gemm_item, &j);
+  if (kblock || (cols && pad_floats)) pv_cpu_pool_call_unlock(pool);
+  if (kblock) free(j.boff);
+  free(j.offs);
+  free(j.offb);
   free(j.start);
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");

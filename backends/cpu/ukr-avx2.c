@@ -1,5 +1,8 @@
 /* AVX2+FMA micro-kernel: one 16-row panel (two ymm) x 6 columns, twelve
- * accumulators out of sixteen registers. */
+ * accumulators out of sixteen registers; its column-offset form for the
+ * implicit convolution, and the tile stores with bias and activation
+ * (without them a machine without AVX-512 stored every tile with the
+ * baseline x86-64 build's scalar loops). */
 #include "cpu-impl.h"
 
 #if defined(__x86_64__)
@@ -56,7 +59,157 @@ static void ukr_avx2(const float *a, int64_t as, int np, const float *b,
   tab256[nr - 1](a, b, lk, ln, k, tile);
 }
 
-const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", NR256, 1, ukr_avx2, NULL, NULL, NULL, NULL, NULL};
+/* The same with B(p, j) = b[off[p] + coff[j]]: a convolution read in
+ * place from its (padded) input, tap p at offset off[p] from pixel j's
+ * window corner coff[j]. No im2col copy. */
+static inline __attribute__((always_inline)) T256 void
+k256c(const float *a, const float *b, const int32_t *off, const int32_t *coff,
+      int64_t k, float *tile, const int NR) {
+  __m256 c0[NR256], c1[NR256];
+  const float *bc[NR256];
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) {
+    bc[j] = b + coff[j];
+    c0[j] = _mm256_setzero_ps();
+    c1[j] = _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < k; p++) {
+    __m256 x0 = _mm256_load_ps(a + p * PV_CPU_MR);
+    __m256 x1 = _mm256_load_ps(a + p * PV_CPU_MR + 8);
+    const int64_t o = off[p];
+    _Pragma("GCC unroll 16")
+    for (int j = 0; j < NR; j++) {
+      __m256 bj = _mm256_broadcast_ss(bc[j] + o);
+      c0[j] = _mm256_fmadd_ps(x0, bj, c0[j]);
+      c1[j] = _mm256_fmadd_ps(x1, bj, c1[j]);
+    }
+  }
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) {
+    _mm256_storeu_ps(tile + j * PV_CPU_TILE_M, c0[j]);
+    _mm256_storeu_ps(tile + j * PV_CPU_TILE_M + 8, c1[j]);
+  }
+}
+
+#define U256C(NR)                                                         \
+  static T256 void u256c_##NR(const float *a, const float *b,             \
+                              const int32_t *off, const int32_t *coff,    \
+                              int64_t k, float *t) {                      \
+    k256c(a, b, off, coff, k, t, NR);                                     \
+  }
+U256C(1) U256C(2) U256C(3) U256C(4) U256C(5) U256C(6)
+
+typedef void (*ukrc_fixed)(const float *, const float *, const int32_t *,
+                           const int32_t *, int64_t, float *);
+static const ukrc_fixed tab256c[NR256] = {u256c_1, u256c_2, u256c_3,
+                                          u256c_4, u256c_5, u256c_6};
+
+static void ukr_cols_avx2(const float *a, int64_t as, int np, const float *b,
+                          const int32_t *off, const int32_t *coff, int64_t k,
+                          int nr, float *tile) {
+  (void)as;
+  (void)np;
+  tab256c[nr - 1](a, b, off, coff, k, tile);
+}
+
+/* ReLU, LeakyRelu and Clip on 8 floats; other activations come back as
+ * they went in (act_vec256 says which). */
+static inline T256 bool act_vec256(pv_act act) {
+  return act == PV_ACT_NONE || act == PV_ACT_RELU || act == PV_ACT_LEAKY ||
+         act == PV_ACT_CLIP;
+}
+
+static inline __attribute__((always_inline)) T256 __m256
+act256(__m256 v, pv_act act, __m256 va, __m256 vb) {
+  const __m256 zero = _mm256_setzero_ps();
+  switch (act) {
+  case PV_ACT_RELU: return _mm256_max_ps(v, zero);
+  case PV_ACT_LEAKY:
+    return _mm256_blendv_ps(v, _mm256_mul_ps(v, va),
+                            _mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+  /* v second in the max keeps a NaN, as the reference's min(max()) does */
+  case PV_ACT_CLIP: return _mm256_min_ps(vb, _mm256_max_ps(va, v));
+  default: return v;
+  }
+}
+
+/* Lane mask of the first n (0..8) lanes for maskload/maskstore. */
+static inline T256 __m256i lanes256(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Contiguous rows (a Gemm's output): y[i + j*ld_n] = act(tile[j*32+i] +
+ * bias[i]), eight rows a vector. */
+static T256 void store_avx2(float *y, int64_t ld_n, const float *tile,
+                            const float *bias, int nrows, int ncols, pv_act act,
+                            float alpha, float beta) {
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const bool vec = act_vec256(act);
+  for (int i = 0; i < nrows; i += 8) {
+    const int r = nrows - i < 8 ? nrows - i : 8;
+    const __m256i mk = lanes256(r);
+    const __m256 bv = bias ? _mm256_maskload_ps(bias + i, mk) : _mm256_setzero_ps();
+    for (int j = 0; j < ncols; j++) {
+      __m256 v = _mm256_add_ps(_mm256_loadu_ps(tile + j * PV_CPU_TILE_M + i), bv);
+      float *d = y + i + j * ld_n;
+      if (vec) {
+        _mm256_maskstore_ps(d, mk, act256(v, act, va, vb));
+      } else {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        for (int q = 0; q < r; q++) d[q] = pv_cpu_act1(t[q], act, alpha, beta);
+      }
+    }
+  }
+}
+
+/* Rows contiguous along n (a convolution's output planes): y[rows[i] + j]
+ * = act(tile[j*32+i] + bias[i]). Eight rows at a time, the tile's
+ * columns turned into rows by an 8 x 8 register transpose, each row
+ * stored as one run of ncols (<= 6) floats. */
+static T256 void store_rows_avx2(float *y, const int64_t *rows,
+                                 const float *tile, const float *bias,
+                                 int nrows, int ncols, pv_act act, float alpha,
+                                 float beta) {
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  const __m256i mk = lanes256(ncols);
+  const bool vec = act_vec256(act);
+  for (int i0 = 0; i0 < nrows; i0 += 8) {
+    __m256 c[8];
+    for (int j = 0; j < 8; j++)
+      c[j] = j < ncols ? _mm256_loadu_ps(tile + j * PV_CPU_TILE_M + i0)
+                       : _mm256_setzero_ps();
+    __m256 t0 = _mm256_unpacklo_ps(c[0], c[1]), t1 = _mm256_unpackhi_ps(c[0], c[1]);
+    __m256 t2 = _mm256_unpacklo_ps(c[2], c[3]), t3 = _mm256_unpackhi_ps(c[2], c[3]);
+    __m256 t4 = _mm256_unpacklo_ps(c[4], c[5]), t5 = _mm256_unpackhi_ps(c[4], c[5]);
+    __m256 t6 = _mm256_unpacklo_ps(c[6], c[7]), t7 = _mm256_unpackhi_ps(c[6], c[7]);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+    __m256 r[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                   _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                   _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                   _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+    const int nr8 = nrows - i0 < 8 ? nrows - i0 : 8;
+    for (int i = 0; i < nr8; i++) {
+      __m256 v = _mm256_add_ps(r[i], _mm256_set1_ps(bias[i0 + i]));
+      float *d = y + rows[i0 + i];
+      if (vec) {
+        _mm256_maskstore_ps(d, mk, act256(v, act, va, vb));
+      } else {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        for (int q = 0; q < ncols; q++) d[q] = pv_cpu_act1(t[q], act, alpha, beta);
+      }
+    }
+  }
+}
+
+const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", NR256, 1, ukr_avx2, store_avx2,
+                                    NULL, NULL, NULL, store_rows_avx2,
+                                    ukr_cols_avx2};
 #else
-const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif

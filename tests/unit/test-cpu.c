@@ -479,6 +479,7 @@ typedef struct conv_case {
   int64_t pads[4];
   const char *auto_pad;
   int pivot_n; /* > 0: pivoted weights, n groups */
+  int pivot_c; /* each row group reads c column groups (0: 1) */
 } conv_case;
 
 static void conv_naive(const conv_case *c, const int64_t *pads, int OH,
@@ -532,7 +533,8 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   float *w, *dense_w = NULL;
   pv_pivot *pv = NULL;
   if (c->pivot_n) {
-    pv = make_pivot(c->M, cin, c->kh * c->kw, c->pivot_n, 1);
+    pv = make_pivot(c->M, cin, c->kh * c->kw, c->pivot_n,
+                    c->pivot_c ? c->pivot_c : 1);
     dense_w = pivot_dense(pv);
     w = NULL;
   } else {
@@ -640,79 +642,94 @@ static void conv_each_isa(const conv_case *cases, size_t n,
 
 static void test_plugin_conv_each_isa(void) {
   static const conv_case cases[] = {
-      {1, 3, 9, 7, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {2, 4, 10, 11, 6, 3, 3, 2, 2, 1, 1, 2, {1, 0, 2, 1}, NULL, 0},
-      {1, 6, 12, 9, 6, 3, 3, 1, 1, 2, 2, 6, {2, 2, 2, 2}, NULL, 0}, /* dw */
-      {1, 5, 11, 10, 5, 3, 3, 2, 2, 1, 1, 5, {1, 1, 1, 1}, NULL, 0}, /* dw s2 */
+      {1, 3, 9, 7, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {2, 4, 10, 11, 6, 3, 3, 2, 2, 1, 1, 2, {1, 0, 2, 1}, NULL, 0, 0},
+      {1, 6, 12, 9, 6, 3, 3, 1, 1, 2, 2, 6, {2, 2, 2, 2}, NULL, 0, 0}, /* dw */
+      {1, 5, 11, 10, 5, 3, 3, 2, 2, 1, 1, 5, {1, 1, 1, 1}, NULL, 0, 0}, /* dw s2 */
       /* depthwise 3x3 on AVX-512 (16 outputs a vector over a padded
        * copy): row tails, stride 2, asymmetric and wide pads, no pads */
-      {1, 8, 17, 19, 8, 3, 3, 1, 1, 1, 1, 8, {1, 1, 1, 1}, NULL, 0},
-      {2, 16, 14, 14, 16, 3, 3, 2, 2, 1, 1, 16, {1, 1, 1, 1}, NULL, 0},
-      {1, 6, 40, 35, 6, 3, 3, 2, 2, 1, 1, 6, {1, 0, 0, 1}, NULL, 0},
-      {1, 5, 9, 33, 5, 3, 3, 1, 1, 1, 1, 5, {0, 0, 0, 0}, NULL, 0},
-      {1, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 4, {2, 2, 2, 2}, NULL, 0},
-      {2, 20, 5, 6, 17, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0}, /* 1x1 */
-      {1, 7, 13, 12, 9, 5, 5, 3, 3, 1, 1, 1, {0}, "SAME_UPPER", 0},
-      {1, 3, 6, 6, 4, 2, 3, 1, 2, 3, 1, 1, {0, 2, 1, 0}, NULL, 0},
-      {2, 19, 8, 9, 35, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4}, /* pivot */
-      {1, 12, 7, 7, 40, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 3},
+      {1, 8, 17, 19, 8, 3, 3, 1, 1, 1, 1, 8, {1, 1, 1, 1}, NULL, 0, 0},
+      {2, 16, 14, 14, 16, 3, 3, 2, 2, 1, 1, 16, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 6, 40, 35, 6, 3, 3, 2, 2, 1, 1, 6, {1, 0, 0, 1}, NULL, 0, 0},
+      {1, 5, 9, 33, 5, 3, 3, 1, 1, 1, 1, 5, {0, 0, 0, 0}, NULL, 0, 0},
+      {1, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 4, {2, 2, 2, 2}, NULL, 0, 0},
+      {2, 20, 5, 6, 17, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0}, /* 1x1 */
+      {1, 7, 13, 12, 9, 5, 5, 3, 3, 1, 1, 1, {0}, "SAME_UPPER", 0, 0},
+      {1, 3, 6, 6, 4, 2, 3, 1, 2, 3, 1, 1, {0, 2, 1, 0}, NULL, 0, 0},
+      {2, 19, 8, 9, 35, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4, 0}, /* pivot */
+      {1, 12, 7, 7, 40, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 3, 0},
       /* wide enough for interior panels (implicit GEMM, no im2col) */
-      {2, 4, 12, 21, 20, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {1, 3, 14, 30, 17, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0},
-      {1, 8, 10, 26, 24, 3, 3, 2, 1, 1, 1, 1, {1, 0, 1, 2}, NULL, 2},
-      {1, 6, 9, 40, 12, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
+      {2, 4, 12, 21, 20, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 3, 14, 30, 17, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0, 0},
+      {1, 8, 10, 26, 24, 3, 3, 2, 1, 1, 1, 1, {1, 0, 1, 2}, NULL, 2, 0},
+      {1, 6, 9, 40, 12, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0, 0},
       /* more taps than the implicit GEMM takes (K > 320) */
-      {1, 40, 7, 9, 37, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {2, 460, 6, 5, 18, 3, 3, 2, 1, 1, 1, 2, {1, 0, 1, 1}, NULL, 0},
-      {1, 460, 5, 6, 70, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 2},
+      {1, 40, 7, 9, 37, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {2, 460, 6, 5, 18, 3, 3, 2, 1, 1, 1, 2, {1, 0, 1, 1}, NULL, 0, 0},
+      {1, 460, 5, 6, 70, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 2, 0},
       /* AVX-512 pixel tiles (8 channels x 48 pixels): channel counts not
        * a multiple of 8, more than 384 taps (blocked, partial sums in the
        * output), several pixel chunks */
-      {1, 50, 30, 40, 13, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {3, 7, 23, 29, 21, 3, 3, 2, 2, 1, 1, 1, {0, 1, 1, 0}, NULL, 0},
-      {1, 48, 9, 45, 10, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      {1, 50, 30, 40, 13, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {3, 7, 23, 29, 21, 3, 3, 2, 2, 1, 1, 1, {0, 1, 1, 0}, NULL, 0, 0},
+      {1, 48, 9, 45, 10, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
       /* stride-2 rows in AVX-512 im2col: a 7x7 stem, a wide 3x3 row */
-      {1, 3, 21, 101, 16, 7, 7, 2, 2, 1, 1, 1, {3, 3, 3, 3}, NULL, 0},
-      {2, 5, 9, 70, 12, 3, 3, 2, 2, 1, 1, 1, {1, 0, 1, 1}, NULL, 0},
+      {1, 3, 21, 101, 16, 7, 7, 2, 2, 1, 1, 1, {3, 3, 3, 3}, NULL, 0, 0},
+      {2, 5, 9, 70, 12, 3, 3, 2, 2, 1, 1, 1, {1, 0, 1, 1}, NULL, 0, 0},
       /* pointwise with >= 128 output channels: the planes are copied
        * into aligned blocks instead of read in place */
-      {1, 40, 6, 20, 130, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
-      {2, 24, 2, 100, 136, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      {1, 40, 6, 20, 130, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
+      {2, 24, 2, 100, 136, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
       /* rows of >= 96 pixels read the padded input in place: odd widths,
        * stride 2 down the rows, dilation, groups, pivoted, blocked taps */
-      {1, 3, 9, 100, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {3, 4, 11, 131, 9, 3, 3, 2, 1, 1, 1, 1, {1, 2, 0, 1}, NULL, 0},
-      {1, 5, 12, 120, 17, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0},
-      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
-      {1, 12, 5, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3},
-      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 3, 9, 100, 5, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {3, 4, 11, 131, 9, 3, 3, 2, 1, 1, 1, 1, {1, 2, 0, 1}, NULL, 0, 0},
+      {1, 5, 12, 120, 17, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0, 0},
+      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 12, 5, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3, 0},
+      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
       /* pivoted layers take the pixel tiles even where pixels fill few
        * lanes (7x7: 49 of 64, 5x5: 25 of 32) */
-      {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8},
-      {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4},
+      {2, 64, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8, 0},
+      {1, 16, 5, 5, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 4, 0},
+      /* 2-of-n blocks (each row group reads two column groups), the small
+       * CNN's 14x14 and 7x7 layers, a stride-2 one without pads, a
+       * dilated one; on the GEMM path read in place (no im2col) */
+      {3, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8, 2},
+      {2, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 16, 2},
+      {1, 12, 11, 13, 20, 3, 3, 2, 2, 1, 1, 1, {0, 0, 0, 0}, NULL, 4, 2},
+      {2, 10, 9, 8, 14, 3, 2, 1, 1, 2, 2, 1, {2, 1, 0, 2}, NULL, 5, 2},
   };
   conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
 }
 
-/* Dense 3x3 stride-1 layers from 64 channels in and out run as Winograd
- * F(2x2, 3x3): odd and even output sizes (the tiles' last row and column
+/* Dense 3x3 stride-1 layers as Winograd F(2x2, 3x3) (from 64 channels
+ * in and out with AVX-512, from 128 in elsewhere; forced here): odd and even output sizes (the tiles' last row and column
  * fall outside), asymmetric and SAME pads, batches (tiles of all images
  * in one GEMM), channel counts off the 16-row panels, tile counts that
  * take the pixel tiles (T = 338, 169, 16) and the GEMM path (T = 49, 24,
  * 2, 1); T = 169 with 128 outputs copies its planes into blocks. */
 static void test_plugin_conv_winograd_each_isa(void) {
   static const conv_case cases[] = {
-      {1, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {2, 70, 26, 26, 66, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {1, 64, 9, 12, 80, 3, 3, 1, 1, 1, 1, 1, {0, 2, 1, 0}, NULL, 0},
-      {1, 65, 10, 11, 64, 3, 3, 1, 1, 1, 1, 1, {0}, "SAME_UPPER", 0},
-      {3, 64, 7, 7, 72, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {1, 96, 6, 5, 128, 3, 3, 1, 1, 1, 1, 1, {2, 3, 2, 1}, NULL, 0},
-      {1, 64, 4, 5, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
-      {1, 64, 3, 3, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
-      {1, 64, 26, 26, 128, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {2, 70, 26, 26, 66, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 64, 9, 12, 80, 3, 3, 1, 1, 1, 1, 1, {0, 2, 1, 0}, NULL, 0, 0},
+      {1, 65, 10, 11, 64, 3, 3, 1, 1, 1, 1, 1, {0}, "SAME_UPPER", 0, 0},
+      {3, 64, 7, 7, 72, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 96, 6, 5, 128, 3, 3, 1, 1, 1, 1, 1, {2, 3, 2, 1}, NULL, 0, 0},
+      {1, 64, 4, 5, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
+      {1, 64, 3, 3, 64, 3, 3, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
+      {1, 64, 26, 26, 128, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
   };
-  conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
+  /* Forced: where a kernel set reads convolutions in place, Winograd
+   * takes only >= 128 input channels on its own. */
+  conv_each_isa(cases, sizeof cases / sizeof cases[0], "winograd");
+  /* chosen by the thresholds on every ISA */
+  static const conv_case big[] = {
+      {1, 130, 13, 11, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {2, 128, 12, 12, 70, 3, 3, 1, 1, 1, 1, 1, {0, 1, 1, 0}, NULL, 0, 0},
+  };
+  conv_each_isa(big, sizeof big / sizeof big[0], NULL);
 }
 
 /* PIVOT_CPU_CONV=direct keeps 3x3 layers off Winograd; here for the
@@ -721,8 +738,8 @@ static void test_plugin_conv_winograd_each_isa(void) {
  * columns over two chunks. */
 static void test_plugin_conv_direct_each_isa(void) {
   static const conv_case cases[] = {
-      {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {2, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 230, 17, 16, 270, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {2, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
   };
   conv_each_isa(cases, sizeof cases / sizeof cases[0], "direct");
 }
@@ -743,7 +760,9 @@ static void run_conv_pool_case(const pv_backend_iface *b, void *ctx,
   pv_graph *g = pv_graph_new();
   int xv = pv_graph_add_value(g, "x");
   int64_t wd[4] = {c->M, cin, c->kh, c->kw}, bd[1] = {c->M};
-  pv_pivot *pv = c->pivot_n ? make_pivot(c->M, cin, c->kh * c->kw, c->pivot_n, 1) : NULL;
+  pv_pivot *pv = c->pivot_n ? make_pivot(c->M, cin, c->kh * c->kw, c->pivot_n,
+                                         c->pivot_c ? c->pivot_c : 1)
+                            : NULL;
   float *dense_w = pv ? pivot_dense(pv) : NULL;
   float *w = pv ? NULL : frand_buf((int64_t)c->M * cin * c->kh * c->kw);
   int wv = add_const(g, "w", 4, wd, w);
@@ -843,14 +862,14 @@ static void conv_pool_cases(const pv_backend_iface *b, void *ctx, int i,
 
 static void test_plugin_conv_pool_each_isa(void) {
   static const conv_case cases[] = {
-      {2, 3, 9, 101, 10, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {1, 5, 13, 130, 17, 3, 3, 2, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0},
-      {1, 12, 7, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3},
-      {1, 16, 8, 100, 8, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0},
+      {2, 3, 9, 101, 10, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 5, 13, 130, 17, 3, 3, 2, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 12, 7, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3, 0},
+      {1, 16, 8, 100, 8, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
       /* not fused: narrow rows, more than 384 taps */
-      {1, 4, 10, 20, 9, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
-      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0},
+      {1, 4, 10, 20, 9, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
   };
   conv_set set = {cases, sizeof cases / sizeof cases[0]};
   plugin_each_isa(conv_pool_cases, &set);
