@@ -16,6 +16,7 @@ aarch64-linux-gnu-gcc -std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter \
   "$top_srcdir/tests/unit/cpu-cross-check.c" \
   "$cpu/pool.c" "$cpu/isa.c" "$cpu/ukr-avx512.c" "$cpu/ukr-avx2.c" \
   "$cpu/ukr-neon.c" "$cpu/ukr-c.c" "$cpu/pack.c" "$cpu/gemm.c" \
+  "$cpu/conv-nv.c" "$cpu/ukr-avx512-nv.c" \
   "$cpu/depthwise.c" "$cpu/csr.c" "$top_srcdir/core/tensor.c" \
   "$top_srcdir/core/error.c" -static -lm -o "$out/check"
 qemu-aarch64 "$out/check"

@@ -1,5 +1,6 @@
 /* aarch64 check of the CPU kernels under qemu-user (cpu-cross-aarch64.sh):
- * dense GEMM on odd sizes vs a naive product, for each ISA compiled in. */
+ * dense GEMM on odd sizes vs a naive product, and convolutions read in
+ * place (pads, stride 2, bias), for each ISA compiled in. */
 #include "cpu-impl.h"
 #include <math.h>
 #include <stdio.h>
@@ -28,6 +29,36 @@ int main(void) {
         if (s < 0) s = 0;
         if (fabsf(s - y[n * M + i]) > 1e-4f) fails++;
       }
+      pv_cpu_mat_free(m); free(w); free(x); free(y);
+    }
+    /* 3x3 convolutions, [C][H][W] -> [M][OH][OW]: pads 1, strides 1, 2 */
+    for (int st = 1; st <= 2; st++) {
+      const int C = 5, H = 9, W = 7, M = 19, K = C * 9;
+      const int OH = (H + 2 - 3) / st + 1, OW = (W + 2 - 3) / st + 1;
+      float *w = malloc(4 * M * K), *x = malloc(4 * C * H * W),
+            *y = malloc(4 * M * OH * OW), bias[19];
+      for (int i = 0; i < M * K; i++) w[i] = fr();
+      for (int i = 0; i < C * H * W; i++) x[i] = fr();
+      for (int i = 0; i < M; i++) bias[i] = fr();
+      pv_cpu_mat *m = pv_cpu_mat_dense(w, M, K, K, 1, 1, 1.0f);
+      pv_cpu_bsrc bs = {.x = x, .conv = true, .H = H, .W = W, .kh = 3,
+                        .kw = 3, .sh = st, .sw = st, .ph = 1, .pw = 1,
+                        .dh = 1, .dw = 1, .OW = OW};
+      pv_cpu_out o = {.y = y, .ld_m = OH * OW, .ld_n = 1, .bias = bias,
+                      .act = PV_ACT_NONE};
+      pv_cpu_gemm(pool, isa, m, &bs, OH * OW, &o);
+      for (int i = 0; i < M; i++)
+        for (int oy = 0; oy < OH; oy++)
+          for (int ox = 0; ox < OW; ox++) {
+            float s = bias[i];
+            for (int c = 0; c < C; c++)
+              for (int t = 0; t < 9; t++) {
+                int iy = oy * st - 1 + t / 3, ix = ox * st - 1 + t % 3;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                  s += w[i * K + c * 9 + t] * x[(c * H + iy) * W + ix];
+              }
+            if (fabsf(s - y[(i * OH + oy) * OW + ox]) > 1e-4f) fails++;
+          }
       pv_cpu_mat_free(m); free(w); free(x); free(y);
     }
     printf("%s: checked\n", isa->name);
