@@ -114,6 +114,11 @@ typedef struct pv_cpu_isa {
   void (*ukr_cols)(const float *a, int64_t astride, int np, const float *b,
                    const int32_t *off, const int32_t *coff, int64_t k, int nr,
                    float *tile);
+  /* Optional: the same for segments of <= 8 rows, the first 8 rows of one
+   * panel x nr <= nr8 columns (wider than nr: the tile has 16 columns). */
+  void (*ukr_cols8)(const float *a, const float *b, const int32_t *off,
+                    const int32_t *coff, int64_t k, int nr, float *tile);
+  int nr8;
 } pv_cpu_isa;
 
 /* One line of a pivoted Gemm's permute pass,

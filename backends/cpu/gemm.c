@@ -355,7 +355,9 @@ static void cols_item(gemm_job *j, const pv_cpu_seg *s, int si, int64_t u0,
                       int64_t u1, int64_t n0, int64_t ncols, int tid) {
   const pv_cpu_isa *isa = j->isa;
   const pv_cpu_bsrc *b = j->b;
-  const int nr = isa->nr;
+  /* A row group of <= 8 rows: half-panel tiles, wider. */
+  const bool half = s->rows <= 8 && isa->ukr_cols8;
+  const int nr = half ? isa->nr8 : isa->nr;
   const int64_t npan = (ncols + nr - 1) / nr;
   float *tile = pv_cpu_pool_scratch(
       j->pool, tid, PV_CPU_TILE_M * 16 * sizeof(float) +
@@ -383,8 +385,15 @@ static void cols_item(gemm_job *j, const pv_cpu_seg *s, int si, int64_t u0,
     const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
     for (int64_t q = 0; q < npan; q++) {
       int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
-      isa->ukr_cols(ap, panel_len, np, j->xp, off, coff + q * nr, s->k, w, tile);
-      store_tile(isa, s, j->out, r0, nrows, n0 + q * nr, w, tile);
+      if (!half) {
+        isa->ukr_cols(ap, panel_len, np, j->xp, off, coff + q * nr, s->k, w, tile);
+        store_tile(isa, s, j->out, r0, nrows, n0 + q * nr, w, tile);
+        continue;
+      }
+      isa->ukr_cols8(ap, j->xp, off, coff + q * nr, s->k, w, tile);
+      for (int c0 = 0; c0 < w; c0 += isa->nr) /* stores take <= nr columns */
+        store_tile(isa, s, j->out, r0, nrows, n0 + q * nr + c0,
+                   w - c0 < isa->nr ? w - c0 : isa->nr, tile + c0 * PV_CPU_TILE_M);
     }
   }
 }

@@ -112,6 +112,51 @@ static void ukr_cols_avx2(const float *a, int64_t as, int np, const float *b,
   tab256c[nr - 1](a, b, off, coff, k, tile);
 }
 
+/* For row groups of <= 8 rows (a 2-of-n layer's at 8x: 4 or 8 of 64
+ * and 128), whose 16-row tiles above would be half or more empty: the
+ * first 8 rows of the panel x 12 columns, one A load and twelve
+ * broadcasts per tap. Columns j of the tile as above. */
+#define NR256H 12
+static inline __attribute__((always_inline)) T256 void
+k256c8(const float *a, const float *b, const int32_t *off, const int32_t *coff,
+       int64_t k, float *tile, const int NR) {
+  __m256 c[NR256H];
+  const float *bc[NR256H];
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) {
+    bc[j] = b + coff[j];
+    c[j] = _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < k; p++) {
+    __m256 x0 = _mm256_load_ps(a + p * PV_CPU_MR);
+    const int64_t o = off[p];
+    _Pragma("GCC unroll 16")
+    for (int j = 0; j < NR; j++)
+      c[j] = _mm256_fmadd_ps(x0, _mm256_broadcast_ss(bc[j] + o), c[j]);
+  }
+  _Pragma("GCC unroll 16")
+  for (int j = 0; j < NR; j++) _mm256_storeu_ps(tile + j * PV_CPU_TILE_M, c[j]);
+}
+
+#define U256C8(NR)                                                        \
+  static T256 void u256c8_##NR(const float *a, const float *b,            \
+                               const int32_t *off, const int32_t *coff,   \
+                               int64_t k, float *t) {                     \
+    k256c8(a, b, off, coff, k, t, NR);                                    \
+  }
+U256C8(1) U256C8(2) U256C8(3) U256C8(4) U256C8(5) U256C8(6)
+U256C8(7) U256C8(8) U256C8(9) U256C8(10) U256C8(11) U256C8(12)
+
+static const ukrc_fixed tab256c8[NR256H] = {
+    u256c8_1, u256c8_2, u256c8_3, u256c8_4,  u256c8_5,  u256c8_6,
+    u256c8_7, u256c8_8, u256c8_9, u256c8_10, u256c8_11, u256c8_12};
+
+static void ukr_cols8_avx2(const float *a, const float *b, const int32_t *off,
+                           const int32_t *coff, int64_t k, int nr,
+                           float *tile) {
+  tab256c8[nr - 1](a, b, off, coff, k, tile);
+}
+
 /* ReLU, LeakyRelu and Clip on 8 floats; other activations come back as
  * they went in (act_vec256 says which). */
 static inline T256 bool act_vec256(pv_act act) {
@@ -209,7 +254,7 @@ static T256 void store_rows_avx2(float *y, const int64_t *rows,
 
 const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", NR256, 1, ukr_avx2, store_avx2,
                                     NULL, NULL, NULL, store_rows_avx2,
-                                    ukr_cols_avx2};
+                                    ukr_cols_avx2, ukr_cols8_avx2, NR256H};
 #else
-const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #endif

@@ -293,13 +293,13 @@ static T512 void permute_avx512(float *d, const float *x, const int32_t *idx,
 const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", NR512, 2, ukr_avx512,
                                       store_avx512, scatter_avx512,
                                       gather_avx512, ukr_idx_avx512,
-                                      store_rows_avx512, NULL};
+                                      store_rows_avx512, NULL, NULL, 0};
 
 pv_cpu_permute_fn pv_cpu_isa_permute(const pv_cpu_isa *isa) {
   return isa == &pv_cpu_isa_avx512 ? permute_avx512 : NULL;
 }
 #else
-const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_avx512 = {"avx512", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 
 pv_cpu_permute_fn pv_cpu_isa_permute(const pv_cpu_isa *isa) {
   (void)isa;

@@ -40,4 +40,4 @@ static void ukr_cols_c(const float *a, int64_t as, int np, const float *b,
 }
 
 const pv_cpu_isa pv_cpu_isa_c = {"c", NRC, 1, ukr_c, NULL, NULL, NULL,
-                                 NULL, NULL, ukr_cols_c};
+                                 NULL, NULL, ukr_cols_c, NULL, 0};

@@ -99,7 +99,7 @@ static void ukr_cols_neon(const float *a, int64_t as, int np, const float *b,
 }
 
 const pv_cpu_isa pv_cpu_isa_neon = {"neon", NRN, 1, ukr_neon, NULL, NULL, NULL,
-                                    NULL, NULL, ukr_cols_neon};
+                                    NULL, NULL, ukr_cols_neon, NULL, 0};
 #else
-const pv_cpu_isa pv_cpu_isa_neon = {"neon", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+const pv_cpu_isa pv_cpu_isa_neon = {"neon", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #endif
