@@ -115,11 +115,23 @@ static struct {
 
 static void blas_open(void) {
   if (!getenv("OPENBLAS_CORETYPE")) {
-    /* Debian's OpenBLAS 0.3.21 does not know this CPU and falls back to
-     * SSE3 kernels; SkylakeX is the newest AVX-512 core it has. */
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    printf("# OPENBLAS_CORETYPE was unset: set it to SkylakeX for a fair "
-           "comparison\n");
+    /* Debian's OpenBLAS 0.3.21 does not know newer CPUs and falls back to
+     * SSE3 kernels: name the newest core whose instructions this CPU has
+     * (SkylakeX for AVX-512, Haswell for AVX2 + FMA; SkylakeX on a CPU
+     * without AVX-512 dies of an illegal instruction). */
+    const char *core = NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+      core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      core = "Haswell";
+#endif
+    if (core) {
+      setenv("OPENBLAS_CORETYPE", core, 1);
+      printf("# OPENBLAS_CORETYPE was unset: set it to %s (this CPU's vector "
+             "extensions) for a fair comparison\n", core);
+    }
   }
   void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
   if (!h) {
