@@ -29,6 +29,8 @@ typedef struct gemm_job {
    * bpk + boff[s]. */
   float *bpk;
   int64_t *boff;
+  /* K-blocked over B read in place (planes, ld_n = 1): bpk NULL */
+  bool kplanes;
   /* In-place mode (xp set, the ISA's ukr_cols): a convolution reads its
    * input, zero-padded once per call where it has pads, at tap offsets
    * offs + offb[s] ([k] per segment) from each pixel's window corner;
@@ -49,6 +51,12 @@ typedef struct gemm_job {
 #define KB_UNITS 8 /* row units per item: bounds the accumulator tiles */
 #define KB_MIN_K 2048 /* taps from which K-blocking pays (measured) */
 #define KB_MAX_FLOATS ((int64_t)16 << 20) /* packed B limit (64 MB) */
+#define KB_PLANES_MIN_K 384 /* taps from which planes read in place block */
+/* ... in blocks of this many: a 16-row panel's block (8 KB) and the column
+ * panel's strided lines (128 of them) share L1. 512->1024 at 13x13 as
+ * Winograd (AVX2): 13.9 ms at 128 against 15.5 unblocked, 15.2 at 192,
+ * 13.8 at 96. */
+#define KB_PLANES_KC 128
 
 static int64_t seg_units(const pv_cpu_seg *s, int np) {
   int64_t panels = (s->rows + PV_CPU_MR - 1) / PV_CPU_MR;
@@ -286,7 +294,7 @@ static bool conv_implicit(const gemm_job *j, const pv_cpu_seg *s, int64_t u0,
 /* One item in K-blocked mode: the accumulator tiles of all (row unit,
  * column panel) pairs of the item live in scratch across the k blocks;
  * the last block stores them with bias and activation. The micro-kernel
- * reads B straight from the im2col rows. */
+ * reads B straight from the im2col rows, or from the planes themselves. */
 static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
                         int64_t n0, int64_t ncols, int tid) {
   const pv_cpu_isa *isa = j->isa;
@@ -301,9 +309,13 @@ static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
     return;
   }
   float *tmp = acc + (ntiles - 1) * tl;
-  const float *bseg = j->bpk + j->boff[si] + n0 / j->nc * k * ld;
-  for (int64_t pc = 0; pc < k; pc += KB_KC) {
-    int64_t kb = k - pc < KB_KC ? k - pc : KB_KC;
+  /* B: the shared im2col, or planes read in place (ld_n = 1) */
+  const float *bseg = j->bpk ? j->bpk + j->boff[si] + n0 / j->nc * k * ld
+                             : j->b->x + s->col_base * j->b->ld_k + n0;
+  const int64_t ldb = j->bpk ? ld : j->b->ld_k;
+  const int64_t kc = j->bpk ? KB_KC : KB_PLANES_KC;
+  for (int64_t pc = 0; pc < k; pc += kc) {
+    int64_t kb = k - pc < kc ? k - pc : kc;
     bool first = pc == 0, last = pc + kb == k;
     for (int64_t u = u0; u < u1; u++) {
       int64_t r0 = u * isa->np_max * PV_CPU_MR;
@@ -314,7 +326,7 @@ static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
       for (int64_t q = 0; q < npan; q++) {
         int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
         float *t = acc + ((u - u0) * npan + q) * tl;
-        isa->ukr(ap, panel_len, np, bseg + pc * ld + q * nr, ld, 1, kb, w,
+        isa->ukr(ap, panel_len, np, bseg + pc * ldb + q * nr, ldb, 1, kb, w,
                  first ? t : tmp);
         if (!first)
           for (int jj = 0; jj < w; jj++) {
@@ -476,7 +488,7 @@ static void gemm_item(void *arg, int64_t item, int tid) {
   int64_t n0 = chunk * j->nc;
   int64_t ncols = j->n - n0 < j->nc ? j->n - n0 : j->nc;
   int64_t npan = (ncols + isa->nr - 1) / isa->nr;
-  if (j->bpk) {
+  if (j->bpk || j->kplanes) {
     kblock_item(j, si, u0, u1, n0, ncols, tid);
     return;
   }
@@ -538,7 +550,17 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   int64_t ksum = 0;
   for (int s = 0; s < a->n_seg; s++) ksum += segs[s].k;
   bool kblock = b->conv && kmax >= KB_MIN_K && ksum <= KB_MAX_FLOATS / (n + KB_NC);
-  int64_t nc = (kblock ? KB_NC : B_CHUNK_FLOATS / kmax) / isa->nr * isa->nr;
+  /* Planes read in place with long rows of taps (Winograd's products:
+   * k = the input channels) on the 16 x 6 kernels: without blocking, a
+   * 16-row panel over k = 512 (32 KB) and the column panel's strided B
+   * lines no longer fit L1 together, and both stream from L2 for every
+   * column panel (KB_PLANES_KC). Not with AVX-512, whose wider kernel was
+   * measured without it. */
+  bool kplanes = !b->conv && isa != &pv_cpu_isa_avx512 && b->ld_n == 1 &&
+                 kmax >= KB_PLANES_MIN_K;
+  for (int s = 0; s < a->n_seg && kplanes; s++) kplanes = !segs[s].col_idx;
+  j.kplanes = kplanes;
+  int64_t nc = (kblock || kplanes ? KB_NC : B_CHUNK_FLOATS / kmax) / isa->nr * isa->nr;
   if (nc < isa->nr) nc = isa->nr;
   if (nc > nfull) nc = nfull;
   j.nc = nc;
@@ -555,7 +577,7 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   /* A few items per thread absorb the noise of a shared machine. */
   int64_t want = threads > 1 ? 4 * (int64_t)threads : 1;
   int64_t msplit = base >= want ? 1 : (want + base - 1) / (base ? base : 1);
-  if (kblock && msplit < (max_units + KB_UNITS - 1) / KB_UNITS)
+  if ((kblock || kplanes) && msplit < (max_units + KB_UNITS - 1) / KB_UNITS)
     msplit = (max_units + KB_UNITS - 1) / KB_UNITS;
   if (msplit > max_units) msplit = max_units;
   j.msplit = (int)msplit;

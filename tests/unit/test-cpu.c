@@ -699,6 +699,9 @@ static void test_plugin_conv_each_isa(void) {
       {2, 64, 7, 7, 128, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 16, 2},
       {1, 12, 11, 13, 20, 3, 3, 2, 2, 1, 1, 1, {0, 0, 0, 0}, NULL, 4, 2},
       {2, 10, 9, 8, 14, 3, 2, 1, 1, 2, 2, 1, {2, 1, 0, 2}, NULL, 5, 2},
+      /* pointwise with >= 384 input channels: planes read K-blocked, two
+       * column chunks */
+      {2, 400, 17, 19, 21, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
   };
   conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
 }
@@ -728,6 +731,8 @@ static void test_plugin_conv_winograd_each_isa(void) {
   static const conv_case big[] = {
       {1, 130, 13, 11, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
       {2, 128, 12, 12, 70, 3, 3, 1, 1, 1, 1, 1, {0, 1, 1, 0}, NULL, 0, 0},
+      /* products over >= 384 channels: K-blocked, two column chunks */
+      {1, 390, 34, 33, 40, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
   };
   conv_each_isa(big, sizeof big / sizeof big[0], NULL);
 }
