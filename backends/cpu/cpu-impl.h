@@ -303,6 +303,9 @@ extern const pv_cpu_pool2_fn pv_cpu_pool2_avx512;
 /* The same with stride 1: d[x] = max of r0/r1[x, x+1] for x < w, reading
  * w + 1 floats of each row (AVX-512, or NULL). */
 extern const pv_cpu_pool2_fn pv_cpu_pool2s1_avx512;
+/* The same two with AVX2 (or NULL). */
+extern const pv_cpu_pool2_fn pv_cpu_pool2_avx2;
+extern const pv_cpu_pool2_fn pv_cpu_pool2s1_avx2;
 /* 3x3 window, stride s (1 or 2), on padded rows: d[x] = max of r0/r1/r2
  * [s*x .. s*x+2] for x < n, NaN kept, reading up to 34 floats past
  * s*(n-1)+2 (AVX-512, or NULL). */

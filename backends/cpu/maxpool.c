@@ -146,9 +146,11 @@ static void mp_item(void *arg, int64_t pl, int tid) {
 
 void pv_cpu_maxpool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                     const pv_cpu_pool2d *d, const float *x, float *y) {
-  bool v512 = isa == &pv_cpu_isa_avx512;
-  mp_job j = {d, x, y, v512 ? pv_cpu_pool2_avx512 : NULL,
-              v512 ? pv_cpu_pool2s1_avx512 : NULL, false, NULL, pool, 0, 0};
+  bool v512 = isa == &pv_cpu_isa_avx512, v256 = isa == &pv_cpu_isa_avx2;
+  mp_job j = {d, x, y,
+              v512 ? pv_cpu_pool2_avx512 : v256 ? pv_cpu_pool2_avx2 : NULL,
+              v512 ? pv_cpu_pool2s1_avx512 : v256 ? pv_cpu_pool2s1_avx2 : NULL,
+              false, NULL, pool, 0, 0};
   /* 3x3, stride 1 or 2, no dilation: padded rows cover every window,
    * (O-1)*s + 3 of them, and the pads fit inside. */
   if (v512 && d->kh == 3 && d->kw == 3 && d->dh == 1 && d->dw == 1 &&

@@ -276,9 +276,69 @@ static T256 void store_rows_avx2(float *y, const int64_t *rows,
   }
 }
 
+/* Max keeping NaN from either side, as the reference's a > b || a != a
+ * ? a : b. */
+static inline __attribute__((always_inline)) T256 __m256 max_nan256(__m256 a,
+                                                                    __m256 b) {
+  __m256 keep_a = _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ),
+                               _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  return _mm256_blendv_ps(b, a, keep_a);
+}
+
+/* 2x2 window, stride 2 (pv_cpu_pool2_fn): eight outputs from sixteen
+ * columns of both rows, the column pairs split by shuffles. */
+static T256 void pool2_avx2(const float *r0, const float *r1, float *d,
+                            int64_t w) {
+  const int64_t n = w / 2;
+  int64_t x = 0;
+  for (; x + 8 <= n; x += 8) {
+    __m256 m0 = max_nan256(_mm256_loadu_ps(r0 + 2 * x), _mm256_loadu_ps(r1 + 2 * x));
+    __m256 m1 = max_nan256(_mm256_loadu_ps(r0 + 2 * x + 8),
+                           _mm256_loadu_ps(r1 + 2 * x + 8));
+    __m256 e = _mm256_shuffle_ps(m0, m1, 0x88), o = _mm256_shuffle_ps(m0, m1, 0xdd);
+    __m256 r = max_nan256(e, o); /* outputs 0 1 4 5 | 2 3 6 7 */
+    _mm256_storeu_ps(d + x, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(r), 0xd8)));
+  }
+  if (x < n) { /* the tail (all of a 14-wide row) by masked loads */
+    const int t = (int)(n - x);
+    const __m256i k0 = lanes256(2 * t < 8 ? 2 * t : 8), k1 = lanes256(2 * t - 8);
+    __m256 m0 = max_nan256(_mm256_maskload_ps(r0 + 2 * x, k0),
+                           _mm256_maskload_ps(r1 + 2 * x, k0));
+    __m256 m1 = max_nan256(_mm256_maskload_ps(r0 + 2 * x + 8, k1),
+                           _mm256_maskload_ps(r1 + 2 * x + 8, k1));
+    __m256 e = _mm256_shuffle_ps(m0, m1, 0x88), o = _mm256_shuffle_ps(m0, m1, 0xdd);
+    __m256 r = max_nan256(e, o);
+    store_n(d + x, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(r), 0xd8)), t);
+  }
+}
+
+/* 2x2 window, stride 1: d[x] = max of r0/r1[x, x+1], reading w + 1
+ * floats of each row. */
+static T256 void pool2s1_avx2(const float *r0, const float *r1, float *d,
+                              int64_t w) {
+  int64_t x = 0;
+  for (; x + 8 <= w; x += 8) {
+    __m256 a = max_nan256(_mm256_loadu_ps(r0 + x), _mm256_loadu_ps(r0 + x + 1));
+    __m256 b = max_nan256(_mm256_loadu_ps(r1 + x), _mm256_loadu_ps(r1 + x + 1));
+    _mm256_storeu_ps(d + x, max_nan256(a, b));
+  }
+  if (x < w) {
+    const int t = (int)(w - x);
+    const __m256i k = lanes256(t);
+    __m256 a = max_nan256(_mm256_maskload_ps(r0 + x, k), _mm256_maskload_ps(r0 + x + 1, k));
+    __m256 b = max_nan256(_mm256_maskload_ps(r1 + x, k), _mm256_maskload_ps(r1 + x + 1, k));
+    store_n(d + x, max_nan256(a, b), t);
+  }
+}
+
+const pv_cpu_pool2_fn pv_cpu_pool2_avx2 = pool2_avx2;
+const pv_cpu_pool2_fn pv_cpu_pool2s1_avx2 = pool2s1_avx2;
+
 const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", NR256, 1, ukr_avx2, store_avx2,
                                     NULL, NULL, NULL, store_rows_avx2,
                                     ukr_cols_avx2, ukr_cols8_avx2, NR256H};
 #else
 const pv_cpu_isa pv_cpu_isa_avx2 = {"avx2", 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
+const pv_cpu_pool2_fn pv_cpu_pool2_avx2 = NULL;
+const pv_cpu_pool2_fn pv_cpu_pool2s1_avx2 = NULL;
 #endif
