@@ -45,7 +45,39 @@ k256(const float *a, const float *b, int64_t lk, int64_t ln, int64_t k,
                              int64_t ln, int64_t k, float *t) {           \
     k256(a, b, lk, ln, k, t, NR);                                         \
   }
-U256(1) U256(2) U256(3) U256(4) U256(5) U256(6)
+U256(2) U256(3) U256(4) U256(5) U256(6)
+
+/* One column (batch 1, a GEMV): the tile above keeps two FMA chains, each
+ * waiting on its own latency; four partial sums per half-panel keep
+ * eight in flight. */
+static T256 void u256_1(const float *a, const float *b, int64_t lk, int64_t ln,
+                        int64_t k, float *t) {
+  (void)ln;
+  __m256 s0[4], s1[4];
+  _Pragma("GCC unroll 4")
+  for (int u = 0; u < 4; u++) {
+    s0[u] = _mm256_setzero_ps();
+    s1[u] = _mm256_setzero_ps();
+  }
+  int64_t p = 0;
+  for (; p + 4 <= k; p += 4) {
+    _Pragma("GCC unroll 4")
+    for (int u = 0; u < 4; u++) {
+      __m256 bj = _mm256_broadcast_ss(b + (p + u) * lk);
+      s0[u] = _mm256_fmadd_ps(_mm256_load_ps(a + (p + u) * PV_CPU_MR), bj, s0[u]);
+      s1[u] = _mm256_fmadd_ps(_mm256_load_ps(a + (p + u) * PV_CPU_MR + 8), bj, s1[u]);
+    }
+  }
+  for (; p < k; p++) {
+    __m256 bj = _mm256_broadcast_ss(b + p * lk);
+    s0[0] = _mm256_fmadd_ps(_mm256_load_ps(a + p * PV_CPU_MR), bj, s0[0]);
+    s1[0] = _mm256_fmadd_ps(_mm256_load_ps(a + p * PV_CPU_MR + 8), bj, s1[0]);
+  }
+  _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0[0], s0[1]),
+                                    _mm256_add_ps(s0[2], s0[3])));
+  _mm256_storeu_ps(t + 8, _mm256_add_ps(_mm256_add_ps(s1[0], s1[1]),
+                                        _mm256_add_ps(s1[2], s1[3])));
+}
 
 typedef void (*ukr_fixed)(const float *, const float *, int64_t, int64_t,
                           int64_t, float *);
