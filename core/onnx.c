@@ -24,7 +24,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "the ONNX importer assumes a little-endian host");
 
 #define OPSET_MIN 7
-#define OPSET_MAX 22
+#define OPSET_MAX 25
 
 /* Field numbers of the subgraph attributes left out of onnx.proto. */
 #define ATTR_FIELD_G 6
@@ -132,9 +132,10 @@ static const char *onnx_type_name(int64_t t) {
                                 "STRING", "BOOL", "FLOAT16", "DOUBLE",
                                 "UINT32", "UINT64", "COMPLEX64",
                                 "COMPLEX128", "BFLOAT16",
-                                /* opsets 19 to 23 */
+                                /* opsets 19 to 25 */
                                 "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
-                                "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1"};
+                                "FLOAT8E5M2FNUZ", "UINT4", "INT4", "FLOAT4E2M1",
+                                "FLOAT8E8M0", "UINT2", "INT2"};
   return t >= 0 && t < (int64_t)(sizeof names / sizeof names[0]) ? names[t]
                                                                  : "unknown";
 }

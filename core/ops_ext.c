@@ -70,6 +70,7 @@ static const struct ext_op {
     {"Atanh", K_UNARY, T_F32},       {"Round", K_UNARY, T_F32},
     {"Shrink", K_UNARY, T_F32},      {"Sign", K_SIGN, T_F32 | T_INT},
     {"Mish", K_UNARY, T_F32},        {"Gelu", K_UNARY, T_F32},
+    {"Swish", K_UNARY, T_F32},
     {"IsNaN", K_ISX, T_F32},         {"IsInf", K_ISX, T_F32},
     {"PRelu", K_PRELU, T_F32},
     {"Min", K_VARIADIC, T_F32 | T_INT}, {"Max", K_VARIADIC, T_F32 | T_INT},
@@ -90,6 +91,7 @@ static const struct ext_op {
     {"DepthToSpace", K_D2S, T_ANY}, {"SpaceToDepth", K_S2D, T_ANY},
     {"InstanceNormalization", K_INORM, T_F32},
     {"LayerNormalization", K_LNORM, T_F32},
+    {"RMSNormalization", K_LNORM, T_F32},
     {"ConvTranspose", K_CONVT, T_F32},
     {"Einsum", K_EINSUM, T_F32},
     {"LRN", K_LRN, T_F32},
@@ -240,13 +242,15 @@ static int64_t span(const int64_t *dims, int from, int to) {
 typedef enum {
   U_HSIG, U_HSWISH, U_ELU, U_SELU, U_CELU, U_SOFTPLUS, U_SOFTSIGN, U_THRELU,
   U_SIN, U_COS, U_TAN, U_ASIN, U_ACOS, U_ATAN, U_SINH, U_COSH, U_ASINH,
-  U_ACOSH, U_ATANH, U_ROUND, U_SHRINK, U_MISH, U_GELU, U_GELU_TANH, U_NONE
+  U_ACOSH, U_ATANH, U_ROUND, U_SHRINK, U_MISH, U_GELU, U_SWISH, U_GELU_TANH,
+  U_NONE
 } uop;
 
 static const char *const unames[] = {
     "HardSigmoid", "HardSwish", "Elu", "Selu", "Celu", "Softplus", "Softsign",
     "ThresholdedRelu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh",
-    "Cosh", "Asinh", "Acosh", "Atanh", "Round", "Shrink", "Mish", "Gelu"};
+    "Cosh", "Asinh", "Acosh", "Atanh", "Round", "Shrink", "Mish", "Gelu",
+    "Swish"};
 
 /* The op is looked up once, then each runs as its own loop (these sit in
  * the hot path of HardSwish networks). */
@@ -267,7 +271,7 @@ static int ref_unary(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
     a = pv_attr_float(n, "alpha", 0.2f);
     b = pv_attr_float(n, "beta", 0.5f);
     break;
-  case U_ELU: case U_CELU: case U_THRELU:
+  case U_ELU: case U_CELU: case U_THRELU: case U_SWISH:
     a = pv_attr_float(n, "alpha", 1.f);
     if (u == U_CELU && a == 0) return ERR(PV_EINVAL, "alpha is 0");
     break;
@@ -315,6 +319,7 @@ static int ref_unary(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   case U_SHRINK: EACH(v < -a ? v + b : v > a ? v - b : 0.f);
   case U_MISH: EACH(v * tanhf(v > 0 ? v + log1pf(expf(-v)) : log1pf(expf(v))));
   case U_GELU: EACH(0.5f * v * (1.f + erff(v * 0.70710678118654752f)));
+  case U_SWISH: EACH(v / (1.f + expf(-a * v))); /* x sigmoid(alpha x), 24 */
   case U_GELU_TANH:
     EACH(0.5f * v * (1.f + tanhf(0.79788456080286536f * (v + 0.044715f * v * v * v))));
   case U_NONE: break;
@@ -1063,6 +1068,12 @@ static int infer_lnorm(const pv_node *n, pv_tensor *vals) {
   int rc = lnorm_geom(n, vals, &a);
   if (rc) return rc;
   set_out(&vals[n->out[0]], x->dtype, x->ndim, x->dims);
+  if (!strcmp(n->op, "RMSNormalization")) {
+    if (IN(2)) return ERR(PV_EINVAL, "RMSNormalization takes X and scale only");
+    for (int k = 1; k < n->n_out; k++)
+      if (n->out[k] >= 0) return ERR(PV_EINVAL, "RMSNormalization has one output");
+    return 0;
+  }
   memcpy(d, x->dims, sizeof d);
   for (int i = (int)a; i < x->ndim; i++) d[i] = 1;
   for (int k = 1; k < 3 && k < n->n_out; k++)
@@ -1084,11 +1095,19 @@ static int ref_lnorm(const pv_node *n, pv_tensor *vals) {
   if (bi) bstrides(bi, r, nd, sb);
   float *om = n->n_out > 1 && n->out[1] >= 0 ? vals[n->out[1]].data : NULL;
   float *oi = n->n_out > 2 && n->out[2] >= 0 ? vals[n->out[2]].data : NULL;
+  /* RMSNormalization (23): no centring, the mean square for the variance */
+  const bool rms = !strcmp(n->op, "RMSNormalization");
   for (int64_t p = 0; p < outer; p++) {
     const float *s = (const float *)x->data + p * inner;
     float *z = (float *)vals[n->out[0]].data + p * inner;
     double m, v;
-    mean_var(s, inner, &m, &v);
+    if (rms) {
+      m = v = 0;
+      for (int64_t j = 0; j < inner; j++) v += (double)s[j] * s[j];
+      if (inner) v /= (double)inner;
+    } else {
+      mean_var(s, inner, &m, &v);
+    }
     double is = 1.0 / sqrt(v + eps);
     if (om) om[p] = (float)m;
     if (oi) oi[p] = (float)is;
@@ -1882,6 +1901,18 @@ static int qdq_params(const pv_graph *g, const pv_node *n, const pv_tensor *vals
                                       pv_dtype_name(sc->dtype));
   if (pv_attr_int(n, "block_size", 0))
     return ERR(PV_EUNSUPPORTED, "blocked quantization (block_size)");
+  /* 23: the division's precision (QuantizeLinear) and the output type
+   * (DequantizeLinear); FP32 (or unset) is what runs here. */
+  int64_t prec = pv_attr_int(n, "precision", 0);
+  if (prec && prec != PV_F32)
+    return ERR(PV_EUNSUPPORTED, "precision %s (type %lld; FLOAT only)",
+               pv_dtype_name((pv_dtype)prec), (long long)prec);
+  if (!strcmp(n->op, "DequantizeLinear")) {
+    int64_t od = pv_attr_int(n, "output_dtype", 0);
+    if (od && od != PV_F32)
+      return ERR(PV_EUNSUPPORTED, "output_dtype %s (type %lld; FLOAT only)",
+                 pv_dtype_name((pv_dtype)od), (long long)od);
+  }
   *nsc = (int64_t)numel(sc);
   *axis = 0;
   if (sc->ndim > 1) return ERR(PV_ESHAPE, "scale must be a scalar or 1-D");

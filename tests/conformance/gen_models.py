@@ -780,6 +780,65 @@ def _np_linear_axis(x, axis, coord):
     return np.take(x, i1, axis) * (1 - w) + np.take(x, i2, axis) * w
 
 
+def build_onnx_o24(rng):
+    """Opset 24 (ONNX 1.19): the new ops pivotd runs, RMSNormalization (23)
+    and Swish (24), QuantizeLinear's precision (23), and ops whose 23 / 24
+    versions only added types (Cast, Flatten, Pad, Reshape, Squeeze,
+    Transpose, Unsqueeze), with numpy references."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([2, 4, 3, 5], dtype=np.float32)
+    x64 = x.astype(np.float64)
+    s5 = np.linspace(0.5, 1.5, 5, dtype=np.float32)
+    s4 = np.linspace(2, -1, 4, dtype=np.float32).reshape(4, 1, 1)
+    w1 = (rng.standard_normal([3, 4, 1, 1]) * 0.5).astype(np.float32)
+    nodes, (outs, ref, out) = [], _outputs()
+    N = oh.make_node
+    nodes += [N("RMSNormalization", ["x", "s5"], ["rms"]),
+              N("RMSNormalization", ["x", "s4"], ["rms1"], axis=1, epsilon=0.1)]
+    out("rms", TP.FLOAT, (x64 / np.sqrt((x64 ** 2).mean(axis=3, keepdims=True) + 1e-5)
+                          * s5).astype(np.float32))
+    out("rms1", TP.FLOAT, (x64 / np.sqrt((x64 ** 2).mean(axis=(1, 2, 3), keepdims=True) + 0.1)
+                           * s4).astype(np.float32))
+    nodes += [N("Swish", ["x"], ["sw"]), N("Swish", ["x"], ["sw7"], alpha=0.7)]
+    out("sw", TP.FLOAT, (x64 / (1 + np.exp(-x64))).astype(np.float32))
+    out("sw7", TP.FLOAT, (x64 / (1 + np.exp(-0.7 * x64))).astype(np.float32))
+    # Q -> DQ of an activation, the division at FLOAT precision (23)
+    nodes += [N("QuantizeLinear", ["x", "qs", "qz"], ["q"], precision=1),
+              N("DequantizeLinear", ["q", "qs", "qz"], ["qdq"])]
+    q = np.clip(np.rint(x / np.float32(0.05)) + 128, 0, 255)
+    out("qdq", TP.FLOAT, ((q - 128) * np.float32(0.05)).astype(np.float32))
+    # shape ops at their 23 / 24 versions
+    nodes += [N("Flatten", ["sw"], ["fl"], axis=2),
+              N("Transpose", ["x"], ["tr"], perm=[0, 2, 1, 3]),
+              N("Unsqueeze", ["x", "ax0"], ["us"]),
+              N("Squeeze", ["us", "ax0"], ["sq"]),
+              N("Pad", ["x", "pads", "pval"], ["pd"]),
+              N("Reshape", ["x", "shp"], ["rs"]),
+              N("Mul", ["x", "three"], ["x3"]), N("Cast", ["x3"], ["ca"], to=TP.INT64),
+              N("Conv", ["rms", "w1"], ["cv"]), N("Relu", ["cv"], ["cr"])]
+    sw = x64 / (1 + np.exp(-x64))
+    out("fl", TP.FLOAT, sw.reshape(8, 15).astype(np.float32))
+    out("tr", TP.FLOAT, x.transpose(0, 2, 1, 3))
+    out("sq", TP.FLOAT, x)
+    out("pd", TP.FLOAT, np.pad(x, ((0, 0), (0, 0), (1, 0), (0, 2)), constant_values=-0.5))
+    out("rs", TP.FLOAT, x.reshape(2, 60))
+    out("ca", TP.INT64, np.trunc(x * np.float32(3)).astype(np.int64))
+    rms = x64 / np.sqrt((x64 ** 2).mean(axis=3, keepdims=True) + 1e-5) * s5
+    cv = np.einsum("oc,nchw->nohw", w1[:, :, 0, 0].astype(np.float64), rms)
+    out("cr", TP.FLOAT, np.maximum(cv, 0).astype(np.float32))
+    inits = [nh.from_array(s5, "s5"), nh.from_array(s4, "s4"),
+             nh.from_array(np.array(0.05, np.float32), "qs"),
+             nh.from_array(np.array(128, np.uint8), "qz"),
+             nh.from_array(np.array([0], np.int64), "ax0"),
+             nh.from_array(np.array([0, 0, 1, 0, 0, 0, 0, 2], np.int64), "pads"),
+             nh.from_array(np.array(-0.5, np.float32), "pval"),
+             nh.from_array(np.array([2, 60], np.int64), "shp"),
+             nh.from_array(np.array(3, np.float32), "three"),
+             nh.from_array(w1, "w1")]
+    m = _helper_model("onnx_o24", nodes, {"x": (TP.FLOAT, x)}, outs, inits, 24, 12)
+    return m, {"x": x}, [o.name for o in outs], ref
+
+
 def build_onnx_o22(rng):
     """Opset 22 (ONNX 1.17): what opsets 18-22 changed in ops pivotd runs,
     with numpy references.  Pad's axes input (18) and wrap mode (19),
@@ -1144,6 +1203,7 @@ MODELS = {
     # Hand-built at opset 22, which Debian's onnx (1.12, opset 17) cannot
     # check: its checker is skipped, ONNX Runtime checks the graph instead.
     "onnx_o22": dict(onnx=build_onnx_o22, check=False),
+    "onnx_o24": dict(onnx=build_onnx_o24, check=False),
     "onnx_more": dict(onnx=build_onnx_more, check=False),
     "onnx_qdq": dict(onnx=build_onnx_qdq),
     "onnx_fp16": dict(onnx=build_onnx_fp16),

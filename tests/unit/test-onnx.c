@@ -743,11 +743,11 @@ static void test_bad_models(void) {
   CU_ASSERT_PTR_NULL(pg);
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "no graph"));
 
-  expect_fail(mlp(), 23, NULL, "opset 23", "7 to 22");
+  expect_fail(mlp(), 26, NULL, "opset 26", "7 to 25");
   arena_free();
-  pg = load(mlp(), 22, NULL); /* the newest opset loads */
+  pg = load(mlp(), 25, NULL); /* the newest opset loads */
   CU_ASSERT_PTR_NOT_NULL_FATAL(pg);
-  CU_ASSERT_EQUAL(pg->opset, 22);
+  CU_ASSERT_EQUAL(pg->opset, 25);
   pv_graph_free(pg);
   arena_free();
   expect_fail(mlp(), 6, NULL, "opset 6", NULL);

@@ -1535,11 +1535,12 @@ static void random_ext_node(void) {
       "Einsum", "LRN", "Trilu", "GatherND", "ScatterElements", "Hardmax",
       "LpNormalization", "MeanVarianceNormalization", "GroupNormalization",
       "GlobalLpPool", "EyeLike", "Gelu", "Mish", "QuantizeLinear",
-      "DequantizeLinear"};
+      "DequantizeLinear", "RMSNormalization", "Swish"};
   static const char *const inames[] = {"axis", "group", "keepdims", "blocksize",
                                        "select_last_index", "largest", "fmod",
                                        "noop_with_empty_axes", "size", "upper",
-                                       "batch_dims", "p", "num_groups", "k"};
+                                       "batch_dims", "p", "num_groups", "k",
+                                       "precision", "output_dtype"};
   static const char *const lnames[] = {"pads", "strides", "dilations", "kernel_shape",
                                        "output_padding", "output_shape", "axes"};
   static const char *const svals[] = {"SAME_UPPER", "SAME_LOWER", "VALID", "CRD",
@@ -1720,6 +1721,74 @@ static void test_opset18_22(void) {
   }
 }
 
+/* Opsets 23-25: RMSNormalization (23) over the last axes, Swish (24);
+ * QuantizeLinear's precision and DequantizeLinear's output_dtype (23)
+ * other than FLOAT are refused by name. */
+static void test_opset23_25(void) {
+  float a[6] = {1, -2, 3, 4, 5, -6}, sc3[3] = {1, 2, 0.5f}, one = 1;
+  /* axis -1: rows (1, -2, 3) and (4, 5, -6), rms = sqrt(14/3), sqrt(77/3) */
+  h_new(23);
+  int in[2] = {h_f32("a", 2, DIMS(2, 3), a), h_f32("s", 1, DIMS(3), sc3)};
+  int out = h_out("y");
+  int nd = h_node("RMSNormalization", 2, in, 1, &out);
+  h_af(nd, "epsilon", 0.0f);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  double r0 = sqrt(14.0 / 3), r1 = sqrt(77.0 / 3);
+  float want[6] = {(float)(1 / r0), (float)(-4 / r0), (float)(1.5 / r0),
+                   (float)(4 / r1), (float)(10 / r1), (float)(-3 / r1)};
+  CU_ASSERT(h_dims_are(&R[out], 2, DIMS(2, 3)) && h_maxerr(F(&R[out]), want, 6) < 1e-6);
+  /* axis 0: over all six, scalar scale, epsilon 1 */
+  h_new(23);
+  in[0] = h_f32("a", 2, DIMS(2, 3), a);
+  in[1] = h_f32("s", 0, NULL, &one);
+  out = h_out("y");
+  nd = h_node("RMSNormalization", 2, in, 1, &out);
+  h_ai(nd, "axis", 0);
+  h_af(nd, "epsilon", 1.0f);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  double ra = sqrt(91.0 / 6 + 1);
+  CU_ASSERT(fabs(F(&R[out])[5] - (-6 / ra)) < 1e-6);
+  /* a bias input is LayerNormalization's, not this op's */
+  h_new(23);
+  int in3[3] = {h_f32("a", 2, DIMS(2, 3), a), h_f32("s", 1, DIMS(3), sc3),
+                h_f32("b", 1, DIMS(3), sc3)};
+  out = h_out("y");
+  nd = h_node("RMSNormalization", 3, in3, 1, &out);
+  expect_error(nd, PV_EINVAL, "X and scale only");
+  /* Swish: x sigmoid(alpha x) at alpha 1.5 */
+  h_new(24);
+  int x = h_f32("a", 2, DIMS(2, 3), a);
+  out = h_out("y");
+  nd = h_node("Swish", 1, &x, 1, &out);
+  h_af(nd, "alpha", 1.5f);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  for (int i = 0; i < 6; i++)
+    CU_ASSERT(fabs(F(&R[out])[i] - a[i] / (1 + exp(-1.5 * a[i]))) < 1e-6);
+  /* QuantizeLinear with precision FLOAT runs, FLOAT16 (10) is refused */
+  float sc = 0.5f;
+  for (int prec = 1; prec <= 10; prec += 9) {
+    h_new(23);
+    int qin[2] = {h_f32("a", 2, DIMS(2, 3), a), h_f32("s", 0, NULL, &sc)};
+    out = h_out("q");
+    nd = h_node("QuantizeLinear", 2, qin, 1, &out);
+    h_ai(nd, "precision", prec);
+    if (prec == 10) {
+      expect_error(nd, PV_EUNSUPPORTED, "precision FP16");
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(((const uint8_t *)R[out].data)[2] == 6); /* 3 / 0.5 */
+  }
+  /* DequantizeLinear to FLOAT16 (10) is refused */
+  int8_t v[2] = {4, -4};
+  h_new(23);
+  int din[2] = {h_val("v", PV_I8, 1, DIMS(2), v), h_f32("s", 0, NULL, &sc)};
+  out = h_out("y");
+  nd = h_node("DequantizeLinear", 2, din, 1, &out);
+  h_ai(nd, "output_dtype", 10);
+  expect_error(nd, PV_EUNSUPPORTED, "output_dtype FP16");
+}
+
 /* QuantizeLinear rounds half to even and saturates; DequantizeLinear
  * inverts it per axis; misuse is refused by name. */
 static void test_qdq(void) {
@@ -1834,6 +1903,7 @@ static CU_TestInfo tests[] = {
     {"quantize/dequantize linear: half to even, saturation, per axis", test_qdq},
     {"fp16 <-> fp32: round trip, ties to even, overflow, subnormals", test_half},
     {"opsets 18-22: pad axes/wrap, split num_outputs, resize policy, scatternd max/min, gelu", test_opset18_22},
+    {"opsets 23-25: RMSNormalization, Swish, QDQ precision/output_dtype", test_opset23_25},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)
