@@ -263,6 +263,19 @@ static void fill(float *d, int64_t n, float v) {
   for (int64_t i = 0; i < n; i++) d[i] = v;
 }
 
+int64_t pv_cpu_seg_channels(const pv_cpu_seg *segs, int n_seg, int64_t kk) {
+  int64_t cmax = 0;
+  for (int s = 0; s < n_seg; s++) {
+    const pv_cpu_seg *sg = &segs[s];
+    int64_t c = sg->col_base + sg->k - 1;
+    if (sg->col_idx)
+      for (int64_t p = 0; p < sg->k; p++)
+        if (sg->col_idx[p] > c) c = sg->col_idx[p];
+    if (c / kk + 1 > cmax) cmax = c / kk + 1;
+  }
+  return cmax;
+}
+
 void pv_cpu_pad_plane(const float *x, int64_t H, int64_t W, int64_t pt,
                       int64_t pl, float *xp, int64_t Hp, int64_t Wp, float v) {
   int64_t cw = W < Wp - pl ? W : Wp - pl; /* columns of x inside */
@@ -307,17 +320,9 @@ static bool nv_implicit_plan(nv_job *j, int64_t *channels) {
       if (a->seg[s].rows > rows) rows = a->seg[s].rows;
     if (rows >= 128) return false;
   }
-  const int64_t kk = b->kh * b->kw;
-  int64_t cmax = 0, ksum = 0;
-  for (int s = 0; s < a->n_seg; s++) {
-    const pv_cpu_seg *sg = &a->seg[s];
-    int64_t c = sg->col_base + sg->k - 1;
-    if (sg->col_idx)
-      for (int64_t p = 0; p < sg->k; p++)
-        if (sg->col_idx[p] > c) c = sg->col_idx[p];
-    if (c / kk + 1 > cmax) cmax = c / kk + 1;
-    ksum += sg->k;
-  }
+  const int64_t cmax = pv_cpu_seg_channels(a->seg, a->n_seg, b->kh * b->kw);
+  int64_t ksum = 0;
+  for (int s = 0; s < a->n_seg; s++) ksum += a->seg[s].k;
   j->OH = j->n / b->OW;
   j->Hp = (j->OH - 1) * b->sh + (b->kh - 1) * b->dh + 1;
   j->Wp = (b->OW - 1) + (b->kw - 1) * b->dw + 1;
@@ -343,11 +348,9 @@ static bool nv_implicit_plan(nv_job *j, int64_t *channels) {
   for (int s = 0; s < a->n_seg; s++) {
     const pv_cpu_seg *sg = &a->seg[s];
     int64_t *o = j->offs + j->offb[s];
-    for (int64_t p = 0; p < sg->k; p++) {
-      int64_t c = sg->col_idx ? sg->col_idx[p] : sg->col_base + p, t = c % kk;
-      o[p] = (c / kk) * j->Hp * j->Wp + (t / b->kw) * b->dh * j->Wp +
-             (t % b->kw) * b->dw;
-    }
+    for (int64_t p = 0; p < sg->k; p++)
+      o[p] = pv_cpu_tap_offset(b, sg->col_idx ? sg->col_idx[p] : sg->col_base + p,
+                               j->Hp * j->Wp, j->Wp);
     j->offb[s + 1] = j->offb[s] + sg->k;
   }
   *channels = cmax;

@@ -224,6 +224,18 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                 const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                 const pv_cpu_out *out);
 
+/* Input channels a convolution's segments read (1 + the largest channel
+ * of their columns, kk taps a channel). */
+int64_t pv_cpu_seg_channels(const pv_cpu_seg *segs, int n_seg, int64_t kk);
+
+/* Offset of a convolution's column c (channel c / kk, tap c % kk) from a
+ * window's corner in an input of planes `plane` and rows `row` floats. */
+static inline int64_t pv_cpu_tap_offset(const pv_cpu_bsrc *b, int64_t c,
+                                        int64_t plane, int64_t row) {
+  const int64_t kk = b->kh * b->kw, t = c % kk;
+  return (c / kk) * plane + (t / b->kw) * b->dh * row + (t % b->kw) * b->dw;
+}
+
 /* A padded copy of one plane: xp[r][c] = x[r - pt][c - pl] inside x, v
  * elsewhere (0 for a convolution, -inf for max pooling), for r < Hp,
  * c < Wp (pl <= Wp). */

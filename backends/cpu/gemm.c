@@ -63,6 +63,17 @@ static int64_t seg_units(const pv_cpu_seg *s, int np) {
   return (panels + np - 1) / np;
 }
 
+/* Row unit u of segment s: its first row *r0, panels *np (<= np_max),
+ * rows *nrows, and the packed weights it starts at. */
+static const float *unit_rows(const pv_cpu_isa *isa, const pv_cpu_seg *s,
+                              int64_t u, int64_t *r0, int *np, int *nrows) {
+  *r0 = u * isa->np_max * PV_CPU_MR;
+  *np = (int)((s->rows - *r0 + PV_CPU_MR - 1) / PV_CPU_MR);
+  if (*np > isa->np_max) *np = isa->np_max;
+  *nrows = s->rows - *r0 < *np * PV_CPU_MR ? (int)(s->rows - *r0) : *np * PV_CPU_MR;
+  return s->a + (*r0 / PV_CPU_MR) * PV_CPU_MR * s->k;
+}
+
 /* One row of the im2col matrix: dst[i] = B(p, n0 + i) for i < cn, the
  * input under tap p (channel, ky, kx) of output pixel n0 + i, one output
  * row segment at a time: zeros where the window leaves the input, a plain
@@ -246,13 +257,11 @@ static bool conv_implicit(const gemm_job *j, const pv_cpu_seg *s, int64_t u0,
   const pv_cpu_isa *isa = j->isa;
   const pv_cpu_bsrc *b = j->b;
   const int nr = isa->nr;
-  const int64_t kk = b->kh * b->kw, panel_len = PV_CPU_MR * s->k;
+  const int64_t panel_len = PV_CPU_MR * s->k;
   int32_t off[CONV_IDX_MAX_K];
   for (int64_t p = 0; p < s->k; p++) {
-    int64_t c = s->col_idx ? s->col_idx[p] : s->col_base + p;
-    int64_t t = c % kk;
-    int64_t o = (c / kk) * b->H * b->W + (t / b->kw) * b->dh * b->W +
-                (t % b->kw) * b->dw;
+    int64_t o = pv_cpu_tap_offset(b, s->col_idx ? s->col_idx[p] : s->col_base + p,
+                                  b->H * b->W, b->W);
     if (o > INT32_MAX) return false; /* offsets are 32-bit in the kernel */
     off[p] = (int32_t)o;
   }
@@ -271,11 +280,9 @@ static bool conv_implicit(const gemm_job *j, const pv_cpu_seg *s, int64_t u0,
       pack_b_conv(s, b, nr, n0 + q * nr, w, bp);
     }
     for (int64_t u = u0; u < u1; u++) {
-      int64_t r0 = u * isa->np_max * PV_CPU_MR;
-      int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
-      if (np > isa->np_max) np = isa->np_max;
-      int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
-      const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+      int64_t r0;
+      int np, nrows;
+      const float *ap = unit_rows(isa, s, u, &r0, &np, &nrows);
       if (inside)
         isa->ukr_idx(ap, panel_len, np, base, off, 1, s->k, w, tile);
       else
@@ -318,11 +325,9 @@ static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
     int64_t kb = k - pc < kc ? k - pc : kc;
     bool first = pc == 0, last = pc + kb == k;
     for (int64_t u = u0; u < u1; u++) {
-      int64_t r0 = u * isa->np_max * PV_CPU_MR;
-      int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
-      if (np > isa->np_max) np = isa->np_max;
-      int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
-      const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len + pc * PV_CPU_MR;
+      int64_t r0;
+      int np, nrows;
+      const float *ap = unit_rows(isa, s, u, &r0, &np, &nrows) + pc * PV_CPU_MR;
       for (int64_t q = 0; q < npan; q++) {
         int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
         float *t = acc + ((u - u0) * npan + q) * tl;
@@ -390,11 +395,9 @@ static void cols_item(gemm_job *j, const pv_cpu_seg *s, int si, int64_t u0,
   const int32_t *off = j->offs + j->offb[si];
   const int64_t panel_len = PV_CPU_MR * s->k;
   for (int64_t u = u0; u < u1; u++) {
-    int64_t r0 = u * isa->np_max * PV_CPU_MR;
-    int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
-    if (np > isa->np_max) np = isa->np_max;
-    int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
-    const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+    int64_t r0;
+    int np, nrows;
+    const float *ap = unit_rows(isa, s, u, &r0, &np, &nrows);
     for (int64_t q = 0; q < npan; q++) {
       int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
       if (!half) {
@@ -426,17 +429,10 @@ static void cols_pad(void *arg, int64_t ch, int tid) {
 static bool cols_plan(gemm_job *j, int64_t *pad_floats) {
   const pv_cpu_bsrc *b = j->b;
   const pv_cpu_mat *a = j->a;
-  const int64_t kk = b->kh * b->kw;
-  int64_t OH = (j->n + b->OW - 1) / b->OW, cmax = 0, ksum = 0;
-  for (int s = 0; s < a->n_seg; s++) {
-    const pv_cpu_seg *sg = &j->segs[s];
-    int64_t c = sg->col_base + sg->k - 1;
-    if (sg->col_idx)
-      for (int64_t p = 0; p < sg->k; p++)
-        if (sg->col_idx[p] > c) c = sg->col_idx[p];
-    if (c / kk + 1 > cmax) cmax = c / kk + 1;
-    ksum += sg->k;
-  }
+  const int64_t OH = (j->n + b->OW - 1) / b->OW;
+  const int64_t cmax = pv_cpu_seg_channels(j->segs, a->n_seg, b->kh * b->kw);
+  int64_t ksum = 0;
+  for (int s = 0; s < a->n_seg; s++) ksum += j->segs[s].k;
   j->hp = (OH - 1) * b->sh + (b->kh - 1) * b->dh + 1;
   j->wp = (b->OW - 1) * b->sw + (b->kw - 1) * b->dw + 1;
   *pad_floats = 0;
@@ -464,11 +460,9 @@ static bool cols_plan(gemm_job *j, int64_t *pad_floats) {
   for (int s = 0; s < a->n_seg; s++) {
     const pv_cpu_seg *sg = &j->segs[s];
     int32_t *o = j->offs + j->offb[s];
-    for (int64_t p = 0; p < sg->k; p++) {
-      int64_t c = sg->col_idx ? sg->col_idx[p] : sg->col_base + p, t = c % kk;
-      o[p] = (int32_t)((c / kk) * j->plane + (t / b->kw) * b->dh * j->row +
-                       (t % b->kw) * b->dw);
-    }
+    for (int64_t p = 0; p < sg->k; p++)
+      o[p] = (int32_t)pv_cpu_tap_offset(
+          b, sg->col_idx ? sg->col_idx[p] : sg->col_base + p, j->plane, j->row);
     j->offb[s + 1] = j->offb[s] + sg->k;
   }
   return true;
@@ -522,11 +516,9 @@ static void gemm_item(void *arg, int64_t item, int tid) {
   }
   const int64_t panel_len = PV_CPU_MR * s->k;
   for (int64_t u = u0; u < u1; u++) {
-    int64_t r0 = u * isa->np_max * PV_CPU_MR;
-    int np = (int)((s->rows - r0 + PV_CPU_MR - 1) / PV_CPU_MR);
-    if (np > isa->np_max) np = isa->np_max;
-    int nrows = s->rows - r0 < np * PV_CPU_MR ? (int)(s->rows - r0) : np * PV_CPU_MR;
-    const float *ap = s->a + (r0 / PV_CPU_MR) * panel_len;
+    int64_t r0;
+    int np, nrows;
+    const float *ap = unit_rows(isa, s, u, &r0, &np, &nrows);
     for (int64_t q = 0; q < npan; q++) {
       int w = ncols - q * isa->nr < isa->nr ? (int)(ncols - q * isa->nr) : isa->nr;
       isa->ukr(ap, panel_len, np, bp + q * pstride, lk, ln, s->k, w, tile);
