@@ -1,8 +1,10 @@
-/* AVX2+FMA micro-kernel: one 16-row panel (two ymm) x 6 columns, twelve
- * accumulators out of sixteen registers; its column-offset form for the
- * implicit convolution, and the tile stores with bias and activation
- * (without them a machine without AVX-512 stored every tile with the
- * baseline x86-64 build's scalar loops). */
+/* AVX2+FMA kernels: the micro-kernel, one 16-row panel (two ymm) x 6
+ * columns, twelve accumulators out of sixteen registers, and a GEMV form
+ * for one column; the column-offset forms that read a convolution in
+ * place (16 x 6, and 8 x 12 for row groups of <= 8 rows); the tile stores
+ * with bias and activation; 2x2 MaxPool rows. Without these a machine
+ * without AVX-512 ran im2col copies and the baseline x86-64 build's
+ * scalar loops for stores and pools. */
 #include "cpu-impl.h"
 
 #if defined(__x86_64__)
