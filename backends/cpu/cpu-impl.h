@@ -224,6 +224,16 @@ int pv_cpu_gemm(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                 const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                 const pv_cpu_out *out);
 
+/* A convolution read in place (the ISA's ukr_cols) with a following 2x2
+ * stride-2 MaxPool without pads fused: the pooled output of row m goes
+ * to ypool + m*pld ([OH/2][OW/2]), out->y is not written. Returns 1,
+ * having done nothing, where the layer does not take this path (no
+ * ukr_cols, a pointwise layer's planes, >= 2048 taps, an activation that
+ * is not non-decreasing), 0 or an error code. */
+int pv_cpu_conv_cols_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                          const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                          const pv_cpu_out *out, float *ypool, int64_t pld);
+
 /* Input channels a convolution's segments read (1 + the largest channel
  * of their columns, kk taps a channel). */
 int64_t pv_cpu_seg_channels(const pv_cpu_seg *segs, int n_seg, int64_t kk);

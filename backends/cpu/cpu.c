@@ -566,6 +566,17 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
       }
       yp = NULL;
     }
+    if (yp) { /* kernel sets that read convolutions in place */
+      int64_t pl = (OH / 2) * (OW / 2);
+      r = pv_cpu_conv_cols_pool(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o,
+                                yp + i * op->M * pl, pl);
+      if (r < 0) return r;
+      if (r == 0) {
+        *pooled = true;
+        continue;
+      }
+      yp = NULL;
+    }
     if (!ctx->conv_gemm && pv_cpu_conv_nv_ok(ctx->isa, op->mat, &b, OH * OW))
       r = pv_cpu_conv_nv(ctx->pool, ctx->isa, op->mat, &b, OH * OW, &o);
     else

@@ -638,6 +638,108 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   return 0;
 }
 
+/* A convolution read in place with a following 2x2 stride-2 MaxPool
+ * fused: item (segment, pooled row py) runs tiles over output rows 2py
+ * and 2py + 1 at the same 6 columns (three windows), takes the window
+ * maxima in scratch and stores only them, with bias and activation after
+ * the maximum (they are non-decreasing: ReLU, LeakyRelu with alpha >= 0,
+ * Clip, none). The conv's own output is never written: yolov3-tiny's
+ * first layer would write and read back 11 MB. */
+typedef struct cols_pool_job {
+  gemm_job *j;
+  float *ypool;
+  int64_t pld, PH, PW;
+} cols_pool_job;
+
+static void cols_pool_item(void *arg, int64_t item, int tid) {
+  const cols_pool_job *cp = arg;
+  gemm_job *j = cp->j;
+  const pv_cpu_isa *isa = j->isa;
+  const pv_cpu_bsrc *b = j->b;
+  const int nr = isa->nr; /* 6: three windows a tile */
+  const int si = (int)(item / cp->PH);
+  const int64_t py = item % cp->PH;
+  const pv_cpu_seg *s = &j->segs[si];
+  const size_t tl = PV_CPU_TILE_M * 16;
+  float *t = pv_cpu_pool_scratch(j->pool, tid, (3 * tl) * sizeof(float) +
+                                                   2 * PV_CPU_TILE_M * sizeof(int32_t));
+  if (!t) {
+    atomic_store(&j->failed, 1);
+    return;
+  }
+  float *t1 = t + tl, *pm = t + 2 * tl;
+  int32_t *c0 = (int32_t *)(t + 3 * tl), *c1 = c0 + PV_CPU_TILE_M;
+  const int32_t *off = j->offs + j->offb[si];
+  pv_cpu_out po = {.y = cp->ypool, .ld_m = cp->pld, .ld_n = 1,
+                   .bias = j->out->bias, .act = j->out->act,
+                   .alpha = j->out->alpha, .beta = j->out->beta};
+  for (int64_t u = 0; u < seg_units(s, isa->np_max); u++) {
+    int64_t r0;
+    int np, nrows;
+    const float *ap = unit_rows(isa, s, u, &r0, &np, &nrows);
+    for (int64_t px = 0; px < cp->PW; px += nr / 2) {
+      const int win = cp->PW - px < nr / 2 ? (int)(cp->PW - px) : nr / 2;
+      for (int q = 0; q < 2 * win; q++) {
+        const int64_t ox = 2 * px + q;
+        c0[q] = (int32_t)(2 * py * b->sh * j->row + ox * b->sw);
+        c1[q] = (int32_t)((2 * py + 1) * b->sh * j->row + ox * b->sw);
+      }
+      isa->ukr_cols(ap, PV_CPU_MR * s->k, np, j->xp, off, c0, s->k, 2 * win, t);
+      isa->ukr_cols(ap, PV_CPU_MR * s->k, np, j->xp, off, c1, s->k, 2 * win, t1);
+      for (int w = 0; w < win; w++)
+        for (int i = 0; i < nrows; i++) {
+          float a0 = t[2 * w * PV_CPU_TILE_M + i], a1 = t[(2 * w + 1) * PV_CPU_TILE_M + i];
+          float b0 = t1[2 * w * PV_CPU_TILE_M + i], b1 = t1[(2 * w + 1) * PV_CPU_TILE_M + i];
+          float m = a0 > a1 || a0 != a0 ? a0 : a1; /* NaN kept, as MaxPool */
+          m = m > b0 || m != m ? m : b0;
+          pm[w * PV_CPU_TILE_M + i] = m > b1 || m != m ? m : b1;
+        }
+      store_tile(isa, s, &po, r0, nrows, py * cp->PW + px, win, pm);
+    }
+  }
+}
+
+int pv_cpu_conv_cols_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
+                          const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
+                          const pv_cpu_out *out, float *ypool, int64_t pld) {
+  const pv_act act = out->act;
+  const bool monotone = act == PV_ACT_NONE || act == PV_ACT_RELU ||
+                        act == PV_ACT_CLIP || (act == PV_ACT_LEAKY && out->alpha >= 0);
+  if (!isa->ukr_cols || !b->conv || !monotone || a->max_k >= KB_MIN_K ||
+      isa->nr < 2 || n <= 0 || n % b->OW || out->ld_n != 1)
+    return 1;
+  gemm_job j = {.pool = pool, .isa = isa, .a = a, .segs = a->seg, .b = b,
+                .out = out, .n = n};
+  const int64_t OH = n / b->OW;
+  cols_pool_job cp = {&j, ypool, pld, OH / 2, b->OW / 2};
+  if (cp.PH < 1 || cp.PW < 1) return 1;
+  int64_t pad_floats = 0;
+  if (!cols_plan(&j, &pad_floats)) return 1;
+  int threads = pv_cpu_pool_threads(pool);
+  int use = (int)((double)a->nnz * (double)n / 262144.0) + 1;
+  if (use > threads) use = threads;
+  if (pad_floats) {
+    pv_cpu_pool_call_lock(pool);
+    j.xp = pv_cpu_pool_call_scratch(pool, (size_t)pad_floats * sizeof(float));
+    if (!j.xp) {
+      pv_cpu_pool_call_unlock(pool);
+      free(j.offs);
+      free(j.offb);
+      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+    }
+    pv_cpu_pool_run_blocked(pool, pad_floats / j.plane, use, cols_pad, &j);
+  } else {
+    j.xp = b->x;
+  }
+  pv_cpu_pool_run_max(pool, a->n_seg * cp.PH, use, cols_pool_item, &cp);
+  if (pad_floats) pv_cpu_pool_call_unlock(pool);
+  free(j.offs);
+  free(j.offb);
+  if (atomic_load(&j.failed))
+    return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  return 0;
+}
+
 /* Pivoted Gemm in permuted space: gather the input once, run the blocks
  * on contiguous columns, unpermute the output once with bias and
  * activation. Each pass is over N x K or N x M elements, against the

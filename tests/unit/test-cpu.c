@@ -872,9 +872,16 @@ static void test_plugin_conv_pool_each_isa(void) {
       {1, 8, 6, 97, 16, 3, 3, 1, 1, 1, 1, 2, {1, 1, 1, 1}, NULL, 0, 0},
       {1, 12, 7, 110, 24, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 3, 0},
       {1, 16, 8, 100, 8, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
-      /* not fused: narrow rows, more than 384 taps */
+      /* not fused on AVX-512: narrow rows, more than 384 taps */
       {1, 4, 10, 20, 9, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
       {1, 50, 4, 98, 11, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      /* fused where convolutions are read in place (AVX2, C): odd planes
+       * (the last row and column not pooled), 2-of-n blocks, stride 2,
+       * dilation */
+      {2, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 8, 2},
+      {1, 6, 7, 7, 10, 3, 3, 1, 1, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 5, 11, 13, 9, 3, 3, 2, 2, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
+      {1, 4, 12, 15, 7, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0, 0},
   };
   conv_set set = {cases, sizeof cases / sizeof cases[0]};
   plugin_each_isa(conv_pool_cases, &set);
