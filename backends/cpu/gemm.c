@@ -468,6 +468,33 @@ static bool cols_plan(gemm_job *j, int64_t *pad_floats) {
   return true;
 }
 
+/* In-place mode's input: the padded copy (call scratch, held locked
+ * until cols_done) built in parallel, or the input itself. 0, or
+ * PV_ENOMEM with the plan's offsets freed. */
+static int cols_input(pv_cpu_pool *pool, gemm_job *j, int64_t pad_floats,
+                      int use) {
+  if (!pad_floats) {
+    j->xp = j->b->x;
+    return 0;
+  }
+  pv_cpu_pool_call_lock(pool);
+  j->xp = pv_cpu_pool_call_scratch(pool, (size_t)pad_floats * sizeof(float));
+  if (!j->xp) {
+    pv_cpu_pool_call_unlock(pool);
+    free(j->offs);
+    free(j->offb);
+    return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
+  }
+  pv_cpu_pool_run_blocked(pool, pad_floats / j->plane, use, cols_pad, j);
+  return 0;
+}
+
+static void cols_done(pv_cpu_pool *pool, gemm_job *j, int64_t pad_floats) {
+  if (pad_floats) pv_cpu_pool_call_unlock(pool);
+  free(j->offs);
+  free(j->offb);
+}
+
 static void gemm_item(void *arg, int64_t item, int tid) {
   gemm_job *j = arg;
   const pv_cpu_isa *isa = j->isa;
@@ -613,25 +640,17 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
    * its own, so a 2-of-n layer copied its input twice over). */
   int64_t pad_floats = 0;
   bool cols = b->conv && isa->ukr_cols && !kblock && cols_plan(&j, &pad_floats);
-  if (cols && pad_floats) {
-    pv_cpu_pool_call_lock(pool);
-    j.xp = pv_cpu_pool_call_scratch(pool, (size_t)pad_floats * sizeof(float));
-    if (!j.xp) {
-      pv_cpu_pool_call_unlock(pool);
-      free(j.offs);
-      free(j.offb);
-      free(j.start);
-      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
-    }
-    pv_cpu_pool_run_blocked(pool, pad_floats / j.plane, use, cols_pad, &j);
-  } else if (cols) {
-    j.xp = b->x;
+  int r = cols ? cols_input(pool, &j, pad_floats, use) : 0;
+  if (r) {
+    free(j.start);
+    return r;
   }
   pv_cpu_pool_run_max(pool, j.start[a->n_seg], use, gemm_item, &j);
-  if (kblock || (cols && pad_floats)) pv_cpu_pool_call_unlock(pool);
-  if (kblock) free(j.boff);
-  free(j.offs);
-  free(j.offb);
+  if (cols) cols_done(pool, &j, pad_floats);
+  if (kblock) {
+    pv_cpu_pool_call_unlock(pool);
+    free(j.boff);
+  }
   free(j.start);
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
@@ -718,23 +737,10 @@ int pv_cpu_conv_cols_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   int threads = pv_cpu_pool_threads(pool);
   int use = (int)((double)a->nnz * (double)n / 262144.0) + 1;
   if (use > threads) use = threads;
-  if (pad_floats) {
-    pv_cpu_pool_call_lock(pool);
-    j.xp = pv_cpu_pool_call_scratch(pool, (size_t)pad_floats * sizeof(float));
-    if (!j.xp) {
-      pv_cpu_pool_call_unlock(pool);
-      free(j.offs);
-      free(j.offb);
-      return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
-    }
-    pv_cpu_pool_run_blocked(pool, pad_floats / j.plane, use, cols_pad, &j);
-  } else {
-    j.xp = b->x;
-  }
+  int r = cols_input(pool, &j, pad_floats, use);
+  if (r) return r;
   pv_cpu_pool_run_max(pool, a->n_seg * cp.PH, use, cols_pool_item, &cp);
-  if (pad_floats) pv_cpu_pool_call_unlock(pool);
-  free(j.offs);
-  free(j.offb);
+  cols_done(pool, &j, pad_floats);
   if (atomic_load(&j.failed))
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
   return 0;
