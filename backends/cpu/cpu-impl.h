@@ -234,6 +234,12 @@ int pv_cpu_conv_cols_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
                           const pv_cpu_mat *a, const pv_cpu_bsrc *b, int64_t n,
                           const pv_cpu_out *out, float *ypool, int64_t pld);
 
+/* The larger of a and b, NaN kept from either (MaxPool's maximum, as the
+ * reference's a > b || a != a ? a : b). */
+static inline float pv_cpu_max_nan(float a, float b) {
+  return a > b || a != a ? a : b;
+}
+
 /* Input channels a convolution's segments read (1 + the largest channel
  * of their columns, kk taps a channel). */
 int64_t pv_cpu_seg_channels(const pv_cpu_seg *segs, int n_seg, int64_t kk);

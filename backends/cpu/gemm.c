@@ -34,9 +34,9 @@ typedef struct gemm_job {
   /* In-place mode (xp set, the ISA's ukr_cols): a convolution reads its
    * input, zero-padded once per call where it has pads, at tap offsets
    * offs + offb[s] ([k] per segment) from each pixel's window corner;
-   * planes of `plane` floats, rows of `row`. */
+   * planes of hp x wp floats. */
   const float *xp;
-  int64_t plane, row, hp, wp;
+  int64_t hp, wp;
   int32_t *offs;
   int64_t *offb;
   atomic_int failed;
@@ -386,7 +386,7 @@ static void cols_item(gemm_job *j, const pv_cpu_seg *s, int si, int64_t u0,
   int32_t *coff = (int32_t *)(tile + PV_CPU_TILE_M * 16);
   int64_t oy = n0 / b->OW, ox = n0 % b->OW;
   for (int64_t i = 0; i < ncols; i++) {
-    coff[i] = (int32_t)(oy * b->sh * j->row + ox * b->sw);
+    coff[i] = (int32_t)(oy * b->sh * j->wp + ox * b->sw);
     if (++ox == b->OW) {
       ox = 0;
       oy++;
@@ -419,7 +419,7 @@ static void cols_pad(void *arg, int64_t ch, int tid) {
   const gemm_job *j = arg;
   const pv_cpu_bsrc *b = j->b;
   pv_cpu_pad_plane(b->x + ch * b->H * b->W, b->H, b->W, b->ph, b->pw,
-                   (float *)j->xp + ch * j->plane, j->hp, j->wp, 0.0f);
+                   (float *)j->xp + ch * j->hp * j->wp, j->hp, j->wp, 0.0f);
 }
 
 /* In-place mode for a convolution: tap offsets per segment, and the
@@ -445,8 +445,6 @@ static bool cols_plan(gemm_job *j, int64_t *pad_floats) {
   if ((uint64_t)cmax * (uint64_t)j->hp * (uint64_t)j->wp >= INT32_MAX ||
       *pad_floats > KB_MAX_FLOATS)
     return false;
-  j->plane = j->hp * j->wp;
-  j->row = j->wp;
   j->offs = malloc((size_t)(ksum ? ksum : 1) * sizeof *j->offs);
   j->offb = malloc(((size_t)a->n_seg + 1) * sizeof *j->offb);
   if (!j->offs || !j->offb) {
@@ -462,7 +460,7 @@ static bool cols_plan(gemm_job *j, int64_t *pad_floats) {
     int32_t *o = j->offs + j->offb[s];
     for (int64_t p = 0; p < sg->k; p++)
       o[p] = (int32_t)pv_cpu_tap_offset(
-          b, sg->col_idx ? sg->col_idx[p] : sg->col_base + p, j->plane, j->row);
+          b, sg->col_idx ? sg->col_idx[p] : sg->col_base + p, j->hp * j->wp, j->wp);
     j->offb[s + 1] = j->offb[s] + sg->k;
   }
   return true;
@@ -485,7 +483,7 @@ static int cols_input(pv_cpu_pool *pool, gemm_job *j, int64_t pad_floats,
     free(j->offb);
     return pv_error(PV_ENOMEM, "cpu: out of scratch memory");
   }
-  pv_cpu_pool_run_blocked(pool, pad_floats / j->plane, use, cols_pad, j);
+  pv_cpu_pool_run_blocked(pool, pad_floats / (j->hp * j->wp), use, cols_pad, j);
   return 0;
 }
 
@@ -700,8 +698,8 @@ static void cols_pool_item(void *arg, int64_t item, int tid) {
       const int win = cp->PW - px < nr / 2 ? (int)(cp->PW - px) : nr / 2;
       for (int q = 0; q < 2 * win; q++) {
         const int64_t ox = 2 * px + q;
-        c0[q] = (int32_t)(2 * py * b->sh * j->row + ox * b->sw);
-        c1[q] = (int32_t)((2 * py + 1) * b->sh * j->row + ox * b->sw);
+        c0[q] = (int32_t)(2 * py * b->sh * j->wp + ox * b->sw);
+        c1[q] = (int32_t)((2 * py + 1) * b->sh * j->wp + ox * b->sw);
       }
       isa->ukr_cols(ap, PV_CPU_MR * s->k, np, j->xp, off, c0, s->k, 2 * win, t);
       isa->ukr_cols(ap, PV_CPU_MR * s->k, np, j->xp, off, c1, s->k, 2 * win, t1);
@@ -709,9 +707,8 @@ static void cols_pool_item(void *arg, int64_t item, int tid) {
         for (int i = 0; i < nrows; i++) {
           float a0 = t[2 * w * PV_CPU_TILE_M + i], a1 = t[(2 * w + 1) * PV_CPU_TILE_M + i];
           float b0 = t1[2 * w * PV_CPU_TILE_M + i], b1 = t1[(2 * w + 1) * PV_CPU_TILE_M + i];
-          float m = a0 > a1 || a0 != a0 ? a0 : a1; /* NaN kept, as MaxPool */
-          m = m > b0 || m != m ? m : b0;
-          pm[w * PV_CPU_TILE_M + i] = m > b1 || m != m ? m : b1;
+          pm[w * PV_CPU_TILE_M + i] = pv_cpu_max_nan(pv_cpu_max_nan(a0, a1),
+                                                     pv_cpu_max_nan(b0, b1));
         }
       store_tile(isa, s, &po, r0, nrows, py * cp->PW + px, win, pm);
     }

@@ -90,9 +90,6 @@ PV_CPU_CLONES static void mp_plane(const mp_job *j, int64_t pl) {
  * pools), four loads and three maxima per output, NaN kept, with no
  * per-tap loop: on a 13x13 plane the general loop's bookkeeping costs
  * more than the maxima. */
-static inline float max_nan(float a, float b) {
-  return a > b || a != a ? a : b;
-}
 
 /* Rows of a plane padded on the right and below by one pad value (the
  * darknet stride-1 pool with its Pad fused): at most this wide. */
@@ -123,17 +120,17 @@ PV_CPU_CLONES static void mp_plane_2x2(const mp_job *j, int64_t pl) {
       j->row2(r0, r1, yr, 2 * d->OW); /* reads 2*OW <= W floats a row */
     } else if (d->sw == 2) {
       for (int64_t ox = 0; ox < d->OW; ox++)
-        yr[ox] = max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]),
-                         max_nan(r1[2 * ox], r1[2 * ox + 1]));
+        yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[2 * ox], r0[2 * ox + 1]),
+                         pv_cpu_max_nan(r1[2 * ox], r1[2 * ox + 1]));
     } else if (d->sw == 1 && j->row1) {
       j->row1(r0, r1, yr, d->OW); /* reads OW + 1 <= W (+ pad) floats a row */
     } else if (d->sw == 1) {
       for (int64_t ox = 0; ox < d->OW; ox++)
-        yr[ox] = max_nan(max_nan(r0[ox], r0[ox + 1]), max_nan(r1[ox], r1[ox + 1]));
+        yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[ox], r0[ox + 1]), pv_cpu_max_nan(r1[ox], r1[ox + 1]));
     } else {
       for (int64_t ox = 0; ox < d->OW; ox++)
-        yr[ox] = max_nan(max_nan(r0[ox * d->sw], r0[ox * d->sw + 1]),
-                         max_nan(r1[ox * d->sw], r1[ox * d->sw + 1]));
+        yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[ox * d->sw], r0[ox * d->sw + 1]),
+                         pv_cpu_max_nan(r1[ox * d->sw], r1[ox * d->sw + 1]));
     }
   }
 }
