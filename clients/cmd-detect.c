@@ -16,15 +16,17 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: pivot detect MODEL IMAGE [--out ANNOTATED.png] [--score S]\n"
           "                    [--iou T] [--top-k K] [--json] [--backend LIST]\n"
-          "                    [--threads N]\n"
+          "                    [--threads N] [--stored-orientation]\n"
           "  Runs the detector MODEL (.onnx or .pvm with pivot.detect.* metadata,\n"
           "  docs/DETECTION.md) on IMAGE (JPEG or PNG) and prints one line per\n"
-          "  box: label, score, x0 y0 x1 y1 in the image's pixels.\n"
+          "  box: label, score, x0 y0 x1 y1 in the image's pixels, the photo\n"
+          "  turned upright as its EXIF orientation says.\n"
           "  --score  keep boxes scoring above S (default: the model's)\n"
           "  --iou    NMS: drop boxes overlapping a better one by more than T\n"
           "  --top-k  at most K boxes\n"
-          "  --json   print {\"width\",\"height\",\"detections\":[{\"box\",\"score\",\"class\",\"label\"}]}\n"
-          "  --out    write IMAGE with the boxes drawn as a PNG\n");
+          "  --json   print {\"width\",\"height\",\"orientation\",\"detections\":[{\"box\",\"score\",\"class\",\"label\"}]}\n"
+          "  --out    write IMAGE with the boxes drawn as a PNG\n"
+          "  --stored-orientation  ignore EXIF orientation: the pixels as stored\n");
 }
 
 static int read_file(const char *path, void **buf, size_t *len) {
@@ -88,7 +90,7 @@ static void print_json_str(const char *s) {
 
 int cmd_detect(int argc, char **argv) {
   const char *model_path = NULL, *image_path = NULL, *out_path = NULL, *backend = "cpu";
-  pv_detect_params p = {-1, -1, 0};
+  pv_detect_params p = {.score = -1, .iou = -1};
   bool json = false;
   int threads = 0;
   for (int i = 1; i < argc; i++) {
@@ -105,6 +107,8 @@ int cmd_detect(int argc, char **argv) {
       if (parse_unit(argv[++i], "--iou", &p.iou)) return 2;
     } else if (!strcmp(a, "--top-k") && has_val) {
       if (cli_int(argv[++i], "--top-k", 1, 100000, &p.top_k)) return 2;
+    } else if (!strcmp(a, "--stored-orientation")) {
+      p.stored_orientation = true;
     } else if (!strcmp(a, "--json")) {
       json = true;
     } else if (!strcmp(a, "--backend") && has_val) {
@@ -147,12 +151,13 @@ int cmd_detect(int argc, char **argv) {
     cli_die("detect: %s", pv_errmsg());
     goto out;
   }
-  if (pv_detect_image(m, e, buf, len, &p, &d, &n, &w, &h)) {
+  int orientation = 1;
+  if (pv_detect_image(m, e, buf, len, &p, &d, &n, &w, &h, &orientation)) {
     cli_die("detect: %s: %s", image_path, pv_errmsg());
     goto out;
   }
   if (json) {
-    printf("{\"width\":%d,\"height\":%d,\"detections\":[", w, h);
+    printf("{\"width\":%d,\"height\":%d,\"orientation\":%d,\"detections\":[", w, h, orientation);
     for (int i = 0; i < n; i++) {
       printf("%s{\"box\":[%.3f,%.3f,%.3f,%.3f],\"score\":%.6f,\"class\":%d,\"label\":",
              i ? "," : "", d[i].box[0], d[i].box[1], d[i].box[2], d[i].box[3], d[i].score, d[i].cls);
@@ -168,7 +173,7 @@ int cmd_detect(int argc, char **argv) {
   }
   if (out_path) {
     static const uint8_t green[3] = {0, 230, 64};
-    if (pv_image_decode(buf, len, &im)) {
+    if (pv_image_decode_ex(buf, len, p.stored_orientation ? PV_IMAGE_STORED_ORIENTATION : 0, &im)) {
       cli_die("detect: %s: %s", image_path, pv_errmsg());
       goto out;
     }

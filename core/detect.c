@@ -299,7 +299,7 @@ int pv_detect_nms(pv_det_list *l, float iou, int top_k) {
 
 int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
                     const pv_detect_params *p, pv_detection **out, int *n,
-                    int *img_w, int *img_h) {
+                    int *img_w, int *img_h, int *img_orientation) {
   *out = NULL;
   *n = 0;
   const pv_graph *g = pv_model_graph(m);
@@ -318,7 +318,11 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
   }
   pv_image_prep prep;
   if ((rc = pv_image_prep_from_graph(g, g->inputs[0], &prep))) goto out_cfg;
-  if ((rc = pv_image_decode(img, len, &im))) goto out_cfg;
+  if ((rc = pv_image_decode_ex(img, len,
+                               p && p->stored_orientation
+                                   ? PV_IMAGE_STORED_ORIENTATION : 0,
+                               &im)))
+    goto out_cfg;
   in.dtype = PV_F32;
   in.ndim = 4;
   in.dims[0] = 1;
@@ -369,6 +373,7 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
   }
   if (img_w) *img_w = im.w;
   if (img_h) *img_h = im.h;
+  if (img_orientation) *img_orientation = im.orientation;
   *n = l.n;
   *out = l.d;
   l.d = NULL;

@@ -43,13 +43,17 @@ static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Walk the JPEG markers up to the first start-of-frame. */
+/* Walk the JPEG markers up to the first start-of-frame, as libjpeg's
+ * next_marker() does: bytes between segments that are no marker (not 0xff,
+ * or a stuffed 0xff 0x00) are skipped, so the size found here is the one
+ * the decoder will use. */
 static int jpeg_dims(const uint8_t *b, size_t len, long *w, long *h) {
   size_t i = 2;
   while (i + 4 <= len) {
-    if (b[i] != 0xff) return pv_error(PV_EFORMAT, "JPEG: bad marker at byte %zu", i);
+    if (b[i] != 0xff) { i++; continue; }     /* garbage */
     uint8_t m = b[i + 1];
-    if (m == 0xff) { i++; continue; } /* fill byte */
+    if (m == 0xff) { i++; continue; }        /* fill byte */
+    if (m == 0x00) { i += 2; continue; }     /* stuffed zero: garbage */
     if (m == 0xd8 || (m >= 0xd0 && m <= 0xd7) || m == 0x01) { i += 2; continue; }
     if (m == 0xd9 || m == 0xda)
       return pv_error(PV_EFORMAT, "JPEG: no frame header before the image data");
@@ -128,11 +132,86 @@ static void jerr_emit(j_common_ptr c, int level) {
   }
 }
 
+/* The EXIF orientation (TIFF tag 0x0112, 1..8) in an APP1 "Exif" segment;
+ * 1 (upright) when there is none or it is malformed. Every offset is
+ * checked against the segment: the bytes come from the client. */
+static int exif_orientation(const uint8_t *d, size_t len) {
+  if (len < 6 + 8 || memcmp(d, "Exif\0\0", 6)) return 1;
+  const uint8_t *t = d + 6;
+  size_t tl = len - 6;
+  bool le = t[0] == 'I' && t[1] == 'I';
+  if (!le && !(t[0] == 'M' && t[1] == 'M')) return 1;
+#define U16(p) (le ? (unsigned)(p)[0] | (unsigned)(p)[1] << 8 : (unsigned)(p)[0] << 8 | (unsigned)(p)[1])
+#define U32(p) (le ? (uint32_t)U16(p) | (uint32_t)U16((p) + 2) << 16 : (uint32_t)U16(p) << 16 | (uint32_t)U16((p) + 2))
+  if (U16(t + 2) != 42) return 1;
+  uint32_t ifd = U32(t + 4);
+  if (ifd > tl || tl - ifd < 2) return 1;
+  unsigned n = U16(t + ifd);
+  int o = 1;
+  for (unsigned i = 0; i < n; i++) {
+    size_t e = (size_t)ifd + 2 + (size_t)i * 12;
+    if (e + 12 > tl) break;
+    if (U16(t + e) == 0x0112 && U16(t + e + 2) == 3 && U32(t + e + 4) >= 1) {
+      unsigned v = U16(t + e + 8);
+      if (v >= 1 && v <= 8) o = (int)v;
+      break;
+    }
+  }
+#undef U32
+#undef U16
+  return o;
+}
+
+/* Turn the stored pixels the way EXIF orientation `o` says, so the image
+ * is the one a viewer shows (orientations 5-8 swap width and height). */
+static int orient(pv_image *img, int o) {
+  if (o <= 1 || o > 8) return 0;
+  int w = img->w, h = img->h;
+  int ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+  uint8_t *dst = malloc((size_t)w * h * 3);
+  if (!dst) return pv_error(PV_ENOMEM, "no memory to orient a %dx%d image", w, h);
+  for (int y = 0; y < oh; y++) {
+    uint8_t *q = dst + (size_t)y * ow * 3;
+    for (int x = 0; x < ow; x++, q += 3) {
+      int sx, sy;
+      switch (o) {
+      case 2: sx = w - 1 - x, sy = y; break;          /* mirrored */
+      case 3: sx = w - 1 - x, sy = h - 1 - y; break;  /* turned 180 */
+      case 4: sx = x, sy = h - 1 - y; break;          /* flipped */
+      case 5: sx = y, sy = x; break;                  /* transposed */
+      case 6: sx = y, sy = h - 1 - x; break;          /* turned 90 clockwise */
+      case 7: sx = w - 1 - y, sy = h - 1 - x; break;  /* transversed */
+      default: sx = w - 1 - y, sy = x; break;         /* 8: 90 anticlockwise */
+      }
+      memcpy(q, img->rgb + ((size_t)sy * w + sx) * 3, 3);
+    }
+  }
+  free(img->rgb);
+  img->rgb = dst;
+  img->w = ow;
+  img->h = oh;
+  return 0;
+}
+
+/* CMYK (or YCCK, which libjpeg turns into CMYK) to RGB as Pillow and
+ * browsers do: R = (255 - C)(255 - K) / 255. Files with an Adobe marker
+ * (Photoshop's) store the inks inverted. */
+static void cmyk_row(const uint8_t *s, uint8_t *d, size_t n, bool inverted) {
+  for (size_t i = 0; i < n; i++, s += 4, d += 3) {
+    unsigned k = inverted ? s[3] : 255u - s[3];
+    for (int c = 0; c < 3; c++) {
+      unsigned v = inverted ? s[c] : 255u - s[c];
+      d[c] = (uint8_t)((v * k + 127) / 255);
+    }
+  }
+}
+
 static int decode_jpeg(const uint8_t *b, size_t len, pv_image *img) {
   struct jpeg_decompress_struct ci;
   jerr e;
   /* volatile: assigned between setjmp and longjmp. */
   uint8_t *volatile rgb = NULL;
+  uint8_t *volatile row4 = NULL;
   memset(&e, 0, sizeof e);
   ci.err = jpeg_std_error(&e.mgr);
   e.mgr.error_exit = jerr_exit;
@@ -140,35 +219,52 @@ static int decode_jpeg(const uint8_t *b, size_t len, pv_image *img) {
   if (setjmp(e.jmp)) {
     jpeg_destroy_decompress(&ci);
     free(rgb);
+    free(row4);
     /* A file cut in its headers ends as "contains no image": say why. */
     return pv_error(PV_EFORMAT, e.truncated ? "JPEG: truncated file (%s)" : "JPEG: %s", e.msg);
   }
   jpeg_create_decompress(&ci);
   jpeg_mem_src(&ci, b, (unsigned long)len);
+  jpeg_save_markers(&ci, JPEG_APP0 + 1, 0xffff);
   jpeg_read_header(&ci, TRUE);
   int rc = check_size("JPEG", (long)ci.image_width, (long)ci.image_height);
   if (rc) {
     jpeg_destroy_decompress(&ci);
     return rc;
   }
-  ci.out_color_space = JCS_RGB;
+  img->orientation = 1;
+  for (jpeg_saved_marker_ptr mk = ci.marker_list; mk; mk = mk->next)
+    if (mk->marker == JPEG_APP0 + 1 && mk->data_length >= 6 &&
+        !memcmp(mk->data, "Exif\0\0", 6)) {
+      img->orientation = exif_orientation(mk->data, mk->data_length);
+      break;
+    }
+  bool cmyk = ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK;
+  ci.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
   jpeg_start_decompress(&ci);
-  if (ci.output_components != 3) {
+  if (ci.output_components != (cmyk ? 4 : 3)) {
     jpeg_destroy_decompress(&ci);
-    return pv_error(PV_EUNSUPPORTED, "JPEG: %d output components, want 3",
-                    ci.output_components);
+    return pv_error(PV_EUNSUPPORTED, "JPEG: %d output components, want %d",
+                    ci.output_components, cmyk ? 4 : 3);
   }
   size_t stride = (size_t)ci.output_width * 3;
   rgb = malloc(stride * ci.output_height);
-  if (!rgb) {
+  if (cmyk) row4 = malloc((size_t)ci.output_width * 4);
+  if (!rgb || (cmyk && !row4)) {
     jpeg_destroy_decompress(&ci);
+    free(rgb);
+    free(row4);
     return pv_error(PV_ENOMEM, "JPEG: no memory for %ux%u pixels",
                     ci.output_width, ci.output_height);
   }
   while (ci.output_scanline < ci.output_height && !e.truncated) {
-    JSAMPROW row = rgb + stride * ci.output_scanline;
-    jpeg_read_scanlines(&ci, &row, 1);
+    uint8_t *dst = rgb + stride * ci.output_scanline;
+    JSAMPROW row = cmyk ? row4 : dst;
+    if (jpeg_read_scanlines(&ci, &row, 1) == 1 && cmyk)
+      cmyk_row(row4, dst, ci.output_width, ci.saw_Adobe_marker);
   }
+  free(row4);
+  row4 = NULL;
   if (e.truncated) {
     jpeg_destroy_decompress(&ci);
     free(rgb);
@@ -225,14 +321,27 @@ static int decode_png(const uint8_t *b, size_t len, pv_image *img) {
   return 0;
 }
 
-int pv_image_decode(const void *buf, size_t len, pv_image *img) {
+int pv_image_decode_ex(const void *buf, size_t len, unsigned flags,
+                       pv_image *img) {
   if (!img) return pv_error(PV_EINVAL, "pv_image_decode: no image");
   memset(img, 0, sizeof *img);
   const char *fmt;
   int w, h;
   int rc = pv_image_probe(buf, len, &fmt, &w, &h);
   if (rc) return rc;
-  return fmt[0] == 'p' ? decode_png(buf, len, img) : decode_jpeg(buf, len, img);
+  rc = fmt[0] == 'p' ? decode_png(buf, len, img) : decode_jpeg(buf, len, img);
+  if (!rc && !img->orientation) img->orientation = 1;
+  if (!rc && !(flags & PV_IMAGE_STORED_ORIENTATION))
+    rc = orient(img, img->orientation);
+  if (rc) {
+    pv_image_free(img);
+    img->orientation = 0;
+  }
+  return rc;
+}
+
+int pv_image_decode(const void *buf, size_t len, pv_image *img) {
+  return pv_image_decode_ex(buf, len, 0, img);
 }
 
 int pv_image_write_png(const char *path, const pv_image *img) {
@@ -251,6 +360,12 @@ int pv_image_write_png(const char *path, const pv_image *img) {
 }
 
 #else /* !HAVE_IMAGE */
+
+int pv_image_decode_ex(const void *buf, size_t len, unsigned flags,
+                       pv_image *img) {
+  (void)flags;
+  return pv_image_decode(buf, len, img);
+}
 
 int pv_image_decode(const void *buf, size_t len, pv_image *img) {
   (void)buf;

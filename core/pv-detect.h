@@ -59,6 +59,8 @@ typedef struct pv_detect_params {
   float score; /* keep boxes with score > this */
   float iou;   /* suppress a box whose IoU with a kept one is > this */
   int top_k;   /* at most this many boxes after NMS */
+  bool stored_orientation; /* ignore a JPEG's EXIF orientation: boxes in
+                              the pixels as stored, not as shown */
 } pv_detect_params;
 
 /* A growable list; `d` owned by the list, free with free(). */
@@ -90,13 +92,16 @@ float pv_box_iou(const float *a, const float *b);
 
 /* Decode an encoded image (JPEG/PNG), preprocess it as the model's
  * metadata says, run it on e (an execution context of m), decode, NMS, and
- * return boxes in the original image's pixels. *out is allocated (free()
- * it, also when *n is 0); img_w/img_h (may be NULL) get the image size.
+ * return boxes in the original image's pixels: the photo turned upright
+ * as its EXIF orientation says, unless p->stored_orientation. *out is
+ * allocated (free() it, also when *n is 0); img_w/img_h/img_orientation
+ * (may be NULL) get the size the boxes refer to and the EXIF orientation
+ * (1..8, 1 without one).
  * Errors: PV_EFORMAT/PV_ERANGE for bad images, PV_EUNSUPPORTED when m is
  * no detector, others from the run. */
 int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
                     const pv_detect_params *p, pv_detection **out, int *n,
-                    int *img_w, int *img_h);
+                    int *img_w, int *img_h, int *img_orientation);
 
 #ifdef __cplusplus
 }

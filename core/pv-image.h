@@ -21,6 +21,8 @@ extern "C" {
 typedef struct pv_image {
   int w, h;
   uint8_t *rgb;
+  int orientation; /* the JPEG's EXIF orientation, 1 (upright) to 8; 1
+                      without one (and for PNG) */
 } pv_image;
 
 /* Format ("jpeg", "png") and size from the header alone. PV_EFORMAT when
@@ -32,6 +34,15 @@ int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
  * corrupt file is an error (PV_EFORMAT), never a grey-filled image. On
  * success img->rgb is allocated; on failure img is zeroed. */
 int pv_image_decode(const void *buf, size_t len, pv_image *img);
+/* Keep a JPEG's pixels as stored instead of turning them upright. */
+#define PV_IMAGE_STORED_ORIENTATION 1u
+/* pv_image_decode() turns the pixels the way the JPEG's EXIF orientation
+ * says (as a viewer, a browser and OpenCV's imread show the photo);
+ * PV_IMAGE_STORED_ORIENTATION in `flags` leaves them as stored.
+ * img->orientation is set either way. CMYK and YCCK JPEGs come out as
+ * RGB too. */
+int pv_image_decode_ex(const void *buf, size_t len, unsigned flags,
+                       pv_image *img);
 void pv_image_free(pv_image *img);
 /* Write an RGB image as PNG. */
 int pv_image_write_png(const char *path, const pv_image *img);

@@ -30,8 +30,8 @@ static void detect_done(pvd_req *r) {
 static void detect_run(pvd_req *r, pv_exec *e) {
   detect_job *j = r->ext;
   pv_detection *d = NULL;
-  int n = 0, w = 0, h = 0;
-  int rc = pv_detect_image(r->ver->pm, e, j->img, j->len, &j->params, &d, &n, &w, &h);
+  int n = 0, w = 0, h = 0, orientation = 1;
+  int rc = pv_detect_image(r->ver->pm, e, j->img, j->len, &j->params, &d, &n, &w, &h, &orientation);
   if (rc) {
     bool bad = rc == PV_EFORMAT || rc == PV_ERANGE || rc == PV_EUNSUPPORTED;
     pvd_req_error(r, bad ? 400 : 500, bad ? PVD_FAIL_BAD_REQUEST : PVD_FAIL_INTERNAL, "%s", pv_errmsg());
@@ -41,8 +41,8 @@ static void detect_run(pvd_req *r, pv_exec *e) {
   char num[32];
   pvd_buf_puts(&b, "{\"model_name\":");
   pvd_buf_json_str(&b, r->ver->model->name);
-  pvd_buf_printf(&b, ",\"model_version\":\"%lld\",\"width\":%d,\"height\":%d,\"detections\":[",
-                 (long long)r->ver->version, w, h);
+  pvd_buf_printf(&b, ",\"model_version\":\"%lld\",\"width\":%d,\"height\":%d,\"orientation\":%d,\"detections\":[",
+                 (long long)r->ver->version, w, h, orientation);
   for (int i = 0; i < n; i++) {
     pvd_buf_puts(&b, i ? ",{\"box\":[" : "{\"box\":[");
     for (int k = 0; k < 4; k++) {
@@ -85,7 +85,7 @@ static int query_unit(pvd_conn *c, const char *key, float *out) {
 void pvd_h_detect(pvd_conn *c) {
   detect_job *j = calloc(1, sizeof *j);
   if (!j) { pvd_reply_error(c, 500, "out of memory"); return; }
-  j->params = (pv_detect_params){-1, -1, 0};
+  j->params = (pv_detect_params){.score = -1, .iou = -1};
   const char *k = MHD_lookup_connection_value(c->mc, MHD_GET_ARGUMENT_KIND, "top_k");
   char *end = NULL;
   long top_k = k ? strtol(k, &end, 10) : 0;
@@ -95,6 +95,12 @@ void pvd_h_detect(pvd_conn *c) {
   }
   j->params.top_k = (int)top_k;
   if (query_unit(c, "score", &j->params.score) || query_unit(c, "iou", &j->params.iou)) goto fail;
+  const char *o = MHD_lookup_connection_value(c->mc, MHD_GET_ARGUMENT_KIND, "orientation");
+  if (o && strcmp(o, "exif") && strcmp(o, "stored")) {
+    pvd_reply_error(c, 400, "query parameter orientation=\"%s\" is neither \"exif\" nor \"stored\"", o);
+    goto fail;
+  }
+  j->params.stored_orientation = o && !strcmp(o, "stored");
   pvd_model *m;
   pvd_version *v = pvd_route_resolve(c, &m);
   if (!v) goto fail;

@@ -52,6 +52,36 @@ try:
         st, s = d.json("GET", "/v2/models/tiny/stats")
         check(st == 200 and s["model_stats"][0]["inference_stats"]["success"]["count"] == 3, "stats %r" % s)
 
+        # EXIF orientation, inserted into the same bytes (the pixels as
+        # stored are unchanged): 6 (turn 90 clockwise to view) swaps the
+        # size; orientation=stored gives back the plain answer exactly; 2
+        # (mirrored) mirrors the faces, and a face detector finds them
+        # mirrored. The pixel mapping itself is test-image's.
+        def with_exif(o):
+            tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1) + \
+                struct.pack(">HHIHH", 0x0112, 3, 1, o, 0) + b"\x00" * 4
+            app1 = b"Exif\x00\x00" + tiff
+            return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+        st, j6 = d.json("POST", "/v2/models/tiny/detect?score=0.6", with_exif(6))
+        check(st == 200 and (j6["width"], j6["height"], j6["orientation"]) == (1280, 1920, 6), "exif 6 %r" % j6)
+        check(j["orientation"] == 1, "no exif: orientation %r" % j)
+        st, js = d.json("POST", "/v2/models/tiny/detect?score=0.6&orientation=stored", with_exif(6))
+        check(st == 200 and (js["width"], js["height"], js["orientation"]) == (1920, 1280, 6) and
+              js["detections"] == j["detections"], "orientation=stored %r vs %r" % (js, j))
+        st, j2m = d.json("POST", "/v2/models/tiny/detect?score=0.5", with_exif(2))
+        check(st == 200 and (j2m["width"], j2m["height"], j2m["orientation"]) == (1920, 1280, 2), "exif 2 %r" % j2m)
+        def iou(a, b):
+            w = min(a[2], b[2]) - max(a[0], b[0])
+            h = min(a[3], b[3]) - max(a[1], b[1])
+            i = max(w, 0) * max(h, 0)
+            return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+        for a in j["detections"]:
+            x0, y0, x1, y1 = a["box"]
+            mirrored = [1920 - x1, y0, 1920 - x0, y1]
+            best = max((iou(mirrored, b["box"]) for b in j2m["detections"]), default=0)
+            check(best > 0.6, "face %r not found mirrored: %r" % (a, j2m["detections"]))
+        print("exif: 6 -> %dx%d, 2 -> %d faces (%d upright)" % (j6["width"], j6["height"], len(j2m["detections"]), len(j["detections"])))
+
         def bad(body, want, path="/v2/models/tiny/detect", status=400):
             st, j = d.json("POST", path, body, {"Content-Type": "image/png"})
             check(st == status and want in j.get("error", ""), "%s: %d %r (want %d /%s/)" % (path, st, j, status, want))
@@ -66,6 +96,7 @@ try:
         bad(jpeg, "not a detector", "/v2/models/plain/detect")
         bad(jpeg, "score", "/v2/models/tiny/detect?score=2")
         bad(jpeg, "top_k", "/v2/models/tiny/detect?top_k=x")
+        bad(jpeg, "orientation", "/v2/models/tiny/detect?orientation=up")
         bad(jpeg, "unknown model", "/v2/models/nope/detect", 404)
         st, s = d.json("GET", "/v2/models/tiny/stats")
         check(s["model_stats"][0]["inference_stats"]["fail"]["count"] >= 1, "the truncated JPEG counts as a failure %r" % s)

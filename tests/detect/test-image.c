@@ -139,7 +139,7 @@ static void test_png_round_trip(void) {
   int fd = mkstemp(path);
   CU_ASSERT_FATAL(fd >= 0);
   close(fd);
-  pv_image in = {w, h, src};
+  pv_image in = {.w = w, .h = h, .rgb = src};
   CU_ASSERT_EQUAL_FATAL(pv_image_write_png(path, &in), 0);
   FILE *f = fopen(path, "rb");
   uint8_t buf[1 << 16];
@@ -209,6 +209,171 @@ static void test_jpeg_decode_and_truncation(void) {
   free(src);
 }
 
+/* A JPEG of w x h RGB pixels (cs JCS_RGB), or of CMYK pixels written as
+ * JCS_CMYK or JCS_YCCK (libjpeg adds Adobe's marker: the inks inverted, as
+ * Photoshop writes them); `app1` (may be NULL) is written as an APP1
+ * segment. */
+static uint8_t *encode_jpeg_ex(const uint8_t *px, int w, int h,
+                               J_COLOR_SPACE in, J_COLOR_SPACE file,
+                               const uint8_t *app1, unsigned app1_len,
+                               size_t *len) {
+  struct jpeg_compress_struct c;
+  struct jpeg_error_mgr e;
+  unsigned char *out = NULL;
+  unsigned long n = 0;
+  int comps = in == JCS_CMYK ? 4 : 3;
+  c.err = jpeg_std_error(&e);
+  jpeg_create_compress(&c);
+  jpeg_mem_dest(&c, &out, &n);
+  c.image_width = (JDIMENSION)w;
+  c.image_height = (JDIMENSION)h;
+  c.input_components = comps;
+  c.in_color_space = in;
+  jpeg_set_defaults(&c);
+  jpeg_set_colorspace(&c, file);
+  jpeg_set_quality(&c, 95, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  if (app1) jpeg_write_marker(&c, JPEG_APP0 + 1, app1, app1_len);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * w * comps);
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  *len = n;
+  return out;
+}
+
+/* Four flat quadrants: top-left red, top-right green, bottom-left blue,
+ * bottom-right white (16-pixel multiples keep JPEG blocks inside one). */
+static const uint8_t quad_rgb[4][3] = {{255, 0, 0}, {0, 255, 0}, {0, 0, 255}, {255, 255, 255}};
+static uint8_t *quadrants(int w, int h) {
+  uint8_t *p = malloc((size_t)w * h * 3);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      memcpy(p + ((size_t)y * w + x) * 3, quad_rgb[(y >= h / 2) * 2 + (x >= w / 2)], 3);
+  return p;
+}
+
+/* Which quadrant colour the decoded image has near corner k (0 TL, 1 TR,
+ * 2 BL, 3 BR); -1 when none is close. */
+static int corner_colour(const pv_image *im, int k) {
+  int x = k & 1 ? im->w - 3 : 2, y = k & 2 ? im->h - 3 : 2;
+  const uint8_t *p = im->rgb + ((size_t)y * im->w + x) * 3;
+  for (int q = 0; q < 4; q++)
+    if (abs(p[0] - quad_rgb[q][0]) < 24 && abs(p[1] - quad_rgb[q][1]) < 24 &&
+        abs(p[2] - quad_rgb[q][2]) < 24)
+      return q;
+  return -1;
+}
+
+/* An APP1 "Exif" segment whose IFD0 holds the orientation tag; big- or
+ * little-endian TIFF. Returns its length. */
+static unsigned exif_app1(uint8_t *b, int orientation, bool big, uint16_t type) {
+  memset(b, 0, 64);
+  memcpy(b, "Exif\0\0", 6);
+  uint8_t *t = b + 6;
+#define W16(p, v) (big ? ((p)[0] = (uint8_t)((v) >> 8), (p)[1] = (uint8_t)(v)) : ((p)[0] = (uint8_t)(v), (p)[1] = (uint8_t)((v) >> 8)))
+  t[0] = t[1] = big ? 'M' : 'I';
+  W16(t + 2, 42);
+  W16(big ? t + 6 : t + 4, 8); /* IFD0 at offset 8 */
+  W16(t + 8, 2);               /* two entries: a width tag, orientation */
+  W16(t + 10, 0x0100), W16(t + 12, 3), W16(big ? t + 16 : t + 14, 1), W16(t + 18, 640);
+  W16(t + 22, 0x0112), W16(t + 24, type), W16(big ? t + 28 : t + 26, 1), W16(t + 30, orientation);
+#undef W16
+  return 6 + 8 + 2 + 2 * 12 + 4;
+}
+
+/* EXIF orientation: stored pixel (0, 0) and (w-1, 0) land where the TIFF
+ * spec's "0th row / 0th column" table says, width and height swap for 5-8;
+ * PV_IMAGE_STORED_ORIENTATION keeps the stored pixels; malformed or
+ * mistyped tags are ignored, never read past. */
+static void test_jpeg_exif_orientation(void) {
+  int w = 64, h = 32;
+  uint8_t *src = quadrants(w, h);
+  /* Display corner (0 TL, 1 TR, 2 BL, 3 BR) of stored top-left and
+   * stored top-right, per orientation 1..8. */
+  static const int tl_at[9] = {0, 0, 1, 3, 2, 0, 1, 3, 2};
+  static const int tr_at[9] = {0, 1, 0, 2, 3, 2, 3, 1, 0};
+  for (int o = 1; o <= 8; o++)
+    for (int big = 0; big < 2; big++) {
+      uint8_t app1[64];
+      unsigned al = exif_app1(app1, o, big, 3);
+      size_t len;
+      uint8_t *jpg = encode_jpeg_ex(src, w, h, JCS_RGB, JCS_YCbCr, app1, al, &len);
+      pv_image im;
+      CU_ASSERT_EQUAL_FATAL(pv_image_decode(jpg, len, &im), 0);
+      CU_ASSERT_EQUAL(im.orientation, o);
+      CU_ASSERT_EQUAL(im.w, o >= 5 ? h : w);
+      CU_ASSERT_EQUAL(im.h, o >= 5 ? w : h);
+      CU_ASSERT_EQUAL(corner_colour(&im, tl_at[o]), 0);
+      CU_ASSERT_EQUAL(corner_colour(&im, tr_at[o]), 1);
+      pv_image_free(&im);
+      CU_ASSERT_EQUAL_FATAL(pv_image_decode_ex(jpg, len, PV_IMAGE_STORED_ORIENTATION, &im), 0);
+      CU_ASSERT_EQUAL(im.orientation, o);
+      CU_ASSERT(im.w == w && im.h == h);
+      CU_ASSERT_EQUAL(corner_colour(&im, 0), 0);
+      CU_ASSERT_EQUAL(corner_colour(&im, 1), 1);
+      pv_image_free(&im);
+      free(jpg);
+    }
+  /* A LONG-typed tag, an out-of-range value, an IFD offset past the end,
+   * an entry count running past the segment: all read as upright. */
+  uint8_t app1[64];
+  unsigned al;
+  for (int k = 0; k < 4; k++) {
+    al = exif_app1(app1, k == 1 ? 9 : 6, false, k == 0 ? 4 : 3);
+    if (k == 2) app1[6 + 4] = 0xf0;
+    if (k == 3) app1[6 + 8] = 0xff, al = 6 + 8 + 2 + 12;
+    size_t len;
+    uint8_t *jpg = encode_jpeg_ex(src, w, h, JCS_RGB, JCS_YCbCr, app1, al, &len);
+    pv_image im;
+    CU_ASSERT_EQUAL_FATAL(pv_image_decode(jpg, len, &im), 0);
+    CU_ASSERT_EQUAL(im.orientation, 1);
+    CU_ASSERT(im.w == w && im.h == h);
+    CU_ASSERT_EQUAL(corner_colour(&im, 0), 0);
+    pv_image_free(&im);
+    free(jpg);
+  }
+  free(src);
+}
+
+/* CMYK and YCCK JPEGs (Adobe-inverted inks) decode to the RGB that
+ * Pillow and browsers show: R = (255 - C)(255 - K) / 255. */
+static void test_jpeg_cmyk(void) {
+  int w = 64, h = 32;
+  uint8_t *rgb = quadrants(w, h);
+  uint8_t *cmyk = malloc((size_t)w * h * 4);
+  for (size_t i = 0; i < (size_t)w * h; i++) {
+    /* Inks C, M, Y = 255 - R, G, B and K = 0, but K = 128 in the blue
+     * quadrant; stored inverted (255 - ink), as Adobe's marker says. */
+    const uint8_t *p = rgb + 3 * i;
+    bool blue = p[2] == 255 && p[0] == 0;
+    for (int c = 0; c < 3; c++) cmyk[4 * i + c] = p[c]; /* 255 - (255 - p) */
+    cmyk[4 * i + 3] = (uint8_t)(255 - (blue ? 128 : 0));
+  }
+  J_COLOR_SPACE files[2] = {JCS_CMYK, JCS_YCCK};
+  for (int f = 0; f < 2; f++) {
+    size_t len;
+    uint8_t *jpg = encode_jpeg_ex(cmyk, w, h, JCS_CMYK, files[f], NULL, 0, &len);
+    pv_image im;
+    CU_ASSERT_EQUAL_FATAL(pv_image_decode(jpg, len, &im), 0);
+    CU_ASSERT(im.w == w && im.h == h);
+    CU_ASSERT_EQUAL(corner_colour(&im, 0), 0);
+    CU_ASSERT_EQUAL(corner_colour(&im, 1), 1);
+    CU_ASSERT_EQUAL(corner_colour(&im, 3), 3);
+    /* Blue with K at half: (0, 0, 255 * 127 / 255). */
+    const uint8_t *b = im.rgb + ((size_t)(h - 3) * w + 2) * 3;
+    CU_ASSERT(b[0] < 16 && b[1] < 16 && abs(b[2] - 127) < 16);
+    pv_image_free(&im);
+    /* Cut short: still an error, the row buffer freed (ASan run). */
+    CU_ASSERT_EQUAL(pv_image_decode(jpg, len / 2, &im), PV_EFORMAT);
+    free(jpg);
+  }
+  free(cmyk);
+  free(rgb);
+}
+
 static pv_image_prep prep(int w, int h, pv_resize_mode mode) {
   pv_image_prep p = {.width = w, .height = h, .resize = mode,
                      .std = {1, 1, 1}};
@@ -219,7 +384,7 @@ static pv_image_prep prep(int w, int h, pv_resize_mode mode) {
  * dst * in/out, the far neighbour clamped to the last pixel. */
 static void test_resize_like_tensorflow(void) {
   uint8_t px[2 * 1 * 3] = {0, 10, 20, 100, 110, 120};
-  pv_image im = {2, 1, px};
+  pv_image im = {.w = 2, .h = 1, .rgb = px};
   pv_image_prep p = prep(4, 1, PV_RESIZE_STRETCH);
   float out[3 * 4];
   pv_image_xform xf;
@@ -231,7 +396,7 @@ static void test_resize_like_tensorflow(void) {
   CU_ASSERT_DOUBLE_EQUAL(xf.sx, 0.5, 1e-12);
   /* Downscale 4 -> 2 samples source 0 and 2, no averaging. */
   uint8_t row[4 * 3] = {0, 0, 0, 40, 0, 0, 80, 0, 0, 120, 0, 0};
-  pv_image im4 = {4, 1, row};
+  pv_image im4 = {.w = 4, .h = 1, .rgb = row};
   p = prep(2, 1, PV_RESIZE_STRETCH);
   CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im4, &p, out, NULL), 0);
   CU_ASSERT_DOUBLE_EQUAL(out[0], 0, 1e-6);
@@ -243,7 +408,7 @@ static void test_pad_square_and_normalise(void) {
    * 4x4 with zeros, then (x - mean) / std in BGR order. */
   uint8_t px[4 * 2 * 3];
   for (int i = 0; i < 8; i++) px[i * 3] = 200, px[i * 3 + 1] = 100, px[i * 3 + 2] = 50;
-  pv_image im = {4, 2, px};
+  pv_image im = {.w = 4, .h = 2, .rgb = px};
   pv_image_prep p = prep(4, 4, PV_RESIZE_PAD_SQUARE);
   p.bgr = true;
   p.mean[0] = 10, p.mean[1] = 20, p.mean[2] = 30; /* B, G, R */
@@ -313,6 +478,8 @@ static CU_TestInfo tests[] = {
     {"PNG round trip and truncation", test_png_round_trip},
     {"PNG alpha dropped", test_png_alpha_dropped},
     {"JPEG decode and truncation", test_jpeg_decode_and_truncation},
+    {"JPEG EXIF orientation", test_jpeg_exif_orientation},
+    {"CMYK and YCCK JPEG", test_jpeg_cmyk},
     {"bilinear resize like TF", test_resize_like_tensorflow},
     {"pad to square, letterbox, normalise", test_pad_square_and_normalise},
     {"preprocessing from metadata", test_prep_from_metadata},

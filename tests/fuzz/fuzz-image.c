@@ -1,8 +1,11 @@
 /* libFuzzer target: the image input path (pv_image_probe, pv_image_decode,
  * pv_image_to_chw) on any byte string. Decoding must either fail with a
- * message or give an image of the size the header announced, and every
- * resize mode must fill the tensor with finite values. */
+ * message or give an image of the size the header announced (turned by
+ * the EXIF orientation: 5-8 swap the sides; as stored with
+ * PV_IMAGE_STORED_ORIENTATION), and every resize mode must fill the
+ * tensor with finite values. */
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,7 +27,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!pv_errmsg()[0] || im.rgb) __builtin_trap();
     return 0;
   }
-  if (im.w != pw || im.h != ph || !im.rgb) __builtin_trap();
+  if (im.orientation < 1 || im.orientation > 8 || !im.rgb) __builtin_trap();
+  bool swap = im.orientation >= 5;
+  if (im.w != (swap ? ph : pw) || im.h != (swap ? pw : ph)) __builtin_trap();
+  pv_image st;
+  if (pv_image_decode_ex(data, size, PV_IMAGE_STORED_ORIENTATION, &st) ||
+      st.w != pw || st.h != ph || st.orientation != im.orientation)
+    __builtin_trap();
+  /* Turning moves pixels, never changes them: same bytes in some order
+   * (compared by sum). */
+  uint64_t a = 0, b = 0;
+  for (size_t i = 0; i < (size_t)pw * ph * 3; i++) a += im.rgb[i], b += st.rgb[i];
+  if (a != b) __builtin_trap();
+  pv_image_free(&st);
   static float out[3 * 24 * 16];
   for (int mode = PV_RESIZE_STRETCH; mode <= PV_RESIZE_LETTERBOX; mode++) {
     pv_image_prep p = {.width = 24, .height = 16, .resize = (pv_resize_mode)mode,

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Write the seed corpus of fuzz-image (corpus/image/): small JPEGs
-(baseline, progressive, grey, 4:2:0 and 4:4:4) and PNGs (RGB, RGBA, grey,
+(baseline, progressive, grey, 4:2:0 and 4:4:4, CMYK, EXIF-oriented
+and a broken EXIF block) and PNGs (RGB, RGBA, grey,
 palette, 16-bit, interlaced), plus headers claiming 20000x20000 and files
 cut short. Needs PIL (python3-pil). Usage: make-image-corpus.py OUTDIR"""
 import io
@@ -35,6 +36,12 @@ def main():
     save(out, "444.jpg", picture("RGB", 9, 7), "JPEG", subsampling=0)
     save(out, "cmyk.jpg", picture("CMYK", 8, 8), "JPEG")
     open(os.path.join(out, "truncated.jpg"), "wb").write(j[: len(j) // 2])
+    ex = Image.Exif()
+    ex[0x0112] = 6
+    e = save(out, "exif6.jpg", picture("RGB", 12, 7), "JPEG", exif=ex.tobytes())
+    # The same with IFD0's offset pointing past the segment.
+    k = e.index(b"Exif\x00\x00") + 6
+    open(os.path.join(out, "exif-bad.jpg"), "wb").write(e[:k + 4] + b"\xff\xff\x00\x00" + e[k + 8:])
     p = save(out, "rgb.png", picture("RGB", 11, 5), "PNG")
     save(out, "rgba.png", picture("RGBA", 7, 6), "PNG")
     save(out, "grey.png", picture("L", 5, 9), "PNG")
