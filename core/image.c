@@ -283,41 +283,94 @@ static int decode_jpeg(const uint8_t *b, size_t len, pv_image *img) {
   return 0;
 }
 
+/* PNG with libpng's classic API and only the transforms that keep sample
+ * values as they are, as PIL's convert("RGB"), OpenCV's imread and
+ * TensorFlow's decode_png give them: 16-bit samples keep their high byte,
+ * grey is repeated into R, G and B, palettes are looked up, alpha (and a
+ * tRNS colour) is dropped, not composited, and gAMA / sRGB / iCCP are
+ * ignored. (The simplified png_image API gamma-encodes: it reads 16-bit
+ * samples as linear light, so a mid-grey 16-bit pixel came out as 186,
+ * not 128.) */
+typedef struct png_src {
+  const uint8_t *b;
+  size_t len, at;
+  char msg[128];
+} png_src;
+
+static void png_read_mem(png_structp png, png_bytep out, size_t n) {
+  png_src *s = png_get_io_ptr(png);
+  if (n > s->len - s->at) png_error(png, "truncated file");
+  memcpy(out, s->b + s->at, n);
+  s->at += n;
+}
+
+static void png_err(png_structp png, png_const_charp msg) {
+  png_src *s = png_get_error_ptr(png);
+  snprintf(s->msg, sizeof s->msg, "%s", msg);
+  png_longjmp(png, 1);
+}
+
+static void png_warn(png_structp png, png_const_charp msg) {
+  (void)png;
+  (void)msg;
+}
+
 static int decode_png(const uint8_t *b, size_t len, pv_image *img) {
-  png_image pi;
-  memset(&pi, 0, sizeof pi);
-  pi.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_memory(&pi, b, len))
-    return pv_error(PV_EFORMAT, "PNG: %s", pi.message);
-  int rc = check_size("PNG", (long)pi.width, (long)pi.height);
-  if (rc) {
-    png_image_free(&pi);
-    return rc;
+  png_src src = {.b = b, .len = len};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src,
+                                           png_err, png_warn);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  if (!info) {
+    png_destroy_read_struct(&png, NULL, NULL);
+    return pv_error(PV_ENOMEM, "PNG: out of memory");
   }
-  /* Alpha is dropped, not composited, as PIL's convert("RGB") and
-   * TensorFlow's decode_png(channels=3) do: read RGBA, then squeeze. */
-  bool alpha = pi.format & PNG_FORMAT_FLAG_ALPHA;
-  pi.format = alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB;
-  size_t bytes = PNG_IMAGE_SIZE(pi);
-  uint8_t *rgb = malloc(bytes);
-  if (!rgb) {
-    png_image_free(&pi);
-    return pv_error(PV_ENOMEM, "PNG: no memory for %ux%u pixels", pi.width, pi.height);
-  }
-  if (!png_image_finish_read(&pi, NULL, rgb, 0, NULL)) {
+  /* volatile: assigned between setjmp and longjmp. */
+  uint8_t *volatile rgb = NULL;
+  png_bytep *volatile rows = NULL;
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, NULL);
     free(rgb);
-    rc = pv_error(PV_EFORMAT, "PNG: %s", pi.message);
-    png_image_free(&pi);
+    free(rows);
+    return pv_error(PV_EFORMAT, "PNG: %s", src.msg[0] ? src.msg : "corrupt file");
+  }
+  png_set_read_fn(png, &src, png_read_mem);
+  png_read_info(png, info);
+  png_uint_32 w = png_get_image_width(png, info);
+  png_uint_32 h = png_get_image_height(png, info);
+  int rc = check_size("PNG", (long)w, (long)h);
+  if (rc) {
+    png_destroy_read_struct(&png, &info, NULL);
     return rc;
   }
-  if (alpha) {
-    size_t n = (size_t)pi.width * pi.height;
-    for (size_t i = 0; i < n; i++) memmove(rgb + 3 * i, rgb + 4 * i, 3);
+  int ct = png_get_color_type(png, info);
+  png_set_strip_16(png);
+  png_set_packing(png);
+  if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (ct == PNG_COLOR_TYPE_GRAY && png_get_bit_depth(png, info) < 8)
+    png_set_expand_gray_1_2_4_to_8(png);
+  if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  if (!(ct & PNG_COLOR_MASK_COLOR)) png_set_gray_to_rgb(png);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  if (png_get_rowbytes(png, info) != (size_t)w * 3)
+    png_error(png, "unexpected row size after conversion to 8-bit RGB");
+  rgb = malloc((size_t)w * h * 3);
+  rows = malloc(sizeof(png_bytep) * h);
+  if (!rgb || !rows) {
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rgb);
+    free(rows);
+    return pv_error(PV_ENOMEM, "PNG: no memory for %ux%u pixels", (unsigned)w, (unsigned)h);
   }
-  img->w = (int)pi.width;
-  img->h = (int)pi.height;
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = rgb + (size_t)y * w * 3;
+  png_read_image(png, rows);
+  /* Not png_read_end: chunks after the pixels change nothing, and a file
+   * that lacks only its IEND decodes, as with PIL. */
+  png_destroy_read_struct(&png, &info, NULL);
+  free(rows);
+  img->w = (int)w;
+  img->h = (int)h;
   img->rgb = rgb;
-  png_image_free(&pi);
   return 0;
 }
 

@@ -159,6 +159,80 @@ static void test_png_round_trip(void) {
   free(src);
 }
 
+/* A PNG in memory written with libpng's classic API: `depth`-bit samples
+ * of colour type `ct` from `px` (16-bit samples as host integers), with a
+ * gAMA chunk when gamma > 0. */
+typedef struct membuf {
+  uint8_t *p;
+  size_t n, cap;
+} membuf;
+static void mem_write(png_structp png, png_bytep d, size_t n) {
+  membuf *m = png_get_io_ptr(png);
+  if (m->n + n > m->cap) {
+    m->cap = (m->n + n) * 2;
+    m->p = realloc(m->p, m->cap);
+  }
+  memcpy(m->p + m->n, d, n);
+  m->n += n;
+}
+static void mem_flush(png_structp png) { (void)png; }
+static uint8_t *write_png_mem(int w, int h, int depth, int ct, const void *px,
+                              double gamma, size_t *len) {
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png_create_info_struct(png);
+  membuf m = {0};
+  png_set_write_fn(png, &m, mem_write, mem_flush);
+  png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, depth, ct, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (gamma > 0) png_set_gAMA(png, info, gamma);
+  png_write_info(png, info);
+  if (depth == 16) png_set_swap(png); /* host little-endian to PNG's big */
+  int ch = ct == PNG_COLOR_TYPE_RGB ? 3 : ct == PNG_COLOR_TYPE_RGBA ? 4 :
+           ct == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
+  size_t row = (size_t)w * ch * (depth / 8);
+  for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)px + y * row);
+  png_write_end(png, NULL);
+  png_destroy_write_struct(&png, &info);
+  *len = m.n;
+  return m.p;
+}
+
+/* Sample values come out as stored, like PIL, OpenCV and TensorFlow give
+ * them: 16-bit samples keep their high byte (not gamma-encoded as linear
+ * light), and a gAMA chunk changes nothing. */
+static void test_png_values_as_stored(void) {
+  uint16_t rgb16[2 * 3] = {32768, 16384, 65535, 0x1234, 0xff00, 0x00ff};
+  size_t len;
+  uint8_t *b = write_png_mem(2, 1, 16, PNG_COLOR_TYPE_RGB, rgb16, 0, &len);
+  pv_image im;
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(b, len, &im), 0);
+  for (int i = 0; i < 6; i++) CU_ASSERT_EQUAL(im.rgb[i], rgb16[i] >> 8);
+  pv_image_free(&im);
+  free(b);
+  /* Linear gamma declared (what 16-bit exports often carry). */
+  b = write_png_mem(2, 1, 16, PNG_COLOR_TYPE_RGB, rgb16, 1.0, &len);
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(b, len, &im), 0);
+  for (int i = 0; i < 6; i++) CU_ASSERT_EQUAL(im.rgb[i], rgb16[i] >> 8);
+  pv_image_free(&im);
+  free(b);
+  uint8_t rgb8[3] = {128, 64, 255};
+  b = write_png_mem(1, 1, 8, PNG_COLOR_TYPE_RGB, rgb8, 1.0, &len);
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(b, len, &im), 0);
+  CU_ASSERT(memcmp(im.rgb, rgb8, 3) == 0);
+  pv_image_free(&im);
+  free(b);
+  /* 16-bit grey with alpha: grey repeated, alpha dropped. */
+  uint16_t ga[2] = {0x8000, 0};
+  b = write_png_mem(1, 1, 16, PNG_COLOR_TYPE_GRAY_ALPHA, ga, 0, &len);
+  CU_ASSERT_EQUAL_FATAL(pv_image_decode(b, len, &im), 0);
+  CU_ASSERT(im.rgb[0] == 128 && im.rgb[1] == 128 && im.rgb[2] == 128);
+  pv_image_free(&im);
+  /* Cut in the pixel data: an error naming it, nothing allocated. */
+  CU_ASSERT_EQUAL(pv_image_decode(b, len - 16, &im), PV_EFORMAT);
+  CU_ASSERT_PTR_NULL(im.rgb);
+  free(b);
+}
+
 /* Alpha is dropped, whatever it is: a fully transparent pixel keeps its
  * colour (as PIL's convert("RGB") does), so results never depend on what
  * memory held before. */
@@ -477,6 +551,7 @@ static CU_TestInfo tests[] = {
     {"oversized headers refused before decoding", test_oversized_headers},
     {"PNG round trip and truncation", test_png_round_trip},
     {"PNG alpha dropped", test_png_alpha_dropped},
+    {"PNG sample values as stored", test_png_values_as_stored},
     {"JPEG decode and truncation", test_jpeg_decode_and_truncation},
     {"JPEG EXIF orientation", test_jpeg_exif_orientation},
     {"CMYK and YCCK JPEG", test_jpeg_cmyk},
