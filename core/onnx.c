@@ -98,6 +98,7 @@ typedef struct onnx_ctx {
   pv_graph *g;
   name_map names;
   const char *base_dir; /* for external data; NULL = none allowed */
+  const Onnx__ModelProto *model;
 } onnx_ctx;
 
 /* Add a value named `name`, refusing a name already in use. */
@@ -641,16 +642,18 @@ static const char *node_name(const Onnx__NodeProto *np, size_t i, char *buf,
 /* First pass: validate each node and create the values it produces, so
  * inputs may refer to values produced later (checked for cycles by
  * pv_graph_compact). */
-static int declare_outputs(onnx_ctx *c, const Onnx__GraphProto *gp) {
-  for (size_t i = 0; i < gp->n_node; i++) {
-    const Onnx__NodeProto *np = gp->node[i];
+static int declare_outputs(onnx_ctx *c, Onnx__NodeProto *const *nodes,
+                           size_t n_node) {
+  for (size_t i = 0; i < n_node; i++) {
+    const Onnx__NodeProto *np = nodes[i];
     char buf[64];
     const char *nname = node_name(np, i, buf, sizeof buf);
     const char *op = nz(np->op_type);
     if (!*op) return pv_error(PV_EFORMAT, "node '%s' has no op_type", nname);
     if (!default_domain(np->domain))
       return pv_error(PV_EUNSUPPORTED, "node '%s' (%s) is in operator domain "
-                      "'%s'; only the default ONNX domain is supported",
+                      "'%s'; only the default ONNX domain (and functions "
+                      "the model defines) is supported",
                       nname, op, np->domain);
     if (np->n_output == 0)
       return pv_error(PV_EFORMAT, "node '%s' (%s) has no outputs", nname, op);
@@ -683,11 +686,12 @@ static int declare_outputs(onnx_ctx *c, const Onnx__GraphProto *gp) {
 }
 
 /* Second pass: resolve input names and add the nodes with attributes. */
-static int add_nodes(onnx_ctx *c, const Onnx__GraphProto *gp) {
+static int add_nodes(onnx_ctx *c, Onnx__NodeProto *const *nodes,
+                     size_t n_node) {
   int rc = 0;
   int *in = NULL, *out = NULL;
-  for (size_t i = 0; i < gp->n_node && !rc; i++) {
-    const Onnx__NodeProto *np = gp->node[i];
+  for (size_t i = 0; i < n_node && !rc; i++) {
+    const Onnx__NodeProto *np = nodes[i];
     const char *op = np->op_type;
     if (!strcmp(op, "Constant")) continue;
     char buf[64];
@@ -725,6 +729,198 @@ static int add_nodes(onnx_ctx *c, const Onnx__GraphProto *gp) {
   free(in);
   free(out);
   return rc;
+}
+
+/* ------------------------------------------------------------ functions */
+
+/* Model-local functions (ModelProto.functions, IR 8) are inlined at load:
+ * a node whose (domain, op_type, overload) names one is replaced by the
+ * function's nodes, its formal inputs and outputs bound to the node's
+ * actual ones, every other name made unique to the call, and attributes
+ * that refer to the caller's (`ref_attr_name`) given the caller's value or
+ * the function's default. Functions may call functions; the nesting depth
+ * and the total node count are bounded, so a recursive or exponentially
+ * nested file is an error, not a hang. */
+#define FN_MAX_DEPTH 32
+#define FN_MAX_NODES (1 << 20)
+
+typedef struct fn_scope {
+  const Onnx__FunctionProto *fn;
+  const Onnx__NodeProto *call; /* the caller, already in the outer scope */
+  char prefix[96];             /* made-unique names start with it */
+} fn_scope;
+
+typedef struct fn_ctx {
+  const Onnx__ModelProto *m;
+  Onnx__NodeProto **nodes; /* the flattened node list */
+  size_t n, cap;
+  void **allocs; /* everything made here, freed after the import */
+  size_t n_allocs, cap_allocs;
+  unsigned calls;
+} fn_ctx;
+
+static void *fn_keep(fn_ctx *f, void *p) {
+  if (!p) return NULL;
+  if (f->n_allocs == f->cap_allocs) {
+    size_t cap = f->cap_allocs ? f->cap_allocs * 2 : 64;
+    void **a = realloc(f->allocs, cap * sizeof *a);
+    if (!a) {
+      free(p);
+      return NULL;
+    }
+    f->allocs = a;
+    f->cap_allocs = cap;
+  }
+  return f->allocs[f->n_allocs++] = p;
+}
+
+static void fn_free(fn_ctx *f) {
+  for (size_t i = 0; i < f->n_allocs; i++) free(f->allocs[i]);
+  free(f->allocs);
+  free(f->nodes);
+}
+
+static bool str_eq(const char *a, const char *b) {
+  return !strcmp(nz(a), nz(b));
+}
+
+static const Onnx__FunctionProto *fn_find(const Onnx__ModelProto *m,
+                                          const Onnx__NodeProto *np) {
+  for (size_t i = 0; i < m->n_functions; i++) {
+    const Onnx__FunctionProto *fn = m->functions[i];
+    if (str_eq(fn->name, np->op_type) && str_eq(fn->overload, np->overload) &&
+        (str_eq(fn->domain, np->domain) ||
+         (default_domain(fn->domain) && default_domain(np->domain))))
+      return fn;
+  }
+  return NULL;
+}
+
+/* A name of the function body in the caller's scope. */
+static char *fn_rename(fn_ctx *f, const fn_scope *s, const char *name) {
+  name = nz(name);
+  if (!*name) return (char *)"";
+  for (size_t i = 0; i < s->fn->n_input; i++)
+    if (!strcmp(name, nz(s->fn->input[i])))
+      return i < s->call->n_input ? s->call->input[i] : (char *)"";
+  for (size_t i = 0; i < s->fn->n_output; i++)
+    if (!strcmp(name, nz(s->fn->output[i])) && i < s->call->n_output &&
+        *nz(s->call->output[i]))
+      return s->call->output[i];
+  size_t n = strlen(s->prefix) + strlen(name) + 1;
+  char *r = fn_keep(f, malloc(n));
+  if (r) snprintf(r, n, "%s%s", s->prefix, name);
+  return r;
+}
+
+static int fn_push(fn_ctx *f, Onnx__NodeProto *np) {
+  if (f->n >= FN_MAX_NODES)
+    return pv_error(PV_ERANGE, "the model's functions expand to more than "
+                    "%d nodes", FN_MAX_NODES);
+  if (f->n == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 256;
+    Onnx__NodeProto **a = realloc(f->nodes, cap * sizeof *a);
+    if (!a) return pv_error(PV_ENOMEM, "out of memory");
+    f->nodes = a;
+    f->cap = cap;
+  }
+  f->nodes[f->n++] = np;
+  return 0;
+}
+
+/* A copy of body node `np` in the caller's scope `s`. */
+static Onnx__NodeProto *fn_instance(fn_ctx *f, const fn_scope *s,
+                                    const Onnx__NodeProto *np, size_t idx) {
+  Onnx__NodeProto *q = fn_keep(f, malloc(sizeof *q));
+  if (!q) return NULL;
+  *q = *np;
+  q->input = fn_keep(f, malloc(sizeof(char *) * (np->n_input + 1)));
+  q->output = fn_keep(f, malloc(sizeof(char *) * (np->n_output + 1)));
+  q->attribute = fn_keep(f, malloc(sizeof(void *) * (np->n_attribute + 1)));
+  if (!q->input || !q->output || !q->attribute) return NULL;
+  for (size_t j = 0; j < np->n_input; j++)
+    if (!(q->input[j] = fn_rename(f, s, np->input[j]))) return NULL;
+  for (size_t j = 0; j < np->n_output; j++)
+    if (!(q->output[j] = fn_rename(f, s, np->output[j]))) return NULL;
+  char buf[64];
+  const char *inner = np->name && *np->name ? np->name : buf;
+  if (inner == buf) snprintf(buf, sizeof buf, "%s_%zu", nz(np->op_type), idx);
+  size_t n = strlen(s->prefix) + strlen(inner) + 1;
+  if (!(q->name = fn_keep(f, malloc(n)))) return NULL;
+  snprintf(q->name, n, "%s%s", s->prefix, inner);
+  q->n_attribute = 0;
+  for (size_t j = 0; j < np->n_attribute; j++) {
+    Onnx__AttributeProto *a = np->attribute[j];
+    const char *ref = nz(a->ref_attr_name);
+    if (!*ref) {
+      q->attribute[q->n_attribute++] = a;
+      continue;
+    }
+    const Onnx__AttributeProto *v = NULL;
+    for (size_t k = 0; k < s->call->n_attribute && !v; k++)
+      if (!strcmp(nz(s->call->attribute[k]->name), ref))
+        v = s->call->attribute[k];
+    for (size_t k = 0; k < s->fn->n_attribute_proto && !v; k++)
+      if (!strcmp(nz(s->fn->attribute_proto[k]->name), ref))
+        v = s->fn->attribute_proto[k];
+    if (!v) continue; /* neither given nor defaulted: left unset */
+    Onnx__AttributeProto *c = fn_keep(f, malloc(sizeof *c));
+    if (!c) return NULL;
+    *c = *v;
+    c->name = a->name;
+    c->ref_attr_name = NULL;
+    q->attribute[q->n_attribute++] = c;
+  }
+  return q;
+}
+
+static int fn_expand(fn_ctx *f, Onnx__NodeProto *const *nodes, size_t n,
+                     const fn_scope *s, int depth) {
+  for (size_t i = 0; i < n; i++) {
+    Onnx__NodeProto *np = nodes[i];
+    if (s && !(np = fn_instance(f, s, np, i)))
+      return pv_error(PV_ENOMEM, "out of memory");
+    const Onnx__FunctionProto *fn = fn_find(f->m, np);
+    if (!fn) {
+      int rc = fn_push(f, np);
+      if (rc) return rc;
+      continue;
+    }
+    if (depth >= FN_MAX_DEPTH)
+      return pv_error(PV_EFORMAT, "function '%s' nests more than %d calls "
+                      "deep (a recursive function?)", nz(fn->name),
+                      FN_MAX_DEPTH);
+    if (np->n_input > fn->n_input || np->n_output > fn->n_output)
+      return pv_error(PV_EFORMAT, "node '%s' calls function '%s' with %zu "
+                      "inputs and %zu outputs; it declares %zu and %zu",
+                      nz(np->name), nz(fn->name), np->n_input, np->n_output,
+                      fn->n_input, fn->n_output);
+    fn_scope in = {.fn = fn, .call = np};
+    snprintf(in.prefix, sizeof in.prefix, "%.64s#%u/",
+             np->name && *np->name ? np->name : nz(fn->name), f->calls++);
+    int rc = fn_expand(f, fn->node, fn->n_node, &in, depth + 1);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* A function's default-domain opset must be the model's: one graph runs
+ * with one opset's semantics. */
+static int fn_check_opsets(const Onnx__ModelProto *m, int opset) {
+  for (size_t i = 0; i < m->n_functions; i++) {
+    const Onnx__FunctionProto *fn = m->functions[i];
+    if (!fn->name || !*fn->name)
+      return pv_error(PV_EFORMAT, "model function #%zu has no name", i);
+    for (size_t j = 0; j < fn->n_opset_import; j++) {
+      const Onnx__OperatorSetIdProto *o = fn->opset_import[j];
+      if (default_domain(o->domain) && o->has_version && o->version != opset)
+        return pv_error(PV_EUNSUPPORTED, "function '%s' imports ONNX opset "
+                        "%lld and the model opset %d; pivotd runs a model "
+                        "with one opset", fn->name, (long long)o->version,
+                        opset);
+    }
+  }
+  return 0;
 }
 
 /* ------------------------------------------------------------ graph */
@@ -813,8 +1009,18 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
     g->inputs[g->n_inputs++] = v;
   }
 
-  if ((rc = declare_outputs(c, gp))) return rc;
-  if ((rc = add_nodes(c, gp))) return rc;
+  if (c->model->n_functions) {
+    fn_ctx f = {.m = c->model};
+    rc = fn_check_opsets(c->model, g->opset);
+    if (!rc) rc = fn_expand(&f, gp->node, gp->n_node, NULL, 0);
+    if (!rc) rc = declare_outputs(c, f.nodes, f.n);
+    if (!rc) rc = add_nodes(c, f.nodes, f.n);
+    fn_free(&f);
+    if (rc) return rc;
+  } else {
+    if ((rc = declare_outputs(c, gp->node, gp->n_node))) return rc;
+    if ((rc = add_nodes(c, gp->node, gp->n_node))) return rc;
+  }
 
   if (gp->n_output == 0) return pv_error(PV_EFORMAT, "graph has no outputs");
   for (size_t i = 0; i < gp->n_output; i++) {
@@ -848,6 +1054,7 @@ static Onnx__ModelProto *unpack(const void *buf, size_t len) {
 static pv_graph *convert(Onnx__ModelProto *m, const char *base_dir) {
   onnx_ctx c = {0};
   c.base_dir = base_dir;
+  c.model = m;
   if (!m->graph) {
     pv_error(PV_EFORMAT, "not an ONNX model: it has no graph");
     goto out_model;

@@ -19,6 +19,7 @@ typedef struct Onnx__AttributeProto Onnx__AttributeProto;
 typedef struct Onnx__ValueInfoProto Onnx__ValueInfoProto;
 typedef struct Onnx__NodeProto Onnx__NodeProto;
 typedef struct Onnx__ModelProto Onnx__ModelProto;
+typedef struct Onnx__FunctionProto Onnx__FunctionProto;
 typedef struct Onnx__StringStringEntryProto Onnx__StringStringEntryProto;
 typedef struct Onnx__GraphProto Onnx__GraphProto;
 typedef struct Onnx__TensorProto Onnx__TensorProto;
@@ -136,13 +137,14 @@ struct  Onnx__NodeProto
   char *name;
   char *op_type;
   char *domain;
+  char *overload;
   size_t n_attribute;
   Onnx__AttributeProto **attribute;
   char *doc_string;
 };
 #define ONNX__NODE_PROTO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&onnx__node_proto__descriptor) \
-    , 0,NULL, 0,NULL, NULL, NULL, NULL, 0,NULL, NULL }
+    , 0,NULL, 0,NULL, NULL, NULL, NULL, NULL, 0,NULL, NULL }
 
 
 struct  Onnx__ModelProto
@@ -159,16 +161,44 @@ struct  Onnx__ModelProto
   int64_t model_version;
   char *doc_string;
   Onnx__GraphProto *graph;
-  /*
-   * repeated TrainingInfoProto training_info = 20;  (omitted: recursive)
-   * repeated FunctionProto functions = 25;          (omitted: recursive)
-   */
   size_t n_metadata_props;
   Onnx__StringStringEntryProto **metadata_props;
+  /*
+   * repeated TrainingInfoProto training_info = 20;  (omitted: recursive)
+   * Model-local functions: their nodes' attributes cannot hold graphs in
+   * this schema, so they add no recursion.
+   */
+  size_t n_functions;
+  Onnx__FunctionProto **functions;
 };
 #define ONNX__MODEL_PROTO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&onnx__model_proto__descriptor) \
-    , 0, 0, 0,NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, 0,NULL }
+    , 0, 0, 0,NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, 0,NULL, 0,NULL }
+
+
+struct  Onnx__FunctionProto
+{
+  ProtobufCMessage base;
+  char *name;
+  size_t n_input;
+  char **input;
+  size_t n_output;
+  char **output;
+  size_t n_attribute;
+  char **attribute;
+  size_t n_attribute_proto;
+  Onnx__AttributeProto **attribute_proto;
+  size_t n_node;
+  Onnx__NodeProto **node;
+  char *doc_string;
+  size_t n_opset_import;
+  Onnx__OperatorSetIdProto **opset_import;
+  char *domain;
+  char *overload;
+};
+#define ONNX__FUNCTION_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&onnx__function_proto__descriptor) \
+    , NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, 0,NULL, NULL, NULL }
 
 
 struct  Onnx__StringStringEntryProto
@@ -412,6 +442,25 @@ Onnx__ModelProto *
 void   onnx__model_proto__free_unpacked
                      (Onnx__ModelProto *message,
                       ProtobufCAllocator *allocator);
+/* Onnx__FunctionProto methods */
+void   onnx__function_proto__init
+                     (Onnx__FunctionProto         *message);
+size_t onnx__function_proto__get_packed_size
+                     (const Onnx__FunctionProto   *message);
+size_t onnx__function_proto__pack
+                     (const Onnx__FunctionProto   *message,
+                      uint8_t             *out);
+size_t onnx__function_proto__pack_to_buffer
+                     (const Onnx__FunctionProto   *message,
+                      ProtobufCBuffer     *buffer);
+Onnx__FunctionProto *
+       onnx__function_proto__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   onnx__function_proto__free_unpacked
+                     (Onnx__FunctionProto *message,
+                      ProtobufCAllocator *allocator);
 /* Onnx__StringStringEntryProto methods */
 void   onnx__string_string_entry_proto__init
                      (Onnx__StringStringEntryProto         *message);
@@ -549,6 +598,9 @@ typedef void (*Onnx__NodeProto_Closure)
 typedef void (*Onnx__ModelProto_Closure)
                  (const Onnx__ModelProto *message,
                   void *closure_data);
+typedef void (*Onnx__FunctionProto_Closure)
+                 (const Onnx__FunctionProto *message,
+                  void *closure_data);
 typedef void (*Onnx__StringStringEntryProto_Closure)
                  (const Onnx__StringStringEntryProto *message,
                   void *closure_data);
@@ -587,6 +639,7 @@ extern const ProtobufCEnumDescriptor    onnx__attribute_proto__attribute_type__d
 extern const ProtobufCMessageDescriptor onnx__value_info_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__node_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__model_proto__descriptor;
+extern const ProtobufCMessageDescriptor onnx__function_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__string_string_entry_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__graph_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__tensor_proto__descriptor;

@@ -81,6 +81,8 @@ expect empty-onnx "blank\.onnx" "empty|no~graph|$onnxerr" -- "$B/blank.onnx" --i
 expect missing-model "absent\.onnx" "$noent" -- "$B/absent.onnx" --input "$B/good.npy"
 expect unsupported-op "Unique dedupe_0" "opset 12 unsupported|not~supported|no~support|unknown|not~implemented" -- \
   "$B/op.onnx" --input "$B/good.npy"
+expect recursive-function "Spiral" "deep|recurs|nest" -- "$B/recurse.onnx" --input "$B/good.npy"
+expect function-opset "Lift" "opset 15" -- "$B/fnopset.onnx" --input "$B/good.npy"
 expect missing-input "right" "missing|not~given|not~provided|not~supplied|required|needs|expects|no~value" -- \
   "$two" --input "left=$B/good.npy"
 expect unknown-input "nosuch" "no~input|unknown|not~an~input|has~no|no~such" -- \

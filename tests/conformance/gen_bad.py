@@ -5,7 +5,9 @@ Usage: gen_bad.py DIR
 Models: two_inputs.onnx (left, right: float [2,3] -> Add), op.onnx (a
 Unique, which pivotd does not support, node "dedupe_0", opset 12), cut.onnx
 (the first 60% of a valid Gemm model), noise.onnx (random bytes), blank.onnx
-(empty). Tensors: good.npy (float32 [2,3]), wide.npy (float32 [2,4]),
+(empty), recurse.onnx (model-local function "Spiral" calling itself,
+node "coil_0"), fnopset.onnx (function "Lift" importing opset 15 in a
+model of opset 13). Tensors: good.npy (float32 [2,3]), wide.npy (float32 [2,4]),
 ints.npy (int32 [2,3]), noise.npy (random bytes), half.npy (a valid header,
 half the data). File names share no word with the messages the test looks
 for, so a message that only echoes the path cannot pass.
@@ -50,6 +52,29 @@ def main():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
     save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 12)]),
          os.path.join(d, "op.onnx"))
+
+    # Model-local functions: one that calls itself (inlining must stop with
+    # an error, not recurse until the stack or memory runs out), and one
+    # whose opset differs from the model's.
+    fn = helper.make_function("my.fns", "Spiral", ["x"], ["y"],
+                              [helper.make_node("Spiral", ["x"], ["y"], domain="my.fns")],
+                              [helper.make_opsetid("", 13), helper.make_opsetid("my.fns", 1)], [])
+    g = helper.make_graph(
+        [helper.make_node("Spiral", ["left"], ["sum"], name="coil_0", domain="my.fns")], "recurse",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, f23)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid("my.fns", 1)], functions=[fn])
+    onnx.save_model(m, os.path.join(d, "recurse.onnx"))   # the checker refuses recursion too
+    fn = helper.make_function("my.fns", "Lift", ["x"], ["y"], [helper.make_node("Relu", ["x"], ["y"])],
+                              [helper.make_opsetid("", 15)], [])
+    g = helper.make_graph(
+        [helper.make_node("Lift", ["left"], ["sum"], name="lift_0", domain="my.fns")], "fnopset",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, f23)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid("my.fns", 1)], functions=[fn])
+    onnx.save_model(m, os.path.join(d, "fnopset.onnx"))
 
     w = numpy_helper.from_array(rng.standard_normal((64, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "b")

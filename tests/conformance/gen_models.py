@@ -839,6 +839,132 @@ def build_onnx_o24(rng):
     return m, {"x": x}, [o.name for o in outs], ref
 
 
+def _pb_field(num, payload):
+    """A length-delimited protobuf field: appended to a message's bytes, it
+    sets fields Debian's onnx 1.12 does not know (kept as unknown fields)."""
+    def varint(v):
+        out = b""
+        while True:
+            out += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
+            v >>= 7
+            if not v:
+                return out
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def build_onnx_fn(rng, overloads=False):
+    """Model-local functions (ModelProto.functions): a function calling a
+    function, attributes given by the caller (`ref_attr_name`) or left to
+    the function's default (`attribute_proto`, IR 9), calls that omit an
+    optional input or leave an output unused, two calls of one function
+    (names inside must not collide), with numpy references; with
+    `overloads`, two overloads of one function name (IR 10) pick the
+    activation. onnx 1.12 knows neither attribute_proto nor overload: they
+    are appended as raw fields, and its checker is skipped."""
+    import onnx
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([2, 3, 4], dtype=np.float32)
+    w = rng.standard_normal([4, 4], dtype=np.float32) * 0.5
+    N = oh.make_node
+    D = "local.fn"
+
+    def ref_attr(name, ref, t):
+        a = onnx.AttributeProto()
+        a.name, a.ref_attr_name, a.type = name, ref, t
+        return a
+    # Scaled(x, lo) -> (y, dead): y = LeakyRelu(Clip(x * s, lo), alpha);
+    # s from the caller, alpha 0.3 by default; lo optional.
+    sconst = N("Constant", [], ["sv"])
+    sconst.attribute.append(ref_attr("value_float", "s", onnx.AttributeProto.FLOAT))
+    lrelu = N("LeakyRelu", ["t"], ["y"])
+    lrelu.attribute.append(ref_attr("alpha", "alpha", onnx.AttributeProto.FLOAT))
+    scaled = oh.make_function(D, "Scaled", ["x", "lo"], ["y", "dead"],
+                              [sconst, N("Mul", ["x", "sv"], ["xs"]),
+                               N("Clip", ["xs", "lo"], ["t"]), lrelu,
+                               N("Neg", ["y"], ["dead"])],
+                              [oh.make_opsetid("", 17)], ["s"])
+    scaled = onnx.FunctionProto.FromString(
+        scaled.SerializeToString() +
+        _pb_field(11, oh.make_attribute("alpha", 0.3).SerializeToString()))
+
+    def act(op, ov):
+        """Act[ov] (one name, two overloads) or Act_ov (two names)."""
+        fn = oh.make_function(D, "Act" if overloads else "Act_" + ov, ["x"], ["y"],
+                              [N(op, ["x"], ["y"])], [oh.make_opsetid("", 17)], [])
+        if overloads:
+            fn = onnx.FunctionProto.FromString(fn.SerializeToString() +
+                                               _pb_field(13, ov.encode()))
+        return fn
+    act_t, act_s = act("Tanh", "tanh"), act("Sigmoid", "sig")
+
+    def call(node, ov):
+        if not overloads:
+            node.op_type = "Act_" + ov
+            return node
+        return onnx.NodeProto.FromString(node.SerializeToString() + _pb_field(8, ov.encode()))
+    # Block(x, w, lo) -> y = Scaled(x @ w, lo; s=2) + Act[ov](Scaled(x; s=0.5, alpha=0.1))
+    def block(ov):
+        return oh.make_function(D, "Block_" + ov, ["x", "w", "lo"], ["y"],
+                                [N("MatMul", ["x", "w"], ["h"]),
+                                 N("Scaled", ["h", "lo"], ["a", "d1"], domain=D, s=2.0),
+                                 N("Scaled", ["x"], ["c", "u"], domain=D, s=0.5, alpha=0.1),
+                                 call(N("Act", ["c"], ["ca"], domain=D), ov),
+                                 N("Add", ["a", "ca"], ["y"])],
+                                [oh.make_opsetid("", 17), oh.make_opsetid(D, 1)], [])
+    nodes = [N("Block_tanh", ["x", "w", "lo"], ["y1"], domain=D, name="b1"),
+             N("Block_sig", ["y1", "w"], ["y2"], domain=D, name="b2")]
+
+    def np_block(v, lo, f):
+        lr = lambda t, a: np.where(t >= 0, t, a * t)
+        v = v.astype(np.float64)
+        h = v @ w.astype(np.float64) * 2
+        if lo is not None:
+            h = np.maximum(h, lo)
+        return lr(h, 0.3) + f(lr(v * 0.5, 0.1))
+    y1 = np_block(x, -0.25, np.tanh).astype(np.float32)
+    y2 = np_block(y1, None, lambda t: 1 / (1 + np.exp(-t))).astype(np.float32)
+    outs, ref, out = _outputs()
+    out("y1", TP.FLOAT, y1)
+    out("y2", TP.FLOAT, y2)
+    g = oh.make_graph(nodes, "onnx_fn", [oh.make_tensor_value_info("x", TP.FLOAT, list(x.shape))],
+                      outs, [nh.from_array(w, "w"), nh.from_array(np.array(-0.25, np.float32), "lo")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid(D, 1)],
+                      functions=[scaled, act_t, act_s, block("tanh"), block("sig")])
+    m.ir_version = 10 if overloads else 9
+    return m, {"x": x}, [o.name for o in outs], ref
+
+
+class _FnBlock(torch.nn.Module):
+    def __init__(self, ci, co, slope):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(ci, co, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(co)
+        self.slope = slope
+
+    def forward(self, x):
+        return torch.nn.functional.leaky_relu(self.bn(self.conv(x)), self.slope)
+
+
+class _FnStage(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.a = _FnBlock(c, c, 0.1)
+        self.b = _FnBlock(c, c, 0.2)
+
+    def forward(self, x):
+        return self.b(self.a(x)) + x
+
+
+def build_fn_modules(gen):
+    """torch.onnx.export with export_modules_as_functions: each Stage and
+    Block a model-local function (Stage calling Block), LeakyRelu's slope a
+    function attribute."""
+    m = torch.nn.Sequential(_FnBlock(3, 8, 0.05), _FnStage(8), _FnStage(8),
+                            torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 10))
+    randomize_bn(m, gen)
+    return m
+
+
 def build_onnx_o22(rng):
     """Opset 22 (ONNX 1.17): what opsets 18-22 changed in ops pivotd runs,
     with numpy references.  Pad's axes input (18) and wrap mode (19),
@@ -1206,6 +1332,14 @@ MODELS = {
     "onnx_o24": dict(onnx=build_onnx_o24, check=False),
     "onnx_more": dict(onnx=build_onnx_more, check=False),
     "onnx_qdq": dict(onnx=build_onnx_qdq),
+    # Model-local functions: hand-built (nesting, attribute defaults,
+    # omitted inputs, unused outputs) and as torch exports modules.
+    "onnx_fn": dict(onnx=build_onnx_fn, check=False),
+    # The same with overloads (IR 10), which ONNX Runtime 1.30 does not
+    # resolve inside a function: numpy reference only (ref=generator).
+    "onnx_fn_overload": dict(onnx=lambda rng: build_onnx_fn(rng, overloads=True), check=False),
+    "fn_modules": dict(build=build_fn_modules, opset=15, inputs=["image"], outputs=["logits"],
+                       shape=[2, 3, 8, 8], export={"export_modules_as_functions": {_FnBlock, _FnStage}}),
     "onnx_fp16": dict(onnx=build_onnx_fp16),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
                         outputs=["features"], shape=[10, 2, 64]),
@@ -1239,7 +1373,7 @@ def generate(name, spec, out_dir):
             torch.onnx.export(model, (torch.from_numpy(x),), onnx_path,
                               input_names=spec["inputs"], output_names=spec["outputs"],
                               opset_version=spec["opset"], do_constant_folding=True,
-                              dynamic_axes=dyn)
+                              dynamic_axes=dyn, **spec.get("export", {}))
             y = model(torch.from_numpy(x))
         if spec.get("pads"):
             m = onnx.load(onnx_path)

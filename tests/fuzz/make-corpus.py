@@ -2,6 +2,9 @@
 """Regenerate the fuzz seed corpus: small valid ONNX and .npy files plus a
 few edge cases. The files are committed; run this only to change them:
     /usr/bin/python3 tests/fuzz/make-corpus.py tests/fuzz/corpus
+Not written here: onnx/functions*.onnx, copies of the conformance models
+onnx_fn and onnx_fn_overload (tests/conformance/gen_models.py) and of
+gen_bad.py's recurse.onnx (model-local functions).
 """
 import io
 import os
