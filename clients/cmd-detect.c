@@ -18,7 +18,7 @@ static void usage(FILE *f) {
           "                    [--iou T] [--top-k K] [--json] [--backend LIST]\n"
           "                    [--threads N] [--stored-orientation]\n"
           "  Runs the detector MODEL (.onnx or .pvm with pivot.detect.* metadata,\n"
-          "  docs/DETECTION.md) on IMAGE (JPEG or PNG) and prints one line per\n"
+          "  docs/DETECTION.md) on IMAGE (JPEG, PNG, WebP, HEIC, AVIF), one line per\n"
           "  box: label, score, x0 y0 x1 y1 in the image's pixels, the photo\n"
           "  turned upright as its EXIF orientation says.\n"
           "  --score  keep boxes scoring above S (default: the model's)\n"

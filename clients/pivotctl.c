@@ -40,7 +40,7 @@ static void usage(FILE *f) {
     "                               next one) and swap it in once it has loaded\n"
     "  infer MODEL [NAME=]FILE.npy...  run MODEL; writes each output to\n"
     "                               DIR/NAME.npy (-o DIR, default .)\n"
-    "  detect MODEL IMAGE           detections in a JPEG or PNG image\n"
+    "  detect MODEL IMAGE           detections in a JPEG, PNG, WebP, HEIC or AVIF image\n"
     "  stats [MODEL]                request counts and mean queue/compute times\n"
     "  metrics                      the Prometheus metrics text\n"
     "Options:\n"

@@ -1,6 +1,7 @@
-/* Image input: JPEG (libjpeg-turbo) and PNG (libpng) decoding with the
- * size checked from the header first, and the resize/pad/normalise that
- * turns a photo into a model's input tensor. */
+/* Image input: JPEG (libjpeg-turbo), PNG (libpng), and where configure
+ * found their libraries WebP (libwebp) and HEIC / AVIF (libheif) decoding
+ * with the size checked from the header first, and the resize/pad/normalise
+ * that turns a photo into a model's input tensor. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,6 +17,15 @@
 #include <jerror.h>
 #include <png.h>
 #endif
+#ifdef HAVE_WEBP
+#include <webp/decode.h>
+#endif
+#ifdef HAVE_HEIF
+#include <libheif/heif.h>
+#include <pthread.h>
+#endif
+
+#define KNOWN_FORMATS "a JPEG, PNG, WebP, HEIC or AVIF image"
 
 static bool is_png(const uint8_t *b, size_t len) {
   static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -24,6 +34,20 @@ static bool is_png(const uint8_t *b, size_t len) {
 
 static bool is_jpeg(const uint8_t *b, size_t len) {
   return len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff;
+}
+
+static bool is_webp(const uint8_t *b, size_t len) {
+  return len >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4);
+}
+
+/* An ISO-BMFF file whose major brand is one of HEIF's (HEIC, AVIF, ...). */
+static bool is_heif(const uint8_t *b, size_t len) {
+  static const char brands[][5] = {"heic", "heix", "heim", "heis", "hevc",
+                                   "hevx", "mif1", "msf1", "avif", "avis"};
+  if (len < 12 || memcmp(b + 4, "ftyp", 4)) return false;
+  for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++)
+    if (!memcmp(b + 8, brands[i], 4)) return true;
+  return false;
 }
 
 static int check_size(const char *fmt, long w, long h) {
@@ -71,6 +95,35 @@ static int jpeg_dims(const uint8_t *b, size_t len, long *w, long *h) {
   return pv_error(PV_EFORMAT, "JPEG: truncated before the frame header");
 }
 
+#ifdef HAVE_HEIF
+static pthread_once_t heif_once = PTHREAD_ONCE_INIT;
+static void heif_start(void) { heif_init(NULL); }
+
+/* The file's primary image: parsing the boxes decodes no pixel. The size
+ * is the one after HEIF's rotation and mirroring (irot / imir), which
+ * belong to the image (unlike EXIF's, they are not metadata) and are
+ * always applied. */
+static int heif_open(const uint8_t *b, size_t len, struct heif_context **ctx,
+                     struct heif_image_handle **h) {
+  pthread_once(&heif_once, heif_start);
+  *h = NULL;
+  if (len > INT32_MAX) return pv_error(PV_ERANGE, "HEIF: file too large");
+  if (!(*ctx = heif_context_alloc())) return pv_error(PV_ENOMEM, "HEIF: out of memory");
+  heif_context_set_maximum_image_size_limit(*ctx, PV_IMAGE_MAX_SIDE);
+  struct heif_error e = heif_context_read_from_memory_without_copy(*ctx, b, len, NULL);
+  if (e.code == heif_error_Ok) e = heif_context_get_primary_image_handle(*ctx, h);
+  if (e.code != heif_error_Ok) {
+    /* The message belongs to the context: copy it out first. */
+    int rc = pv_error(e.code == heif_error_Memory_allocation_error ? PV_ENOMEM : PV_EFORMAT,
+                      "HEIF: %s", e.message);
+    heif_context_free(*ctx);
+    *ctx = NULL;
+    return rc;
+  }
+  return 0;
+}
+#endif
+
 int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
                    int *h) {
   const uint8_t *b = buf;
@@ -87,13 +140,38 @@ int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
     fmt = "JPEG";
     int rc = jpeg_dims(b, len, &iw, &ih);
     if (rc) return rc;
+  } else if (is_webp(b, len)) {
+    fmt = "WebP";
+#ifdef HAVE_WEBP
+    int ww, wh;
+    if (!WebPGetInfo(b, len, &ww, &wh))
+      return pv_error(PV_EFORMAT, "WebP: truncated or broken header");
+    iw = ww, ih = wh;
+#else
+    return pv_error(PV_EUNSUPPORTED, "WebP image, but pivotd was built without libwebp");
+#endif
+  } else if (is_heif(b, len)) {
+    fmt = "HEIF";
+#ifdef HAVE_HEIF
+    struct heif_context *ctx;
+    struct heif_image_handle *hd;
+    int rc = heif_open(b, len, &ctx, &hd);
+    if (rc) return rc;
+    iw = heif_image_handle_get_width(hd);
+    ih = heif_image_handle_get_height(hd);
+    heif_image_handle_release(hd);
+    heif_context_free(ctx);
+#else
+    return pv_error(PV_EUNSUPPORTED, "HEIC/AVIF image, but pivotd was built without libheif");
+#endif
   } else {
-    return pv_error(PV_EFORMAT, "not a JPEG or PNG image (%zu bytes starting %02x %02x %02x %02x)",
+    return pv_error(PV_EFORMAT, "not " KNOWN_FORMATS " (%zu bytes starting %02x %02x %02x %02x)",
                     len, b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
   }
   int rc = check_size(fmt, iw, ih);
   if (rc) return rc;
-  if (format) *format = fmt[0] == 'P' ? "png" : "jpeg";
+  if (format)
+    *format = fmt[0] == 'P' ? "png" : fmt[0] == 'J' ? "jpeg" : fmt[0] == 'W' ? "webp" : "heif";
   if (w) *w = (int)iw;
   if (h) *h = (int)ih;
   return 0;
@@ -374,6 +452,73 @@ static int decode_png(const uint8_t *b, size_t len, pv_image *img) {
   return 0;
 }
 
+#ifdef HAVE_WEBP
+/* The first frame's pixels; alpha dropped, as for PNG. */
+static int decode_webp(const uint8_t *b, size_t len, pv_image *img) {
+  WebPBitstreamFeatures f;
+  if (WebPGetFeatures(b, len, &f) != VP8_STATUS_OK)
+    return pv_error(PV_EFORMAT, "WebP: truncated or broken header");
+  if (f.has_animation)
+    return pv_error(PV_EUNSUPPORTED, "WebP: animated images are not supported; send one frame");
+  size_t stride = (size_t)f.width * 3, n = stride * (size_t)f.height;
+  uint8_t *rgb = malloc(n);
+  if (!rgb) return pv_error(PV_ENOMEM, "WebP: no memory for %dx%d pixels", f.width, f.height);
+  if (!WebPDecodeRGBInto(b, len, rgb, n, (int)stride)) {
+    free(rgb);
+    return pv_error(PV_EFORMAT, "WebP: truncated or corrupt image data");
+  }
+  img->w = f.width;
+  img->h = f.height;
+  img->rgb = rgb;
+  return 0;
+}
+#endif
+
+#ifdef HAVE_HEIF
+static int decode_heif(const uint8_t *b, size_t len, pv_image *img) {
+  struct heif_context *ctx;
+  struct heif_image_handle *hd;
+  int rc = heif_open(b, len, &ctx, &hd);
+  if (rc) return rc;
+  struct heif_image *im = NULL;
+  struct heif_error e = heif_decode_image(hd, &im, heif_colorspace_RGB,
+                                          heif_chroma_interleaved_RGB, NULL);
+  if (e.code != heif_error_Ok) {
+    rc = pv_error(e.code == heif_error_Memory_allocation_error ? PV_ENOMEM : PV_EFORMAT,
+                  "HEIF: %s", e.message);
+    goto out;
+  }
+  int w = heif_image_get_width(im, heif_channel_interleaved);
+  int h = heif_image_get_height(im, heif_channel_interleaved);
+  int stride = 0;
+  const uint8_t *p = heif_image_get_plane_readonly(im, heif_channel_interleaved, &stride);
+  if (!p) {
+    rc = pv_error(PV_EFORMAT, "HEIF: the decoder gave no RGB plane");
+    goto out;
+  }
+  /* The size was checked (and reported) from the header: a coded image of
+   * another size is a broken file, not a surprise to pass on. */
+  if (w != heif_image_handle_get_width(hd) || h != heif_image_handle_get_height(hd)) {
+    rc = pv_error(PV_EFORMAT, "HEIF: the image decodes to %dx%d but its header says %dx%d",
+                  w, h, heif_image_handle_get_width(hd), heif_image_handle_get_height(hd));
+    goto out;
+  }
+  if (!(img->rgb = malloc((size_t)w * h * 3))) {
+    rc = pv_error(PV_ENOMEM, "HEIF: no memory for %dx%d pixels", w, h);
+    goto out;
+  }
+  for (int y = 0; y < h; y++)
+    memcpy(img->rgb + (size_t)y * w * 3, p + (size_t)y * stride, (size_t)w * 3);
+  img->w = w;
+  img->h = h;
+out:
+  heif_image_release(im);
+  heif_image_handle_release(hd);
+  heif_context_free(ctx);
+  return rc;
+}
+#endif
+
 int pv_image_decode_ex(const void *buf, size_t len, unsigned flags,
                        pv_image *img) {
   if (!img) return pv_error(PV_EINVAL, "pv_image_decode: no image");
@@ -382,7 +527,17 @@ int pv_image_decode_ex(const void *buf, size_t len, unsigned flags,
   int w, h;
   int rc = pv_image_probe(buf, len, &fmt, &w, &h);
   if (rc) return rc;
-  rc = fmt[0] == 'p' ? decode_png(buf, len, img) : decode_jpeg(buf, len, img);
+  switch (fmt[0]) {
+  case 'p': rc = decode_png(buf, len, img); break;
+  case 'j': rc = decode_jpeg(buf, len, img); break;
+#ifdef HAVE_WEBP
+  case 'w': rc = decode_webp(buf, len, img); break;
+#endif
+#ifdef HAVE_HEIF
+  case 'h': rc = decode_heif(buf, len, img); break;
+#endif
+  default: rc = pv_error(PV_EUNSUPPORTED, "no decoder for %s", fmt);
+  }
   if (!rc && !img->orientation) img->orientation = 1;
   if (!rc && !(flags & PV_IMAGE_STORED_ORIENTATION))
     rc = orient(img, img->orientation);

@@ -25,12 +25,15 @@ typedef struct pv_image {
                       without one (and for PNG) */
 } pv_image;
 
-/* Format ("jpeg", "png") and size from the header alone. PV_EFORMAT when
- * the bytes are no JPEG or PNG or the header is broken, PV_ERANGE when the
- * image is larger than the limits above. */
+/* Format ("jpeg", "png", "webp", "heif": HEIC and AVIF) and size from the
+ * header alone (for HEIF the container's boxes, after its rotation).
+ * PV_EFORMAT when the bytes are no such image or the header is broken,
+ * PV_ERANGE when the image is larger than the limits above,
+ * PV_EUNSUPPORTED for WebP / HEIF in a build without libwebp / libheif. */
 int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
                    int *h);
-/* Decode a JPEG or PNG held in memory (format by magic). A truncated or
+/* Decode an image held in memory (format by magic; WebP's first frame,
+ * HEIF's primary image with its rotation and mirroring). A truncated or
  * corrupt file is an error (PV_EFORMAT), never a grey-filled image. On
  * success img->rgb is allocated; on failure img is zeroed. */
 int pv_image_decode(const void *buf, size_t len, pv_image *img);

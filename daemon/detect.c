@@ -1,4 +1,4 @@
-/* POST /v2/models/{m}[/versions/{v}]/detect: an encoded image (JPEG or PNG)
+/* POST /v2/models/{m}[/versions/{v}]/detect: an encoded image (JPEG, PNG, WebP, HEIC, AVIF)
  * in, boxes in the original image's pixels out. The header is checked on
  * the HTTP thread; decoding and the run happen on one of the model's
  * workers, through the same queue, deadlines and statistics as infer. */
@@ -118,7 +118,7 @@ void pvd_h_detect(pvd_conn *c) {
   if (pv_image_probe(j->img, j->len, NULL, NULL, NULL)) {
     const char *ct = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Type");
     pvd_version_release(v);
-    pvd_reply_error(c, 400, "%s (Content-Type: %s); POST a JPEG or PNG image", pv_errmsg(), ct ? ct : "none");
+    pvd_reply_error(c, 400, "%s (Content-Type: %s); POST a JPEG, PNG, WebP, HEIC or AVIF image", pv_errmsg(), ct ? ct : "none");
     goto fail;
   }
   pvd_req *r = calloc(1, sizeof *r);

@@ -9,7 +9,8 @@ want=build
 pkgs="build-essential autoconf automake libtool pkg-config
   libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev libcjson-dev libuv1-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libsystemd-dev
-  libcurl4-openssl-dev libjpeg-dev libpng-dev libopenblas-dev libcunit1-dev"
+  libcurl4-openssl-dev libjpeg-dev libpng-dev libwebp-dev libheif-dev
+  libopenblas-dev libcunit1-dev"
 if [ "$want" = test ]; then
   pkgs="$pkgs python3-torch python3-torchvision python3-onnx python3-numpy
     darknet clang libclang-rt-14-dev prometheus valgrind wrk curl

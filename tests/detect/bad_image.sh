@@ -43,7 +43,7 @@ expect() { # FILE MODEL PATTERN
   echo "$(basename "$1"): $(cat "$bad/err")"
 }
 expect "$bad/empty.jpg" "$WORK/tiny.onnx" "empty image"
-expect "$bad/text.jpg" "$WORK/tiny.onnx" "not a JPEG or PNG"
+expect "$bad/text.jpg" "$WORK/tiny.onnx" "not a JPEG, PNG"
 expect "$bad/truncated.jpg" "$WORK/tiny.onnx" "truncated"
 expect "$bad/huge.png" "$WORK/tiny.onnx" "20000x20000, larger than the limit"
 expect "$bad/huge.jpg" "$WORK/tiny.onnx" "20000x20000, larger than the limit"

@@ -82,13 +82,34 @@ try:
             check(best > 0.6, "face %r not found mirrored: %r" % (a, j2m["detections"]))
         print("exif: 6 -> %dx%d, 2 -> %d faces (%d upright)" % (j6["width"], j6["height"], len(j2m["detections"]), len(j["detections"])))
 
+        # The same photo as lossless WebP (its pixels as PIL decodes the
+        # JPEG, the same libjpeg-turbo): the same faces.
+        try:
+            import io
+            from PIL import Image, features
+            webp_ok = features.check("webp")
+        except ImportError:
+            webp_ok = False
+        if webp_ok:
+            buf = io.BytesIO()
+            Image.open(photo).convert("RGB").save(buf, "WEBP", lossless=True)
+            st, jw = d.json("POST", "/v2/models/tiny/detect?score=0.6", buf.getvalue(), {"Content-Type": "image/webp"})
+            check(st == 200 and (jw["width"], jw["height"]) == (1920, 1280) and
+                  len(jw["detections"]) == len(j["detections"]), "webp %r vs %r" % (jw, j))
+            for a, b in zip(jw["detections"], j["detections"]):
+                check(abs(a["score"] - b["score"]) < 0.01 and
+                      all(abs(x - y) < 2 for x, y in zip(a["box"], b["box"])), "webp box %r vs %r" % (a, b))
+            print("webp: %d faces" % len(jw["detections"]))
+        else:
+            print("webp: skipped (PIL without WebP)")
+
         def bad(body, want, path="/v2/models/tiny/detect", status=400):
             st, j = d.json("POST", path, body, {"Content-Type": "image/png"})
             check(st == status and want in j.get("error", ""), "%s: %d %r (want %d /%s/)" % (path, st, j, status, want))
             print("%d %s" % (st, j["error"]))
 
         bad(b"", "empty image")
-        bad(b"hello, not a picture", "not a JPEG or PNG")
+        bad(b"hello, not a picture", "not a JPEG, PNG")
         bad(jpeg[: len(jpeg) // 2], "truncated")
         ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
         huge = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))

@@ -11,8 +11,15 @@
 #include <jpeglib.h> /* after stdio.h: it needs FILE and size_t */
 #include <png.h>
 
+#include "config.h"
 #include "cunit-main.h"
 #include "pv-image.h"
+#ifdef HAVE_WEBP
+#include <webp/encode.h>
+#endif
+#ifdef HAVE_HEIF
+#include <libheif/heif.h>
+#endif
 
 static void put32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);
@@ -95,7 +102,7 @@ static void test_not_an_image(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "empty"));
   CU_ASSERT_PTR_NULL(im.rgb);
   CU_ASSERT_EQUAL(pv_image_decode("hello world", 11, &im), PV_EFORMAT);
-  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "not a JPEG or PNG"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "not a JPEG, PNG"));
   CU_ASSERT_EQUAL(pv_image_decode("\xff\xd8", 2, &im), PV_EFORMAT);
   uint8_t b[64];
   size_t n = png_header(b, 10, 10);
@@ -448,6 +455,112 @@ static void test_jpeg_cmyk(void) {
   free(rgb);
 }
 
+/* WebP, lossless and lossy, from libwebp's own encoder: the size from the
+ * header, the pixels (exact when lossless), truncation refused. Without
+ * libwebp the format is still recognised and refused by name. */
+static void test_webp(void) {
+  int w = 64, h = 32;
+  uint8_t *src = quadrants(w, h);
+  pv_image im;
+#ifdef HAVE_WEBP
+  for (int lossless = 0; lossless < 2; lossless++) {
+    uint8_t *out = NULL;
+    size_t len = lossless ? WebPEncodeLosslessRGB(src, w, h, w * 3, &out)
+                          : WebPEncodeRGB(src, w, h, w * 3, 90, &out);
+    CU_ASSERT_FATAL(len > 0);
+    const char *fmt;
+    int pw, ph;
+    CU_ASSERT_EQUAL(pv_image_probe(out, len, &fmt, &pw, &ph), 0);
+    CU_ASSERT(!strcmp(fmt, "webp") && pw == w && ph == h);
+    CU_ASSERT_EQUAL_FATAL(pv_image_decode(out, len, &im), 0);
+    CU_ASSERT(im.w == w && im.h == h && im.orientation == 1);
+    if (lossless) CU_ASSERT(memcmp(im.rgb, src, (size_t)w * h * 3) == 0);
+    for (int k = 0; k < 4; k++) CU_ASSERT_EQUAL(corner_colour(&im, k), k);
+    pv_image_free(&im);
+    CU_ASSERT_EQUAL(pv_image_decode(out, len * 2 / 3, &im), PV_EFORMAT);
+    CU_ASSERT_PTR_NULL(im.rgb);
+    WebPFree(out);
+  }
+#else
+  uint8_t riff[16] = {'R', 'I', 'F', 'F', 8, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', ' '};
+  CU_ASSERT_EQUAL(pv_image_decode(riff, sizeof riff, &im), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "libwebp"));
+#endif
+  free(src);
+}
+
+#ifdef HAVE_HEIF
+static struct heif_error mem_heif_write(struct heif_context *ctx, const void *d,
+                                        size_t n, void *user) {
+  (void)ctx;
+  membuf *m = user;
+  m->p = realloc(m->p, m->n + n);
+  memcpy(m->p + m->n, d, n);
+  m->n += n;
+  struct heif_error ok = {heif_error_Ok, heif_suberror_Unspecified, "ok"};
+  return ok;
+}
+
+/* An HEIC (HEVC) or AVIF (AV1) file of the w x h RGB pixels, from libheif's
+ * encoders (x265, aom); NULL when this libheif has no such encoder. */
+static uint8_t *encode_heif(const uint8_t *rgb, int w, int h,
+                            enum heif_compression_format f, size_t *len) {
+  if (!heif_have_encoder_for_format(f)) return NULL;
+  struct heif_context *ctx = heif_context_alloc();
+  struct heif_encoder *enc;
+  heif_context_get_encoder_for_format(ctx, f, &enc);
+  heif_encoder_set_lossy_quality(enc, 95);
+  struct heif_image *im;
+  heif_image_create(w, h, heif_colorspace_RGB, heif_chroma_interleaved_RGB, &im);
+  heif_image_add_plane(im, heif_channel_interleaved, w, h, 8);
+  int stride;
+  uint8_t *p = heif_image_get_plane(im, heif_channel_interleaved, &stride);
+  for (int y = 0; y < h; y++) memcpy(p + (size_t)y * stride, rgb + (size_t)y * w * 3, (size_t)w * 3);
+  struct heif_error e = heif_context_encode_image(ctx, im, enc, NULL, NULL);
+  CU_ASSERT_EQUAL(e.code, heif_error_Ok);
+  membuf m = {0};
+  struct heif_writer wr = {1, mem_heif_write};
+  heif_context_write(ctx, &wr, &m);
+  heif_image_release(im);
+  heif_encoder_release(enc);
+  heif_context_free(ctx);
+  *len = m.n;
+  return m.p;
+}
+#endif
+
+/* HEIC (iPhone photos) and AVIF: libheif's encoders make them, pivot
+ * decodes size and pixels (lossy: corner colours), truncation refused. */
+static void test_heif(void) {
+  int w = 64, h = 32;
+  uint8_t *src = quadrants(w, h);
+  pv_image im;
+#ifdef HAVE_HEIF
+  enum heif_compression_format fs[2] = {heif_compression_HEVC, heif_compression_AV1};
+  for (int i = 0; i < 2; i++) {
+    size_t len;
+    uint8_t *b = encode_heif(src, w, h, fs[i], &len);
+    if (!b) continue;
+    const char *fmt;
+    int pw, ph;
+    CU_ASSERT_EQUAL(pv_image_probe(b, len, &fmt, &pw, &ph), 0);
+    CU_ASSERT(!strcmp(fmt, "heif") && pw == w && ph == h);
+    CU_ASSERT_EQUAL_FATAL(pv_image_decode(b, len, &im), 0);
+    CU_ASSERT(im.w == w && im.h == h);
+    for (int k = 0; k < 4; k++) CU_ASSERT_EQUAL(corner_colour(&im, k), k);
+    pv_image_free(&im);
+    CU_ASSERT_NOT_EQUAL(pv_image_decode(b, len * 2 / 3, &im), 0);
+    CU_ASSERT_PTR_NULL(im.rgb);
+    free(b);
+  }
+#else
+  uint8_t ftyp[16] = {0, 0, 0, 16, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c', 0, 0, 0, 0};
+  CU_ASSERT_EQUAL(pv_image_decode(ftyp, sizeof ftyp, &im), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "libheif"));
+#endif
+  free(src);
+}
+
 static pv_image_prep prep(int w, int h, pv_resize_mode mode) {
   pv_image_prep p = {.width = w, .height = h, .resize = mode,
                      .std = {1, 1, 1}};
@@ -555,6 +668,8 @@ static CU_TestInfo tests[] = {
     {"JPEG decode and truncation", test_jpeg_decode_and_truncation},
     {"JPEG EXIF orientation", test_jpeg_exif_orientation},
     {"CMYK and YCCK JPEG", test_jpeg_cmyk},
+    {"WebP", test_webp},
+    {"HEIC and AVIF", test_heif},
     {"bilinear resize like TF", test_resize_like_tensorflow},
     {"pad to square, letterbox, normalise", test_pad_square_and_normalise},
     {"preprocessing from metadata", test_prep_from_metadata},

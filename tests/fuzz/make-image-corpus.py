@@ -2,11 +2,15 @@
 """Write the seed corpus of fuzz-image (corpus/image/): small JPEGs
 (baseline, progressive, grey, 4:2:0 and 4:4:4, CMYK, EXIF-oriented
 and a broken EXIF block) and PNGs (RGB, RGBA, grey,
-palette, 16-bit, interlaced), plus headers claiming 20000x20000 and files
-cut short. Needs PIL (python3-pil). Usage: make-image-corpus.py OUTDIR"""
+palette, 16-bit, interlaced), WebP (lossy, lossless, with alpha) and,
+when heif-enc (Debian's libheif-examples) is installed, HEIC and AVIF,
+plus headers claiming 20000x20000 and files cut short. Needs PIL
+(python3-pil). Usage: make-image-corpus.py OUTDIR"""
 import io
 import os
+import shutil
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -49,6 +53,15 @@ def main():
     save(out, "grey16.png", picture("I", 4, 4).convert("I;16"), "PNG")
     save(out, "interlaced.png", picture("RGB", 10, 10), "PNG", interlace=1)
     open(os.path.join(out, "truncated.png"), "wb").write(p[: len(p) - 20])
+
+    w = save(out, "lossy.webp", picture("RGB", 13, 9), "WEBP", quality=80)
+    save(out, "lossless.webp", picture("RGBA", 7, 5), "WEBP", lossless=True)
+    open(os.path.join(out, "truncated.webp"), "wb").write(w[: len(w) * 2 // 3])
+    if shutil.which("heif-enc"):
+        src = os.path.join(out, "rgb.png")
+        for name, flags in (("tiny.heic", []), ("tiny.avif", ["-A"])):
+            subprocess.run(["heif-enc", "-q", "60"] + flags + [src, "-o", os.path.join(out, name)],
+                           check=True, stdout=subprocess.DEVNULL)
 
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))

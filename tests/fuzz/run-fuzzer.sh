@@ -9,6 +9,9 @@ srcdir=${srcdir:-.}
 seeds=$srcdir/corpus/$name
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/pv-fuzz-$name.XXXXXX") || exit 99
 trap 'rm -rf "$scratch"' EXIT
+# Third-party leaks only (tests/lsan.supp says which and why).
+LSAN_OPTIONS="suppressions=$srcdir/../lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS
 "$prog" -max_total_time="${PV_FUZZ_SECONDS:-10}" -timeout=10 \
   -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix=./"$name"- "$scratch" "$seeds"

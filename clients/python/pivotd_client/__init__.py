@@ -265,7 +265,7 @@ class Client:
         return out
 
     def detect(self, model, image, version=None, content_type=None, **params):
-        """image: bytes or a file path (JPEG or PNG). params become query
+        """image: bytes or a file path (JPEG, PNG, WebP, HEIC or AVIF). params become query
         parameters (thresholds). Returns the server's JSON answer."""
         if isinstance(image, (str, os.PathLike)):
             with open(image, "rb") as f:
