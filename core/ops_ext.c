@@ -48,6 +48,8 @@ typedef enum {
   K_GLP,      /* GlobalLpPool */
   K_EYELIKE,
   K_QDQ,      /* QuantizeLinear DequantizeLinear */
+  K_ATTN,     /* Attention (23) */
+  K_ROPE,     /* RotaryEmbedding (23) */
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -107,6 +109,8 @@ static const struct ext_op {
     {"EyeLike", K_EYELIKE, T_ANY},
     {"QuantizeLinear", K_QDQ, T_F32},
     {"DequantizeLinear", K_QDQ, T_ANY},
+    {"Attention", K_ATTN, T_F32},
+    {"RotaryEmbedding", K_ROPE, T_F32},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -1124,6 +1128,289 @@ static int ref_lnorm(const pv_node *n, pv_tensor *vals) {
   return 0;
 }
 
+/* ------------------------------------------------------------ Attention */
+
+/* Attention (opset 23): softmax(Q K^T * scale [softcap] + mask) V per head,
+ * as onnx/reference's op_attention.py computes it: 3-D inputs [B, S,
+ * heads * head_size] (q_num_heads / kv_num_heads attributes) or 4-D [B,
+ * heads, S, head_size]; grouped queries (query head h reads key/value head
+ * h / (Hq / Hkv)); past_key / past_value concatenated before K and V, with
+ * present_key / present_value out; a bool mask (true = attend) or a float
+ * mask added, broadcast to [B, Hq, Sq, T] and padded (masked) up to the
+ * total length T when shorter; is_causal aligned to the bottom right (query
+ * i sees key j <= i + past length); softcap before the mask. Refused by
+ * name: opset 24's nonpad_kv_seqlen and the qk_matmul_output debugging
+ * output (its modes differ between the spec's revisions). */
+typedef struct attn_geom {
+  int rank;
+  int64_t B, Hq, Hkv, Sq, Skv, Sp, D, Dv;
+  int64_t mstride[4], mlast; /* mask strides over [B, Hq, Sq, T]; its last dim */
+} attn_geom;
+
+static int attn_geometry(const pv_node *n, const pv_tensor *vals, attn_geom *a) {
+  const pv_tensor *q = IN(0), *k = IN(1), *v = IN(2), *m = IN(3), *pk = IN(4), *pvv = IN(5);
+  memset(a, 0, sizeof *a);
+  if (!k || !v) return ERR(PV_EINVAL, "Q, K and V are required");
+  if (k->dtype != PV_F32 || v->dtype != PV_F32)
+    return ERR(PV_ETYPE, "Q, K and V must be FP32");
+  if (q->ndim != k->ndim || q->ndim != v->ndim || (q->ndim != 3 && q->ndim != 4))
+    return ERR(PV_ESHAPE, "Q, K and V must all be 3-D or all 4-D (ranks %d, %d, %d)",
+               q->ndim, k->ndim, v->ndim);
+  if (IN(6)) return ERR(PV_EUNSUPPORTED, "input nonpad_kv_seqlen (opset 24) is not supported");
+  if (n->n_out > 3 && n->out[3] >= 0)
+    return ERR(PV_EUNSUPPORTED, "output qk_matmul_output is not supported");
+  a->rank = q->ndim;
+  a->B = q->dims[0];
+  if (k->dims[0] != a->B || v->dims[0] != a->B)
+    return ERR(PV_ESHAPE, "Q, K and V differ in batch size");
+  int64_t qh = pv_attr_int(n, "q_num_heads", 0), kvh = pv_attr_int(n, "kv_num_heads", 0);
+  if (a->rank == 3) {
+    if (qh <= 0 || kvh <= 0)
+      return ERR(PV_EINVAL, "3-D inputs need q_num_heads and kv_num_heads");
+    if (q->dims[2] % qh || k->dims[2] % kvh || v->dims[2] % kvh)
+      return ERR(PV_ESHAPE, "hidden sizes %lld / %lld / %lld do not split into %lld / %lld heads",
+                 (long long)q->dims[2], (long long)k->dims[2], (long long)v->dims[2],
+                 (long long)qh, (long long)kvh);
+    a->Hq = qh, a->Hkv = kvh;
+    a->Sq = q->dims[1], a->Skv = k->dims[1];
+    a->D = q->dims[2] / qh, a->Dv = v->dims[2] / kvh;
+    if (k->dims[2] / kvh != a->D) return ERR(PV_ESHAPE, "Q and K head sizes differ");
+    if (v->dims[1] != a->Skv) return ERR(PV_ESHAPE, "K and V sequence lengths differ");
+  } else {
+    a->Hq = q->dims[1], a->Hkv = k->dims[1];
+    a->Sq = q->dims[2], a->Skv = k->dims[2];
+    a->D = q->dims[3], a->Dv = v->dims[3];
+    if ((qh && qh != a->Hq) || (kvh && kvh != a->Hkv))
+      return ERR(PV_ESHAPE, "q_num_heads / kv_num_heads disagree with the inputs' head axes");
+    if (k->dims[3] != a->D) return ERR(PV_ESHAPE, "Q and K head sizes differ");
+    if (v->dims[1] != a->Hkv || v->dims[2] != a->Skv)
+      return ERR(PV_ESHAPE, "K and V differ in heads or sequence length");
+  }
+  if (a->Hkv <= 0 || a->Hq % a->Hkv)
+    return ERR(PV_ESHAPE, "%lld query heads are not a multiple of %lld key/value heads",
+               (long long)a->Hq, (long long)a->Hkv);
+  if (!pk != !pvv) return ERR(PV_EINVAL, "past_key and past_value go together");
+  if (pk) {
+    if (pk->dtype != PV_F32 || pvv->dtype != PV_F32)
+      return ERR(PV_ETYPE, "past_key and past_value must be FP32");
+    if (pk->ndim != 4 || pvv->ndim != 4 || pk->dims[0] != a->B || pk->dims[1] != a->Hkv ||
+        pk->dims[3] != a->D || pvv->dims[0] != a->B || pvv->dims[1] != a->Hkv ||
+        pvv->dims[2] != pk->dims[2] || pvv->dims[3] != a->Dv)
+      return ERR(PV_ESHAPE, "past_key / past_value must be [B, kv_num_heads, past, head_size]");
+    a->Sp = pk->dims[2];
+  }
+  if (m) {
+    if (m->dtype != PV_F32 && m->dtype != PV_BOOL)
+      return ERR(PV_ETYPE, "attn_mask must be BOOL or FP32");
+    if (m->ndim < 1 || m->ndim > 4) return ERR(PV_ESHAPE, "attn_mask rank %d", m->ndim);
+    const int64_t full[4] = {a->B, a->Hq, a->Sq, a->Sp + a->Skv};
+    int64_t st = 1;
+    for (int i = 3; i >= 0; i--) {
+      int j = i - (4 - m->ndim); /* the mask's axis, right-aligned */
+      int64_t d = j >= 0 ? m->dims[j] : 1;
+      bool ok = i == 3 ? d <= full[3] : (d == 1 || d == full[i]);
+      if (!ok)
+        return ERR(PV_ESHAPE, "attn_mask axis %d is %lld; it must broadcast to %lld", j,
+                   (long long)d, (long long)full[i]);
+      a->mstride[i] = d == 1 && i < 3 ? 0 : st;
+      st *= d;
+    }
+    a->mlast = m->dims[m->ndim - 1];
+  }
+  return 0;
+}
+
+static int infer_attn(const pv_node *n, pv_tensor *vals) {
+  attn_geom a;
+  int rc = attn_geometry(n, vals, &a);
+  if (rc) return rc;
+  int64_t y3[3] = {a.B, a.Sq, a.Hq * a.Dv}, y4[4] = {a.B, a.Hq, a.Sq, a.Dv};
+  set_out(&vals[n->out[0]], PV_F32, a.rank, a.rank == 3 ? y3 : y4);
+  int64_t pk[4] = {a.B, a.Hkv, a.Sp + a.Skv, a.D}, pv[4] = {a.B, a.Hkv, a.Sp + a.Skv, a.Dv};
+  if (n->n_out > 1 && n->out[1] >= 0) set_out(&vals[n->out[1]], PV_F32, 4, pk);
+  if (n->n_out > 2 && n->out[2] >= 0) set_out(&vals[n->out[2]], PV_F32, 4, pv);
+  return 0;
+}
+
+/* Element (b, head, position t, i) of a 3-D or 4-D Q/K/V tensor. */
+static inline float attn_at(const float *x, const attn_geom *a, int64_t H, int64_t S,
+                            int64_t D, int64_t b, int64_t h, int64_t t, int64_t i) {
+  return a->rank == 4 ? x[((b * H + h) * S + t) * D + i] : x[(b * S + t) * H * D + h * D + i];
+}
+
+static int ref_attn(const pv_node *n, pv_tensor *vals) {
+  attn_geom a;
+  int rc = attn_geometry(n, vals, &a);
+  if (rc) return rc;
+  const float *q = IN(0)->data, *k = IN(1)->data, *v = IN(2)->data;
+  const pv_tensor *m = IN(3);
+  const float *pk = IN(4) ? IN(4)->data : NULL, *pvv = IN(5) ? IN(5)->data : NULL;
+  float *y = vals[n->out[0]].data;
+  const int64_t T = a.Sp + a.Skv, rep = a.Hq / a.Hkv;
+  const bool causal = pv_attr_int(n, "is_causal", 0) != 0;
+  const float softcap = pv_attr_float(n, "softcap", 0.f);
+  const double scale = pv_node_attr(n, "scale") ? pv_attr_float(n, "scale", 1.f)
+                                                 : 1.0 / sqrt((double)a.D);
+  /* present_key / present_value: [B, Hkv, T, D], past first */
+  float *present[2] = {n->n_out > 1 && n->out[1] >= 0 ? vals[n->out[1]].data : NULL,
+                       n->n_out > 2 && n->out[2] >= 0 ? vals[n->out[2]].data : NULL};
+  for (int w = 0; w < 2; w++) {
+    if (!present[w]) continue;
+    const float *past = w ? pvv : pk, *cur = w ? v : k;
+    int64_t D = w ? a.Dv : a.D;
+    for (int64_t b = 0; b < a.B; b++)
+      for (int64_t g = 0; g < a.Hkv; g++)
+        for (int64_t t = 0; t < T; t++)
+          for (int64_t i = 0; i < D; i++)
+            present[w][((b * a.Hkv + g) * T + t) * D + i] =
+                t < a.Sp ? past[((b * a.Hkv + g) * a.Sp + t) * D + i]
+                         : attn_at(cur, &a, a.Hkv, a.Skv, D, b, g, t - a.Sp, i);
+  }
+  double *p = malloc(sizeof(double) * (size_t)(T > 0 ? T : 1));
+  double *acc = malloc(sizeof(double) * (size_t)(a.Dv > 0 ? a.Dv : 1));
+  if (!p || !acc) {
+    free(p);
+    free(acc);
+    return ERR(PV_ENOMEM, "out of memory");
+  }
+  for (int64_t b = 0; b < a.B; b++)
+    for (int64_t h = 0; h < a.Hq; h++) {
+      int64_t g = h / rep;
+      for (int64_t s = 0; s < a.Sq; s++) {
+        double mx = -INFINITY;
+        for (int64_t t = 0; t < T; t++) {
+          double x = 0;
+          for (int64_t i = 0; i < a.D; i++) {
+            float kv = t < a.Sp ? pk[((b * a.Hkv + g) * a.Sp + t) * a.D + i]
+                                : attn_at(k, &a, a.Hkv, a.Skv, a.D, b, g, t - a.Sp, i);
+            x += (double)attn_at(q, &a, a.Hq, a.Sq, a.D, b, h, s, i) * kv;
+          }
+          x *= scale;
+          if (softcap > 0) x = softcap * tanh(x / softcap);
+          if (m) {
+            if (t >= a.mlast) {
+              x = -INFINITY;
+            } else {
+              int64_t o = b * a.mstride[0] + h * a.mstride[1] + s * a.mstride[2] + t * a.mstride[3];
+              if (m->dtype == PV_BOOL) {
+                if (!((const uint8_t *)m->data)[o]) x = -INFINITY;
+              } else {
+                x += ((const float *)m->data)[o];
+              }
+            }
+          }
+          if (causal && t > s + a.Sp) x = -INFINITY;
+          p[t] = x;
+          if (x > mx) mx = x;
+        }
+        double sum = 0;
+        for (int64_t t = 0; t < T; t++) sum += p[t] = exp(p[t] - mx);
+        for (int64_t i = 0; i < a.Dv; i++) acc[i] = 0;
+        for (int64_t t = 0; t < T; t++) {
+          double w = p[t] / sum;
+          for (int64_t i = 0; i < a.Dv; i++)
+            acc[i] += w * (t < a.Sp ? pvv[((b * a.Hkv + g) * a.Sp + t) * a.Dv + i]
+                                    : attn_at(v, &a, a.Hkv, a.Skv, a.Dv, b, g, t - a.Sp, i));
+        }
+        for (int64_t i = 0; i < a.Dv; i++) {
+          int64_t o = a.rank == 4 ? ((b * a.Hq + h) * a.Sq + s) * a.Dv + i
+                                  : (b * a.Sq + s) * a.Hq * a.Dv + h * a.Dv + i;
+          y[o] = (float)acc[i];
+        }
+      }
+    }
+  free(p);
+  free(acc);
+  return 0;
+}
+
+/* ------------------------------------------------------------ RotaryEmbedding */
+
+/* RotaryEmbedding (opset 23), as onnx/reference computes it: X 4-D [B, H,
+ * S, D] or 3-D [B, S, H * D] (num_heads); the first R = rotary_embedding_dim
+ * (0: D) features of each head turn by the cached angles, as halves
+ * (x_i, x_{i + R/2}) or, interleaved, pairs (x_2i, x_2i+1); cos / sin
+ * [B, S, R/2], or [max_position, R/2] read at position_ids [B, S]. */
+typedef struct rope_geom {
+  int64_t B, H, S, D, R;
+} rope_geom;
+
+static int rope_geometry(const pv_node *n, const pv_tensor *vals, rope_geom *r) {
+  const pv_tensor *x = IN(0), *c = IN(1), *sn = IN(2), *pid = IN(3);
+  if (!c || !sn) return ERR(PV_EINVAL, "cos_cache and sin_cache are required");
+  if (c->dtype != PV_F32 || sn->dtype != PV_F32)
+    return ERR(PV_ETYPE, "cos_cache and sin_cache must be FP32");
+  int64_t nh = pv_attr_int(n, "num_heads", 0);
+  r->B = x->dims[0];
+  if (x->ndim == 4) {
+    r->H = x->dims[1], r->S = x->dims[2], r->D = x->dims[3];
+  } else if (x->ndim == 3) {
+    if (nh <= 0 || x->dims[2] % nh)
+      return ERR(PV_EINVAL, "3-D input of width %lld needs num_heads dividing it",
+                 (long long)x->dims[2]);
+    r->H = nh, r->S = x->dims[1], r->D = x->dims[2] / nh;
+  } else {
+    return ERR(PV_ESHAPE, "input must be 3-D or 4-D, not %d-D", x->ndim);
+  }
+  r->R = pv_attr_int(n, "rotary_embedding_dim", 0);
+  if (r->R == 0) r->R = r->D;
+  if (r->R < 0 || r->R > r->D || r->R % 2)
+    return ERR(PV_EINVAL, "rotary_embedding_dim %lld must be even and at most the head size %lld",
+               (long long)r->R, (long long)r->D);
+  int64_t h2 = r->R / 2;
+  bool same = c->ndim == sn->ndim && !memcmp(c->dims, sn->dims, sizeof(int64_t) * c->ndim);
+  if (!same) return ERR(PV_ESHAPE, "cos_cache and sin_cache differ in shape");
+  if (pid) {
+    if (!is_int(pid->dtype)) return ERR(PV_ETYPE, "position_ids must be INT64");
+    if (pid->ndim != 2 || pid->dims[0] != r->B || pid->dims[1] != r->S)
+      return ERR(PV_ESHAPE, "position_ids must be [batch, sequence] = [%lld, %lld]",
+                 (long long)r->B, (long long)r->S);
+    if (c->ndim != 2 || c->dims[1] != h2)
+      return ERR(PV_ESHAPE, "with position_ids the caches must be [max_position, %lld]",
+                 (long long)h2);
+  } else if (c->ndim != 3 || c->dims[0] != r->B || c->dims[1] != r->S || c->dims[2] != h2) {
+    return ERR(PV_ESHAPE, "without position_ids the caches must be [%lld, %lld, %lld]",
+               (long long)r->B, (long long)r->S, (long long)h2);
+  }
+  return 0;
+}
+
+static int ref_rope(const pv_node *n, pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *pid = IN(3);
+  rope_geom r;
+  int rc = rope_geometry(n, vals, &r);
+  if (rc) return rc;
+  const float *xs = x->data, *cs = IN(1)->data, *ss = IN(2)->data;
+  float *y = o->data;
+  const bool il = pv_attr_int(n, "interleaved", 0) != 0, four = x->ndim == 4;
+  const int64_t h2 = r.R / 2, maxp = pid ? IN(1)->dims[0] : 0;
+  for (int64_t b = 0; b < r.B; b++)
+    for (int64_t s = 0; s < r.S; s++) {
+      int64_t row = b * r.S + s;
+      if (pid) {
+        row = pid->dtype == PV_I64 ? ((const int64_t *)pid->data)[b * r.S + s]
+                                   : ((const int32_t *)pid->data)[b * r.S + s];
+        if (row < 0 || row >= maxp)
+          return ERR(PV_ERANGE, "position_ids[%lld][%lld] = %lld is outside the caches' %lld rows",
+                     (long long)b, (long long)s, (long long)row, (long long)maxp);
+      }
+      const float *c = cs + row * h2, *sn = ss + row * h2;
+      for (int64_t h = 0; h < r.H; h++) {
+        int64_t base = four ? ((b * r.H + h) * r.S + s) * r.D : (b * r.S + s) * r.H * r.D + h * r.D;
+        const float *xi = xs + base;
+        float *yo = y + base;
+        for (int64_t i = 0; i < h2; i++) {
+          int64_t i1 = il ? 2 * i : i, i2 = il ? 2 * i + 1 : i + h2;
+          float x1 = xi[i1], x2 = xi[i2];
+          yo[i1] = c[i] * x1 - sn[i] * x2;
+          yo[i2] = sn[i] * x1 + c[i] * x2;
+        }
+        for (int64_t i = r.R; i < r.D; i++) yo[i] = xi[i];
+      }
+    }
+  return 0;
+}
+
 /* ------------------------------------------------------------ ConvTranspose */
 
 typedef struct ct_geom {
@@ -2069,6 +2356,13 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   }
   case K_EYELIKE: rc = infer_eyelike(n, vals, o); break;
   case K_QDQ: rc = infer_qdq(g, n, vals, o); break;
+  case K_ATTN: rc = infer_attn(n, vals); break;
+  case K_ROPE: {
+    rope_geom r;
+    if ((rc = rope_geometry(n, vals, &r))) return rc;
+    set_out(o, x->dtype, x->ndim, x->dims);
+    break;
+  }
   }
   if (rc) return rc;
   for (int k = 0; k < n->n_out; k++)
@@ -2092,7 +2386,8 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
                      e->kind == K_QDQ
                  ? 2
              : e->kind == K_SCATTER_ND || e->kind == K_INORM || e->kind == K_SCATTER_EL ||
-                     e->kind == K_ONEHOT || e->kind == K_GNORM
+                     e->kind == K_ONEHOT || e->kind == K_GNORM || e->kind == K_ATTN ||
+                     e->kind == K_ROPE
                  ? 3
                  : 1;
   for (int k = 0; k < need; k++)
@@ -2145,6 +2440,8 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_GLP: return ref_glp(n, vals, o);
   case K_EYELIKE: return ref_eyelike(n, vals, o);
   case K_QDQ: return ref_qdq(g, n, vals, o);
+  case K_ATTN: return ref_attn(n, vals);
+  case K_ROPE: return ref_rope(n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

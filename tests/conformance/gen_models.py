@@ -965,6 +965,107 @@ def build_fn_modules(gen):
     return m
 
 
+def _np_attention(Q, K, V, mask=None, past_k=None, past_v=None, scale=None,
+                  causal=False, qh=None, kvh=None, softcap=0.0):
+    """ONNX Attention (opset 23) in float64, as onnx.reference computes it."""
+    f = lambda a: None if a is None else a.astype(np.float64)
+    Q, K, V, past_k, past_v = f(Q), f(K), f(V), f(past_k), f(past_v)
+    three = Q.ndim == 3
+    if three:
+        B = Q.shape[0]
+        split = lambda x, h: x.reshape(B, x.shape[1], h, -1).transpose(0, 2, 1, 3)
+        Q, K, V = split(Q, qh), split(K, kvh), split(V, kvh)
+    if scale is None:
+        scale = 1 / np.sqrt(Q.shape[3])
+    if past_k is not None:
+        K, V = np.concatenate([past_k, K], 2), np.concatenate([past_v, V], 2)
+    pk, pv = K.copy(), V.copy()
+    rep = Q.shape[1] // K.shape[1]
+    K, V = np.repeat(K, rep, 1), np.repeat(V, rep, 1)
+    s = Q @ K.transpose(0, 1, 3, 2) * scale
+    if softcap > 0:
+        s = softcap * np.tanh(s / softcap)
+    if mask is not None:
+        s = s + (np.where(mask, 0, -np.inf) if mask.dtype == np.bool_ else mask)
+    if causal:
+        sq, t = s.shape[-2:]
+        past = t - sq
+        s = s + np.where(np.arange(t)[None, :] > np.arange(sq)[:, None] + past, -np.inf, 0)
+    s = np.exp(s - s.max(-1, keepdims=True))
+    y = (s / s.sum(-1, keepdims=True)) @ V
+    if three:
+        y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
+    return y, pk, pv
+
+
+def _np_rope(x, cos, sin, pid=None, interleaved=False, dim=0, heads=0):
+    """ONNX RotaryEmbedding (opset 23) as onnx.reference computes it."""
+    x = x.astype(np.float64)
+    shape = x.shape
+    x = x.transpose(0, 2, 1, 3) if x.ndim == 4 else x.reshape(shape[0], shape[1], heads, -1)
+    d = x.shape[3]
+    dim = dim or d
+    if pid is not None:
+        cos, sin = cos[pid], sin[pid]
+    cos, sin = cos[:, :, None, :].astype(np.float64), sin[:, :, None, :].astype(np.float64)
+    rot = x[..., :dim]
+    x1, x2 = (rot[..., 0::2], rot[..., 1::2]) if interleaved else np.split(rot, 2, -1)
+    re, im = cos * x1 - sin * x2, sin * x1 + cos * x2
+    rot = np.stack([re, im], -1).reshape(rot.shape) if interleaved else np.concatenate([re, im], -1)
+    y = np.concatenate([rot, x[..., dim:]], -1)
+    return y.reshape(shape) if len(shape) == 3 else y.transpose(0, 2, 1, 3)
+
+
+def build_onnx_attn(rng):
+    """Attention (opset 23): 4-D multi-head with a different value head
+    size; 3-D grouped-query heads with a bool mask; 4-D with a KV cache
+    (past in, present out), is_causal, a float mask, scale and softcap;
+    RotaryEmbedding (23) 4-D by halves and 3-D interleaved and partial at
+    position_ids; numpy references."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    r = lambda *s: rng.standard_normal(s, dtype=np.float32)
+    q1, k1, v1 = r(2, 3, 4, 8), r(2, 3, 6, 8), r(2, 3, 6, 5)
+    q2, k2, v2 = r(2, 5, 4 * 6), r(2, 7, 2 * 6), r(2, 7, 2 * 3)
+    m2 = rng.random((5, 7)) > 0.3
+    m2[:, 0] = True                    # every query sees at least one key
+    q3, k3, v3 = r(1, 4, 3, 8), r(1, 2, 3, 8), r(1, 2, 3, 8)
+    pk3, pv3 = r(1, 2, 5, 8), r(1, 2, 5, 8)
+    m3 = r(1, 1, 3, 8) * 0.5
+    N = oh.make_node
+    nodes = [N("Attention", ["q1", "k1", "v1"], ["y1"]),
+             N("Attention", ["q2", "k2", "v2", "m2"], ["y2"], q_num_heads=4, kv_num_heads=2),
+             N("Attention", ["q3", "k3", "v3", "m3", "pk3", "pv3"], ["y3", "prk", "prv"],
+               is_causal=1, scale=0.2, softcap=3.0)]
+    # RotaryEmbedding: 4-D, halves, full head; 3-D interleaved, partial
+    # (rotary_embedding_dim 4 of 6), angles read at position_ids.
+    ang = np.outer(np.arange(16), 1.0 / 100 ** (np.arange(2) / 2))       # [16, 2]
+    cos4, sin4 = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+    pid = np.array([[3, 0, 7, 15, 1], [2, 2, 9, 4, 11]], np.int64)
+    ang1 = rng.random((2, 4, 4)) * 3                                     # [B, S, D/2] of q1
+    c1, s1 = np.cos(ang1).astype(np.float32), np.sin(ang1).astype(np.float32)
+    nodes += [N("RotaryEmbedding", ["q1", "c1", "s1"], ["r1"]),
+              N("RotaryEmbedding", ["q2", "cos4", "sin4", "pid"], ["r2"], interleaved=1,
+                rotary_embedding_dim=4, num_heads=4)]
+    outs, ref, out = _outputs()
+    out("y1", TP.FLOAT, _np_attention(q1, k1, v1)[0].astype(np.float32))
+    out("r1", TP.FLOAT, _np_rope(q1, c1, s1).astype(np.float32))
+    out("r2", TP.FLOAT, _np_rope(q2, cos4, sin4, pid, True, 4, 4).astype(np.float32))
+    out("y2", TP.FLOAT, _np_attention(q2, k2, v2, m2, qh=4, kvh=2)[0].astype(np.float32))
+    y3, prk, prv = _np_attention(q3, k3, v3, m3, pk3, pv3, scale=0.2, causal=True, softcap=3.0)
+    out("y3", TP.FLOAT, y3.astype(np.float32))
+    out("prk", TP.FLOAT, prk.astype(np.float32))
+    out("prv", TP.FLOAT, prv.astype(np.float32))
+    ins = {"q1": q1, "k1": k1, "v1": v1, "q2": q2, "k2": k2, "v2": v2,
+           "q3": q3, "k3": k3, "v3": v3}
+    inits = [nh.from_array(m2, "m2"), nh.from_array(m3, "m3"),
+             nh.from_array(pk3, "pk3"), nh.from_array(pv3, "pv3"),
+             nh.from_array(c1, "c1"), nh.from_array(s1, "s1"),
+             nh.from_array(cos4, "cos4"), nh.from_array(sin4, "sin4"), nh.from_array(pid, "pid")]
+    m = _helper_model("onnx_attn", nodes, {k: (TP.FLOAT, a) for k, a in ins.items()},
+                      outs, inits, 23, 11)
+    return m, ins, [o.name for o in outs], ref
+
+
 def build_onnx_o22(rng):
     """Opset 22 (ONNX 1.17): what opsets 18-22 changed in ops pivotd runs,
     with numpy references.  Pad's axes input (18) and wrap mode (19),
@@ -1331,6 +1432,7 @@ MODELS = {
     "onnx_o22": dict(onnx=build_onnx_o22, check=False),
     "onnx_o24": dict(onnx=build_onnx_o24, check=False),
     "onnx_more": dict(onnx=build_onnx_more, check=False),
+    "onnx_attn": dict(onnx=build_onnx_attn, check=False),
     "onnx_qdq": dict(onnx=build_onnx_qdq),
     # Model-local functions: hand-built (nesting, attribute defaults,
     # omitted inputs, unused outputs) and as torch exports modules.

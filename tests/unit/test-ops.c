@@ -1724,6 +1724,67 @@ static void test_opset18_22(void) {
 /* Opsets 23-25: RMSNormalization (23) over the last axes, Swish (24);
  * QuantizeLinear's precision and DequantizeLinear's output_dtype (23)
  * other than FLOAT are refused by name. */
+/* Attention and RotaryEmbedding (23): a hand-worked case each (values
+ * against ONNX Runtime are onnx_attn.ct's), and bad input named. */
+static void test_attention_rope(void) {
+  /* One head, Sq = 1, two keys: scores q.k * scale = (2, 0) at scale 1:
+   * softmax (e^2, 1) / (e^2 + 1), Y = that mix of V's rows (10, 20). */
+  float q[2] = {1, 1}, k[4] = {1, 1, 0, 0}, v[2] = {10, 20};
+  h_new(23);
+  int in[3] = {h_f32("q", 4, DIMS(1, 1, 1, 2), q), h_f32("k", 4, DIMS(1, 1, 2, 2), k),
+               h_f32("v", 4, DIMS(1, 1, 2, 1), v)};
+  int out = h_out("y");
+  int nd = h_node("Attention", 3, in, 1, &out);
+  h_af(nd, "scale", 1.0f);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  double e2 = exp(2.0), want = (10 * e2 + 20) / (e2 + 1);
+  CU_ASSERT(h_dims_are(&R[out], 4, DIMS(1, 1, 1, 1)) && fabs(F(&R[out])[0] - want) < 1e-4);
+  /* is_causal: the first query sees the first key only */
+  h_new(23);
+  in[0] = h_f32("q", 4, DIMS(1, 1, 2, 2), k);
+  in[1] = h_f32("k", 4, DIMS(1, 1, 2, 2), k);
+  in[2] = h_f32("v", 4, DIMS(1, 1, 2, 1), v);
+  out = h_out("y");
+  nd = h_node("Attention", 3, in, 1, &out);
+  h_ai(nd, "is_causal", 1);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT(fabs(F(&R[out])[0] - 10) < 1e-5 && F(&R[out])[1] > 10 && F(&R[out])[1] < 20);
+  /* 3 query heads over 2 key/value heads: not a multiple */
+  float z[24] = {0};
+  h_new(23);
+  in[0] = h_f32("q", 4, DIMS(1, 3, 1, 2), z);
+  in[1] = h_f32("k", 4, DIMS(1, 2, 1, 2), z);
+  in[2] = h_f32("v", 4, DIMS(1, 2, 1, 2), z);
+  out = h_out("y");
+  nd = h_node("Attention", 3, in, 1, &out);
+  expect_error(nd, PV_ESHAPE, "not a multiple");
+  /* 3-D inputs without head counts */
+  h_new(23);
+  in[0] = h_f32("q", 3, DIMS(1, 2, 4), z);
+  in[1] = h_f32("k", 3, DIMS(1, 2, 4), z);
+  in[2] = h_f32("v", 3, DIMS(1, 2, 4), z);
+  out = h_out("y");
+  nd = h_node("Attention", 3, in, 1, &out);
+  expect_error(nd, PV_EINVAL, "q_num_heads");
+  /* RotaryEmbedding: (1, 0) turned by 90 degrees is (0, 1) */
+  float x[2] = {1, 0}, c[2] = {1, 0}, sn[2] = {0, 1};
+  int64_t pos[1] = {1}, far[1] = {2};
+  for (int bad = 0; bad < 2; bad++) {
+    h_new(23);
+    int rin[4] = {h_f32("x", 4, DIMS(1, 1, 1, 2), x), h_f32("c", 2, DIMS(2, 1), c),
+                  h_f32("s", 2, DIMS(2, 1), sn),
+                  h_val("p", PV_I64, 2, DIMS(1, 1), bad ? far : pos)};
+    out = h_out("y");
+    nd = h_node("RotaryEmbedding", 4, rin, 1, &out);
+    if (bad) {
+      expect_error(nd, PV_ERANGE, "outside the caches");
+      continue;
+    }
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    CU_ASSERT(fabs(F(&R[out])[0]) < 1e-6 && fabs(F(&R[out])[1] - 1) < 1e-6);
+  }
+}
+
 static void test_opset23_25(void) {
   float a[6] = {1, -2, 3, 4, 5, -6}, sc3[3] = {1, 2, 0.5f}, one = 1;
   /* axis -1: rows (1, -2, 3) and (4, 5, -6), rms = sqrt(14/3), sqrt(77/3) */
@@ -1904,6 +1965,7 @@ static CU_TestInfo tests[] = {
     {"fp16 <-> fp32: round trip, ties to even, overflow, subnormals", test_half},
     {"opsets 18-22: pad axes/wrap, split num_outputs, resize policy, scatternd max/min, gelu", test_opset18_22},
     {"opsets 23-25: RMSNormalization, Swish, QDQ precision/output_dtype", test_opset23_25},
+    {"Attention and RotaryEmbedding (23)", test_attention_rope},
     {"cleanup", test_zz_cleanup},
     CU_TEST_INFO_NULL};
 PV_CUNIT_MAIN("ops", tests)
