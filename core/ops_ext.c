@@ -1266,61 +1266,73 @@ static int ref_attn(const pv_node *n, pv_tensor *vals) {
                 t < a.Sp ? past[((b * a.Hkv + g) * a.Sp + t) * D + i]
                          : attn_at(cur, &a, a.Hkv, a.Skv, D, b, g, t - a.Sp, i);
   }
-  double *p = malloc(sizeof(double) * (size_t)(T > 0 ? T : 1));
-  double *acc = malloc(sizeof(double) * (size_t)(a.Dv > 0 ? a.Dv : 1));
-  if (!p || !acc) {
-    free(p);
-    free(acc);
+  /* Per key/value head: its keys and values (past first) in contiguous
+   * rows, so the dot products and the weighted sum run down unit-stride
+   * memory (8 partial sums the compiler turns into vector lanes). */
+  size_t tk = (size_t)(T > 0 ? T : 1);
+  double *p = malloc(sizeof(double) * tk);
+  float *kc = malloc(sizeof(float) * tk * (size_t)(a.D > 0 ? a.D : 1));
+  float *vc = malloc(sizeof(float) * tk * (size_t)(a.Dv > 0 ? a.Dv : 1));
+  float *qr = malloc(sizeof(float) * (size_t)(a.D > 0 ? a.D : 1));
+  float *acc = malloc(sizeof(float) * (size_t)(a.Dv > 0 ? a.Dv : 1));
+  if (!p || !kc || !vc || !qr || !acc) {
+    free(p), free(kc), free(vc), free(qr), free(acc);
     return ERR(PV_ENOMEM, "out of memory");
   }
   for (int64_t b = 0; b < a.B; b++)
-    for (int64_t h = 0; h < a.Hq; h++) {
-      int64_t g = h / rep;
-      for (int64_t s = 0; s < a.Sq; s++) {
-        double mx = -INFINITY;
-        for (int64_t t = 0; t < T; t++) {
-          double x = 0;
-          for (int64_t i = 0; i < a.D; i++) {
-            float kv = t < a.Sp ? pk[((b * a.Hkv + g) * a.Sp + t) * a.D + i]
-                                : attn_at(k, &a, a.Hkv, a.Skv, a.D, b, g, t - a.Sp, i);
-            x += (double)attn_at(q, &a, a.Hq, a.Sq, a.D, b, h, s, i) * kv;
-          }
-          x *= scale;
-          if (softcap > 0) x = softcap * tanh(x / softcap);
-          if (m) {
-            if (t >= a.mlast) {
-              x = -INFINITY;
-            } else {
-              int64_t o = b * a.mstride[0] + h * a.mstride[1] + s * a.mstride[2] + t * a.mstride[3];
-              if (m->dtype == PV_BOOL) {
-                if (!((const uint8_t *)m->data)[o]) x = -INFINITY;
+    for (int64_t g = 0; g < a.Hkv; g++) {
+      for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = 0; i < a.D; i++)
+          kc[t * a.D + i] = t < a.Sp ? pk[((b * a.Hkv + g) * a.Sp + t) * a.D + i]
+                                     : attn_at(k, &a, a.Hkv, a.Skv, a.D, b, g, t - a.Sp, i);
+        for (int64_t i = 0; i < a.Dv; i++)
+          vc[t * a.Dv + i] = t < a.Sp ? pvv[((b * a.Hkv + g) * a.Sp + t) * a.Dv + i]
+                                      : attn_at(v, &a, a.Hkv, a.Skv, a.Dv, b, g, t - a.Sp, i);
+      }
+      for (int64_t h = g * rep; h < (g + 1) * rep; h++)
+        for (int64_t s = 0; s < a.Sq; s++) {
+          for (int64_t i = 0; i < a.D; i++) qr[i] = attn_at(q, &a, a.Hq, a.Sq, a.D, b, h, s, i);
+          double mx = -INFINITY;
+          for (int64_t t = 0; t < T; t++) {
+            const float *kr = kc + t * a.D;
+            float part[8] = {0};
+            int64_t i = 0;
+            for (; i + 8 <= a.D; i += 8)
+              for (int l = 0; l < 8; l++) part[l] += qr[i + l] * kr[i + l];
+            double x = 0;
+            for (; i < a.D; i++) x += (double)qr[i] * kr[i];
+            for (int l = 0; l < 8; l++) x += part[l];
+            x *= scale;
+            if (softcap > 0) x = softcap * tanh(x / softcap);
+            if (m) {
+              if (t >= a.mlast) {
+                x = -INFINITY;
               } else {
-                x += ((const float *)m->data)[o];
+                int64_t o = b * a.mstride[0] + h * a.mstride[1] + s * a.mstride[2] + t * a.mstride[3];
+                if (m->dtype == PV_BOOL) {
+                  if (!((const uint8_t *)m->data)[o]) x = -INFINITY;
+                } else {
+                  x += ((const float *)m->data)[o];
+                }
               }
             }
+            if (causal && t > s + a.Sp) x = -INFINITY;
+            p[t] = x;
+            if (x > mx) mx = x;
           }
-          if (causal && t > s + a.Sp) x = -INFINITY;
-          p[t] = x;
-          if (x > mx) mx = x;
+          double sum = 0;
+          for (int64_t t = 0; t < T; t++) sum += p[t] = exp(p[t] - mx);
+          for (int64_t i = 0; i < a.Dv; i++) acc[i] = 0;
+          for (int64_t t = 0; t < T; t++) {
+            const float w = (float)(p[t] / sum), *vr = vc + t * a.Dv;
+            for (int64_t i = 0; i < a.Dv; i++) acc[i] += w * vr[i];
+          }
+          float *yo = y + (a.rank == 4 ? ((b * a.Hq + h) * a.Sq + s) * a.Dv
+                                       : (b * a.Sq + s) * a.Hq * a.Dv + h * a.Dv);
+          memcpy(yo, acc, sizeof(float) * (size_t)a.Dv);
         }
-        double sum = 0;
-        for (int64_t t = 0; t < T; t++) sum += p[t] = exp(p[t] - mx);
-        for (int64_t i = 0; i < a.Dv; i++) acc[i] = 0;
-        for (int64_t t = 0; t < T; t++) {
-          double w = p[t] / sum;
-          for (int64_t i = 0; i < a.Dv; i++)
-            acc[i] += w * (t < a.Sp ? pvv[((b * a.Hkv + g) * a.Sp + t) * a.Dv + i]
-                                    : attn_at(v, &a, a.Hkv, a.Skv, a.Dv, b, g, t - a.Sp, i));
-        }
-        for (int64_t i = 0; i < a.Dv; i++) {
-          int64_t o = a.rank == 4 ? ((b * a.Hq + h) * a.Sq + s) * a.Dv + i
-                                  : (b * a.Sq + s) * a.Hq * a.Dv + h * a.Dv + i;
-          y[o] = (float)acc[i];
-        }
-      }
     }
-  free(p);
-  free(acc);
+  free(p), free(kc), free(vc), free(qr), free(acc);
   return 0;
 }
 
