@@ -6,14 +6,71 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pv-detect.h"
 
 typedef struct detect_job {
-  const void *img; /* the connection's body, alive until the req is freed */
+  const void *img; /* the connection's body (alive until the req is freed),
+                      or `part` */
   size_t len;
   pv_detect_params params;
+  pvd_buf part;    /* the image part of a multipart/form-data body */
 } detect_job;
+
+static void detect_job_free(void *p) {
+  detect_job *j = p;
+  if (j) free(j->part.p);
+  free(j);
+}
+
+/* multipart/form-data (curl -F image=@photo.jpg, an HTML form): the image
+ * is the part named "image" or "file", else the first part sent as a file
+ * (with a filename). libmicrohttpd's post processor parses the body. */
+typedef struct mp_pick {
+  pvd_buf *out;
+  int best, cur; /* rank of the part kept and of the part being read */
+} mp_pick;
+
+static enum MHD_Result mp_part(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *filename, const char *content_type,
+                               const char *transfer_encoding, const char *data,
+                               uint64_t off, size_t size) {
+  (void)kind, (void)content_type, (void)transfer_encoding;
+  mp_pick *p = cls;
+  if (off == 0) {
+    int rank = key && (!strcmp(key, "image") || !strcmp(key, "file")) ? 2 : filename ? 1 : 0;
+    p->cur = rank > p->best ? rank : 0;
+    if (p->cur) {
+      p->best = p->cur;
+      p->out->len = 0;
+    }
+  }
+  if (p->cur && size) pvd_buf_put(p->out, data, size);
+  return p->out->oom ? MHD_NO : MHD_YES;
+}
+
+/* 0 with j->part holding the image; -1 with the 400 answered. */
+static int multipart_image(pvd_conn *c, detect_job *j) {
+  mp_pick p = {.out = &j->part};
+  struct MHD_PostProcessor *pp = MHD_create_post_processor(c->mc, 64 * 1024, mp_part, &p);
+  if (!pp) {
+    pvd_reply_error(c, 400, "multipart/form-data body without a boundary");
+    return -1;
+  }
+  enum MHD_Result ok = MHD_post_process(pp, c->body.p, c->body.len);
+  MHD_destroy_post_processor(pp);
+  if (j->part.oom) {
+    pvd_reply_error(c, 500, "out of memory");
+    return -1;
+  }
+  if (ok != MHD_YES || !p.best || !j->part.len) {
+    pvd_reply_error(c, 400, "multipart/form-data body has no image: send it as the part "
+                    "named \"image\" or \"file\", or as a file (curl -F image=@photo.jpg)");
+    return -1;
+  }
+  return 0;
+}
 
 static void detect_done(pvd_req *r) {
   pvd_conn *c = r->conn;
@@ -115,6 +172,15 @@ void pvd_h_detect(pvd_conn *c) {
   /* Bad images get their 400 here, from the header, without queueing. */
   j->img = c->body.p;
   j->len = c->body.len;
+  const char *ctype = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Type");
+  if (ctype && !strncasecmp(ctype, "multipart/form-data", 19)) {
+    if (multipart_image(c, j)) {
+      pvd_version_release(v);
+      goto fail;
+    }
+    j->img = j->part.p;
+    j->len = j->part.len;
+  }
   if (pv_image_probe(j->img, j->len, NULL, NULL, NULL)) {
     const char *ct = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Type");
     pvd_version_release(v);
@@ -128,7 +194,7 @@ void pvd_h_detect(pvd_conn *c) {
   r->complete = detect_done;
   r->run = detect_run;
   r->ext = j;
-  r->ext_free = free;
+  r->ext_free = detect_job_free;
   r->t_recv = c->t_recv;
   r->deadline = c->t_recv + (uint64_t)pvd_cfg->request_timeout * 1000000000ull;
   c->req = r;
@@ -140,5 +206,5 @@ void pvd_h_detect(pvd_conn *c) {
   detect_done(r);
   return;
 fail:
-  free(j);
+  detect_job_free(j);
 }

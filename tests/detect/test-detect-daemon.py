@@ -103,6 +103,25 @@ try:
         else:
             print("webp: skipped (PIL without WebP)")
 
+        # multipart/form-data, as curl -F and HTML forms send: the part
+        # named "image" (after a text field), or any part sent as a file.
+        def form(parts):
+            bnd = "pivotdtestbnd7d3f"
+            out = b""
+            for name, fname, data in parts:
+                disp = 'form-data; name="%s"' % name + ('; filename="%s"' % fname if fname else "")
+                out += ("--%s\r\nContent-Disposition: %s\r\n\r\n" % (bnd, disp)).encode() + data + b"\r\n"
+            return out + ("--%s--\r\n" % bnd).encode(), {"Content-Type": "multipart/form-data; boundary=" + bnd}
+        for parts in ([("note", None, b"hello"), ("image", "p.jpg", jpeg)],
+                      [("upload", "photo.jpg", jpeg)]):
+            body, hdr = form(parts)
+            st, jm = d.json("POST", "/v2/models/tiny/detect?score=0.6", body, hdr)
+            check(st == 200 and jm["detections"] == j["detections"], "multipart %r" % jm)
+        body, hdr = form([("note", None, b"no picture here")])
+        st, jm = d.json("POST", "/v2/models/tiny/detect", body, hdr)
+        check(st == 400 and "no image" in jm.get("error", ""), "multipart without an image: %d %r" % (st, jm))
+        print("multipart: ok (%s)" % jm["error"])
+
         def bad(body, want, path="/v2/models/tiny/detect", status=400):
             st, j = d.json("POST", path, body, {"Content-Type": "image/png"})
             check(st == status and want in j.get("error", ""), "%s: %d %r (want %d /%s/)" % (path, st, j, status, want))
