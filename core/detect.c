@@ -63,6 +63,37 @@ static int parse_labels(const char *s, pv_detect_cfg *c) {
   return 0;
 }
 
+/* Ultralytics' `names` metadata, a Python dict repr: {0: 'person', 1:
+ * "dog's bowl", ...}; the quoted strings in order are the labels. */
+static int parse_names(const char *s, pv_detect_cfg *c) {
+  size_t len = strlen(s);
+  int n = 0;
+  /* One block: at most len/3 + 1 labels' pointers, then the text. */
+  size_t maxn = len / 3 + 1;
+  char **lab = malloc(sizeof *lab * maxn + len + 1);
+  if (!lab) return pv_error(PV_ENOMEM, "metadata names: no memory");
+  char *txt = (char *)(lab + maxn);
+  for (const char *p = s; *p;) {
+    if (*p != '\'' && *p != '"') { p++; continue; }
+    char q = *p++;
+    lab[n++] = txt;
+    for (; *p && *p != q; p++) {
+      if (*p == '\\' && p[1]) p++;
+      *txt++ = *p;
+    }
+    *txt++ = 0;
+    if (*p) p++;
+    if ((size_t)n == maxn) break;
+  }
+  if (!n) {
+    free(lab);
+    return pv_error(PV_EFORMAT, "metadata names: no quoted class names in '%.40s'", s);
+  }
+  c->labels = lab;
+  c->n_labels = n;
+  return 0;
+}
+
 static int parse_masks(const char *s, pv_detect_cfg *c) {
   /* "6,7,8;3,4,5;0,1,2": anchor indices of each output, in output order. */
   char buf[512];
@@ -101,14 +132,25 @@ int pv_detect_cfg_from_graph(const pv_graph *g, pv_detect_cfg *c) {
   c->variances[0] = c->variances[1] = 0.1f;
   c->variances[2] = c->variances[3] = 0.2f;
   const char *t = g ? pv_graph_get_meta(g, "pivot.detect.type") : NULL;
-  if (!t) return pv_error(PV_EUNSUPPORTED, "model is not a detector (no pivot.detect.type metadata)");
-  if (!strcmp(t, "yolo2")) c->type = PV_DETECT_YOLO2;
+  int rc = 0;
+  if (!t && pv_image_ultralytics(g)) {
+    /* An Ultralytics export: its predict defaults (conf 0.25, IoU 0.7,
+     * 300 boxes) and its class names. */
+    c->type = PV_DETECT_BOXES;
+    c->score = 0.25f;
+    c->iou = 0.7f;
+    c->top_k = 300;
+    if ((rc = parse_names(pv_graph_get_meta(g, "names"), c))) return rc;
+  } else if (!t) {
+    return pv_error(PV_EUNSUPPORTED, "model is not a detector (no pivot.detect.type metadata)");
+  } else if (!strcmp(t, "yolo2")) c->type = PV_DETECT_YOLO2;
   else if (!strcmp(t, "yolo3")) c->type = PV_DETECT_YOLO3;
   else if (!strcmp(t, "ssd")) c->type = PV_DETECT_SSD;
-  else return pv_error(PV_EFORMAT, "metadata pivot.detect.type: '%s' is not yolo2, yolo3 or ssd", t);
-  int rc = 0;
+  else if (!strcmp(t, "yolo8")) c->type = PV_DETECT_YOLO8;
+  else if (!strcmp(t, "yolo5")) c->type = PV_DETECT_YOLO5;
+  else return pv_error(PV_EFORMAT, "metadata pivot.detect.type: '%s' is not yolo2, yolo3, yolo5, yolo8 or ssd", t);
   const char *s = pv_graph_get_meta(g, "pivot.detect.anchors");
-  if (c->type != PV_DETECT_SSD) {
+  if (c->type == PV_DETECT_YOLO2 || c->type == PV_DETECT_YOLO3) {
     if (!s) return pv_error(PV_EFORMAT, "metadata pivot.detect.anchors: missing (a %s model needs w,h pairs)", t);
     int n = parse_list("pivot.detect.anchors", s, c->anchors, 2 * PV_DETECT_MAX_ANCHORS);
     if (n < 0) return n;
@@ -206,6 +248,48 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
         int rc = list_push(l, &d);
         if (rc) return rc;
       }
+  return 0;
+}
+
+/* [1, 4+C, N] (YOLOv8/11: channel-major) or [1, N, 5+C] (YOLOv5): boxes
+ * already decoded to input pixels, scores already through their sigmoid. */
+int pv_detect_decode_boxes(const pv_detect_cfg *c, const pv_tensor *out,
+                           float thr, pv_det_list *l) {
+  char d[64];
+  if (out->dtype != PV_F32 || out->ndim != 3 || out->dims[0] != 1)
+    return pv_error(PV_ESHAPE, "detect: box output %s is not FP32 [1, 4+classes, boxes] or [1, boxes, 5+classes]",
+                    pv_dims_str(out->dims, out->ndim, d, sizeof d));
+  pv_detect_type t = c->type;
+  if (t == PV_DETECT_BOXES) { /* by the class count when names give it */
+    int64_t a = out->dims[1], b = out->dims[2];
+    if (c->n_labels > 0 && a == 4 + c->n_labels) t = PV_DETECT_YOLO8;
+    else if (c->n_labels > 0 && b == 5 + c->n_labels) t = PV_DETECT_YOLO5;
+    else t = a < b ? PV_DETECT_YOLO8 : PV_DETECT_YOLO5;
+  }
+  bool v8 = t == PV_DETECT_YOLO8;
+  int64_t n = v8 ? out->dims[2] : out->dims[1], ch = v8 ? out->dims[1] : out->dims[2];
+  int64_t ncls = ch - (v8 ? 4 : 5);
+  if (ncls < 1)
+    return pv_error(PV_ESHAPE, "detect: box output %s has no class scores (%s layout)",
+                    pv_dims_str(out->dims, out->ndim, d, sizeof d), v8 ? "YOLOv8 [1, 4+C, N]" : "YOLOv5 [1, N, 5+C]");
+  const float *o = out->data;
+  /* element k of box i */
+  int64_t si = v8 ? 1 : ch, sk = v8 ? n : 1;
+  for (int64_t i = 0; i < n; i++) {
+    const float *p = o + i * si;
+    const float *cls0 = p + (v8 ? 4 : 5) * sk;
+    int cls = 0;
+    for (int64_t k = 1; k < ncls; k++)
+      if (cls0[k * sk] > cls0[cls * sk]) cls = (int)k;
+    double score = cls0[cls * sk];
+    if (!v8) score *= p[4 * sk];
+    if (!(score > thr)) continue;
+    double cx = p[0], cy = p[sk], w = p[2 * sk], h = p[3 * sk];
+    pv_detection det = {{(float)(cx - w / 2), (float)(cy - h / 2), (float)(cx + w / 2),
+                         (float)(cy + h / 2)}, (float)score, cls, ""};
+    int rc = list_push(l, &det);
+    if (rc) return rc;
+  }
   return 0;
 }
 
@@ -344,6 +428,10 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
       goto out_in;
     }
     rc = pv_detect_decode_ssd(&c, &outs[0], &outs[1], &outs[2], prep.width, prep.height, thr, &l);
+  } else if (c.type == PV_DETECT_YOLO8 || c.type == PV_DETECT_YOLO5 || c.type == PV_DETECT_BOXES) {
+    /* the first output: Ultralytics' segmentation models add mask
+     * prototypes after it */
+    rc = pv_detect_decode_boxes(&c, &outs[0], thr, &l);
   } else if (c.type == PV_DETECT_YOLO3 || c.n_masks > 0) {
     if (c.n_masks != nout) {
       rc = pv_error(PV_EFORMAT, "detect: metadata pivot.detect.anchor_masks has %d groups for %d outputs", c.n_masks, nout);

@@ -623,6 +623,12 @@ static int parse_channels(const pv_graph *g, const char *key, float *out) {
   return parse_floats(key, s, out, 3);
 }
 
+bool pv_image_ultralytics(const pv_graph *g) {
+  const char *n = g ? pv_graph_get_meta(g, "names") : NULL;
+  return n && n[0] == '{' && (pv_graph_get_meta(g, "stride") || pv_graph_get_meta(g, "task") ||
+                              pv_graph_get_meta(g, "imgsz"));
+}
+
 int pv_image_prep_from_graph(const pv_graph *g, int input, pv_image_prep *p) {
   memset(p, 0, sizeof *p);
   p->std[0] = p->std[1] = p->std[2] = 1;
@@ -638,8 +644,16 @@ int pv_image_prep_from_graph(const pv_graph *g, int input, pv_image_prep *p) {
   }
   p->height = (int)v->dims[2];
   p->width = (int)v->dims[3];
+  /* Ultralytics' preprocessing: letterbox padded with grey 114, RGB / 255;
+   * pivot.image.* keys still override it. */
+  if (pv_image_ultralytics(g)) {
+    p->resize = PV_RESIZE_LETTERBOX;
+    p->pad = 114;
+    p->std[0] = p->std[1] = p->std[2] = 255;
+  }
   const char *s = pv_graph_get_meta(g, "pivot.image.resize");
-  if (!s || !strcmp(s, "stretch")) p->resize = PV_RESIZE_STRETCH;
+  if (!s) (void)0; /* the default above */
+  else if (!strcmp(s, "stretch")) p->resize = PV_RESIZE_STRETCH;
   else if (!strcmp(s, "pad_square")) p->resize = PV_RESIZE_PAD_SQUARE;
   else if (!strcmp(s, "letterbox")) p->resize = PV_RESIZE_LETTERBOX;
   else return pv_error(PV_EFORMAT, "metadata pivot.image.resize: '%s' is not stretch, pad_square or letterbox", s);

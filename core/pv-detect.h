@@ -27,6 +27,13 @@ typedef enum pv_detect_type {
                           one output per scale */
   PV_DETECT_SSD,       /* anchor boxes + variances, sigmoid scores,
                           class 0 = background */
+  PV_DETECT_YOLO8,     /* decoded boxes [1, 4+C, N]: cx, cy, w, h in input
+                          pixels, C class scores (Ultralytics YOLOv8/11) */
+  PV_DETECT_YOLO5,     /* decoded boxes [1, N, 5+C]: cx, cy, w, h,
+                          objectness, C class scores (YOLOv5) */
+  PV_DETECT_BOXES,     /* either of the last two, told apart by the output's
+                          shape: an Ultralytics export without pivot.detect
+                          metadata */
 } pv_detect_type;
 
 #define PV_DETECT_MAX_ANCHORS 64
@@ -83,6 +90,11 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
 int pv_detect_decode_ssd(const pv_detect_cfg *c, const pv_tensor *deltas,
                          const pv_tensor *logits, const pv_tensor *anchors,
                          int net_w, int net_h, float thr, pv_det_list *l);
+/* Decode an output of already-decoded boxes (type YOLO8, YOLO5, or BOXES
+ * resolved by the shape) in input pixels, appending those with score > thr
+ * (class score, times objectness for YOLO5). */
+int pv_detect_decode_boxes(const pv_detect_cfg *c, const pv_tensor *out,
+                           float thr, pv_det_list *l);
 /* Sort by score (descending, stable) and drop every box whose IoU with a
  * higher-scoring kept box of the same class is > iou; keep at most top_k
  * (<= 0: all). Returns the number kept (l->n is updated). */

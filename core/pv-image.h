@@ -74,6 +74,11 @@ typedef struct pv_image_xform {
   double sx, sy, ox, oy;
 } pv_image_xform;
 
+/* Whether g carries an Ultralytics export's metadata (`names` as a
+ * dict, with `stride`, `task` or `imgsz`): YOLO models exported by
+ * `yolo export format=onnx` or YOLOv5's export.py. Without pivot.*
+ * metadata, such a model is served as a detector with their defaults. */
+bool pv_image_ultralytics(const pv_graph *g);
 /* Read the pivot.image.* metadata of g (defaults: stretch, rgb, mean 0,
  * std 1, pad 0) and the spatial size of NCHW float input `input` (value
  * index). Errors name the bad key. */

@@ -6,6 +6,7 @@
 
 #include "cunit-main.h"
 #include "pv-detect.h"
+#include "pv-image.h"
 
 static float logit(double p) { return (float)log(p / (1 - p)); }
 
@@ -166,12 +167,100 @@ static void test_cfg(void) {
   pv_graph_free(g);
 }
 
+/* Decoded-box outputs: YOLOv8/11 [1, 4+C, N] (channel-major) and YOLOv5
+ * [1, N, 5+C] with objectness; the BOXES type tells them apart by the
+ * class count. Box 1 of 3 is the confident one. */
+static void test_boxes(void) {
+  /* v8: C = 2, N = 3; box 1: centre (30, 20), size 10 x 8, class 1 at 0.9 */
+  float v8[6 * 3] = {0};
+  v8[0 * 3 + 1] = 30, v8[1 * 3 + 1] = 20, v8[2 * 3 + 1] = 10, v8[3 * 3 + 1] = 8;
+  v8[4 * 3 + 1] = 0.2f, v8[5 * 3 + 1] = 0.9f, v8[4 * 3 + 2] = 0.3f;
+  pv_tensor t = {PV_F32, 3, {1, 6, 3}, v8};
+  for (int auto_type = 0; auto_type < 2; auto_type++) {
+    pv_detect_cfg c = {.type = auto_type ? PV_DETECT_BOXES : PV_DETECT_YOLO8, .n_labels = auto_type ? 2 : 0};
+    pv_det_list l = {0};
+    CU_ASSERT_EQUAL_FATAL(pv_detect_decode_boxes(&c, &t, 0.25f, &l), 0);
+    CU_ASSERT_EQUAL_FATAL(l.n, 2); /* box 2's 0.3 passes 0.25 too */
+    CU_ASSERT_EQUAL(l.d[0].cls, 1);
+    CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.9, 1e-6);
+    CU_ASSERT(l.d[0].box[0] == 25 && l.d[0].box[1] == 16 && l.d[0].box[2] == 35 && l.d[0].box[3] == 24);
+    CU_ASSERT_EQUAL(l.d[1].cls, 0);
+    free(l.d);
+  }
+  /* v5: [1, 3, 5+2]; box 1: objectness 0.5 x class 1 at 0.9 = 0.45 */
+  float v5[3 * 7] = {0};
+  float *b = v5 + 7;
+  b[0] = 30, b[1] = 20, b[2] = 10, b[3] = 8, b[4] = 0.5f, b[5] = 0.1f, b[6] = 0.9f;
+  v5[2 * 7 + 4] = 0.9f, v5[2 * 7 + 5] = 0.2f; /* 0.18: below */
+  pv_tensor t5 = {PV_F32, 3, {1, 3, 7}, v5};
+  pv_detect_cfg c5 = {.type = PV_DETECT_BOXES, .n_labels = 2};
+  pv_det_list l = {0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_boxes(&c5, &t5, 0.25f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 1);
+  CU_ASSERT_EQUAL(l.d[0].cls, 1);
+  CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.45, 1e-6);
+  CU_ASSERT(l.d[0].box[0] == 25 && l.d[0].box[3] == 24);
+  free(l.d);
+  /* no class channels */
+  pv_tensor bad = {PV_F32, 3, {1, 4, 3}, v8};
+  pv_detect_cfg c8 = {.type = PV_DETECT_YOLO8};
+  l = (pv_det_list){0};
+  CU_ASSERT_EQUAL(pv_detect_decode_boxes(&c8, &bad, 0.25f, &l), PV_ESHAPE);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "no class scores"));
+}
+
+/* An Ultralytics export's metadata makes a detector with its defaults:
+ * the names dict's labels (quotes of both kinds), conf 0.25, IoU 0.7,
+ * letterbox padded with 114 and / 255; pivot.* keys still win. */
+static void test_ultralytics_cfg(void) {
+  pv_graph *g = pv_graph_new();
+  int x = pv_graph_add_value(g, "images");
+  g->values[x].dtype = PV_F32;
+  g->values[x].ndim = 4;
+  int64_t dims[4] = {1, 3, 640, 640};
+  memcpy(g->values[x].dims, dims, sizeof dims);
+  pv_graph_set_meta(g, "names", "{0: 'person', 1: \"dog's bowl\", 2: 'traffic light'}");
+  pv_detect_cfg c;
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EUNSUPPORTED); /* names alone: no */
+  pv_graph_set_meta(g, "stride", "32");
+  CU_ASSERT_EQUAL_FATAL(pv_detect_cfg_from_graph(g, &c), 0);
+  CU_ASSERT_EQUAL(c.type, PV_DETECT_BOXES);
+  CU_ASSERT_EQUAL_FATAL(c.n_labels, 3);
+  CU_ASSERT_STRING_EQUAL(c.labels[0], "person");
+  CU_ASSERT_STRING_EQUAL(c.labels[1], "dog's bowl");
+  CU_ASSERT_STRING_EQUAL(c.labels[2], "traffic light");
+  CU_ASSERT_DOUBLE_EQUAL(c.score, 0.25, 1e-6);
+  CU_ASSERT_DOUBLE_EQUAL(c.iou, 0.7, 1e-6);
+  pv_detect_cfg_free(&c);
+  pv_image_prep p;
+  CU_ASSERT_EQUAL_FATAL(pv_image_prep_from_graph(g, x, &p), 0);
+  CU_ASSERT(p.resize == PV_RESIZE_LETTERBOX && p.pad == 114 && p.std[1] == 255 && p.mean[0] == 0);
+  pv_graph_set_meta(g, "pivot.image.resize", "stretch");
+  CU_ASSERT_EQUAL_FATAL(pv_image_prep_from_graph(g, x, &p), 0);
+  CU_ASSERT(p.resize == PV_RESIZE_STRETCH && p.pad == 114);
+  pv_graph_set_meta(g, "pivot.detect.type", "yolo8");
+  CU_ASSERT_EQUAL_FATAL(pv_detect_cfg_from_graph(g, &c), 0);
+  CU_ASSERT(c.type == PV_DETECT_YOLO8 && c.n_labels == 0 && c.score == 0.5f);
+  pv_detect_cfg_free(&c);
+  pv_graph_free(g);
+  /* a names dict without a quoted name */
+  g = pv_graph_new();
+  pv_graph_set_meta(g, "names", "{0: 1}");
+  pv_graph_set_meta(g, "task", "detect");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EFORMAT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "names"));
+  pv_detect_cfg_free(&c);
+  pv_graph_free(g);
+}
+
 static CU_TestInfo tests[] = {
     {"YOLOv2 box by hand", test_yolo2},
     {"YOLO classes (softmax, sigmoid) and masks", test_yolo2_classes},
     {"SSD anchors and variances", test_ssd},
     {"IoU and class-wise NMS", test_iou_and_nms},
     {"metadata", test_cfg},
+    {"decoded boxes (YOLOv8/11, YOLOv5)", test_boxes},
+    {"Ultralytics metadata", test_ultralytics_cfg},
     CU_TEST_INFO_NULL,
 };
 

@@ -32,6 +32,34 @@ try:
     onnx.save(m, os.path.join(repo, "plain", "1", "model.onnx"))
     cli = json.loads(subprocess.run([pivot, "detect", os.path.join(work, "tiny.onnx"), photo, "--json",
                                      "--score", "0.6"], check=True, capture_output=True, text=True).stdout)
+    # An Ultralytics-style export (no pivot.* metadata: names, stride,
+    # task), its output a fixed [1, 4+2, 3] box tensor (YOLOv8 layout):
+    # box 1 'dog' at 0.9, centre (30, 20), 10 x 8 in the 64 x 64 input.
+    from onnx import helper as oh, TensorProto as TP, numpy_helper as nh
+    import numpy as np
+    boxes = np.zeros((1, 6, 3), np.float32)
+    boxes[0, :4, 1] = [30, 20, 10, 8]
+    boxes[0, 5, 1] = 0.9
+    g = oh.make_graph(
+        [oh.make_node("ReduceMean", ["images"], ["m"], keepdims=1),
+         oh.make_node("Mul", ["m", "zero"], ["z"]),
+         oh.make_node("Reshape", ["z", "one"], ["z1"]),
+         oh.make_node("Add", ["boxes", "z1"], ["output0"])], "ultra",
+        [oh.make_tensor_value_info("images", TP.FLOAT, [1, 3, 64, 64])],
+        [oh.make_tensor_value_info("output0", TP.FLOAT, [1, 6, 3])],
+        [nh.from_array(boxes, "boxes"), nh.from_array(np.zeros(1, np.float32), "zero"),
+         nh.from_array(np.array([1, 1, 1], np.int64), "one")])
+    um = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+    for k, v in (("names", "{0: 'cat', 1: 'dog'}"), ("stride", "32"), ("task", "detect")):
+        um.metadata_props.add(key=k, value=v)
+    os.makedirs(os.path.join(repo, "ultra", "1"))
+    onnx.save(um, os.path.join(repo, "ultra", "1", "model.onnx"))
+    def png(w, h):
+        def chunk(t, d):
+            return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+        raw = b"".join(b"\x00" + b"\x80\x40\x20" * w for _ in range(h))
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     pvdtest.PIVOTD = os.environ["PIVOTD_REAL"]
     with Daemon(repo, "--backend-dir", os.environ["PIVOT_BACKEND_DIR"]) as d:
         st, j = d.json("POST", "/v2/models/tiny/detect?score=0.6", jpeg, {"Content-Type": "image/jpeg"})
@@ -121,6 +149,16 @@ try:
         st, jm = d.json("POST", "/v2/models/tiny/detect", body, hdr)
         check(st == 400 and "no image" in jm.get("error", ""), "multipart without an image: %d %r" % (st, jm))
         print("multipart: ok (%s)" % jm["error"])
+
+        # The Ultralytics model, served with its own defaults: a 128 x 64
+        # photo letterboxed into 64 x 64 (scale 1/2, 16 rows of padding
+        # above): the dog box maps to (50, 0, 70, 16) in the photo.
+        st, ju = d.json("POST", "/v2/models/ultra/detect", png(128, 64), {"Content-Type": "image/png"})
+        check(st == 200 and len(ju["detections"]) == 1, "ultralytics %d %r" % (st, ju))
+        du = ju["detections"][0]
+        check(du["label"] == "dog" and du["class"] == 1 and abs(du["score"] - 0.9) < 1e-6 and
+              all(abs(a - b) < 1e-3 for a, b in zip(du["box"], [50, 0, 70, 16])), "ultralytics box %r" % du)
+        print("ultralytics: %r" % du)
 
         def bad(body, want, path="/v2/models/tiny/detect", status=400):
             st, j = d.json("POST", path, body, {"Content-Type": "image/png"})
