@@ -148,7 +148,10 @@ int pv_detect_cfg_from_graph(const pv_graph *g, pv_detect_cfg *c) {
   else if (!strcmp(t, "ssd")) c->type = PV_DETECT_SSD;
   else if (!strcmp(t, "yolo8")) c->type = PV_DETECT_YOLO8;
   else if (!strcmp(t, "yolo5")) c->type = PV_DETECT_YOLO5;
-  else return pv_error(PV_EFORMAT, "metadata pivot.detect.type: '%s' is not yolo2, yolo3, yolo5, yolo8 or ssd", t);
+  else if (!strcmp(t, "end2end")) c->type = PV_DETECT_END2END;
+  else return pv_error(PV_EFORMAT, "metadata pivot.detect.type: '%s' is not yolo2, yolo3, yolo5, yolo8, end2end or ssd", t);
+  /* Final boxes are suppressed already: no NMS unless asked (iou). */
+  if (c->type == PV_DETECT_END2END) c->iou = 1;
   const char *s = pv_graph_get_meta(g, "pivot.detect.anchors");
   if (c->type == PV_DETECT_YOLO2 || c->type == PV_DETECT_YOLO3) {
     if (!s) return pv_error(PV_EFORMAT, "metadata pivot.detect.anchors: missing (a %s model needs w,h pairs)", t);
@@ -251,20 +254,45 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
   return 0;
 }
 
+/* Which layout a decoded-box output has: the configured one, or for
+ * BOXES (Ultralytics metadata only) the one its shape and class count
+ * say. */
+static pv_detect_type boxes_layout(const pv_detect_cfg *c, const pv_tensor *out) {
+  if (c->type != PV_DETECT_BOXES || out->ndim != 3) return c->type;
+  int64_t a = out->dims[1], b = out->dims[2];
+  /* [1, K, 6] with K up to 1000 final boxes (Ultralytics' max_det is 300);
+   * a one-class YOLOv5 has thousands of rows of 6 */
+  if (b == 6 && a <= 1000) return PV_DETECT_END2END;
+  if (c->n_labels > 0 && a == 4 + c->n_labels) return PV_DETECT_YOLO8;
+  if (c->n_labels > 0 && b == 5 + c->n_labels) return PV_DETECT_YOLO5;
+  return a < b ? PV_DETECT_YOLO8 : PV_DETECT_YOLO5;
+}
+
 /* [1, 4+C, N] (YOLOv8/11: channel-major) or [1, N, 5+C] (YOLOv5): boxes
- * already decoded to input pixels, scores already through their sigmoid. */
+ * already decoded to input pixels, scores already through their sigmoid;
+ * [1, K, 6] final boxes (x0, y0, x1, y1, score, class). */
 int pv_detect_decode_boxes(const pv_detect_cfg *c, const pv_tensor *out,
                            float thr, pv_det_list *l) {
   char d[64];
   if (out->dtype != PV_F32 || out->ndim != 3 || out->dims[0] != 1)
     return pv_error(PV_ESHAPE, "detect: box output %s is not FP32 [1, 4+classes, boxes] or [1, boxes, 5+classes]",
                     pv_dims_str(out->dims, out->ndim, d, sizeof d));
-  pv_detect_type t = c->type;
-  if (t == PV_DETECT_BOXES) { /* by the class count when names give it */
-    int64_t a = out->dims[1], b = out->dims[2];
-    if (c->n_labels > 0 && a == 4 + c->n_labels) t = PV_DETECT_YOLO8;
-    else if (c->n_labels > 0 && b == 5 + c->n_labels) t = PV_DETECT_YOLO5;
-    else t = a < b ? PV_DETECT_YOLO8 : PV_DETECT_YOLO5;
+  pv_detect_type t = boxes_layout(c, out);
+  if (t == PV_DETECT_END2END) {
+    if (out->dims[2] < 6)
+      return pv_error(PV_ESHAPE, "detect: end-to-end output %s is not [1, boxes, 6]",
+                      pv_dims_str(out->dims, out->ndim, d, sizeof d));
+    const float *o = out->data;
+    for (int64_t i = 0; i < out->dims[1]; i++) {
+      const float *p = o + i * out->dims[2];
+      if (!(p[4] > thr)) continue;
+      if (!(p[5] >= 0 && p[5] < 1e6f))
+        return pv_error(PV_ERANGE, "detect: end-to-end box %lld has class %g", (long long)i, p[5]);
+      pv_detection det = {{p[0], p[1], p[2], p[3]}, p[4], (int)p[5], ""};
+      int rc = list_push(l, &det);
+      if (rc) return rc;
+    }
+    return 0;
   }
   bool v8 = t == PV_DETECT_YOLO8;
   int64_t n = v8 ? out->dims[2] : out->dims[1], ch = v8 ? out->dims[1] : out->dims[2];
@@ -428,10 +456,13 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
       goto out_in;
     }
     rc = pv_detect_decode_ssd(&c, &outs[0], &outs[1], &outs[2], prep.width, prep.height, thr, &l);
-  } else if (c.type == PV_DETECT_YOLO8 || c.type == PV_DETECT_YOLO5 || c.type == PV_DETECT_BOXES) {
+  } else if (c.type == PV_DETECT_YOLO8 || c.type == PV_DETECT_YOLO5 ||
+             c.type == PV_DETECT_END2END || c.type == PV_DETECT_BOXES) {
     /* the first output: Ultralytics' segmentation models add mask
      * prototypes after it */
     rc = pv_detect_decode_boxes(&c, &outs[0], thr, &l);
+    /* final boxes of an end-to-end export: no NMS unless asked for */
+    if (boxes_layout(&c, &outs[0]) == PV_DETECT_END2END && !(p && p->iou >= 0)) iou = 1;
   } else if (c.type == PV_DETECT_YOLO3 || c.n_masks > 0) {
     if (c.n_masks != nout) {
       rc = pv_error(PV_EFORMAT, "detect: metadata pivot.detect.anchor_masks has %d groups for %d outputs", c.n_masks, nout);

@@ -31,9 +31,12 @@ typedef enum pv_detect_type {
                           pixels, C class scores (Ultralytics YOLOv8/11) */
   PV_DETECT_YOLO5,     /* decoded boxes [1, N, 5+C]: cx, cy, w, h,
                           objectness, C class scores (YOLOv5) */
-  PV_DETECT_BOXES,     /* either of the last two, told apart by the output's
-                          shape: an Ultralytics export without pivot.detect
-                          metadata */
+  PV_DETECT_END2END,   /* final boxes [1, K, 6]: x0, y0, x1, y1, score,
+                          class (YOLO26 / YOLOv10 / nms=True exports: no
+                          NMS of ours by default) */
+  PV_DETECT_BOXES,     /* any of the last three, told apart by the
+                          output's shape: an Ultralytics export without
+                          pivot.detect metadata */
 } pv_detect_type;
 
 #define PV_DETECT_MAX_ANCHORS 64
@@ -90,9 +93,9 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
 int pv_detect_decode_ssd(const pv_detect_cfg *c, const pv_tensor *deltas,
                          const pv_tensor *logits, const pv_tensor *anchors,
                          int net_w, int net_h, float thr, pv_det_list *l);
-/* Decode an output of already-decoded boxes (type YOLO8, YOLO5, or BOXES
- * resolved by the shape) in input pixels, appending those with score > thr
- * (class score, times objectness for YOLO5). */
+/* Decode an output of already-decoded boxes (type YOLO8, YOLO5, END2END,
+ * or BOXES resolved by the shape) in input pixels, appending those with
+ * score > thr (class score, times objectness for YOLO5). */
 int pv_detect_decode_boxes(const pv_detect_cfg *c, const pv_tensor *out,
                            float thr, pv_det_list *l);
 /* Sort by score (descending, stable) and drop every box whose IoU with a

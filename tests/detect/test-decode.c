@@ -201,6 +201,19 @@ static void test_boxes(void) {
   CU_ASSERT_DOUBLE_EQUAL(l.d[0].score, 0.45, 1e-6);
   CU_ASSERT(l.d[0].box[0] == 25 && l.d[0].box[3] == 24);
   free(l.d);
+  /* end-to-end [1, 4, 6] (x0, y0, x1, y1, score, class), told by shape */
+  float e2e[4 * 6] = {10, 12, 20, 22, 0.8f, 2, 11, 12, 20, 22, 0.6f, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  pv_tensor te = {PV_F32, 3, {1, 4, 6}, e2e};
+  pv_detect_cfg ce = {.type = PV_DETECT_BOXES, .n_labels = 3};
+  l = (pv_det_list){0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_boxes(&ce, &te, 0.25f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 2);
+  CU_ASSERT(l.d[0].cls == 2 && l.d[0].box[0] == 10 && l.d[0].box[3] == 22 && l.d[1].box[0] == 11);
+  free(l.d);
+  e2e[5] = -1; /* a class index that is none */
+  l = (pv_det_list){0};
+  CU_ASSERT_EQUAL(pv_detect_decode_boxes(&ce, &te, 0.25f, &l), PV_ERANGE);
+  free(l.d);
   /* no class channels */
   pv_tensor bad = {PV_F32, 3, {1, 4, 3}, v8};
   pv_detect_cfg c8 = {.type = PV_DETECT_YOLO8};

@@ -54,6 +54,26 @@ try:
         um.metadata_props.add(key=k, value=v)
     os.makedirs(os.path.join(repo, "ultra", "1"))
     onnx.save(um, os.path.join(repo, "ultra", "1", "model.onnx"))
+    # The same as a YOLO26-style end-to-end export: final boxes [1, 300, 6]
+    # (x0, y0, x1, y1, score, class); two overlapping dogs both come back
+    # (no NMS of ours on final boxes).
+    e2e = np.zeros((1, 300, 6), np.float32)
+    e2e[0, 0] = [25, 16, 35, 24, 0.9, 1]
+    e2e[0, 1] = [26, 16, 35, 24, 0.8, 1]
+    g2 = oh.make_graph(
+        [oh.make_node("ReduceMean", ["images"], ["m"], keepdims=1),
+         oh.make_node("Mul", ["m", "zero"], ["z"]),
+         oh.make_node("Reshape", ["z", "one"], ["z1"]),
+         oh.make_node("Add", ["boxes", "z1"], ["output0"])], "ultra26",
+        [oh.make_tensor_value_info("images", TP.FLOAT, [1, 3, 64, 64])],
+        [oh.make_tensor_value_info("output0", TP.FLOAT, [1, 300, 6])],
+        [nh.from_array(e2e, "boxes"), nh.from_array(np.zeros(1, np.float32), "zero"),
+         nh.from_array(np.array([1, 1, 1], np.int64), "one")])
+    um2 = oh.make_model(g2, opset_imports=[oh.make_opsetid("", 13)])
+    for k, v in (("names", "{0: 'cat', 1: 'dog'}"), ("stride", "32"), ("task", "detect")):
+        um2.metadata_props.add(key=k, value=v)
+    os.makedirs(os.path.join(repo, "ultra26", "1"))
+    onnx.save(um2, os.path.join(repo, "ultra26", "1", "model.onnx"))
     def png(w, h):
         def chunk(t, d):
             return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
@@ -159,6 +179,12 @@ try:
         check(du["label"] == "dog" and du["class"] == 1 and abs(du["score"] - 0.9) < 1e-6 and
               all(abs(a - b) < 1e-3 for a, b in zip(du["box"], [50, 0, 70, 16])), "ultralytics box %r" % du)
         print("ultralytics: %r" % du)
+        st, je = d.json("POST", "/v2/models/ultra26/detect", png(128, 64), {"Content-Type": "image/png"})
+        check(st == 200 and [x["score"] for x in je["detections"]] == [0.9, 0.8] and
+              all(abs(a - b) < 1e-3 for a, b in zip(je["detections"][1]["box"], [52, 0, 70, 16])),
+              "end-to-end %d %r" % (st, je))
+        st, je = d.json("POST", "/v2/models/ultra26/detect?iou=0.5", png(128, 64), {"Content-Type": "image/png"})
+        check(st == 200 and len(je["detections"]) == 1, "end-to-end with iou=0.5 %r" % je)
 
         def bad(body, want, path="/v2/models/tiny/detect", status=400):
             st, j = d.json("POST", path, body, {"Content-Type": "image/png"})
