@@ -488,6 +488,12 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
     d->box[1] = (float)(d->box[1] * xf.sy + xf.oy);
     d->box[2] = (float)(d->box[2] * xf.sx + xf.ox);
     d->box[3] = (float)(d->box[3] * xf.sy + xf.oy);
+    if (c.type >= PV_DETECT_YOLO8) { /* Ultralytics clips to the photo */
+      d->box[0] = clampf(d->box[0], (float)im.w);
+      d->box[1] = clampf(d->box[1], (float)im.h);
+      d->box[2] = clampf(d->box[2], (float)im.w);
+      d->box[3] = clampf(d->box[3], (float)im.h);
+    }
     if (d->cls < c.n_labels) snprintf(d->label, sizeof d->label, "%s", c.labels[d->cls]);
   }
   if (img_w) *img_w = im.w;

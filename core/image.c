@@ -644,10 +644,10 @@ int pv_image_prep_from_graph(const pv_graph *g, int input, pv_image_prep *p) {
   }
   p->height = (int)v->dims[2];
   p->width = (int)v->dims[3];
-  /* Ultralytics' preprocessing: letterbox padded with grey 114, RGB / 255;
+  /* Ultralytics' preprocessing: its letterbox padded with grey 114, RGB / 255;
    * pivot.image.* keys still override it. */
   if (pv_image_ultralytics(g)) {
-    p->resize = PV_RESIZE_LETTERBOX;
+    p->resize = PV_RESIZE_LETTERBOX_CV;
     p->pad = 114;
     p->std[0] = p->std[1] = p->std[2] = 255;
   }
@@ -656,7 +656,8 @@ int pv_image_prep_from_graph(const pv_graph *g, int input, pv_image_prep *p) {
   else if (!strcmp(s, "stretch")) p->resize = PV_RESIZE_STRETCH;
   else if (!strcmp(s, "pad_square")) p->resize = PV_RESIZE_PAD_SQUARE;
   else if (!strcmp(s, "letterbox")) p->resize = PV_RESIZE_LETTERBOX;
-  else return pv_error(PV_EFORMAT, "metadata pivot.image.resize: '%s' is not stretch, pad_square or letterbox", s);
+  else if (!strcmp(s, "letterbox_cv")) p->resize = PV_RESIZE_LETTERBOX_CV;
+  else return pv_error(PV_EFORMAT, "metadata pivot.image.resize: '%s' is not stretch, pad_square, letterbox or letterbox_cv", s);
   s = pv_graph_get_meta(g, "pivot.image.channels");
   if (!s || !strcmp(s, "rgb")) p->bgr = false;
   else if (!strcmp(s, "bgr")) p->bgr = true;
@@ -692,12 +693,82 @@ static void taps(tap *t, int out, int in) {
   }
 }
 
+/* OpenCV's INTER_LINEAR taps for one axis: half-pixel centres, src =
+ * (dst + 0.5) * in/out - 0.5, clamped into the image. */
+static void taps_half(tap *t, int out, int in) {
+  double ratio = (double)in / out;
+  for (int i = 0; i < out; i++) {
+    double f = (i + 0.5) * ratio - 0.5;
+    if (f < 0) f = 0;
+    int lo = (int)floor(f);
+    if (lo >= in - 1) {
+      lo = in - 1;
+      f = lo;
+    }
+    t[i].lo = lo;
+    t[i].hi = lo + 1 < in ? lo + 1 : lo;
+    t[i].frac = f - lo;
+  }
+}
+
+/* Ultralytics' LetterBox (auto=False, centred): r = min(OH/H, OW/W), the
+ * image resized to round(W r) x round(H r) with OpenCV's INTER_LINEAR into
+ * 8-bit pixels, then bordered with the pad value, top = round(dh - 0.1),
+ * left = round(dw - 0.1) (Python's round: half to even); boxes map back as
+ * its scale_boxes does: (x - left) / r. */
+static int letterbox_cv(const pv_image *img, const pv_image_prep *p, float *out,
+                        pv_image_xform *xf) {
+  long W = img->w, H = img->h, OW = p->width, OH = p->height;
+  double r = fmin((double)OH / H, (double)OW / W);
+  long nw = (long)nearbyint(W * r), nh = (long)nearbyint(H * r);
+  if (nw < 1) nw = 1;
+  if (nh < 1) nh = 1;
+  if (nw > OW) nw = OW;
+  if (nh > OH) nh = OH;
+  long left = (long)nearbyint((OW - nw) / 2.0 - 0.1), top = (long)nearbyint((OH - nh) / 2.0 - 0.1);
+  if (left < 0) left = 0;
+  if (top < 0) top = 0;
+  tap *tx = malloc(sizeof *tx * (size_t)nw), *ty = malloc(sizeof *ty * (size_t)nh);
+  if (!tx || !ty) {
+    free(tx);
+    free(ty);
+    return pv_error(PV_ENOMEM, "image to tensor: no memory");
+  }
+  taps_half(tx, (int)nw, (int)W);
+  taps_half(ty, (int)nh, (int)H);
+  size_t plane = (size_t)OW * (size_t)OH;
+  for (long oy = 0; oy < OH; oy++)
+    for (long ox = 0; ox < OW; ox++) {
+      long iy = oy - top, ix = ox - left;
+      bool in = iy >= 0 && iy < nh && ix >= 0 && ix < nw;
+      for (int c = 0; c < 3; c++) {
+        float v = p->pad;
+        if (in) {
+          const uint8_t *r0 = img->rgb + (size_t)ty[iy].lo * (size_t)W * 3;
+          const uint8_t *r1 = img->rgb + (size_t)ty[iy].hi * (size_t)W * 3;
+          long x0 = tx[ix].lo, x1 = tx[ix].hi;
+          double fx = tx[ix].frac, fy = ty[iy].frac;
+          double top_v = r0[x0 * 3 + c] + (r0[x1 * 3 + c] - r0[x0 * 3 + c]) * fx;
+          double bot_v = r1[x0 * 3 + c] + (r1[x1 * 3 + c] - r1[x0 * 3 + c]) * fx;
+          v = (float)floor(top_v + (bot_v - top_v) * fy + 0.5); /* 8-bit result */
+        }
+        int oc = p->bgr ? 2 - c : c;
+        out[(size_t)oc * plane + (size_t)oy * (size_t)OW + (size_t)ox] = (v - p->mean[oc]) / p->std[oc];
+      }
+    }
+  free(tx);
+  free(ty);
+  if (xf) *xf = (pv_image_xform){1 / r, 1 / r, -(double)left / r, -(double)top / r};
+  return 0;
+}
+
 int pv_image_to_chw(const pv_image *img, const pv_image_prep *p, float *out,
                     pv_image_xform *xf) {
   if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
     return pv_error(PV_EINVAL, "image to tensor: empty image");
   if (p->width <= 0 || p->height <= 0)
     return pv_error(PV_EINVAL, "image to tensor: bad input size %dx%d", p->width, p->height);
+  if (p->resize == PV_RESIZE_LETTERBOX_CV) return letterbox_cv(img, p, out, xf);
   long W = img->w, H = img->h, OW = p->width, OH = p->height;
   /* The image sits at (px, py) on a canvas of CW x CH filled with the pad
    * value; the canvas is what gets resized, as face-api does it. */

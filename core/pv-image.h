@@ -54,6 +54,9 @@ typedef enum pv_resize_mode {
   PV_RESIZE_STRETCH = 0,   /* scale each axis to the input size */
   PV_RESIZE_PAD_SQUARE,    /* pad bottom/right to a square, then scale
                               (face-api's padToSquare) */
+  PV_RESIZE_LETTERBOX_CV,  /* Ultralytics' LetterBox: scale to fit with
+                              OpenCV's INTER_LINEAR (half-pixel centres,
+                              8-bit result), then pad both sides */
   PV_RESIZE_LETTERBOX,     /* keep the aspect ratio, pad both sides
                               equally to the input's aspect (darknet) */
 } pv_resize_mode;

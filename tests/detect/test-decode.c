@@ -247,7 +247,7 @@ static void test_ultralytics_cfg(void) {
   pv_detect_cfg_free(&c);
   pv_image_prep p;
   CU_ASSERT_EQUAL_FATAL(pv_image_prep_from_graph(g, x, &p), 0);
-  CU_ASSERT(p.resize == PV_RESIZE_LETTERBOX && p.pad == 114 && p.std[1] == 255 && p.mean[0] == 0);
+  CU_ASSERT(p.resize == PV_RESIZE_LETTERBOX_CV && p.pad == 114 && p.std[1] == 255 && p.mean[0] == 0);
   pv_graph_set_meta(g, "pivot.image.resize", "stretch");
   CU_ASSERT_EQUAL_FATAL(pv_image_prep_from_graph(g, x, &p), 0);
   CU_ASSERT(p.resize == PV_RESIZE_STRETCH && p.pad == 114);

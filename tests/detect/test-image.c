@@ -626,6 +626,47 @@ static void test_pad_square_and_normalise(void) {
   CU_ASSERT_DOUBLE_EQUAL(2 * xf.sy + xf.oy, 1, 1e-12); /* net row 2 -> image row 1 */
 }
 
+/* Ultralytics' letterbox (letterbox_cv): resize to fit with OpenCV's
+ * half-pixel INTER_LINEAR into 8-bit pixels, then pad; worked by hand. */
+static void test_letterbox_cv(void) {
+  float out[3 * 16];
+  pv_image_xform xf;
+  pv_image_prep p = prep(4, 4, PV_RESIZE_LETTERBOX_CV);
+  p.pad = 114;
+  /* 8 x 4 -> 4 x 4: r = 1/2, content 4 x 2 at top = round(0.9) = 1; a
+   * half-pixel tap at 2i + 0.5 averages pixels 2i and 2i + 1, so R =
+   * 10 x + 40 y becomes 20 i + 80 j + 25 exactly. */
+  uint8_t px[8 * 4 * 3];
+  for (int y = 0; y < 4; y++)
+    for (int x = 0; x < 8; x++) {
+      uint8_t *q = px + (y * 8 + x) * 3;
+      q[0] = (uint8_t)(10 * x + 40 * y), q[1] = 7, q[2] = 200;
+    }
+  pv_image im = {.w = 8, .h = 4, .rgb = px};
+  CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im, &p, out, &xf), 0);
+  for (int i = 0; i < 4; i++) {
+    CU_ASSERT_EQUAL(out[0 * 4 + i], 114); /* pad rows 0 and 3 */
+    CU_ASSERT_EQUAL(out[3 * 4 + i], 114);
+    for (int j = 0; j < 2; j++) {
+      CU_ASSERT_EQUAL(out[(1 + j) * 4 + i], 20 * i + 80 * j + 25);
+      CU_ASSERT_EQUAL(out[16 + (1 + j) * 4 + i], 7);
+    }
+  }
+  /* back: x_img = (x - 0) * 2, y_img = (y - 1) * 2 */
+  CU_ASSERT(xf.sx == 2 && xf.sy == 2 && xf.ox == 0 && xf.oy == -2);
+  /* 3 x 1 -> 4 x 4: r = 4/3, 4 x 1 content (Python's round), top =
+   * round(1.4) = 1; back: y_img = (y - 1) * 3/4 */
+  uint8_t px3[9] = {0, 0, 0, 90, 90, 90, 180, 180, 180};
+  pv_image im3 = {.w = 3, .h = 1, .rgb = px3};
+  CU_ASSERT_EQUAL_FATAL(pv_image_to_chw(&im3, &p, out, &xf), 0);
+  CU_ASSERT_DOUBLE_EQUAL(xf.sx, 0.75, 1e-12);
+  CU_ASSERT_DOUBLE_EQUAL(xf.oy, -0.75, 1e-12);
+  /* half-pixel taps at 0 (clamped), 0.625, 1.375, 2 (clamped):
+   * 0, 56.25 -> 56, 123.75 -> 124, 180 */
+  CU_ASSERT(out[4] == 0 && out[5] == 56 && out[6] == 124 && out[7] == 180);
+  CU_ASSERT(out[0] == 114 && out[8] == 114 && out[12] == 114);
+}
+
 static void test_prep_from_metadata(void) {
   pv_graph *g = pv_graph_new();
   int v = pv_graph_add_value(g, "input");
@@ -673,6 +714,7 @@ static CU_TestInfo tests[] = {
     {"bilinear resize like TF", test_resize_like_tensorflow},
     {"pad to square, letterbox, normalise", test_pad_square_and_normalise},
     {"preprocessing from metadata", test_prep_from_metadata},
+    {"Ultralytics letterbox", test_letterbox_cv},
     CU_TEST_INFO_NULL,
 };
 
