@@ -260,12 +260,16 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
 static pv_detect_type boxes_layout(const pv_detect_cfg *c, const pv_tensor *out) {
   if (c->type != PV_DETECT_BOXES || out->ndim != 3) return c->type;
   int64_t a = out->dims[1], b = out->dims[2];
-  /* [1, K, 6] with K up to 1000 final boxes (Ultralytics' max_det is 300);
-   * a one-class YOLOv5 has thousands of rows of 6 */
-  if (b == 6 && a <= 1000) return PV_DETECT_END2END;
-  if (c->n_labels > 0 && a == 4 + c->n_labels) return PV_DETECT_YOLO8;
-  if (c->n_labels > 0 && b == 5 + c->n_labels) return PV_DETECT_YOLO5;
-  return a < b ? PV_DETECT_YOLO8 : PV_DETECT_YOLO5;
+  /* Channel-major [1, 4+C(+extra), N] has fewer rows than columns; of the
+   * box-major ones, [1, K, 6(+extra)] final boxes come at most 1000 (its
+   * max_det, 300 by default), YOLOv5's anchors by the thousand. Extra
+   * columns are segmentation mask coefficients or pose keypoints. */
+  int64_t nl = c->n_labels;
+  if (nl > 0 && a == 4 + nl) return PV_DETECT_YOLO8;
+  if (b == 6 && a <= 1000) return PV_DETECT_END2END; /* before a 1-class v5 */
+  if (nl > 0 && b == 5 + nl) return PV_DETECT_YOLO5;
+  if (a < b) return PV_DETECT_YOLO8;
+  return a <= 1000 && b >= 6 ? PV_DETECT_END2END : PV_DETECT_YOLO5;
 }
 
 /* [1, 4+C, N] (YOLOv8/11: channel-major) or [1, N, 5+C] (YOLOv5): boxes
@@ -297,6 +301,9 @@ int pv_detect_decode_boxes(const pv_detect_cfg *c, const pv_tensor *out,
   bool v8 = t == PV_DETECT_YOLO8;
   int64_t n = v8 ? out->dims[2] : out->dims[1], ch = v8 ? out->dims[1] : out->dims[2];
   int64_t ncls = ch - (v8 ? 4 : 5);
+  /* the class count from the names when the output has more channels
+   * (segmentation: 32 mask coefficients; pose: keypoints) */
+  if (c->n_labels > 0 && c->n_labels < ncls) ncls = c->n_labels;
   if (ncls < 1)
     return pv_error(PV_ESHAPE, "detect: box output %s has no class scores (%s layout)",
                     pv_dims_str(out->dims, out->ndim, d, sizeof d), v8 ? "YOLOv8 [1, 4+C, N]" : "YOLOv5 [1, N, 5+C]");

@@ -214,6 +214,29 @@ static void test_boxes(void) {
   l = (pv_det_list){0};
   CU_ASSERT_EQUAL(pv_detect_decode_boxes(&ce, &te, 0.25f, &l), PV_ERANGE);
   free(l.d);
+  /* a segmentation export: [1, 4 + 2 + 3 mask coefficients, 12] (more
+   * boxes than channels, as real ones); the names' 2 classes are scored,
+   * the large coefficients are not */
+  float seg[9 * 12] = {0};
+  for (int k = 0; k < 6; k++)
+    for (int i = 0; i < 3; i++) seg[k * 12 + i] = v8[k * 3 + i];
+  for (int i = 6 * 12; i < 9 * 12; i++) seg[i] = 5.0f;
+  pv_tensor ts = {PV_F32, 3, {1, 9, 12}, seg};
+  pv_detect_cfg cs = {.type = PV_DETECT_BOXES, .n_labels = 2};
+  l = (pv_det_list){0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_boxes(&cs, &ts, 0.25f, &l), 0);
+  CU_ASSERT_EQUAL_FATAL(l.n, 2);
+  CU_ASSERT(l.d[0].cls == 1 && l.d[0].score == 0.9f && l.d[1].cls == 0);
+  free(l.d);
+  /* end-to-end segmentation rows [1, 40, 6 + 32]: the first 6 columns */
+  static float e2s[40 * 38];
+  e2s[0] = 1, e2s[1] = 2, e2s[2] = 3, e2s[3] = 4, e2s[4] = 0.7f, e2s[5] = 1;
+  for (int i = 6; i < 38; i++) e2s[i] = 9;
+  pv_tensor t2s = {PV_F32, 3, {1, 40, 38}, e2s};
+  l = (pv_det_list){0};
+  CU_ASSERT_EQUAL_FATAL(pv_detect_decode_boxes(&cs, &t2s, 0.25f, &l), 0);
+  CU_ASSERT(l.n == 1 && l.d[0].cls == 1 && l.d[0].box[3] == 4 && l.d[0].score == 0.7f);
+  free(l.d);
   /* no class channels */
   pv_tensor bad = {PV_F32, 3, {1, 4, 3}, v8};
   pv_detect_cfg c8 = {.type = PV_DETECT_YOLO8};
