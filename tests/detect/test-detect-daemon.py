@@ -37,43 +37,34 @@ try:
     # box 1 'dog' at 0.9, centre (30, 20), 10 x 8 in the 64 x 64 input.
     from onnx import helper as oh, TensorProto as TP, numpy_helper as nh
     import numpy as np
+    def ultralytics_export(name, boxes):
+        """A model whose output0 is `boxes` whatever the 64 x 64 image (the
+        input still feeds it), with an Ultralytics export's metadata."""
+        g = oh.make_graph(
+            [oh.make_node("ReduceMean", ["images"], ["m"], keepdims=1),
+             oh.make_node("Mul", ["m", "zero"], ["z"]),
+             oh.make_node("Reshape", ["z", "one"], ["z1"]),
+             oh.make_node("Add", ["boxes", "z1"], ["output0"])], name,
+            [oh.make_tensor_value_info("images", TP.FLOAT, [1, 3, 64, 64])],
+            [oh.make_tensor_value_info("output0", TP.FLOAT, list(boxes.shape))],
+            [nh.from_array(boxes, "boxes"), nh.from_array(np.zeros(1, np.float32), "zero"),
+             nh.from_array(np.array([1, 1, 1], np.int64), "one")])
+        um = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
+        for k, v in (("names", "{0: 'cat', 1: 'dog'}"), ("stride", "32"), ("task", "detect")):
+            um.metadata_props.add(key=k, value=v)
+        os.makedirs(os.path.join(repo, name, "1"))
+        onnx.save(um, os.path.join(repo, name, "1", "model.onnx"))
     boxes = np.zeros((1, 6, 3), np.float32)
     boxes[0, :4, 1] = [30, 20, 10, 8]
     boxes[0, 5, 1] = 0.9
-    g = oh.make_graph(
-        [oh.make_node("ReduceMean", ["images"], ["m"], keepdims=1),
-         oh.make_node("Mul", ["m", "zero"], ["z"]),
-         oh.make_node("Reshape", ["z", "one"], ["z1"]),
-         oh.make_node("Add", ["boxes", "z1"], ["output0"])], "ultra",
-        [oh.make_tensor_value_info("images", TP.FLOAT, [1, 3, 64, 64])],
-        [oh.make_tensor_value_info("output0", TP.FLOAT, [1, 6, 3])],
-        [nh.from_array(boxes, "boxes"), nh.from_array(np.zeros(1, np.float32), "zero"),
-         nh.from_array(np.array([1, 1, 1], np.int64), "one")])
-    um = oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)])
-    for k, v in (("names", "{0: 'cat', 1: 'dog'}"), ("stride", "32"), ("task", "detect")):
-        um.metadata_props.add(key=k, value=v)
-    os.makedirs(os.path.join(repo, "ultra", "1"))
-    onnx.save(um, os.path.join(repo, "ultra", "1", "model.onnx"))
+    ultralytics_export("ultra", boxes)
     # The same as a YOLO26-style end-to-end export: final boxes [1, 300, 6]
     # (x0, y0, x1, y1, score, class); two overlapping dogs both come back
     # (no NMS of ours on final boxes).
     e2e = np.zeros((1, 300, 6), np.float32)
     e2e[0, 0] = [25, 16, 35, 24, 0.9, 1]
     e2e[0, 1] = [26, 16, 35, 24, 0.8, 1]
-    g2 = oh.make_graph(
-        [oh.make_node("ReduceMean", ["images"], ["m"], keepdims=1),
-         oh.make_node("Mul", ["m", "zero"], ["z"]),
-         oh.make_node("Reshape", ["z", "one"], ["z1"]),
-         oh.make_node("Add", ["boxes", "z1"], ["output0"])], "ultra26",
-        [oh.make_tensor_value_info("images", TP.FLOAT, [1, 3, 64, 64])],
-        [oh.make_tensor_value_info("output0", TP.FLOAT, [1, 300, 6])],
-        [nh.from_array(e2e, "boxes"), nh.from_array(np.zeros(1, np.float32), "zero"),
-         nh.from_array(np.array([1, 1, 1], np.int64), "one")])
-    um2 = oh.make_model(g2, opset_imports=[oh.make_opsetid("", 13)])
-    for k, v in (("names", "{0: 'cat', 1: 'dog'}"), ("stride", "32"), ("task", "detect")):
-        um2.metadata_props.add(key=k, value=v)
-    os.makedirs(os.path.join(repo, "ultra26", "1"))
-    onnx.save(um2, os.path.join(repo, "ultra26", "1", "model.onnx"))
+    ultralytics_export("ultra26", e2e)
     def png(w, h):
         def chunk(t, d):
             return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
