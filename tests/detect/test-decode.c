@@ -279,6 +279,18 @@ static void test_ultralytics_cfg(void) {
   CU_ASSERT(c.type == PV_DETECT_YOLO8 && c.n_labels == 0 && c.score == 0.5f);
   pv_detect_cfg_free(&c);
   pv_graph_free(g);
+  /* a classifier or oriented-box export is no detector of ours */
+  g = pv_graph_new();
+  pv_graph_set_meta(g, "names", "{0: 'cat'}");
+  pv_graph_set_meta(g, "task", "classify");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EUNSUPPORTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "'classify'"));
+  pv_graph_set_meta(g, "task", "obb");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), PV_EUNSUPPORTED);
+  pv_graph_set_meta(g, "task", "segment");
+  CU_ASSERT_EQUAL(pv_detect_cfg_from_graph(g, &c), 0);
+  pv_detect_cfg_free(&c);
+  pv_graph_free(g);
   /* a names dict without a quoted name */
   g = pv_graph_new();
   pv_graph_set_meta(g, "names", "{0: 1}");
