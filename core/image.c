@@ -124,54 +124,74 @@ static int heif_open(const uint8_t *b, size_t len, struct heif_context **ctx,
 }
 #endif
 
-int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
-                   int *h) {
-  const uint8_t *b = buf;
-  long iw = 0, ih = 0;
-  const char *fmt;
-  if (!buf || len == 0) return pv_error(PV_EFORMAT, "empty image");
-  if (is_png(b, len)) {
-    fmt = "PNG";
+typedef enum img_fmt { FMT_PNG, FMT_JPEG, FMT_WEBP, FMT_HEIF } img_fmt;
+static const char *const fmt_name[] = {"PNG", "JPEG", "WebP", "HEIF"};
+static const char *const fmt_id[] = {"png", "jpeg", "webp", "heif"};
+
+/* The format by its magic bytes, or an error saying what the bytes are not. */
+static int sniff(const uint8_t *b, size_t len, img_fmt *f) {
+  if (!b || len == 0) return pv_error(PV_EFORMAT, "empty image");
+  if (is_png(b, len)) *f = FMT_PNG;
+  else if (is_jpeg(b, len)) *f = FMT_JPEG;
+  else if (is_webp(b, len)) *f = FMT_WEBP;
+  else if (is_heif(b, len)) *f = FMT_HEIF;
+  else
+    return pv_error(PV_EFORMAT, "not " KNOWN_FORMATS " (%zu bytes starting %02x %02x %02x %02x)",
+                    len, b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
+  return 0;
+}
+
+/* The size from a header of format f, checked against the limits. */
+static int probe_fmt(const uint8_t *b, size_t len, img_fmt f, long *iw, long *ih) {
+  int rc = 0;
+  switch (f) {
+  case FMT_PNG:
     if (len < 24 || memcmp(b + 12, "IHDR", 4))
       return pv_error(PV_EFORMAT, "PNG: truncated or missing IHDR header");
-    iw = (long)be32(b + 16);
-    ih = (long)be32(b + 20);
-  } else if (is_jpeg(b, len)) {
-    fmt = "JPEG";
-    int rc = jpeg_dims(b, len, &iw, &ih);
-    if (rc) return rc;
-  } else if (is_webp(b, len)) {
-    fmt = "WebP";
+    *iw = (long)be32(b + 16);
+    *ih = (long)be32(b + 20);
+    break;
+  case FMT_JPEG:
+    rc = jpeg_dims(b, len, iw, ih);
+    break;
+  case FMT_WEBP: {
 #ifdef HAVE_WEBP
     int ww, wh;
     if (!WebPGetInfo(b, len, &ww, &wh))
       return pv_error(PV_EFORMAT, "WebP: truncated or broken header");
-    iw = ww, ih = wh;
+    *iw = ww, *ih = wh;
 #else
     return pv_error(PV_EUNSUPPORTED, "WebP image, but pivotd was built without libwebp");
 #endif
-  } else if (is_heif(b, len)) {
-    fmt = "HEIF";
+    break;
+  }
+  case FMT_HEIF: {
 #ifdef HAVE_HEIF
     struct heif_context *ctx;
     struct heif_image_handle *hd;
-    int rc = heif_open(b, len, &ctx, &hd);
-    if (rc) return rc;
-    iw = heif_image_handle_get_width(hd);
-    ih = heif_image_handle_get_height(hd);
+    if ((rc = heif_open(b, len, &ctx, &hd))) return rc;
+    *iw = heif_image_handle_get_width(hd);
+    *ih = heif_image_handle_get_height(hd);
     heif_image_handle_release(hd);
     heif_context_free(ctx);
 #else
     return pv_error(PV_EUNSUPPORTED, "HEIC/AVIF image, but pivotd was built without libheif");
 #endif
-  } else {
-    return pv_error(PV_EFORMAT, "not " KNOWN_FORMATS " (%zu bytes starting %02x %02x %02x %02x)",
-                    len, b[0], len > 1 ? b[1] : 0, len > 2 ? b[2] : 0, len > 3 ? b[3] : 0);
+    break;
   }
-  int rc = check_size(fmt, iw, ih);
+  }
+  return rc ? rc : check_size(fmt_name[f], *iw, *ih);
+}
+
+int pv_image_probe(const void *buf, size_t len, const char **format, int *w,
+                   int *h) {
+  const uint8_t *b = buf;
+  long iw = 0, ih = 0;
+  img_fmt f;
+  int rc = sniff(b, len, &f);
+  if (!rc) rc = probe_fmt(b, len, f, &iw, &ih);
   if (rc) return rc;
-  if (format)
-    *format = fmt[0] == 'P' ? "png" : fmt[0] == 'J' ? "jpeg" : fmt[0] == 'W' ? "webp" : "heif";
+  if (format) *format = fmt_id[f];
   if (w) *w = (int)iw;
   if (h) *h = (int)ih;
   return 0;
@@ -481,6 +501,8 @@ static int decode_heif(const uint8_t *b, size_t len, pv_image *img) {
   int rc = heif_open(b, len, &ctx, &hd);
   if (rc) return rc;
   struct heif_image *im = NULL;
+  if ((rc = check_size("HEIF", heif_image_handle_get_width(hd), heif_image_handle_get_height(hd))))
+    goto out;
   struct heif_error e = heif_decode_image(hd, &im, heif_colorspace_RGB,
                                           heif_chroma_interleaved_RGB, NULL);
   if (e.code != heif_error_Ok) {
@@ -496,8 +518,8 @@ static int decode_heif(const uint8_t *b, size_t len, pv_image *img) {
     rc = pv_error(PV_EFORMAT, "HEIF: the decoder gave no RGB plane");
     goto out;
   }
-  /* The size was checked (and reported) from the header: a coded image of
-   * another size is a broken file, not a surprise to pass on. */
+  /* The size was checked from the header: a coded image of another size
+   * is a broken file, not a surprise to pass on. */
   if (w != heif_image_handle_get_width(hd) || h != heif_image_handle_get_height(hd)) {
     rc = pv_error(PV_EFORMAT, "HEIF: the image decodes to %dx%d but its header says %dx%d",
                   w, h, heif_image_handle_get_width(hd), heif_image_handle_get_height(hd));
@@ -523,20 +545,30 @@ int pv_image_decode_ex(const void *buf, size_t len, unsigned flags,
                        pv_image *img) {
   if (!img) return pv_error(PV_EINVAL, "pv_image_decode: no image");
   memset(img, 0, sizeof *img);
-  const char *fmt;
-  int w, h;
-  int rc = pv_image_probe(buf, len, &fmt, &w, &h);
+  const uint8_t *b = buf;
+  img_fmt f;
+  long w, h;
+  int rc = sniff(b, len, &f);
   if (rc) return rc;
-  switch (fmt[0]) {
-  case 'p': rc = decode_png(buf, len, img); break;
-  case 'j': rc = decode_jpeg(buf, len, img); break;
+  /* The size is checked from the header before a pixel is decoded; HEIF's
+   * decoder checks it on the container it opens, not parsed twice. */
+#ifdef HAVE_HEIF
+  if (f != FMT_HEIF)
+#endif
+    if ((rc = probe_fmt(b, len, f, &w, &h))) return rc;
+  switch (f) {
+  case FMT_PNG: rc = decode_png(b, len, img); break;
+  case FMT_JPEG: rc = decode_jpeg(b, len, img); break;
 #ifdef HAVE_WEBP
-  case 'w': rc = decode_webp(buf, len, img); break;
+  case FMT_WEBP: rc = decode_webp(b, len, img); break;
 #endif
 #ifdef HAVE_HEIF
-  case 'h': rc = decode_heif(buf, len, img); break;
+  case FMT_HEIF: rc = decode_heif(b, len, img); break;
 #endif
-  default: rc = pv_error(PV_EUNSUPPORTED, "no decoder for %s", fmt);
+#if !defined(HAVE_WEBP) || !defined(HAVE_HEIF)
+  default: /* refused by probe_fmt: built without its library */
+    rc = pv_error(PV_EUNSUPPORTED, "no decoder for this format");
+#endif
   }
   if (!rc && !img->orientation) img->orientation = 1;
   if (!rc && !(flags & PV_IMAGE_STORED_ORIENTATION))
@@ -651,13 +683,18 @@ int pv_image_prep_from_graph(const pv_graph *g, int input, pv_image_prep *p) {
     p->pad = 114;
     p->std[0] = p->std[1] = p->std[2] = 255;
   }
+  static const char *const modes[] = {[PV_RESIZE_STRETCH] = "stretch",
+                                       [PV_RESIZE_PAD_SQUARE] = "pad_square",
+                                       [PV_RESIZE_LETTERBOX_CV] = "letterbox_cv",
+                                       [PV_RESIZE_LETTERBOX] = "letterbox"};
   const char *s = pv_graph_get_meta(g, "pivot.image.resize");
-  if (!s) (void)0; /* the default above */
-  else if (!strcmp(s, "stretch")) p->resize = PV_RESIZE_STRETCH;
-  else if (!strcmp(s, "pad_square")) p->resize = PV_RESIZE_PAD_SQUARE;
-  else if (!strcmp(s, "letterbox")) p->resize = PV_RESIZE_LETTERBOX;
-  else if (!strcmp(s, "letterbox_cv")) p->resize = PV_RESIZE_LETTERBOX_CV;
-  else return pv_error(PV_EFORMAT, "metadata pivot.image.resize: '%s' is not stretch, pad_square, letterbox or letterbox_cv", s);
+  if (s) { /* else the default above */
+    int m = 0;
+    while (m < (int)(sizeof modes / sizeof *modes) && strcmp(s, modes[m])) m++;
+    if (m == (int)(sizeof modes / sizeof *modes))
+      return pv_error(PV_EFORMAT, "metadata pivot.image.resize: '%s' is not stretch, pad_square, letterbox or letterbox_cv", s);
+    p->resize = (pv_resize_mode)m;
+  }
   s = pv_graph_get_meta(g, "pivot.image.channels");
   if (!s || !strcmp(s, "rgb")) p->bgr = false;
   else if (!strcmp(s, "bgr")) p->bgr = true;
@@ -711,107 +748,37 @@ static void taps_half(tap *t, int out, int in) {
   }
 }
 
-/* Ultralytics' LetterBox (auto=False, centred): r = min(OH/H, OW/W), the
- * image resized to round(W r) x round(H r) with OpenCV's INTER_LINEAR into
- * 8-bit pixels, then bordered with the pad value, top = round(dh - 0.1),
- * left = round(dw - 0.1) (Python's round: half to even); boxes map back as
- * its scale_boxes does: (x - left) / r. */
-static int letterbox_cv(const pv_image *img, const pv_image_prep *p, float *out,
-                        pv_image_xform *xf) {
-  long W = img->w, H = img->h, OW = p->width, OH = p->height;
-  double r = fmin((double)OH / H, (double)OW / W);
-  long nw = (long)nearbyint(W * r), nh = (long)nearbyint(H * r);
-  if (nw < 1) nw = 1;
-  if (nh < 1) nh = 1;
-  if (nw > OW) nw = OW;
-  if (nh > OH) nh = OH;
-  long left = (long)nearbyint((OW - nw) / 2.0 - 0.1), top = (long)nearbyint((OH - nh) / 2.0 - 0.1);
-  if (left < 0) left = 0;
-  if (top < 0) top = 0;
-  tap *tx = malloc(sizeof *tx * (size_t)nw), *ty = malloc(sizeof *ty * (size_t)nh);
-  if (!tx || !ty) {
-    free(tx);
-    free(ty);
-    return pv_error(PV_ENOMEM, "image to tensor: no memory");
-  }
-  taps_half(tx, (int)nw, (int)W);
-  taps_half(ty, (int)nh, (int)H);
-  size_t plane = (size_t)OW * (size_t)OH;
-  for (long oy = 0; oy < OH; oy++)
-    for (long ox = 0; ox < OW; ox++) {
-      long iy = oy - top, ix = ox - left;
-      bool in = iy >= 0 && iy < nh && ix >= 0 && ix < nw;
-      for (int c = 0; c < 3; c++) {
-        float v = p->pad;
-        if (in) {
-          const uint8_t *r0 = img->rgb + (size_t)ty[iy].lo * (size_t)W * 3;
-          const uint8_t *r1 = img->rgb + (size_t)ty[iy].hi * (size_t)W * 3;
-          long x0 = tx[ix].lo, x1 = tx[ix].hi;
-          double fx = tx[ix].frac, fy = ty[iy].frac;
-          double top_v = r0[x0 * 3 + c] + (r0[x1 * 3 + c] - r0[x0 * 3 + c]) * fx;
-          double bot_v = r1[x0 * 3 + c] + (r1[x1 * 3 + c] - r1[x0 * 3 + c]) * fx;
-          v = (float)floor(top_v + (bot_v - top_v) * fy + 0.5); /* 8-bit result */
-        }
-        int oc = p->bgr ? 2 - c : c;
-        out[(size_t)oc * plane + (size_t)oy * (size_t)OW + (size_t)ox] = (v - p->mean[oc]) / p->std[oc];
-      }
+/* Taps shifted into the image's coordinates: a tap that leaves the image
+ * reads the pad value. `at` places the resized run in the output (the
+ * letterbox's border), outside it both taps read pad. */
+static void taps_place(tap *t, int out, long at, long run, long shift) {
+  for (long i = out - 1; i >= 0; i--) {
+    if (i < at || i >= at + run) {
+      t[i] = (tap){-1, -1, 0};
+      continue;
     }
-  free(tx);
-  free(ty);
-  if (xf) *xf = (pv_image_xform){1 / r, 1 / r, -(double)left / r, -(double)top / r};
-  return 0;
+    t[i] = t[i - at];
+    t[i].lo -= (int)shift;
+    t[i].hi -= (int)shift;
+  }
 }
 
-int pv_image_to_chw(const pv_image *img, const pv_image_prep *p, float *out,
-                    pv_image_xform *xf) {
-  if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
-    return pv_error(PV_EINVAL, "image to tensor: empty image");
-  if (p->width <= 0 || p->height <= 0)
-    return pv_error(PV_EINVAL, "image to tensor: bad input size %dx%d", p->width, p->height);
-  if (p->resize == PV_RESIZE_LETTERBOX_CV) return letterbox_cv(img, p, out, xf);
+/* Output pixel (ox, oy) blends the image pixels at taps tx[ox], ty[oy]
+ * (a tap outside the image reads the pad value), rounded to 8 bits where
+ * the reference works in 8-bit pixels, then normalised into CHW. */
+static void resample(const pv_image *img, const pv_image_prep *p, const tap *tx,
+                     const tap *ty, bool round8, float *out) {
   long W = img->w, H = img->h, OW = p->width, OH = p->height;
-  /* The image sits at (px, py) on a canvas of CW x CH filled with the pad
-   * value; the canvas is what gets resized, as face-api does it. */
-  long CW = W, CH = H, px = 0, py = 0;
-  pv_image_xform x = {(double)W / OW, (double)H / OH, 0, 0};
-  if (p->resize == PV_RESIZE_PAD_SQUARE) {
-    CW = CH = W > H ? W : H;
-    /* face-api scales boxes back by the rounded fitted size, not the
-     * canvas: match it so boxes agree to the pixel. */
-    long rw = lround((double)W * OW / CW), rh = lround((double)H * OH / CH);
-    x.sx = (double)W / (rw > 0 ? rw : 1);
-    x.sy = (double)H / (rh > 0 ? rh : 1);
-  } else if (p->resize == PV_RESIZE_LETTERBOX) {
-    if (W * OH > H * OW) {
-      CH = lround((double)W * OH / OW);
-      py = (CH - H) / 2;
-    } else {
-      CW = lround((double)H * OW / OH);
-      px = (CW - W) / 2;
-    }
-    x.sx = (double)CW / OW;
-    x.sy = (double)CH / OH;
-    x.ox = -(double)px;
-    x.oy = -(double)py;
-  }
-  tap *tx = malloc(sizeof *tx * (size_t)OW), *ty = malloc(sizeof *ty * (size_t)OH);
-  if (!tx || !ty) {
-    free(tx);
-    free(ty);
-    return pv_error(PV_ENOMEM, "image to tensor: no memory");
-  }
-  taps(tx, (int)OW, (int)CW);
-  taps(ty, (int)OH, (int)CH);
   size_t plane = (size_t)OW * (size_t)OH;
   float pad = p->pad;
   for (long oy = 0; oy < OH; oy++) {
-    long y0 = ty[oy].lo - py, y1 = ty[oy].hi - py;
+    long y0 = ty[oy].lo, y1 = ty[oy].hi;
     bool in0 = y0 >= 0 && y0 < H, in1 = y1 >= 0 && y1 < H;
     const uint8_t *r0 = img->rgb + (size_t)(in0 ? y0 : 0) * (size_t)W * 3;
     const uint8_t *r1 = img->rgb + (size_t)(in1 ? y1 : 0) * (size_t)W * 3;
     double fy = ty[oy].frac;
     for (long ox = 0; ox < OW; ox++) {
-      long x0 = tx[ox].lo - px, x1 = tx[ox].hi - px;
+      long x0 = tx[ox].lo, x1 = tx[ox].hi;
       bool ix0 = x0 >= 0 && x0 < W, ix1 = x1 >= 0 && x1 < W;
       double fx = tx[ox].frac;
       for (int c = 0; c < 3; c++) {
@@ -820,15 +787,80 @@ int pv_image_to_chw(const pv_image *img, const pv_image_prep *p, float *out,
         double bl = in1 && ix0 ? r1[x0 * 3 + c] : pad;
         double br = in1 && ix1 ? r1[x1 * 3 + c] : pad;
         double top = tl + (tr - tl) * fx, bot = bl + (br - bl) * fx;
+        double bi = top + (bot - top) * fy;
         /* TF.js stores the resized image as float32, then normalises in
          * float32: round at the same places. */
-        float v = (float)(top + (bot - top) * fy);
+        float v = (float)(round8 ? floor(bi + 0.5) : bi);
         int oc = p->bgr ? 2 - c : c;
         out[(size_t)oc * plane + (size_t)oy * (size_t)OW + (size_t)ox] =
             (v - p->mean[oc]) / p->std[oc];
       }
     }
   }
+}
+
+int pv_image_to_chw(const pv_image *img, const pv_image_prep *p, float *out,
+                    pv_image_xform *xf) {
+  if (!img || !img->rgb || img->w <= 0 || img->h <= 0)
+    return pv_error(PV_EINVAL, "image to tensor: empty image");
+  if (p->width <= 0 || p->height <= 0)
+    return pv_error(PV_EINVAL, "image to tensor: bad input size %dx%d", p->width, p->height);
+  long W = img->w, H = img->h, OW = p->width, OH = p->height;
+  tap *tx = malloc(sizeof *tx * (size_t)OW), *ty = malloc(sizeof *ty * (size_t)OH);
+  if (!tx || !ty) {
+    free(tx);
+    free(ty);
+    return pv_error(PV_ENOMEM, "image to tensor: no memory");
+  }
+  pv_image_xform x = {(double)W / OW, (double)H / OH, 0, 0};
+  if (p->resize == PV_RESIZE_LETTERBOX_CV) {
+    /* Ultralytics' LetterBox (auto=False, centred): r = min(OH/H, OW/W),
+     * the image resized to round(W r) x round(H r) (Python's round: half
+     * to even) with OpenCV's INTER_LINEAR into 8-bit pixels, then bordered
+     * with the pad value, top = round(dh - 0.1), left = round(dw - 0.1);
+     * boxes map back as its scale_boxes does: (x - left) / r. */
+    double r = fmin((double)OH / H, (double)OW / W);
+    long nw = (long)nearbyint(W * r), nh = (long)nearbyint(H * r);
+    nw = nw < 1 ? 1 : nw > OW ? OW : nw;
+    nh = nh < 1 ? 1 : nh > OH ? OH : nh;
+    long left = (long)nearbyint((OW - nw) / 2.0 - 0.1), top = (long)nearbyint((OH - nh) / 2.0 - 0.1);
+    if (left < 0) left = 0;
+    if (top < 0) top = 0;
+    taps_half(tx, (int)nw, (int)W);
+    taps_half(ty, (int)nh, (int)H);
+    taps_place(tx, (int)OW, left, nw, 0);
+    taps_place(ty, (int)OH, top, nh, 0);
+    x = (pv_image_xform){1 / r, 1 / r, -(double)left / r, -(double)top / r};
+  } else {
+    /* The image sits at (px, py) on a canvas of CW x CH filled with the
+     * pad value; the canvas is what gets resized, as face-api does it. */
+    long CW = W, CH = H, px = 0, py = 0;
+    if (p->resize == PV_RESIZE_PAD_SQUARE) {
+      CW = CH = W > H ? W : H;
+      /* face-api scales boxes back by the rounded fitted size, not the
+       * canvas: match it so boxes agree to the pixel. */
+      long rw = lround((double)W * OW / CW), rh = lround((double)H * OH / CH);
+      x.sx = (double)W / (rw > 0 ? rw : 1);
+      x.sy = (double)H / (rh > 0 ? rh : 1);
+    } else if (p->resize == PV_RESIZE_LETTERBOX) {
+      if (W * OH > H * OW) {
+        CH = lround((double)W * OH / OW);
+        py = (CH - H) / 2;
+      } else {
+        CW = lround((double)H * OW / OH);
+        px = (CW - W) / 2;
+      }
+      x.sx = (double)CW / OW;
+      x.sy = (double)CH / OH;
+      x.ox = -(double)px;
+      x.oy = -(double)py;
+    }
+    taps(tx, (int)OW, (int)CW);
+    taps(ty, (int)OH, (int)CH);
+    taps_place(tx, (int)OW, 0, OW, px);
+    taps_place(ty, (int)OH, 0, OH, py);
+  }
+  resample(img, p, tx, ty, p->resize == PV_RESIZE_LETTERBOX_CV, out);
   free(tx);
   free(ty);
   if (xf) *xf = x;
