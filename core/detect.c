@@ -155,8 +155,6 @@ int pv_detect_cfg_from_graph(const pv_graph *g, pv_detect_cfg *c) {
   else if (!strcmp(t, "yolo5")) c->type = PV_DETECT_YOLO5;
   else if (!strcmp(t, "end2end")) c->type = PV_DETECT_END2END;
   else return pv_error(PV_EFORMAT, "metadata pivot.detect.type: '%s' is not yolo2, yolo3, yolo5, yolo8, end2end or ssd", t);
-  /* Final boxes are suppressed already: no NMS unless asked (iou). */
-  if (c->type == PV_DETECT_END2END) c->iou = 1;
   const char *s = pv_graph_get_meta(g, "pivot.detect.anchors");
   if (c->type == PV_DETECT_YOLO2 || c->type == PV_DETECT_YOLO3) {
     if (!s) return pv_error(PV_EFORMAT, "metadata pivot.detect.anchors: missing (a %s model needs w,h pairs)", t);
@@ -175,6 +173,7 @@ int pv_detect_cfg_from_graph(const pv_graph *g, pv_detect_cfg *c) {
     if (n < 0) return n;
     if (n != 4) return pv_error(PV_EFORMAT, "metadata pivot.detect.variances: want 4 numbers");
   }
+  c->iou_given = pv_graph_get_meta(g, "pivot.detect.iou") != NULL;
   if ((rc = parse_float(g, "pivot.detect.score", &c->score, 0, 1)) ||
       (rc = parse_float(g, "pivot.detect.iou", &c->iou, 0, 1)))
     return rc;
@@ -257,6 +256,13 @@ int pv_detect_decode_yolo(const pv_detect_cfg *c, const pv_tensor *out,
         if (rc) return rc;
       }
   return 0;
+}
+
+/* The types whose output holds boxes already decoded to input pixels
+ * (Ultralytics' exports), which are clipped to the photo at the end. */
+static bool decoded_boxes(pv_detect_type t) {
+  return t == PV_DETECT_YOLO8 || t == PV_DETECT_YOLO5 || t == PV_DETECT_END2END ||
+         t == PV_DETECT_BOXES;
 }
 
 /* Which layout a decoded-box output has: the configured one, or for
@@ -468,13 +474,14 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
       goto out_in;
     }
     rc = pv_detect_decode_ssd(&c, &outs[0], &outs[1], &outs[2], prep.width, prep.height, thr, &l);
-  } else if (c.type == PV_DETECT_YOLO8 || c.type == PV_DETECT_YOLO5 ||
-             c.type == PV_DETECT_END2END || c.type == PV_DETECT_BOXES) {
+  } else if (decoded_boxes(c.type)) {
     /* the first output: Ultralytics' segmentation models add mask
      * prototypes after it */
     rc = pv_detect_decode_boxes(&c, &outs[0], thr, &l);
-    /* final boxes of an end-to-end export: no NMS unless asked for */
-    if (boxes_layout(&c, &outs[0]) == PV_DETECT_END2END && !(p && p->iou >= 0)) iou = 1;
+    /* final boxes of an end-to-end export are suppressed already: no NMS
+     * unless an IoU is asked for (query or metadata) */
+    if (boxes_layout(&c, &outs[0]) == PV_DETECT_END2END && !(p && p->iou >= 0) && !c.iou_given)
+      iou = 1;
   } else if (c.type == PV_DETECT_YOLO3 || c.n_masks > 0) {
     if (c.n_masks != nout) {
       rc = pv_error(PV_EFORMAT, "detect: metadata pivot.detect.anchor_masks has %d groups for %d outputs", c.n_masks, nout);
@@ -500,7 +507,7 @@ int pv_detect_image(pv_model *m, pv_exec *e, const void *img, size_t len,
     d->box[1] = (float)(d->box[1] * xf.sy + xf.oy);
     d->box[2] = (float)(d->box[2] * xf.sx + xf.ox);
     d->box[3] = (float)(d->box[3] * xf.sy + xf.oy);
-    if (c.type >= PV_DETECT_YOLO8) { /* Ultralytics clips to the photo */
+    if (decoded_boxes(c.type)) { /* Ultralytics clips to the photo */
       d->box[0] = clampf(d->box[0], (float)im.w);
       d->box[1] = clampf(d->box[1], (float)im.h);
       d->box[2] = clampf(d->box[2], (float)im.w);

@@ -53,6 +53,8 @@ typedef struct pv_detect_cfg {
   int mask_len[PV_DETECT_MAX_OUTPUTS];
   float variances[4];                     /* SSD: y, x, h, w */
   float score, iou;                       /* defaults for the params */
+  bool iou_given;                         /* pivot.detect.iou set: NMS
+                                             even on final boxes */
   int top_k;
   int n_labels;
   char **labels;
