@@ -493,6 +493,15 @@ static void cols_done(pv_cpu_pool *pool, gemm_job *j, int64_t pad_floats) {
   free(j->offb);
 }
 
+/* Threads worth waking for a ~nnz x n product: below ~256K multiply-adds
+ * (~10 us) per thread a wake-up costs more than the work it shares, and on
+ * a busy machine far more. */
+static int threads_for(pv_cpu_pool *pool, const pv_cpu_mat *a, int64_t n) {
+  int threads = pv_cpu_pool_threads(pool);
+  int use = (int)((double)a->nnz * (double)n / 262144.0) + 1;
+  return use < threads ? use : threads;
+}
+
 static void gemm_item(void *arg, int64_t item, int tid) {
   gemm_job *j = arg;
   const pv_cpu_isa *isa = j->isa;
@@ -628,11 +637,7 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
     int64_t ms = u < msplit ? u : msplit;
     j.start[s + 1] = j.start[s] + ms * j.n_chunks;
   }
-  /* Below ~256K multiply-adds (~10 us) per thread a wake-up costs more
-   * than the work it shares, and on a busy machine far more. */
-  double macs = (double)a->nnz * (double)n;
-  int use = (int)(macs / 262144.0) + 1;
-  if (use > threads) use = threads;
+  int use = threads_for(pool, a, n);
   /* A convolution read in place: no im2col, whose copies outweighed the
    * arithmetic of a pivoted layer's small blocks (each row group packed
    * its own, so a 2-of-n layer copied its input twice over). */
@@ -731,9 +736,7 @@ int pv_cpu_conv_cols_pool(pv_cpu_pool *pool, const pv_cpu_isa *isa,
   if (cp.PH < 1 || cp.PW < 1) return 1;
   int64_t pad_floats = 0;
   if (!cols_plan(&j, &pad_floats)) return 1;
-  int threads = pv_cpu_pool_threads(pool);
-  int use = (int)((double)a->nnz * (double)n / 262144.0) + 1;
-  if (use > threads) use = threads;
+  int use = threads_for(pool, a, n);
   int r = cols_input(pool, &j, pad_floats, use);
   if (r) return r;
   pv_cpu_pool_run_max(pool, a->n_seg * cp.PH, use, cols_pool_item, &cp);

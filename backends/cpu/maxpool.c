@@ -63,12 +63,12 @@ PV_CPU_CLONES static void mp_plane(const mp_job *j, int64_t pl) {
         if (d->sw == 1) {
           for (int64_t ox = lo; ox < hi; ox++) {
             float v = xr[ox + off];
-            yr[ox] = v > yr[ox] || v != v ? v : yr[ox];
+            yr[ox] = pv_cpu_max_nan(v, yr[ox]);
           }
         } else {
           for (int64_t ox = lo; ox < hi; ox++) {
             float v = xr[ox * d->sw + off];
-            yr[ox] = v > yr[ox] || v != v ? v : yr[ox];
+            yr[ox] = pv_cpu_max_nan(v, yr[ox]);
           }
         }
       }
@@ -81,20 +81,19 @@ PV_CPU_CLONES static void mp_plane(const mp_job *j, int64_t pl) {
     for (int64_t ox = 0; ox < d->OW; ox++) {
       int64_t ix0 = ox * d->sw - d->pw, ix1 = ix0 + (d->kw - 1) * d->dw;
       if (rows_out || ix0 < 0 || ix1 >= d->W)
-        yr[ox] = yr[ox] > c || yr[ox] != yr[ox] ? yr[ox] : c;
+        yr[ox] = pv_cpu_max_nan(yr[ox], c);
     }
   }
 }
-
-/* The 2x2 window without pads or dilation (darknet's and most CNNs'
- * pools), four loads and three maxima per output, NaN kept, with no
- * per-tap loop: on a 13x13 plane the general loop's bookkeeping costs
- * more than the maxima. */
 
 /* Rows of a plane padded on the right and below by one pad value (the
  * darknet stride-1 pool with its Pad fused): at most this wide. */
 #define MP_PADROW_MAX 2048
 
+/* The 2x2 window without pads or dilation (darknet's and most CNNs'
+ * pools), four loads and three maxima per output, NaN kept, with no
+ * per-tap loop: on a 13x13 plane the general loop's bookkeeping costs
+ * more than the maxima. */
 PV_CPU_CLONES static void mp_plane_2x2(const mp_job *j, int64_t pl) {
   const pv_cpu_pool2d *d = j->d;
   const float *x = j->x + pl * d->H * d->W;
@@ -121,16 +120,17 @@ PV_CPU_CLONES static void mp_plane_2x2(const mp_job *j, int64_t pl) {
     } else if (d->sw == 2) {
       for (int64_t ox = 0; ox < d->OW; ox++)
         yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[2 * ox], r0[2 * ox + 1]),
-                         pv_cpu_max_nan(r1[2 * ox], r1[2 * ox + 1]));
+                                pv_cpu_max_nan(r1[2 * ox], r1[2 * ox + 1]));
     } else if (d->sw == 1 && j->row1) {
       j->row1(r0, r1, yr, d->OW); /* reads OW + 1 <= W (+ pad) floats a row */
     } else if (d->sw == 1) {
       for (int64_t ox = 0; ox < d->OW; ox++)
-        yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[ox], r0[ox + 1]), pv_cpu_max_nan(r1[ox], r1[ox + 1]));
+        yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[ox], r0[ox + 1]),
+                                pv_cpu_max_nan(r1[ox], r1[ox + 1]));
     } else {
       for (int64_t ox = 0; ox < d->OW; ox++)
         yr[ox] = pv_cpu_max_nan(pv_cpu_max_nan(r0[ox * d->sw], r0[ox * d->sw + 1]),
-                         pv_cpu_max_nan(r1[ox * d->sw], r1[ox * d->sw + 1]));
+                                pv_cpu_max_nan(r1[ox * d->sw], r1[ox * d->sw + 1]));
     }
   }
 }
