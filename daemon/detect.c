@@ -182,9 +182,9 @@ void pvd_h_detect(pvd_conn *c) {
     j->len = j->part.len;
   }
   if (pv_image_probe(j->img, j->len, NULL, NULL, NULL)) {
-    const char *ct = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Content-Type");
+    /* the message names the formats accepted */
     pvd_version_release(v);
-    pvd_reply_error(c, 400, "%s (Content-Type: %s); POST a JPEG, PNG, WebP, HEIC or AVIF image", pv_errmsg(), ct ? ct : "none");
+    pvd_reply_error(c, 400, "%s (Content-Type: %s)", pv_errmsg(), ctype ? ctype : "none");
     goto fail;
   }
   pvd_req *r = calloc(1, sizeof *r);
