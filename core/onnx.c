@@ -1009,18 +1009,22 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
     g->inputs[g->n_inputs++] = v;
   }
 
+  /* The graph's nodes, or with model-local functions the flattened list
+   * their calls expand to. */
+  fn_ctx f = {.m = c->model};
+  Onnx__NodeProto *const *nodes = gp->node;
+  size_t n_nodes = gp->n_node;
+  rc = 0;
   if (c->model->n_functions) {
-    fn_ctx f = {.m = c->model};
     rc = fn_check_opsets(c->model, g->opset);
     if (!rc) rc = fn_expand(&f, gp->node, gp->n_node, NULL, 0);
-    if (!rc) rc = declare_outputs(c, f.nodes, f.n);
-    if (!rc) rc = add_nodes(c, f.nodes, f.n);
-    fn_free(&f);
-    if (rc) return rc;
-  } else {
-    if ((rc = declare_outputs(c, gp->node, gp->n_node))) return rc;
-    if ((rc = add_nodes(c, gp->node, gp->n_node))) return rc;
+    nodes = f.nodes;
+    n_nodes = f.n;
   }
+  if (!rc) rc = declare_outputs(c, nodes, n_nodes);
+  if (!rc) rc = add_nodes(c, nodes, n_nodes);
+  fn_free(&f);
+  if (rc) return rc;
 
   if (gp->n_output == 0) return pv_error(PV_EFORMAT, "graph has no outputs");
   for (size_t i = 0; i < gp->n_output; i++) {
