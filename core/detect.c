@@ -133,14 +133,14 @@ int pv_detect_cfg_from_graph(const pv_graph *g, pv_detect_cfg *c) {
   c->variances[2] = c->variances[3] = 0.2f;
   const char *t = g ? pv_graph_get_meta(g, "pivot.detect.type") : NULL;
   int rc = 0;
-  const char *task = g ? pv_graph_get_meta(g, "task") : NULL;
-  if (!t && pv_image_ultralytics(g) && task && strcmp(task, "detect") &&
-      strcmp(task, "segment") && strcmp(task, "pose"))
-    return pv_error(PV_EUNSUPPORTED, "model is not a detector: an Ultralytics '%s' export "
-                    "(detect, segment and pose exports are served)", task);
   if (!t && pv_image_ultralytics(g)) {
     /* An Ultralytics export: its predict defaults (conf 0.25, IoU 0.7,
-     * 300 boxes) and its class names. */
+     * 300 boxes) and its class names; its classify and obb exports are
+     * no detectors of ours. */
+    const char *task = pv_graph_get_meta(g, "task");
+    if (task && strcmp(task, "detect") && strcmp(task, "segment") && strcmp(task, "pose"))
+      return pv_error(PV_EUNSUPPORTED, "model is not a detector: an Ultralytics '%s' export "
+                      "(detect, segment and pose exports are served)", task);
     c->type = PV_DETECT_BOXES;
     c->score = 0.25f;
     c->iou = 0.7f;
