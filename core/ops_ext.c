@@ -50,6 +50,7 @@ typedef enum {
   K_QDQ,      /* QuantizeLinear DequantizeLinear */
   K_ATTN,     /* Attention (23) */
   K_ROPE,     /* RotaryEmbedding (23) */
+  K_GRIDS,    /* GridSample (16, N-D from 20) */
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -111,6 +112,7 @@ static const struct ext_op {
     {"DequantizeLinear", K_QDQ, T_ANY},
     {"Attention", K_ATTN, T_F32},
     {"RotaryEmbedding", K_ROPE, T_F32},
+    {"GridSample", K_GRIDS, T_F32},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -1427,7 +1429,7 @@ static int ref_rope(const pv_node *n, pv_tensor *vals, pv_tensor *o) {
 typedef struct ct_geom {
   int nsp;
   int64_t groups;
-  int64_t k[2], s[2], d[2], pb[2], pe[2], in[2], out[2];
+  int64_t k[3], s[3], d[3], pb[3], pe[3], in[3], out[3];
 } ct_geom;
 
 static int ct_geometry(const pv_node *n, const pv_tensor *vals, ct_geom *c) {
@@ -1436,8 +1438,8 @@ static int ct_geometry(const pv_node *n, const pv_tensor *vals, ct_geom *c) {
   if (x->dtype != PV_F32 || w->dtype != PV_F32 || (b && b->dtype != PV_F32))
     return ERR(PV_ETYPE, "X, W and B must be FP32");
   int nsp = x->ndim - 2;
-  if (nsp < 1 || nsp > 2)
-    return ERR(PV_EUNSUPPORTED, "input rank %d (1-D and 2-D only)", x->ndim);
+  if (nsp < 1 || nsp > 3)
+    return ERR(PV_EUNSUPPORTED, "input rank %d (1-D, 2-D and 3-D only)", x->ndim);
   if (w->ndim != x->ndim)
     return ERR(PV_ESHAPE, "weight rank %d does not match input rank %d", w->ndim,
                x->ndim);
@@ -1519,42 +1521,57 @@ static int ref_convt(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   ct_geom c;
   int rc = ct_geometry(n, vals, &c);
   if (rc) return rc;
-  /* 1-D runs as 2-D with a unit height. */
-  bool one = c.nsp == 1;
-  int64_t ih = one ? 1 : c.in[0], iw = c.in[c.nsp - 1],
-          oh = one ? 1 : c.out[0], ow = c.out[c.nsp - 1],
-          kh = one ? 1 : c.k[0], kw = c.k[c.nsp - 1],
-          sh = one ? 1 : c.s[0], sw = c.s[c.nsp - 1],
-          dh = one ? 1 : c.d[0], dw = c.d[c.nsp - 1],
-          ph = one ? 0 : c.pb[0], pw = c.pb[c.nsp - 1];
+  /* 1-D and 2-D run as 3-D with unit depth (and height). */
+  int64_t v[6][3];
+  for (int ax = 0; ax < 3; ax++) {
+    int i = ax - (3 - c.nsp);
+    bool on = i >= 0;
+    v[0][ax] = on ? c.in[i] : 1;
+    v[1][ax] = on ? c.out[i] : 1;
+    v[2][ax] = on ? c.k[i] : 1;
+    v[3][ax] = on ? c.s[i] : 1;
+    v[4][ax] = on ? c.d[i] : 1;
+    v[5][ax] = on ? c.pb[i] : 0;
+  }
+  const int64_t id = v[0][0], ih = v[0][1], iw = v[0][2], od = v[1][0],
+                oh = v[1][1], ow = v[1][2], kd = v[2][0], kh = v[2][1],
+                kw = v[2][2], sd = v[3][0], sh = v[3][1], sw = v[3][2],
+                dd = v[4][0], dh = v[4][1], dw = v[4][2], pd = v[5][0],
+                ph = v[5][1], pw = v[5][2];
   int64_t N = x->dims[0], C = x->dims[1], G = c.groups, Cg = C / G,
           Mg = wt->dims[1], M = Mg * G;
+  const int64_t isz = id * ih * iw, osz = od * oh * ow;
   const float *X = x->data, *W = wt->data, *B = bt ? bt->data : NULL;
   float *Y = o->data;
   for (int64_t nn = 0; nn < N; nn++)
     for (int64_t m = 0; m < M; m++) {
-      float *y = Y + (nn * M + m) * oh * ow;
+      float *y = Y + (nn * M + m) * osz;
       float bv = B ? B[m] : 0.f;
-      for (int64_t e = 0; e < oh * ow; e++) y[e] = bv;
+      for (int64_t e = 0; e < osz; e++) y[e] = bv;
       int64_t g = m / Mg, mg = m % Mg;
       for (int64_t cg = 0; cg < Cg; cg++) {
         int64_t ci = g * Cg + cg;
-        const float *xc = X + (nn * C + ci) * ih * iw;
-        const float *wc = W + (ci * Mg + mg) * kh * kw;
+        const float *xc = X + (nn * C + ci) * isz;
+        const float *wc = W + (ci * Mg + mg) * kd * kh * kw;
+        for (int64_t t = 0; t < kd; t++)
         for (int64_t i = 0; i < kh; i++)
           for (int64_t j = 0; j < kw; j++) {
-            float wv = wc[i * kw + j];
+            float wv = wc[(t * kh + i) * kw + j];
             /* Input columns whose output column lands inside [0, ow). */
             int64_t off = j * dw - pw, lo = 0, hi = iw;
             if (off < 0) lo = (-off + sw - 1) / sw;
             if (ow - 1 - off < 0) continue;
             if ((ow - 1 - off) / sw + 1 < hi) hi = (ow - 1 - off) / sw + 1;
-            for (int64_t a = 0; a < ih; a++) {
-              int64_t r = a * sh - ph + i * dh;
-              if (r < 0 || r >= oh) continue;
-              const float *xr = xc + a * iw;
-              float *yr = y + r * ow;
-              for (int64_t b = lo; b < hi; b++) yr[off + b * sw] += wv * xr[b];
+            for (int64_t z = 0; z < id; z++) {
+              int64_t q = z * sd - pd + t * dd;
+              if (q < 0 || q >= od) continue;
+              for (int64_t a = 0; a < ih; a++) {
+                int64_t r = a * sh - ph + i * dh;
+                if (r < 0 || r >= oh) continue;
+                const float *xr = xc + (z * ih + a) * iw;
+                float *yr = y + (q * oh + r) * ow;
+                for (int64_t b = lo; b < hi; b++) yr[off + b * sw] += wv * xr[b];
+              }
             }
           }
       }
@@ -2292,6 +2309,162 @@ static int ref_qdq(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   return 0;
 }
 
+/* ------------------------------------------------------------ GridSample */
+
+/* GridSample (16; N-D and the mode names linear / cubic from 20): Y at
+ * each grid point is X interpolated at the point's normalised
+ * coordinates (last grid axis, x first: the reverse of X's axes). As the
+ * ONNX reference and PyTorch's grid_sampler compute it: denormalise
+ * (align_corners: -1 and 1 are the centres of the corner pixels, else
+ * their outer edges), round for nearest (half to even in 2-D, half away
+ * from zero otherwise), move a point outside the borders inside for
+ * border / reflection padding (not for cubic), then weight the taps (1, 2
+ * or 4 per axis, Keys' cubic with a = -0.75); a tap outside the input
+ * reads 0 (zeros), the nearest edge (border) or its mirror image
+ * (reflection). */
+enum { GS_NEAREST, GS_LINEAR, GS_CUBIC };
+enum { GS_ZEROS, GS_BORDER, GS_REFLECT };
+#define GS_MAX_R 3
+
+typedef struct gs_geom {
+  int r, mode, pad;
+  bool align;
+} gs_geom;
+
+static int gs_geometry(const pv_node *n, const pv_tensor *vals, gs_geom *q) {
+  const pv_tensor *x = IN(0), *grid = IN(1);
+  if (!grid) return ERR(PV_EINVAL, "missing grid input");
+  if (x->dtype != PV_F32 || grid->dtype != PV_F32)
+    return ERR(PV_ETYPE, "X and grid must be FP32");
+  q->r = x->ndim - 2;
+  if (q->r < 1 || q->r > GS_MAX_R)
+    return ERR(PV_EUNSUPPORTED, "input rank %d (1 to %d spatial axes)", x->ndim,
+               GS_MAX_R);
+  if (grid->ndim != x->ndim || grid->dims[0] != x->dims[0] ||
+      grid->dims[grid->ndim - 1] != q->r) {
+    char a[64], b[64];
+    return ERR(PV_ESHAPE, "grid %s does not fit X %s (want [N, ..., %d])",
+               pv_dims_str(grid->dims, grid->ndim, a, sizeof a),
+               pv_dims_str(x->dims, x->ndim, b, sizeof b), q->r);
+  }
+  const char *m = pv_attr_str(n, "mode", "bilinear"),
+             *p = pv_attr_str(n, "padding_mode", "zeros");
+  if (!strcmp(m, "nearest")) q->mode = GS_NEAREST;
+  else if (!strcmp(m, "bilinear") || !strcmp(m, "linear")) q->mode = GS_LINEAR;
+  else if (!strcmp(m, "bicubic") || !strcmp(m, "cubic")) q->mode = GS_CUBIC;
+  else return ERR(PV_EINVAL, "unknown mode '%s'", m);
+  if (!strcmp(p, "zeros")) q->pad = GS_ZEROS;
+  else if (!strcmp(p, "border")) q->pad = GS_BORDER;
+  else if (!strcmp(p, "reflection")) q->pad = GS_REFLECT;
+  else return ERR(PV_EINVAL, "unknown padding_mode '%s'", p);
+  q->align = pv_attr_int(n, "align_corners", 0) != 0;
+  return 0;
+}
+
+static int infer_grids(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *grid = IN(1);
+  gs_geom q;
+  int rc = gs_geometry(n, vals, &q);
+  if (rc) return rc;
+  int64_t d[PV_MAX_DIMS] = {x->dims[0], x->dims[1]};
+  for (int i = 0; i < q.r; i++) d[2 + i] = grid->dims[1 + i];
+  set_out(o, PV_F32, x->ndim, d);
+  return 0;
+}
+
+/* Mirror v into [lo, hi] (the ONNX reference's _gs_reflect). */
+static double gs_reflect(double v, double lo, double hi) {
+  double rng = hi - lo;
+  if (rng <= 0) return lo;
+  if (v < lo || v > hi) {
+    double dx = v < lo ? lo - v : v - hi;
+    double k = floor(dx / rng), rem = dx - k * rng;
+    bool even = fmod(k, 2.0) == 0.0;
+    v = (v < lo) == even ? lo + rem : hi - rem;
+  }
+  return v;
+}
+
+static void gs_cubic(double t, double *c) {
+  const double a = -0.75;
+  double x1 = t + 1, x2 = 1 - t, x3 = 2 - t;
+  c[0] = ((a * x1 - 5 * a) * x1 + 8 * a) * x1 - 4 * a;
+  c[1] = ((a + 2) * t - (a + 3)) * t * t + 1;
+  c[2] = ((a + 2) * x2 - (a + 3)) * x2 * x2 + 1;
+  c[3] = ((a * x3 - 5 * a) * x3 + 8 * a) * x3 - 4 * a;
+}
+
+static int ref_grids(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *grid = IN(1);
+  gs_geom q;
+  int rc = gs_geometry(n, vals, &q);
+  if (rc) return rc;
+  const int r = q.r, ntap = q.mode == GS_NEAREST ? 1 : q.mode == GS_LINEAR ? 2 : 4;
+  int64_t N = x->dims[0], C = x->dims[1], isz = 1, P = 1;
+  int64_t dim[GS_MAX_R];
+  for (int a = 0; a < r; a++) {
+    dim[a] = x->dims[2 + a];
+    isz *= dim[a];
+    P *= grid->dims[1 + a];
+  }
+  int ncomb = 1;
+  for (int a = 0; a < r; a++) ncomb *= ntap;
+  const float *X = x->data, *G = grid->data;
+  float *Y = o->data;
+  for (int64_t b = 0; b < N; b++)
+    for (int64_t pt = 0; pt < P; pt++) {
+      /* Per axis: the taps' indices (-1: reads 0) and weights. */
+      int64_t idx[GS_MAX_R][4];
+      double wt[GS_MAX_R][4];
+      const float *gp = G + (b * P + pt) * r;
+      for (int a = 0; a < r; a++) {
+        double len = (double)dim[a], v = gp[r - 1 - a];
+        v = q.align ? (v + 1) / 2 * (len - 1) : ((v + 1) * len - 1) / 2;
+        if (q.mode == GS_NEAREST) v = r == 2 ? nearbyint(v) : round(v);
+        double lo = q.align ? 0 : -0.5, hi = q.align ? len - 1 : len - 0.5;
+        if (isnan(v)) v = q.pad == GS_ZEROS ? -2 : 0; /* no pixel, or the edge */
+        /* Cubic moves only its taps (PyTorch's and ONNX Runtime's rule). */
+        if ((v < lo || v > hi) && q.mode != GS_CUBIC) {
+          if (q.pad == GS_BORDER) v = v < 0 ? 0 : v > len - 1 ? len - 1 : v;
+          else if (q.pad == GS_REFLECT) v = gs_reflect(v, lo, hi);
+        }
+        double f = q.mode == GS_NEAREST ? v : floor(v);
+        double c[4] = {1, 0, 0, 0};
+        if (q.mode == GS_LINEAR) c[0] = 1 - (v - f), c[1] = v - f;
+        if (q.mode == GS_CUBIC) gs_cubic(v - f, c);
+        double first = q.mode == GS_CUBIC ? f - 1 : f;
+        for (int t = 0; t < ntap; t++) {
+          double i = first + t;
+          if (q.pad == GS_BORDER) i = i < 0 ? 0 : i > len - 1 ? len - 1 : i;
+          else if (q.pad == GS_REFLECT && (i < 0 || i > len - 1)) {
+            i = floor(gs_reflect(i, lo, hi));
+            if (i > len - 1) i = len - 1; /* hi = len - 0.5 */
+          }
+          idx[a][t] = i >= 0 && i <= len - 1 ? (int64_t)i : -1;
+          wt[a][t] = c[t];
+        }
+      }
+      for (int64_t ch = 0; ch < C; ch++) {
+        const float *xc = X + (b * C + ch) * isz;
+        double acc = 0;
+        for (int cb = 0; cb < ncomb; cb++) {
+          int64_t off = 0;
+          double w = 1;
+          int rest = cb;
+          for (int a = 0; a < r && off >= 0; a++) {
+            int t = rest % ntap;
+            rest /= ntap;
+            if (idx[a][t] < 0) off = -1;
+            else off = off * dim[a] + idx[a][t], w *= wt[a][t];
+          }
+          if (off >= 0) acc += w * xc[off];
+        }
+        Y[(b * C + ch) * P + pt] = (float)acc;
+      }
+    }
+  return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -2368,6 +2541,7 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_EYELIKE: rc = infer_eyelike(n, vals, o); break;
   case K_QDQ: rc = infer_qdq(g, n, vals, o); break;
   case K_ATTN: rc = infer_attn(n, vals); break;
+  case K_GRIDS: rc = infer_grids(n, vals, o); break;
   case K_ROPE: {
     rope_geom r;
     if ((rc = rope_geometry(n, vals, &r))) return rc;
@@ -2394,7 +2568,7 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
              : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
                      e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
                      e->kind == K_TILE || e->kind == K_CUMSUM || e->kind == K_GATHER_ND ||
-                     e->kind == K_QDQ
+                     e->kind == K_QDQ || e->kind == K_GRIDS
                  ? 2
              : e->kind == K_SCATTER_ND || e->kind == K_INORM || e->kind == K_SCATTER_EL ||
                      e->kind == K_ONEHOT || e->kind == K_GNORM || e->kind == K_ATTN ||
@@ -2453,6 +2627,7 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_QDQ: return ref_qdq(g, n, vals, o);
   case K_ATTN: return ref_attn(n, vals);
   case K_ROPE: return ref_rope(n, vals, o);
+  case K_GRIDS: return ref_grids(n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

@@ -405,29 +405,31 @@ static int ref_unary(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
 
 /* ------------------------------------------------------------ conv, pool */
 
-/* Spatial geometry as 2-D (a 1-D input is H = 1). */
-typedef struct geo2 {
-  int64_t ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw, peh, pew;
-} geo2;
+/* Spatial geometry as 3-D (a 1-D input is D = H = 1, a 2-D one D = 1). */
+typedef struct geo3 {
+  int64_t id, ih, iw, od, oh, ow, kd, kh, kw, sd, sh, sw, dd, dh, dw;
+  int64_t pd, ph, pw, ped, peh, pew;
+} geo3;
 
-static void to2(const pv_window *w, const pv_tensor *x, const pv_tensor *o,
-                geo2 *g) {
-  bool one = w->nsp == 1;
-  g->ih = one ? 1 : x->dims[2];
-  g->iw = x->dims[x->ndim - 1];
-  g->oh = one ? 1 : o->dims[2];
-  g->ow = o->dims[o->ndim - 1];
-  int a = one ? 0 : 1;
-  g->kh = one ? 1 : w->k[0];
-  g->kw = w->k[a];
-  g->sh = one ? 1 : w->s[0];
-  g->sw = w->s[a];
-  g->dh = one ? 1 : w->d[0];
-  g->dw = w->d[a];
-  g->ph = one ? 0 : w->pb[0];
-  g->pw = w->pb[a];
-  g->peh = one ? 0 : w->pe[0];
-  g->pew = w->pe[a];
+static void to3(const pv_window *w, const pv_tensor *x, const pv_tensor *o,
+                geo3 *g) {
+  /* Axis a of (D, H, W) is spatial axis a - (3 - nsp), or absent. */
+  int64_t v[7][3];
+  for (int a = 0; a < 3; a++) {
+    int i = a - (3 - w->nsp);
+    bool on = i >= 0;
+    v[0][a] = on ? x->dims[2 + i] : 1;
+    v[1][a] = on ? o->dims[2 + i] : 1;
+    v[2][a] = on ? w->k[i] : 1;
+    v[3][a] = on ? w->s[i] : 1;
+    v[4][a] = on ? w->d[i] : 1;
+    v[5][a] = on ? w->pb[i] : 0;
+    v[6][a] = on ? w->pe[i] : 0;
+  }
+  *g = (geo3){v[0][0], v[0][1], v[0][2], v[1][0], v[1][1], v[1][2],
+              v[2][0], v[2][1], v[2][2], v[3][0], v[3][1], v[3][2],
+              v[4][0], v[4][1], v[4][2], v[5][0], v[5][1], v[5][2],
+              v[6][0], v[6][1], v[6][2]};
 }
 
 /* y += a x; restrict lets the compiler vectorise at -O2. */
@@ -444,7 +446,6 @@ static int ref_conv(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                     pv_tensor *o) {
   const pv_tensor *x = IN(0), *wt = IN(1);
   if (x->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
-  if (x->ndim > 4) return ERR(PV_EUNSUPPORTED, "3-D convolution");
   pv_window win;
   for (int i = 0; i < x->ndim - 2; i++) win.k[i] = wt->dims[2 + i];
   int rc = pv_window_geom(n, x, false, &win);
@@ -454,13 +455,14 @@ static int ref_conv(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
   if ((rc = in_data(g, n, vals, 1, &wp, &tw)) ||
       (rc = in_data(g, n, vals, 2, &bp, &tb)))
     goto out;
-  geo2 q;
-  to2(&win, x, o, &q);
+  geo3 q;
+  to3(&win, x, o, &q);
   const float *X = x->data, *W = wp, *B = bp;
   float *Y = o->data;
   int64_t N = x->dims[0], C = x->dims[1], M = o->dims[1];
   int64_t G = pv_attr_int(n, "group", 1), cg = C / G, mg = M / G;
-  size_t isz = (size_t)(q.ih * q.iw), osz = (size_t)(q.oh * q.ow);
+  size_t isz = (size_t)(q.id * q.ih * q.iw), osz = (size_t)(q.od * q.oh * q.ow);
+  const int64_t ktaps = q.kd * q.kh * q.kw;
   for (int64_t b = 0; b < N; b++)
     for (int64_t m = 0; m < M; m++) {
       float *y = Y + ((size_t)b * M + m) * osz;
@@ -469,22 +471,27 @@ static int ref_conv(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
       int64_t grp = m / mg;
       for (int64_t c = 0; c < cg; c++) {
         const float *xin = X + ((size_t)b * C + grp * cg + c) * isz;
-        const float *wk = W + ((size_t)m * cg + c) * q.kh * q.kw;
+        const float *wk = W + ((size_t)m * cg + c) * ktaps;
+        for (int64_t kd = 0; kd < q.kd; kd++)
         for (int64_t kh = 0; kh < q.kh; kh++)
           for (int64_t kw = 0; kw < q.kw; kw++) {
-            float wv = wk[kh * q.kw + kw];
+            float wv = wk[(kd * q.kh + kh) * q.kw + kw];
             int64_t offw = kw * q.dw - q.pw;
             /* Output columns whose input column lies inside [0, iw). */
             int64_t lo = offw >= 0 ? 0 : (-offw + q.sw - 1) / q.sw;
             int64_t hi = q.iw - offw <= 0 ? 0 : (q.iw - offw - 1) / q.sw + 1;
             if (hi > q.ow) hi = q.ow;
-            for (int64_t oh = 0; oh < q.oh; oh++) {
-              int64_t ih = oh * q.sh + kh * q.dh - q.ph;
-              if (ih < 0 || ih >= q.ih) continue;
-              const float *xr = xin + ih * q.iw + offw;
-              float *yr = y + oh * q.ow;
-              if (q.sw == 1) axpy(yr + lo, xr + lo, wv, hi - lo);
-              else axpy_strided(yr + lo, xr + lo * q.sw, q.sw, wv, hi - lo);
+            for (int64_t od = 0; od < q.od; od++) {
+              int64_t id = od * q.sd + kd * q.dd - q.pd;
+              if (id < 0 || id >= q.id) continue;
+              for (int64_t oh = 0; oh < q.oh; oh++) {
+                int64_t ih = oh * q.sh + kh * q.dh - q.ph;
+                if (ih < 0 || ih >= q.ih) continue;
+                const float *xr = xin + (id * q.ih + ih) * q.iw + offw;
+                float *yr = y + (od * q.oh + oh) * q.ow;
+                if (q.sw == 1) axpy(yr + lo, xr + lo, wv, hi - lo);
+                else axpy_strided(yr + lo, xr + lo * q.sw, q.sw, wv, hi - lo);
+              }
             }
           }
       }
@@ -498,7 +505,6 @@ out:
 static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   const pv_tensor *x = IN(0);
   if (x->dtype != PV_F32) return ERR(PV_ETYPE, "FP32 only");
-  if (x->ndim > 4) return ERR(PV_EUNSUPPORTED, "3-D pooling");
   bool global = !strncmp(n->op, "Global", 6);
   bool maxp = strstr(n->op, "Max") != NULL;
   pv_window win;
@@ -534,40 +540,51 @@ static int ref_pool(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
     int rc = pv_window_geom(n, x, true, &win);
     if (rc) return rc;
   }
-  geo2 q;
-  to2(&win, x, o, &q);
+  geo3 q;
+  to3(&win, x, o, &q);
   bool incl = pv_attr_int(n, "count_include_pad", 0);
   int64_t planes = x->dims[0] * x->dims[1];
   int64_t *ind = !strcmp(n->op, "MaxPool") && n->n_out > 1 && n->out[1] >= 0
                      ? vals[n->out[1]].data : NULL;
+  if (ind && pv_attr_int(n, "storage_order", 0))
+    return ERR(PV_EUNSUPPORTED, "Indices in column-major order (storage_order 1)");
+  const int64_t isz = q.id * q.ih * q.iw, osz = q.od * q.oh * q.ow;
   for (int64_t p = 0; p < planes; p++) {
-    const float *xp = (const float *)x->data + p * q.ih * q.iw;
-    float *yp = (float *)o->data + p * q.oh * q.ow;
+    const float *xp = (const float *)x->data + p * isz;
+    float *yp = (float *)o->data + p * osz;
+    for (int64_t od = 0; od < q.od; od++)
     for (int64_t oh = 0; oh < q.oh; oh++)
       for (int64_t ow = 0; ow < q.ow; ow++) {
         double acc = 0;
         float mx = -INFINITY;
         int64_t arg = 0, cnt = 0;
-        for (int64_t kh = 0; kh < q.kh; kh++) {
-          int64_t ih = oh * q.sh + kh * q.dh - q.ph;
-          bool hin = ih >= 0 && ih < q.ih, hpad = ih < q.ih + q.peh;
-          for (int64_t kw = 0; kw < q.kw; kw++) {
-            int64_t iw = ow * q.sw + kw * q.dw - q.pw;
-            bool in = hin && iw >= 0 && iw < q.iw;
-            /* count_include_pad counts taps in the explicit pads, not the
-             * extra ceil_mode overhang, as PyTorch and the ONNX spec do. */
-            if (in || (incl && hpad && iw < q.iw + q.pew)) cnt++;
-            if (!in) continue;
-            float v = xp[ih * q.iw + iw];
-            acc += v;
-            if (v > mx || (isnan(v) && !isnan(mx))) {
-              mx = v;
-              arg = ih * q.iw + iw;
+        for (int64_t kd = 0; kd < q.kd; kd++) {
+          int64_t id = od * q.sd + kd * q.dd - q.pd;
+          bool din = id >= 0 && id < q.id, dpad = id < q.id + q.ped;
+          for (int64_t kh = 0; kh < q.kh; kh++) {
+            int64_t ih = oh * q.sh + kh * q.dh - q.ph;
+            bool hin = din && ih >= 0 && ih < q.ih;
+            bool hpad = dpad && ih < q.ih + q.peh;
+            for (int64_t kw = 0; kw < q.kw; kw++) {
+              int64_t iw = ow * q.sw + kw * q.dw - q.pw;
+              bool in = hin && iw >= 0 && iw < q.iw;
+              /* count_include_pad counts taps in the explicit pads, not the
+               * extra ceil_mode overhang, as PyTorch and the ONNX spec do. */
+              if (in || (incl && hpad && iw < q.iw + q.pew)) cnt++;
+              if (!in) continue;
+              int64_t at = (id * q.ih + ih) * q.iw + iw;
+              float v = xp[at];
+              acc += v;
+              if (v > mx || (isnan(v) && !isnan(mx))) {
+                mx = v;
+                arg = at;
+              }
             }
           }
         }
-        yp[oh * q.ow + ow] = maxp ? mx : cnt ? (float)(acc / cnt) : 0.f;
-        if (ind) ind[p * q.oh * q.ow + oh * q.ow + ow] = p * q.ih * q.iw + arg;
+        int64_t oi = (od * q.oh + oh) * q.ow + ow;
+        yp[oi] = maxp ? mx : cnt ? (float)(acc / cnt) : 0.f;
+        if (ind) ind[p * osz + oi] = p * isz + arg;
       }
   }
   return 0;

@@ -76,6 +76,17 @@ def main():
                                             helper.make_opsetid("my.fns", 1)], functions=[fn])
     onnx.save_model(m, os.path.join(d, "fnopset.onnx"))
 
+    # GridSample whose grid has 3 coordinates for a 2-D image.
+    shp = numpy_helper.from_array(np.array([1, 1, 2, 3], np.int64), "shp")
+    grid = numpy_helper.from_array(rng.uniform(-1, 1, (1, 2, 2, 3)).astype(np.float32), "grid")
+    g = helper.make_graph(
+        [helper.make_node("Reshape", ["left", "shp"], ["img"], name="img_0"),
+         helper.make_node("GridSample", ["img", "grid"], ["sum"], name="warp_0")], "gridbad",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, None)], [shp, grid])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 16)]),
+                    os.path.join(d, "gridbad.onnx"))
+
     w = numpy_helper.from_array(rng.standard_normal((64, 3)).astype(np.float32), "w")
     b = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "b")
     g = helper.make_graph(

@@ -1329,6 +1329,75 @@ def build_onnx_qdq(rng):
     return m, {"x": x}, [o.name for o in outs], ref
 
 
+def build_onnx_grid(rng):
+    """GridSample at opset 20 (the N-D form and its mode names): 2-D in
+    every mode x padding x align_corners, 3-D linear and nearest; grids
+    reach past the borders and hit the corner pixels exactly. PyTorch's
+    grid_sample is the reference (the ONNX rules are PyTorch's; ONNX
+    Runtime checks the graph)."""
+    from onnx import TensorProto as TP, helper as oh
+    x = rng.standard_normal([2, 3, 5, 7], dtype=np.float32)
+    g = (rng.random([2, 4, 6, 2], dtype=np.float32) * 2.8 - 1.4).astype(np.float32)
+    g[0, 0, :4] = [[-1, -1], [1, 1], [-1, 1], [0.5, -0.25]]
+    x3 = rng.standard_normal([1, 2, 3, 4, 5], dtype=np.float32)
+    g3 = (rng.random([1, 2, 3, 4, 3], dtype=np.float32) * 2.8 - 1.4).astype(np.float32)
+    nodes, (outs, ref, out) = [], _outputs()
+    tx, tg, tx3, tg3 = (torch.from_numpy(a) for a in (x, g, x3, g3))
+    for mode, tmode in (("linear", "bilinear"), ("nearest", "nearest"), ("cubic", "bicubic")):
+        for pad in ("zeros", "border", "reflection"):
+            for ac in (0, 1):
+                name = "g_%s_%s_%d" % (mode, pad, ac)
+                nodes.append(oh.make_node("GridSample", ["x", "g"], [name], mode=mode,
+                                          padding_mode=pad, align_corners=ac))
+                out(name, TP.FLOAT, F.grid_sample(tx, tg, mode=tmode, padding_mode=pad,
+                                                  align_corners=bool(ac)).numpy())
+    for mode, tmode in (("linear", "bilinear"), ("nearest", "nearest")):
+        for pad, ac in (("zeros", 0), ("border", 1), ("reflection", 0), ("reflection", 1)):
+            name = "g3_%s_%s_%d" % (mode, pad, ac)
+            nodes.append(oh.make_node("GridSample", ["x3", "g3"], [name], mode=mode,
+                                      padding_mode=pad, align_corners=ac))
+            out(name, TP.FLOAT, F.grid_sample(tx3, tg3, mode=tmode, padding_mode=pad,
+                                              align_corners=bool(ac)).numpy())
+    inputs = {"x": (TP.FLOAT, x), "g": (TP.FLOAT, g), "x3": (TP.FLOAT, x3),
+              "g3": (TP.FLOAT, g3)}
+    m = _helper_model("onnx_grid", nodes, inputs, outs, [], 20, 9)
+    return m, {k: v[1] for k, v in inputs.items()}, [o.name for o in outs], ref
+
+
+class VolNet(nn.Module):
+    """Volumetric layers (video and medical models): Conv3d with stride,
+    dilation and groups, BatchNorm3d, MaxPool3d (ceil_mode) and AvgPool3d
+    without the pads, ConvTranspose3d, and a 2-D grid_sample (opset 16)
+    warping one plane by a grid the network computes."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv3d(4, 8, 3, stride=(1, 2, 2), padding=1)
+        self.bn = nn.BatchNorm3d(8)
+        self.c2 = nn.Conv3d(8, 8, (3, 3, 1), padding=(2, 2, 0), dilation=(2, 2, 1), groups=2)
+        self.up = nn.ConvTranspose3d(8, 4, (2, 3, 3), stride=2, padding=(0, 1, 1),
+                                     output_padding=(0, 1, 1))
+        self.flow = nn.Conv2d(4, 2, 3, padding=1)
+
+    def forward(self, x):  # x [1, 4, 6, 10, 10]
+        a = F.relu(self.bn(self.c1(x)))
+        b = F.relu(self.c2(a))
+        p = F.max_pool3d(b, 2, ceil_mode=True) + F.avg_pool3d(b, 3, 2, 1,
+                                                             count_include_pad=False)
+        u = self.up(b)
+        plane = x[:, :, 0]
+        grid = torch.tanh(self.flow(plane)).permute(0, 2, 3, 1) * 1.2
+        warp = F.grid_sample(plane, grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)
+        return p, u, warp
+
+
+def build_volnet(gen):
+    m = VolNet()
+    randomize_bn(m, gen)
+    return m
+
+
 def build_onnx_fp16(rng):
     """FP16 models as converters write them: (1) keep_io_types: an FP32
     input cast to FP16, FP16 weights (Conv, Gemm), a cast back to FP32 at
@@ -1443,6 +1512,9 @@ MODELS = {
     "fn_modules": dict(build=build_fn_modules, opset=15, inputs=["image"], outputs=["logits"],
                        shape=[2, 3, 8, 8], export={"export_modules_as_functions": {_FnBlock, _FnStage}}),
     "onnx_fp16": dict(onnx=build_onnx_fp16),
+    "onnx_grid": dict(onnx=build_onnx_grid, check=False),
+    "volnet": dict(build=build_volnet, opset=16, inputs=["x"], outputs=["pool", "up", "warp"],
+                   shape=[1, 4, 6, 10, 10]),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],
                         outputs=["features"], shape=[10, 2, 64]),
 }
