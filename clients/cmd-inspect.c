@@ -138,6 +138,9 @@ int cmd_inspect(int argc, char **argv) {
            "peak activations %.2f MiB, file %.2f MiB\n",
            (long long)params, flops / 1e9, wbytes / 1048576.0, peak / 1048576.0,
            file_bytes / 1048576.0);
+    if (pv_model_data_shaped(m))
+      printf("(backend core: output size depends on the data; shapes from there on "
+             "are the largest possible)\n");
   }
   free(rows);
   pv_model_release(m);

@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "pv-backend.h"
+#include "pv-ops-ext.h"
 #include "pv-pivot.h"
 
 #define PV_MAX_BACKENDS 8
@@ -26,8 +27,10 @@ struct pv_model {
   pv_graph *g;
   int n_backends;
   pv_backend *backends[PV_MAX_BACKENDS];
-  int *node_backend; /* per node: backend index, -1 = evaluated at plan time */
+  int *node_backend; /* per node: backend index, -1 = evaluated at plan time,
+                        NODE_DATA_SHAPED = by the engine during the run */
   bool *static_val;  /* per value: known at plan time (constant or shape math) */
+  bool data_shaped;  /* has such nodes: every run infers shapes as it goes */
   int n_parts;
   part *parts;
 };
@@ -90,6 +93,11 @@ pv_model *pv_model_load(const char *path, const pv_load_opts *opts) {
   return m;
 }
 
+/* A node whose output shape depends on its input data (NonZero,
+ * NonMaxSuppression, Compress on activations): the engine runs it between
+ * the backends' parts and infers the nodes after it from what it gave. */
+#define NODE_DATA_SHAPED (-2)
+
 static bool is_shape_op(const char *op) {
   return !strcmp(op, "Shape") || !strcmp(op, "Size");
 }
@@ -116,6 +124,10 @@ static int mark_static(pv_model *m) {
      * left to the backend unless already constant. */
     if (n->n_in == 0) st = false;
     m->node_backend[i] = st ? -1 : 0;
+    if (!st && pv_ext_data_shaped(n)) {
+      m->node_backend[i] = NODE_DATA_SHAPED;
+      m->data_shaped = true;
+    }
     if (st)
       for (int j = 0; j < n->n_out; j++)
         if (n->out[j] >= 0) m->static_val[n->out[j]] = true;
@@ -162,11 +174,14 @@ static int make_parts(pv_model *m, int *failed) {
   pv_graph *g = m->g;
   m->parts = calloc(g->n_nodes ? g->n_nodes : 1, sizeof(part));
   if (!m->parts) return pv_error(PV_ENOMEM, "out of memory");
+  bool cut = false; /* a data-shaped node ends the part before it */
   for (int i = 0; i < g->n_nodes; i++) {
     int b = m->node_backend[i];
+    if (b == NODE_DATA_SHAPED) cut = true;
     if (b < 0) continue;
     part *p = m->n_parts ? &m->parts[m->n_parts - 1] : NULL;
-    if (!p || p->backend != b) {
+    if (!p || p->backend != b || cut) {
+      cut = false;
       p = &m->parts[m->n_parts++];
       p->backend = b;
       p->nodes = malloc(sizeof(int) * g->n_nodes);
@@ -354,10 +369,12 @@ const pv_value *pv_model_input(const pv_model *m, int i) {
 const pv_value *pv_model_output(const pv_model *m, int i) {
   return i >= 0 && i < m->g->n_outputs ? &m->g->values[m->g->outputs[i]] : NULL;
 }
+bool pv_model_data_shaped(const pv_model *m) { return m->data_shaped; }
+
 const char *pv_model_node_backend(const pv_model *m, int node) {
   if (node < 0 || node >= m->g->n_nodes) return NULL;
   int b = m->node_backend[node];
-  return b < 0 ? "plan" : pv_backend_name(m->backends[b]);
+  return b == NODE_DATA_SHAPED ? "core" : b < 0 ? "plan" : pv_backend_name(m->backends[b]);
 }
 
 /* ------------------------------------------------------------ execution */
@@ -431,7 +448,7 @@ static int memory_plan(pv_exec *e) {
   for (int v = 0; v < g->n_values; v++) idx[v] = -1;
   int nl = 0;
   for (int i = 0; i < g->n_nodes; i++) {
-    if (m->node_backend[i] < 0) continue;
+    if (m->node_backend[i] < 0 && m->node_backend[i] != NODE_DATA_SHAPED) continue;
     const pv_node *n = &g->nodes[i];
     for (int j = 0; j < n->n_out; j++) {
       int v = n->out[j];
@@ -537,7 +554,9 @@ static int plan(pv_exec *e, const pv_tensor *in) {
     const pv_node *n = &g->nodes[i];
     int rc = pv_infer_node(g, n, e->vals);
     if (rc) return rc; /* shape inference names the node */
-    if (m->node_backend[i] >= 0) continue;
+    /* Data-shaped nodes get their largest shapes here (what `pivot
+     * inspect` reports); runs go through run_data_shaped. */
+    if (m->node_backend[i] != -1) continue;
     for (int j = 0; j < n->n_out; j++) {
       int v = n->out[j];
       if (v < 0) continue;
@@ -552,6 +571,56 @@ static int plan(pv_exec *e, const pv_tensor *in) {
   return 0;
 }
 
+/* Shape inference, storage and the engine's own nodes for nodes [from,
+ * to]: plan-time and data-shaped nodes run here (on data computed by the
+ * parts before them), part nodes get their outputs allocated. */
+static int infer_span(pv_exec *e, int from, int to) {
+  pv_model *m = e->m;
+  pv_graph *g = m->g;
+  for (int i = from; i <= to; i++) {
+    const pv_node *n = &g->nodes[i];
+    int rc = pv_infer_node(g, n, e->vals);
+    if (rc) return rc;
+    for (int j = 0; j < n->n_out; j++) {
+      int v = n->out[j];
+      if (v < 0) continue;
+      if ((rc = pv_tensor_alloc(&e->vals[v]))) return rc;
+      e->owned[v] = e->vals[v].data;
+    }
+    if (m->node_backend[i] < 0 && (rc = pv_ref_node(g, n, e->vals))) return rc;
+  }
+  return 0;
+}
+
+/* A run of a model with data-shaped nodes: shapes are inferred part by
+ * part, each data-shaped node runs once the parts before it have, and
+ * every value has storage of its own for this run (no arena: sizes are
+ * known only as the run goes). */
+static int run_data_shaped(pv_exec *e, const pv_tensor *inputs, int n_in) {
+  pv_model *m = e->m;
+  pv_graph *g = m->g;
+  exec_drop_plan(e);
+  for (int v = 0; v < g->n_values; v++) {
+    const pv_value *val = &g->values[v];
+    e->vals[v] = (pv_tensor){0};
+    if (val->data || val->pivot) e->vals[v] = pv_value_tensor(val);
+  }
+  for (int i = 0; i < n_in; i++) e->vals[g->inputs[i]] = inputs[i];
+  e->rc.vals = e->vals;
+  e->rc.batch = n_in > 0 && inputs[0].ndim > 0 ? inputs[0].dims[0] : 1;
+  int next = 0, rc;
+  for (int p = 0; p < m->n_parts; p++) {
+    const part *pt = &m->parts[p];
+    int last = pt->nodes[pt->n_nodes - 1];
+    if ((rc = infer_span(e, next, last))) return rc;
+    next = last + 1;
+    pv_backend *b = m->backends[pt->backend];
+    rc = pv_backend_iface_of(b)->execute(pt->plan, &e->rc);
+    if (rc) return pv_error_prefix(rc, "backend '%s'", pv_backend_name(b));
+  }
+  return infer_span(e, next, g->n_nodes - 1);
+}
+
 int pv_exec_run(pv_exec *e, const pv_tensor *inputs, int n_in,
                 pv_tensor *outputs, int n_out) {
   pv_model *m = e->m;
@@ -559,6 +628,11 @@ int pv_exec_run(pv_exec *e, const pv_tensor *inputs, int n_in,
   int rc = check_inputs(m, inputs, n_in);
   if (rc) return rc;
   if (n_out > g->n_outputs) n_out = g->n_outputs;
+  if (m->data_shaped) {
+    rc = run_data_shaped(e, inputs, n_in);
+    for (int i = 0; !rc && i < n_out; i++) outputs[i] = e->vals[g->outputs[i]];
+    return rc;
+  }
   bool replan = !e->planned;
   for (int i = 0; !replan && i < n_in; i++)
     if (!same_dims(&inputs[i], e->in_dims[i])) replan = true;
@@ -660,7 +734,9 @@ int pv_model_inspect(pv_model *m, int batch, pv_layer_info *rows, int max,
   int r = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     const pv_node *nd = &g->nodes[i];
-    if (m->node_backend[i] < 0 || nd->n_out < 1 || nd->out[0] < 0) continue;
+    if ((m->node_backend[i] < 0 && m->node_backend[i] != NODE_DATA_SHAPED) ||
+        nd->n_out < 1 || nd->out[0] < 0)
+      continue;
     if (r < max) {
       pv_layer_info *li = &rows[r];
       memset(li, 0, sizeof *li);

@@ -51,6 +51,9 @@ typedef enum {
   K_ATTN,     /* Attention (23) */
   K_ROPE,     /* RotaryEmbedding (23) */
   K_GRIDS,    /* GridSample (16, N-D from 20) */
+  K_NONZERO,  /* output shapes depend on the data: see pv_ext_data_shaped */
+  K_NMS,
+  K_COMPRESS,
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -113,6 +116,9 @@ static const struct ext_op {
     {"Attention", K_ATTN, T_F32},
     {"RotaryEmbedding", K_ROPE, T_F32},
     {"GridSample", K_GRIDS, T_F32},
+    {"NonZero", K_NONZERO, T_ANY},
+    {"NonMaxSuppression", K_NMS, T_F32},
+    {"Compress", K_COMPRESS, T_ANY},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -124,6 +130,11 @@ static const struct ext_op *find_op(const pv_node *n) {
 }
 
 bool pv_ext_has(const pv_node *n) { return find_op(n) != NULL; }
+
+bool pv_ext_data_shaped(const pv_node *n) {
+  const struct ext_op *e = find_op(n);
+  return e && (e->kind == K_NONZERO || e->kind == K_NMS || e->kind == K_COMPRESS);
+}
 
 static bool is_int(pv_dtype t) { return t == PV_I32 || t == PV_I64; }
 
@@ -2465,6 +2476,269 @@ static int ref_grids(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   return 0;
 }
 
+/* ------------------------------------------------------------ data-shaped */
+
+/* NonZero, NonMaxSuppression and Compress: how many elements their
+ * outputs have depends on the input data. Shape inference gives the
+ * largest possible shape (what the output buffer is allocated with); the
+ * reference op then shrinks the output's dims to what it found, and the
+ * engine infers the nodes after it from those (core/model.c, the
+ * data-shaped path). */
+
+static bool nz_at(const pv_tensor *x, size_t i) {
+  switch (x->dtype) {
+  case PV_F32: return ((const float *)x->data)[i] != 0.0f;
+  case PV_F64: return ((const double *)x->data)[i] != 0.0;
+  case PV_F16: return (((const uint16_t *)x->data)[i] & 0x7fff) != 0;
+  default: {
+    size_t es = pv_dtype_size(x->dtype);
+    const uint8_t *b = (const uint8_t *)x->data + i * es;
+    for (size_t k = 0; k < es; k++)
+      if (b[k]) return true;
+    return false;
+  }
+  }
+}
+
+static int infer_nonzero(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int64_t d[2] = {x->ndim > 0 ? x->ndim : 1, (int64_t)numel(x)};
+  set_out(o, PV_I64, 2, d);
+  return 0;
+}
+
+/* Indices of the non-zero elements, [rank, count] in row-major order (a
+ * scalar reads as a 1-element vector, as ONNX Runtime does). */
+static int ref_nonzero(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  size_t cnt = numel(x), nnz = 0;
+  for (size_t i = 0; i < cnt; i++) nnz += nz_at(x, i);
+  int r = x->ndim > 0 ? x->ndim : 1;
+  int64_t *y = o->data;
+  size_t k = 0;
+  for (size_t i = 0; i < cnt; i++) {
+    if (!nz_at(x, i)) continue;
+    size_t rem = i;
+    for (int a = r - 1; a >= 0; a--) {
+      int64_t len = x->ndim > 0 ? x->dims[a] : 1;
+      y[(size_t)a * nnz + k] = (int64_t)(rem % (size_t)len);
+      rem /= (size_t)len;
+    }
+    k++;
+  }
+  o->dims[1] = (int64_t)nnz;
+  return 0;
+}
+
+typedef struct nms_geom {
+  int64_t B, N, C, max_out;
+  float iou, score;
+  bool has_score;
+  int center;
+} nms_geom;
+
+static int nms_geometry(const pv_node *n, const pv_tensor *vals, nms_geom *q,
+                        bool need_data) {
+  const pv_tensor *bx = IN(0), *sc = IN(1), *mo = IN(2), *it = IN(3), *st = IN(4);
+  if (!sc) return ERR(PV_EINVAL, "missing scores input");
+  if (bx->dtype != PV_F32 || sc->dtype != PV_F32)
+    return ERR(PV_ETYPE, "boxes and scores must be FP32");
+  if (bx->ndim != 3 || bx->dims[2] != 4 || sc->ndim != 3 ||
+      sc->dims[0] != bx->dims[0] || sc->dims[2] != bx->dims[1]) {
+    char a[64], b[64];
+    return ERR(PV_ESHAPE, "boxes %s and scores %s (want [B, N, 4] and [B, C, N])",
+               pv_dims_str(bx->dims, bx->ndim, a, sizeof a),
+               pv_dims_str(sc->dims, sc->ndim, b, sizeof b));
+  }
+  q->B = bx->dims[0], q->N = bx->dims[1], q->C = sc->dims[1];
+  q->center = (int)pv_attr_int(n, "center_point_box", 0);
+  if (q->center != 0 && q->center != 1)
+    return ERR(PV_EINVAL, "center_point_box %d (0 or 1)", q->center);
+  const pv_tensor *sca[3] = {mo, it, st};
+  for (int k = 0; k < 3; k++) {
+    const pv_tensor *t = sca[k];
+    if (!t) continue;
+    if (numel(t) != 1)
+      return ERR(PV_ESHAPE, "input %d must hold one value", k + 2);
+    if (k == 0 ? t->dtype != PV_I64 : t->dtype != PV_F32)
+      return ERR(PV_ETYPE, "input %d must be %s", k + 2, k == 0 ? "INT64" : "FP32");
+    if (!t->data && need_data)
+      return ERR(PV_EINVAL, "input %d has no data", k + 2);
+  }
+  /* Absent: 0 (nothing selected); not known yet (shape inference): N. */
+  q->max_out = !mo ? 0 : mo->data ? geti(mo, 0) : q->N;
+  if (q->max_out < 0) q->max_out = 0;
+  if (q->max_out > q->N) q->max_out = q->N;
+  q->iou = it && it->data ? ((const float *)it->data)[0] : 0.0f;
+  q->has_score = st != NULL;
+  q->score = st && st->data ? ((const float *)st->data)[0] : 0.0f;
+  return 0;
+}
+
+static int infer_nms(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  nms_geom q;
+  int rc = nms_geometry(n, vals, &q, false);
+  if (rc) return rc;
+  if (q.B && q.C && q.max_out > INT64_MAX / q.B / q.C / 3)
+    return ERR(PV_ERANGE, "too many boxes");
+  int64_t d[2] = {q.B * q.C * q.max_out, 3};
+  set_out(o, PV_I64, 2, d);
+  return 0;
+}
+
+/* Corners (y1, x1, y2, x2) of box i, sorted, from either encoding. */
+static void nms_box(const float *b, int center, float *c) {
+  if (center) {
+    float hw = b[2] / 2, hh = b[3] / 2;
+    c[0] = b[1] - hh, c[1] = b[0] - hw, c[2] = b[1] + hh, c[3] = b[0] + hw;
+    return;
+  }
+  c[0] = fminf(b[0], b[2]), c[2] = fmaxf(b[0], b[2]);
+  c[1] = fminf(b[1], b[3]), c[3] = fmaxf(b[1], b[3]);
+}
+
+/* Whether box a suppresses box b: IoU above the threshold (ONNX Runtime's
+ * rule; boxes without area never do). */
+static bool nms_suppress(const float *a, const float *b, float thr) {
+  float ia = (a[2] - a[0]) * (a[3] - a[1]), ib = (b[2] - b[0]) * (b[3] - b[1]);
+  if (ia <= 0 || ib <= 0) return false;
+  float iy = fminf(a[2], b[2]) - fmaxf(a[0], b[0]);
+  float ix = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+  if (iy <= 0 || ix <= 0) return false;
+  float inter = iy * ix;
+  return inter / (ia + ib - inter) > thr;
+}
+
+typedef struct nms_cand {
+  float s;
+  int64_t i;
+} nms_cand;
+
+static int nms_cmp(const void *pa, const void *pb) {
+  const nms_cand *a = pa, *b = pb;
+  if (a->s != b->s) return a->s > b->s ? -1 : 1;
+  return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* Per batch and class: candidates above score_threshold by descending
+ * score (ties: lower index first), each kept unless a kept box overlaps
+ * it by more than iou_threshold, up to max_output_boxes_per_class. Rows
+ * (batch, class, box) in that order. */
+static int ref_nms(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  nms_geom q;
+  int rc = nms_geometry(n, vals, &q, true);
+  if (rc) return rc;
+  const float *boxes = IN(0)->data, *scores = IN(1)->data;
+  int64_t *y = o->data, rows = 0;
+  if (q.max_out == 0 || q.N == 0) {
+    o->dims[0] = 0;
+    return 0;
+  }
+  nms_cand *cand = malloc(sizeof *cand * (size_t)q.N);
+  int64_t *kept = malloc(sizeof(int64_t) * (size_t)q.max_out);
+  float *corner = malloc(sizeof(float) * 4 * (size_t)q.N);
+  if (!cand || !kept || !corner) {
+    free(cand);
+    free(kept);
+    free(corner);
+    return ERR(PV_ENOMEM, "out of memory");
+  }
+  for (int64_t b = 0; b < q.B; b++) {
+    for (int64_t i = 0; i < q.N; i++)
+      nms_box(boxes + (b * q.N + i) * 4, q.center, corner + i * 4);
+    for (int64_t c = 0; c < q.C; c++) {
+      const float *s = scores + (b * q.C + c) * q.N;
+      int64_t nc = 0, nk = 0;
+      /* NaN scores are never candidates (no order to rank them by). */
+      for (int64_t i = 0; i < q.N; i++)
+        if (!isnan(s[i]) && (!q.has_score || s[i] > q.score))
+          cand[nc++] = (nms_cand){s[i], i};
+      qsort(cand, (size_t)nc, sizeof *cand, nms_cmp);
+      for (int64_t k = 0; k < nc && nk < q.max_out; k++) {
+        const float *bk = corner + cand[k].i * 4;
+        bool keep = true;
+        for (int64_t j = 0; j < nk && keep; j++)
+          if (nms_suppress(corner + kept[j] * 4, bk, q.iou)) keep = false;
+        if (!keep) continue;
+        kept[nk++] = cand[k].i;
+        y[rows * 3] = b, y[rows * 3 + 1] = c, y[rows * 3 + 2] = cand[k].i;
+        rows++;
+      }
+    }
+  }
+  free(cand);
+  free(kept);
+  free(corner);
+  o->dims[0] = rows;
+  return 0;
+}
+
+/* Compress: X's slices along axis (or its flattened elements) where
+ * condition is true; condition may be shorter than the axis. */
+static int compress_geom(const pv_node *n, const pv_tensor *vals, int *axis,
+                         int64_t *len) {
+  const pv_tensor *x = IN(0), *c = IN(1);
+  if (c->dtype != PV_BOOL || c->ndim != 1)
+    return ERR(PV_ETYPE, "condition must be a 1-D BOOL tensor");
+  const pv_attr *a = pv_node_attr(n, "axis");
+  *axis = -1;
+  int64_t full = (int64_t)numel(x);
+  if (a) {
+    int64_t ax = 0;
+    int rc = norm_axis(n, a->i, x->ndim, &ax);
+    if (rc) return rc;
+    *axis = (int)ax;
+    full = x->dims[ax];
+  }
+  if (c->dims[0] > full)
+    return ERR(PV_ESHAPE, "condition has %lld entries, the axis %lld",
+               (long long)c->dims[0], (long long)full);
+  *len = c->dims[0];
+  return 0;
+}
+
+static int infer_compress(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0);
+  int axis;
+  int64_t len;
+  int rc = compress_geom(n, vals, &axis, &len);
+  if (rc) return rc;
+  if (axis < 0) {
+    set_out(o, x->dtype, 1, &len);
+  } else {
+    set_out(o, x->dtype, x->ndim, x->dims);
+    o->dims[axis] = len;
+  }
+  return 0;
+}
+
+static int ref_compress(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
+  const pv_tensor *x = IN(0), *c = IN(1);
+  int axis;
+  int64_t len;
+  int rc = compress_geom(n, vals, &axis, &len);
+  if (rc) return rc;
+  const uint8_t *cond = c->data;
+  size_t es = pv_dtype_size(x->dtype);
+  int64_t outer = axis < 0 ? 1 : span(x->dims, 0, axis);
+  int64_t dim = axis < 0 ? (int64_t)numel(x) : x->dims[axis];
+  int64_t inner = axis < 0 ? 1 : span(x->dims, axis + 1, x->ndim);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < len; i++) kept += cond[i] != 0;
+  uint8_t *y = o->data;
+  const uint8_t *xs = x->data;
+  size_t row = (size_t)inner * es;
+  for (int64_t a = 0; a < outer; a++)
+    for (int64_t i = 0; i < len; i++)
+      if (cond[i]) {
+        memcpy(y, xs + ((size_t)(a * dim + i)) * row, row);
+        y += row;
+      }
+  if (axis < 0) o->dims[0] = kept;
+  else o->dims[axis] = kept;
+  return 0;
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
@@ -2542,6 +2816,9 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_QDQ: rc = infer_qdq(g, n, vals, o); break;
   case K_ATTN: rc = infer_attn(n, vals); break;
   case K_GRIDS: rc = infer_grids(n, vals, o); break;
+  case K_NONZERO: rc = infer_nonzero(n, vals, o); break;
+  case K_NMS: rc = infer_nms(n, vals, o); break;
+  case K_COMPRESS: rc = infer_compress(n, vals, o); break;
   case K_ROPE: {
     rope_geom r;
     if ((rc = rope_geometry(n, vals, &r))) return rc;
@@ -2568,7 +2845,8 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
              : e->kind == K_PRELU || e->kind == K_CMP || e->kind == K_LOGIC ||
                      e->kind == K_MOD || e->kind == K_GATHER_EL || e->kind == K_CONVT ||
                      e->kind == K_TILE || e->kind == K_CUMSUM || e->kind == K_GATHER_ND ||
-                     e->kind == K_QDQ || e->kind == K_GRIDS
+                     e->kind == K_QDQ || e->kind == K_GRIDS || e->kind == K_NMS ||
+                     e->kind == K_COMPRESS
                  ? 2
              : e->kind == K_SCATTER_ND || e->kind == K_INORM || e->kind == K_SCATTER_EL ||
                      e->kind == K_ONEHOT || e->kind == K_GNORM || e->kind == K_ATTN ||
@@ -2628,6 +2906,9 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_ATTN: return ref_attn(n, vals);
   case K_ROPE: return ref_rope(n, vals, o);
   case K_GRIDS: return ref_grids(n, vals, o);
+  case K_NONZERO: return ref_nonzero(n, vals, o);
+  case K_NMS: return ref_nms(n, vals, o);
+  case K_COMPRESS: return ref_compress(n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

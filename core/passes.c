@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "pv-ops-ext.h"
 #include "pv-pivot.h"
 
 /* Folding must not turn a small shape subgraph into a huge constant. */
@@ -178,6 +179,13 @@ int pv_pass_fold_constants(pv_graph *g) {
     pv_node *n = &g->nodes[i];
     if (!n->op) continue;
     if (!foldable(g, n)) {
+      /* Shapes that depend on activations' data are unknown until the
+       * run, whatever the file declares (an exporter's traced sizes). */
+      if (pv_ext_data_shaped(n)) {
+        for (int j = 0; j < n->n_out; j++)
+          if (n->out[j] >= 0) g->values[n->out[j]].ndim = -1;
+        continue;
+      }
       propagate_dims(g, n, vals);
       continue;
     }

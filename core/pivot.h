@@ -340,8 +340,13 @@ int pv_model_n_outputs(const pv_model *m);
 /* Declared shape (dims may be PV_DIM_BATCH), dtype and name. */
 const pv_value *pv_model_input(const pv_model *m, int i);
 const pv_value *pv_model_output(const pv_model *m, int i);
-/* Name of the backend that runs node i. */
+/* Name of the backend that runs node i ("plan": evaluated when a plan is
+ * made; "core": a data-shaped node the engine runs itself). */
 const char *pv_model_node_backend(const pv_model *m, int node);
+/* Whether some output shape depends on the input data, not only on the
+ * input shapes (NonZero, NonMaxSuppression, Compress on activations):
+ * such outputs have no batch axis to split a batched run by. */
+bool pv_model_data_shaped(const pv_model *m);
 
 /* Execution context: activation memory for one run at a time. Several
  * contexts may run one model concurrently. */

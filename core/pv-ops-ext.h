@@ -13,6 +13,10 @@ extern "C" {
 
 /* Whether n is one of the ops of ops_ext.c (by op name and domain). */
 bool pv_ext_has(const pv_node *n);
+/* Whether n's output shapes depend on its input data (NonZero,
+ * NonMaxSuppression, Compress): pv_infer_ext gives the largest possible
+ * shape, pv_ref_ext shrinks the output's dims to the actual one. */
+bool pv_ext_data_shaped(const pv_node *n);
 /* Whether pv_ref_ext runs n with the input types the graph declares. */
 bool pv_ext_supports(const pv_graph *g, const pv_node *n);
 /* Shape inference: dtype and dims of n's outputs in vals from its inputs

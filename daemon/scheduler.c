@@ -18,7 +18,8 @@ struct pvd_sched {
   pvd_req **ring;
   int cap, head, count;
   bool stop;
-  bool batchable;          /* every input and output has a batch dim 0 */
+  bool batchable;          /* every input and output has a batch dim 0, and no
+                              output shape depends on the data */
   int n_workers;
   pthread_t *threads;
   pv_exec **execs;
@@ -233,6 +234,7 @@ static void *worker(void *arg) {
 }
 
 static bool all_batch_dim(pv_model *pm) {
+  if (pv_model_data_shaped(pm)) return false;
   for (int i = 0; i < pv_model_n_inputs(pm); i++) {
     const pv_value *v = pv_model_input(pm, i);
     if (v->ndim < 1 || v->dims[0] != PV_DIM_BATCH) return false;

@@ -1175,7 +1175,6 @@ def build_onnx_o22(rng):
              nh.from_array(np.array([8, 10], np.int64), "sz_nl"),
              nh.from_array(np.array([5, 9], np.int64), "sz_ns"),
              nh.from_array(sidx, "sidx"), nh.from_array(upd, "upd"),
-             nh.from_array(np.array([1], np.int64), "ax1"),
              nh.from_array(np.array([-1, 2], np.int64), "ax_hw"),
              nh.from_array(np.array(3, np.float32), "three"),
              nh.from_array(np.array(0, np.int64), "likei"),
@@ -1286,6 +1285,143 @@ def build_onnx_more(rng):
     model = _helper_model("onnx_more", nodes, {"x": (TP.FLOAT, x), "m": (TP.FLOAT, m)},
                           outs, inits, 18, 8)
     return model, {"x": x, "m": m}, [o.name for o in outs], ref
+
+
+def _np_nms(boxes, scores, max_out, iou, score_thr, center):
+    """NonMaxSuppression as the ONNX spec and ONNX Runtime: per batch and
+    class, candidates above score_thr by descending score, a box kept
+    unless a kept one overlaps it by IoU > iou."""
+    rows = []
+    B, C, N = scores.shape
+    for b in range(B):
+        bx = boxes[b].astype(np.float64)
+        if center:
+            c = np.stack([bx[:, 1] - bx[:, 3] / 2, bx[:, 0] - bx[:, 2] / 2,
+                          bx[:, 1] + bx[:, 3] / 2, bx[:, 0] + bx[:, 2] / 2], 1)
+        else:
+            c = np.stack([np.minimum(bx[:, 0], bx[:, 2]), np.minimum(bx[:, 1], bx[:, 3]),
+                          np.maximum(bx[:, 0], bx[:, 2]), np.maximum(bx[:, 1], bx[:, 3])], 1)
+        area = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1])
+        for k in range(C):
+            s = scores[b, k]
+            order = [i for i in np.argsort(-s, kind="stable") if s[i] > score_thr]
+            kept = []
+            for i in order:
+                if len(kept) >= max_out:
+                    break
+                ok = True
+                for j in kept:
+                    iy = min(c[i, 2], c[j, 2]) - max(c[i, 0], c[j, 0])
+                    ix = min(c[i, 3], c[j, 3]) - max(c[i, 1], c[j, 1])
+                    if area[i] > 0 and area[j] > 0 and iy > 0 and ix > 0:
+                        inter = iy * ix
+                        if inter / (area[i] + area[j] - inter) > iou:
+                            ok = False
+                            break
+                if ok:
+                    kept.append(i)
+                    rows.append([b, k, i])
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def build_onnx_dyn(rng):
+    """Ops whose output shape depends on the data, on activations (so the
+    engine runs them mid-graph and infers what follows from their result):
+    NonMaxSuppression (corner and centre boxes, score threshold, a cap per
+    class, none kept), NonZero (FP32 with -0 and NaN, INT64, BOOL, a
+    result followed by more ops), Compress (flattened and along an axis);
+    numpy references."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    B, C, N = 2, 3, 12
+    xy = rng.random([B, N, 2], dtype=np.float32) * 40
+    wh = rng.random([B, N, 2], dtype=np.float32) * 25 + 1
+    boxes = np.concatenate([xy, xy + wh], 2).astype(np.float32)
+    boxes[0, 3] = boxes[0, 3, [2, 3, 0, 1]]          # corners in the other order
+    scores = rng.random([B, C, N], dtype=np.float32)
+    scores[1, 2] = np.linspace(0.1, 0.0, N, dtype=np.float32)   # none above 0.2
+    cbox = np.concatenate([xy + wh / 2, wh], 2).astype(np.float32)
+    x = rng.standard_normal([3, 5], dtype=np.float32)
+    x[0, 1], x[1, 2], x[2, 0] = -0.0, np.nan, 0.0
+    xi = rng.integers(-2, 3, [2, 3, 4]).astype(np.int64)
+    cond = np.array([True, False, True, True, False, True, False], bool)
+    nodes, (outs, ref, out) = [], _outputs()
+    N_ = oh.make_node
+    # The inputs go through an op first, so that the data-shaped ops read
+    # activations, not constants the loader would fold.
+    nodes += [N_("Identity", ["boxes"], ["bx"]), N_("Identity", ["scores"], ["sc"]),
+              N_("Identity", ["cbox"], ["cb"])]
+    nodes.append(N_("NonMaxSuppression", ["bx", "sc", "mo3", "iou5", "st2"], ["nms"]))
+    out("nms", TP.INT64, _np_nms(boxes, scores, 3, 0.5, 0.2, 0))
+    nodes.append(N_("NonMaxSuppression", ["cb", "sc", "mo20", "iou3"], ["nms_c"],
+                    center_point_box=1))
+    out("nms_c", TP.INT64, _np_nms(cbox, scores, 20, 0.3, -np.inf, 1))
+    nodes.append(N_("NonMaxSuppression", ["bx", "sc"], ["nms_0"]))
+    out("nms_0", TP.INT64, np.zeros([0, 3], np.int64))
+    # Gather the kept boxes' scores: shapes after the data-shaped op.
+    nodes += [N_("Gather", ["nms", "i2"], ["nms_box"], axis=1),
+              N_("Gather", ["bx", "nms_box"], ["kept"], axis=1)]
+    sel = _np_nms(boxes, scores, 3, 0.5, 0.2, 0)[:, 2]
+    out("kept", TP.FLOAT, boxes[:, sel])
+    nodes += [N_("Identity", ["x"], ["xa"]), N_("NonZero", ["xa"], ["nz"]),
+              N_("Identity", ["xi"], ["xib"]), N_("NonZero", ["xib"], ["nz_i"]),
+              N_("Greater", ["xa", "zero"], ["pos"]), N_("NonZero", ["pos"], ["nz_b"]),
+              N_("Transpose", ["nz_b"], ["nz_bt"]), N_("GatherND", ["xa", "nz_bt"], ["posv"]),
+              N_("Shape", ["posv"], ["npos"])]
+    out("nz", TP.INT64, np.array(np.nonzero(x), np.int64))
+    out("nz_i", TP.INT64, np.array(np.nonzero(xi), np.int64))
+    out("nz_b", TP.INT64, np.array(np.nonzero(x > 0), np.int64))
+    out("posv", TP.FLOAT, x[x > 0])
+    out("npos", TP.INT64, np.array([int((x > 0).sum())], np.int64))
+    nodes += [N_("Compress", ["xa", "cond"], ["cmp_flat"]),
+              N_("Compress", ["xib", "cond3"], ["cmp_ax"], axis=-1)]
+    out("cmp_flat", TP.FLOAT, np.compress(cond, x))
+    out("cmp_ax", TP.INT64, np.compress(cond[:3], xi, axis=-1))
+    inits = [nh.from_array(np.array([3], np.int64), "mo3"),
+             nh.from_array(np.array([20], np.int64), "mo20"),
+             nh.from_array(np.array([0.5], np.float32), "iou5"),
+             nh.from_array(np.array([0.3], np.float32), "iou3"),
+             nh.from_array(np.array([0.2], np.float32), "st2"),
+             nh.from_array(np.array(2, np.int64), "i2"),
+             nh.from_array(np.array(0, np.float32), "zero"),
+             nh.from_array(cond, "cond"), nh.from_array(cond[:3], "cond3")]
+    inputs = {"boxes": (TP.FLOAT, boxes), "scores": (TP.FLOAT, scores),
+              "cbox": (TP.FLOAT, cbox), "x": (TP.FLOAT, x), "xi": (TP.INT64, xi)}
+    m = _helper_model("onnx_dyn", nodes, inputs, outs, inits, 13, 7)
+    return m, {k: v[1] for k, v in inputs.items()}, [o.name for o in outs], ref
+
+
+class DetPost(nn.Module):
+    """A detector's post-processing as torch exports it: score filter by
+    boolean mask (NonZero + GatherND), torchvision's batched NMS
+    (NonMaxSuppression), top boxes of what is left."""
+
+    def forward(self, boxes, scores, labels):  # [N, 4], [N], [N]
+        import torchvision  # imported before the trace (build_detpost)
+        keep = scores > 0.25
+        b, s, c = boxes[keep], scores[keep], labels[keep]
+        k = torchvision.ops.batched_nms(b, s, c, 0.45)
+        return b[k], s[k], c[k], k
+
+
+def build_detpost(rng):
+    """DetPost exported by torch at opset 11 (three inputs, so through the
+    hand-built path); PyTorch's outputs are the reference."""
+    import io
+    import torchvision  # noqa: F401 (a first import inside the trace fails)
+    n = 60
+    xy = rng.random([n, 2], dtype=np.float32) * 60
+    boxes = np.concatenate([xy, xy + rng.random([n, 2], dtype=np.float32) * 30 + 2], 1)
+    scores = rng.random([n], dtype=np.float32)
+    labels = rng.integers(0, 4, [n]).astype(np.int64)
+    args = tuple(torch.from_numpy(a) for a in (boxes, scores, labels))
+    names = ["b", "s", "c", "k"]
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(DetPost(), args, buf, opset_version=11,
+                          input_names=["boxes", "scores", "labels"], output_names=names)
+        ref = [t.numpy() for t in DetPost()(*args)]
+    m = onnx.load_from_string(buf.getvalue())
+    return m, {"boxes": boxes, "scores": scores, "labels": labels}, names, ref
 
 
 def build_onnx_qdq(rng):
@@ -1513,6 +1649,8 @@ MODELS = {
                        shape=[2, 3, 8, 8], export={"export_modules_as_functions": {_FnBlock, _FnStage}}),
     "onnx_fp16": dict(onnx=build_onnx_fp16),
     "onnx_grid": dict(onnx=build_onnx_grid, check=False),
+    "onnx_dyn": dict(onnx=build_onnx_dyn),
+    "detpost": dict(onnx=build_detpost),
     "volnet": dict(build=build_volnet, opset=16, inputs=["x"], outputs=["pool", "up", "warp"],
                    shape=[1, 4, 6, 10, 10]),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],

@@ -266,6 +266,85 @@ static void test_pruned_folded_at_load(void) {
   }
 }
 
+
+/* x[N,4] -> fc1 (a backend part) -> the positive values of h, in
+ * row-major order: Greater -> NonZero -> Transpose -> GatherND. How many
+ * there are depends on the data, so each run infers the shapes after
+ * NonZero from what it found. */
+static pv_graph *positives(void) {
+  pv_graph *g = pv_graph_new();
+  int x = t_batch_input(g, "x", 4);
+  int w1 = add_const(g, "w1", 8, 4, 0.5f);
+  int zero = pv_graph_add_value(g, "zero");
+  g->values[zero].dtype = PV_F32;
+  g->values[zero].ndim = 0;
+  g->values[zero].nbytes = 4;
+  g->values[zero].data = pv_aligned_alloc(4);
+  int h = pv_graph_add_value(g, "h"), pos = pv_graph_add_value(g, "pos");
+  int nz = pv_graph_add_value(g, "nz"), t = pv_graph_add_value(g, "t");
+  int y = pv_graph_add_value(g, "y");
+  pv_attr tb = {.name = "transB", .type = PV_ATTR_INT, .i = 1};
+  int in1[] = {x, w1}, in2[] = {h, zero}, in3[] = {h, t};
+  int n1 = pv_graph_add_node(g, "fc1", "Gemm", in1, 2, &h, 1);
+  pv_node_add_attr(g, n1, &tb);
+  pv_graph_add_node(g, "gt", "Greater", in2, 2, &pos, 1);
+  pv_graph_add_node(g, "nonzero", "NonZero", &pos, 1, &nz, 1);
+  pv_graph_add_node(g, "tr", "Transpose", &nz, 1, &t, 1);
+  pv_graph_add_node(g, "gnd", "GatherND", in3, 2, &y, 1);
+  g->inputs = malloc(sizeof(int));
+  g->inputs[0] = x;
+  g->n_inputs = 1;
+  g->outputs = malloc(sizeof(int));
+  g->outputs[0] = y;
+  g->n_outputs = 1;
+  g->opset = 13;
+  pv_graph_compact(g);
+  return g;
+}
+
+static void test_data_shaped(void) {
+  pv_model *m = pv_model_from_graph(positives(), NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  CU_ASSERT(pv_model_data_shaped(m));
+  const pv_graph *g = pv_model_graph(m);
+  for (int i = 0; i < g->n_nodes; i++)
+    if (!strcmp(g->nodes[i].op, "NonZero"))
+      CU_ASSERT_STRING_EQUAL(pv_model_node_backend(m, i), "core");
+  pv_exec *e = pv_exec_new(m);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+  /* Inputs whose counts of positives differ (all, none, some), twice. */
+  for (int round = 0; round < 2; round++)
+    for (int c = 0; c < 4; c++) {
+      int64_t n = 1 + c * 3;
+      float x[10 * 4], want[10 * 8];
+      for (int i = 0; i < n * 4; i++)
+        x[i] = c == 1 ? 0.0f : (float)((i * 13 + c) % 11) - 5.0f;
+      int64_t cnt = 0;
+      for (int64_t b = 0; b < n; b++)
+        for (int r = 0; r < 8; r++) {
+          float acc = 0;
+          for (int k = 0; k < 4; k++)
+            acc += 0.5f * (float)(((r * 4 + k) * 7) % 5 - 2) * x[b * 4 + k];
+          if (acc > 0) want[cnt++] = acc;
+        }
+      pv_tensor in = {.dtype = PV_F32, .ndim = 2, .dims = {n, 4}, .data = x}, out;
+      CU_ASSERT_EQUAL_FATAL(pv_exec_run(e, &in, 1, &out, 1), 0);
+      CU_ASSERT_EQUAL(out.ndim, 1);
+      CU_ASSERT_EQUAL(out.dims[0], cnt);
+      if (c == 1) CU_ASSERT_EQUAL(cnt, 0);
+      for (int64_t i = 0; i < cnt && cnt == out.dims[0]; i++)
+        CU_ASSERT_DOUBLE_EQUAL(((const float *)out.data)[i], want[i], 1e-4);
+    }
+  /* inspect reports the largest shape (every value positive). */
+  pv_layer_info rows[8];
+  int r = pv_model_inspect(m, 5, rows, 8, NULL);
+  CU_ASSERT(r >= 3);
+  for (int i = 0; i < r && i < 8; i++)
+    if (!strcmp(rows[i].op, "GatherND")) CU_ASSERT_EQUAL(rows[i].out_dims[0], 5 * 8);
+  pv_exec_free(e);
+  pv_model_release(m);
+}
+
 static CU_TestInfo tests[] = {
     {"runs and replans on new batch sizes", test_runs_and_replans},
     {"memory plan reuses buffers", test_memory_reuse},
@@ -274,6 +353,7 @@ static CU_TestInfo tests[] = {
     {"exec keeps its model alive", test_exec_keeps_model_alive},
     {"missing file", test_missing_file},
     {"pruned weights detected and folded at load", test_pruned_folded_at_load},
+    {"data-shaped nodes: shapes inferred per run", test_data_shaped},
     CU_TEST_INFO_NULL,
 };
 PV_CUNIT_MAIN("model", tests)
