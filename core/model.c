@@ -124,7 +124,7 @@ static int mark_static(pv_model *m) {
      * left to the backend unless already constant. */
     if (n->n_in == 0) st = false;
     m->node_backend[i] = st ? -1 : 0;
-    if (!st && pv_ext_data_shaped(n)) {
+    if (!st && (pv_ext_data_shaped(n) || pv_node_guarded(n))) {
       m->node_backend[i] = NODE_DATA_SHAPED;
       m->data_shaped = true;
     }
@@ -140,7 +140,9 @@ static int assign_backends(pv_model *m) {
   for (int i = 0; i < g->n_nodes; i++) {
     const pv_node *n = &g->nodes[i];
     if (m->node_backend[i] < 0) {
-      if (!pv_ref_supports(g, n))
+      pv_node bare = *n;
+      if (pv_node_guarded(n)) bare.n_in--; /* the guard is not an input of the op */
+      if (!pv_ref_supports(g, &bare))
         return pv_error(PV_EUNSUPPORTED,
                         "node '%s': op '%s' (opset %d) is not supported", n->name,
                         n->op, g->opset);
@@ -535,6 +537,25 @@ static int check_inputs(pv_model *m, const pv_tensor *in, int n_in) {
   return 0;
 }
 
+/* A node of an If branch (pv_node_guarded) runs when its guard, its last
+ * input, holds; the op itself sees the node without that input. Returns
+ * 1 when the guard is known false (outputs left empty), -1 when it is
+ * not known yet (plan time), 0 when it holds or there is none. */
+static int guard_state(const pv_node *n, const pv_tensor *vals, pv_node *bare) {
+  *bare = *n;
+  if (!pv_node_guarded(n) || n->n_in < 1 || n->in[n->n_in - 1] < 0) return 0;
+  bare->n_in--;
+  const pv_tensor *gd = &vals[n->in[n->n_in - 1]];
+  if (!gd->data) return gd->dtype == PV_UNDEFINED ? 1 : -1;
+  return gd->dtype == PV_BOOL && pv_tensor_numel(gd) == 1 && ((const uint8_t *)gd->data)[0]
+             ? 0 : 1;
+}
+
+static void clear_outputs(const pv_node *n, pv_tensor *vals) {
+  for (int j = 0; j < n->n_out; j++)
+    if (n->out[j] >= 0) vals[n->out[j]] = (pv_tensor){0};
+}
+
 /* Concrete shapes for the current inputs; evaluates plan-time nodes. */
 static int plan(pv_exec *e, const pv_tensor *in) {
   pv_model *m = e->m;
@@ -551,12 +572,24 @@ static int plan(pv_exec *e, const pv_tensor *in) {
     memcpy(e->in_dims[i], in[i].dims, sizeof e->in_dims[i]);
   }
   for (int i = 0; i < g->n_nodes; i++) {
-    const pv_node *n = &g->nodes[i];
+    pv_node bare;
+    int gs = guard_state(&g->nodes[i], e->vals, &bare);
+    const pv_node *n = &bare;
+    if (gs > 0) {
+      clear_outputs(n, e->vals);
+      continue;
+    }
     int rc = pv_infer_node(g, n, e->vals);
+    /* A branch whose guard is not known before the run (`pivot inspect`
+     * of a data-shaped model) may not fit the shapes seen here. */
+    if (rc && gs < 0) {
+      clear_outputs(n, e->vals);
+      continue;
+    }
     if (rc) return rc; /* shape inference names the node */
     /* Data-shaped nodes get their largest shapes here (what `pivot
      * inspect` reports); runs go through run_data_shaped. */
-    if (m->node_backend[i] != -1) continue;
+    if (m->node_backend[i] != -1 || gs < 0) continue;
     for (int j = 0; j < n->n_out; j++) {
       int v = n->out[j];
       if (v < 0) continue;
@@ -578,7 +611,13 @@ static int infer_span(pv_exec *e, int from, int to) {
   pv_model *m = e->m;
   pv_graph *g = m->g;
   for (int i = from; i <= to; i++) {
-    const pv_node *n = &g->nodes[i];
+    pv_node bare;
+    int gs = guard_state(&g->nodes[i], e->vals, &bare);
+    const pv_node *n = &bare;
+    if (gs) { /* a branch not taken (or under one) */
+      clear_outputs(n, e->vals);
+      continue;
+    }
     int rc = pv_infer_node(g, n, e->vals);
     if (rc) return rc;
     for (int j = 0; j < n->n_out; j++) {

@@ -554,8 +554,8 @@ static int add_attr(onnx_ctx *c, int node, const char *nname, const char *op,
   case 5:
   case 10:
     return pv_error(PV_EUNSUPPORTED, "node '%s' (%s): attribute '%s' is a "
-                    "subgraph; control flow (If, Loop, Scan) is not "
-                    "supported", nname, op, an);
+                    "subgraph; Loop and Scan are not supported (If is)",
+                    nname, op, an);
   default:
     return pv_error(PV_EUNSUPPORTED, "node '%s' (%s): attribute '%s' has "
                     "type %s (%d), which is not supported", nname, op, an,
@@ -756,6 +756,8 @@ typedef struct fn_ctx {
   size_t n, cap;
   void **allocs; /* everything made here, freed after the import */
   size_t n_allocs, cap_allocs;
+  Onnx__GraphProto **subs; /* If branches unpacked here */
+  size_t n_subs, cap_subs;
   unsigned calls;
 } fn_ctx;
 
@@ -777,6 +779,8 @@ static void *fn_keep(fn_ctx *f, void *p) {
 static void fn_free(fn_ctx *f) {
   for (size_t i = 0; i < f->n_allocs; i++) free(f->allocs[i]);
   free(f->allocs);
+  for (size_t i = 0; i < f->n_subs; i++) onnx__graph_proto__free_unpacked(f->subs[i], NULL);
+  free(f->subs);
   free(f->nodes);
 }
 
@@ -874,12 +878,279 @@ static Onnx__NodeProto *fn_instance(fn_ctx *f, const fn_scope *s,
   return q;
 }
 
+/* ------------------------------------------------------------ If */
+
+/* If runs one of two subgraphs, chosen by a boolean known only at run
+ * time. It is flattened at load: each branch's nodes join the graph with
+ * their names made unique to the branch ("IF/then/name"), names a branch
+ * does not define read the enclosing scope, and every branch node gets a
+ * guard, a BOOL value appended as its last input and marked by the
+ * attribute `pv.guarded`: the engine runs the node only when the guard
+ * holds (the then guard is the condition, the else guard its negation,
+ * each And-ed with the enclosing branch's guard). The If node itself
+ * becomes a select: inputs (cond, then outputs..., else outputs...), the
+ * outputs those of the branch taken. Nested Ifs nest the scopes; the
+ * nesting depth is bounded like functions'. */
+#define IF_MAX_BRANCH_NODES 8192
+
+typedef struct if_scope {
+  const struct if_scope *up;
+  const Onnx__GraphProto *g; /* the branch */
+  const char *prefix;        /* "IF/then/" */
+} if_scope;
+
+static bool branch_defines(const Onnx__GraphProto *g, const char *name) {
+  for (size_t i = 0; i < g->n_initializer; i++)
+    if (!strcmp(nz(g->initializer[i]->name), name)) return true;
+  for (size_t i = 0; i < g->n_node; i++)
+    for (size_t j = 0; j < g->node[i]->n_output; j++)
+      if (!strcmp(nz(g->node[i]->output[j]), name)) return true;
+  return false;
+}
+
+static char *if_rename(fn_ctx *f, const if_scope *s, const char *name) {
+  name = nz(name);
+  if (!*name) return (char *)"";
+  for (; s; s = s->up)
+    if (branch_defines(s->g, name)) {
+      size_t n = strlen(s->prefix) + strlen(name) + 1;
+      char *r = fn_keep(f, malloc(n));
+      if (r) snprintf(r, n, "%s%s", s->prefix, name);
+      return r;
+    }
+  return (char *)name;
+}
+
+static char *kstrdup(fn_ctx *f, const char *a, const char *b) {
+  size_t n = strlen(a) + strlen(b) + 1;
+  char *r = fn_keep(f, malloc(n));
+  if (r) snprintf(r, n, "%s%s", a, b);
+  return r;
+}
+
+/* A new node: op, name, inputs, outputs (copied pointers), optionally
+ * guarded. */
+static Onnx__NodeProto *if_node(fn_ctx *f, const char *op, const char *name,
+                                char **in, size_t n_in, char **out,
+                                size_t n_out, const char *guard) {
+  static Onnx__AttributeProto guarded = {
+      PROTOBUF_C_MESSAGE_INIT(&onnx__attribute_proto__descriptor),
+      .name = (char *)"pv.guarded", .has_type = 1,
+      .type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, .has_i = 1, .i = 1};
+  Onnx__NodeProto *q = fn_keep(f, malloc(sizeof *q));
+  if (!q) return NULL;
+  onnx__node_proto__init(q);
+  q->op_type = (char *)op;
+  q->name = (char *)name;
+  q->input = fn_keep(f, malloc(sizeof(char *) * (n_in + 2)));
+  q->output = fn_keep(f, malloc(sizeof(char *) * (n_out + 1)));
+  q->attribute = fn_keep(f, malloc(sizeof(void *) * 1));
+  if (!q->input || !q->output || !q->attribute) return NULL;
+  if (n_in) memcpy(q->input, in, sizeof(char *) * n_in);
+  if (n_out) memcpy(q->output, out, sizeof(char *) * n_out);
+  q->n_input = n_in;
+  q->n_output = n_out;
+  if (guard) {
+    q->input[q->n_input++] = (char *)guard;
+    q->attribute[q->n_attribute++] = &guarded;
+  }
+  return q;
+}
+
+/* Branch `an` of If node np, unpacked from the attribute's bytes (the
+ * field is not in our onnx.proto, so nesting stays under our control). */
+static int if_branch(fn_ctx *f, const Onnx__NodeProto *np, const char *an,
+                     Onnx__GraphProto **out) {
+  *out = NULL;
+  for (size_t i = 0; i < np->n_attribute; i++) {
+    const Onnx__AttributeProto *a = np->attribute[i];
+    if (strcmp(nz(a->name), an)) continue;
+    for (unsigned k = 0; k < a->base.n_unknown_fields; k++) {
+      const ProtobufCMessageUnknownField *u = &a->base.unknown_fields[k];
+      if (u->tag != ATTR_FIELD_G || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+        continue;
+      /* protobuf-c keeps the field's bytes with their length prefix. */
+      size_t pl = 0, len = 0;
+      unsigned shift = 0;
+      while (pl < u->len && pl < 10) {
+        uint8_t byte = u->data[pl++];
+        len |= (size_t)(byte & 0x7f) << shift;
+        shift += 7;
+        if (!(byte & 0x80)) break;
+      }
+      Onnx__GraphProto *g = len == u->len - pl
+                                ? onnx__graph_proto__unpack(NULL, len, u->data + pl)
+                                : NULL;
+      if (!g)
+        return pv_error(PV_EFORMAT, "node '%s' (If): attribute '%s' is not a "
+                        "valid graph", nz(np->name), an);
+      if (f->n_subs == f->cap_subs) {
+        size_t cap = f->cap_subs ? f->cap_subs * 2 : 8;
+        Onnx__GraphProto **a2 = realloc(f->subs, cap * sizeof *a2);
+        if (!a2) {
+          onnx__graph_proto__free_unpacked(g, NULL);
+          return pv_error(PV_ENOMEM, "out of memory");
+        }
+        f->subs = a2;
+        f->cap_subs = cap;
+      }
+      f->subs[f->n_subs++] = g;
+      *out = g;
+      return 0;
+    }
+  }
+  return pv_error(PV_EFORMAT, "node '%s' (If) has no graph attribute '%s'",
+                  nz(np->name), an);
+}
+
+static int if_expand(fn_ctx *f, const Onnx__NodeProto *np, const char *guard,
+                     const if_scope *up, int depth);
+
+/* The nodes of branch g in scope s, each guarded by `guard`. */
+static int if_push_branch(fn_ctx *f, const Onnx__GraphProto *g, const if_scope *s,
+                          const char *guard, int depth) {
+  if (g->n_node > IF_MAX_BRANCH_NODES)
+    return pv_error(PV_ERANGE, "an If branch has %zu nodes; at most %d are "
+                    "supported", g->n_node, IF_MAX_BRANCH_NODES);
+  /* Initializers of the branch become Constant nodes. */
+  for (size_t i = 0; i < g->n_initializer; i++) {
+    Onnx__TensorProto *tp = g->initializer[i];
+    Onnx__AttributeProto *a = fn_keep(f, malloc(sizeof *a));
+    if (!a) return pv_error(PV_ENOMEM, "out of memory");
+    onnx__attribute_proto__init(a);
+    a->name = (char *)"value";
+    a->has_type = 1;
+    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+    a->t = tp;
+    char *o = if_rename(f, s, tp->name);
+    if (!o) return pv_error(PV_ENOMEM, "out of memory");
+    if (!*o) return pv_error(PV_EFORMAT, "an If branch has an initializer without a name");
+    Onnx__NodeProto *q = if_node(f, "Constant", o, NULL, 0, &o, 1, NULL);
+    if (!q) return pv_error(PV_ENOMEM, "out of memory");
+    q->attribute[0] = a;
+    q->n_attribute = 1;
+    int rc = fn_push(f, q);
+    if (rc) return rc;
+  }
+  for (size_t i = 0; i < g->n_node; i++) {
+    const Onnx__NodeProto *np = g->node[i];
+    Onnx__NodeProto *q = fn_keep(f, malloc(sizeof *q));
+    if (!q) return pv_error(PV_ENOMEM, "out of memory");
+    *q = *np;
+    q->input = fn_keep(f, malloc(sizeof(char *) * (np->n_input + 2)));
+    q->output = fn_keep(f, malloc(sizeof(char *) * (np->n_output + 1)));
+    q->attribute = fn_keep(f, malloc(sizeof(void *) * (np->n_attribute + 1)));
+    if (!q->input || !q->output || !q->attribute) return pv_error(PV_ENOMEM, "out of memory");
+    for (size_t j = 0; j < np->n_input; j++)
+      if (!(q->input[j] = if_rename(f, s, np->input[j]))) return pv_error(PV_ENOMEM, "out of memory");
+    for (size_t j = 0; j < np->n_output; j++)
+      if (!(q->output[j] = if_rename(f, s, np->output[j]))) return pv_error(PV_ENOMEM, "out of memory");
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s_%zu", nz(np->op_type), i);
+    if (!(q->name = kstrdup(f, s->prefix, np->name && *np->name ? np->name : buf)))
+      return pv_error(PV_ENOMEM, "out of memory");
+    if (np->n_attribute) memcpy(q->attribute, np->attribute, sizeof(void *) * np->n_attribute);
+    int rc;
+    if (default_domain(np->domain) && str_eq(np->op_type, "If")) {
+      rc = if_expand(f, q, guard, s, depth + 1);
+    } else if (default_domain(np->domain) && fn_find(f->m, np)) {
+      rc = pv_error(PV_EUNSUPPORTED, "node '%s' calls model function '%s' "
+                    "inside an If branch, which is not supported", nz(np->name),
+                    nz(np->op_type));
+    } else if (default_domain(np->domain) && str_eq(np->op_type, "Constant")) {
+      rc = fn_push(f, q); /* a value, not a computation: no guard */
+    } else {
+      static Onnx__AttributeProto guarded = {
+          PROTOBUF_C_MESSAGE_INIT(&onnx__attribute_proto__descriptor),
+          .name = (char *)"pv.guarded", .has_type = 1,
+          .type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, .has_i = 1, .i = 1};
+      q->input[q->n_input++] = (char *)guard;
+      q->attribute[q->n_attribute++] = &guarded;
+      rc = fn_push(f, q);
+    }
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static int if_expand(fn_ctx *f, const Onnx__NodeProto *np, const char *guard,
+                     const if_scope *up, int depth) {
+  const char *name = nz(np->name);
+  if (depth >= FN_MAX_DEPTH)
+    return pv_error(PV_EFORMAT, "node '%s' (If): Ifs nest more than %d deep",
+                    name, FN_MAX_DEPTH);
+  if (np->n_input != 1 || !*nz(np->input[0]))
+    return pv_error(PV_EFORMAT, "node '%s' (If) needs one input, the condition",
+                    name);
+  Onnx__GraphProto *br[2];
+  int rc;
+  if ((rc = if_branch(f, np, "then_branch", &br[0])) ||
+      (rc = if_branch(f, np, "else_branch", &br[1])))
+    return rc;
+  for (int b = 0; b < 2; b++)
+    if (br[b]->n_output != np->n_output)
+      return pv_error(PV_EFORMAT, "node '%s' (If): the %s branch has %zu "
+                      "outputs, the node %zu", name, b ? "else" : "then",
+                      br[b]->n_output, np->n_output);
+  /* A unique prefix per If (names of nested ones repeat per call). */
+  char pre[128];
+  snprintf(pre, sizeof pre, "%.96s#%u/", *name ? name : "If", f->calls++);
+  char *cond = np->input[0];
+  /* Guards: then = cond, else = Not(cond), And-ed with the enclosing one. */
+  char *g[2], *ncond = kstrdup(f, pre, "not_cond");
+  if (!ncond) return pv_error(PV_ENOMEM, "out of memory");
+  Onnx__NodeProto *q = if_node(f, "Not", ncond, &cond, 1, &ncond, 1, guard);
+  if (!q || (rc = fn_push(f, q))) return q ? rc : pv_error(PV_ENOMEM, "out of memory");
+  g[0] = cond;
+  g[1] = ncond;
+  if (guard) {
+    for (int b = 0; b < 2; b++) {
+      char *in[2] = {(char *)guard, g[b]};
+      char *o = kstrdup(f, pre, b ? "else_guard" : "then_guard");
+      if (!o) return pv_error(PV_ENOMEM, "out of memory");
+      q = if_node(f, "And", o, in, 2, &o, 1, guard);
+      if (!q || (rc = fn_push(f, q))) return q ? rc : pv_error(PV_ENOMEM, "out of memory");
+      g[b] = o;
+    }
+  }
+  /* The select reads each branch's outputs in that branch's scope. */
+  size_t k = np->n_output;
+  char **sel = fn_keep(f, malloc(sizeof(char *) * (2 * k + 1)));
+  if (!sel) return pv_error(PV_ENOMEM, "out of memory");
+  sel[0] = cond;
+  for (int b = 0; b < 2; b++) {
+    if_scope sc = {.up = up, .g = br[b], .prefix = kstrdup(f, pre, b ? "else/" : "then/")};
+    if (!sc.prefix) return pv_error(PV_ENOMEM, "out of memory");
+    if ((rc = if_push_branch(f, br[b], &sc, g[b], depth))) return rc;
+    for (size_t j = 0; j < k; j++) {
+      const char *on = nz(br[b]->output[j]->name);
+      if (!*on)
+        return pv_error(PV_EFORMAT, "node '%s' (If): output %zu of the %s "
+                        "branch has no name", name, j, b ? "else" : "then");
+      if (!(sel[1 + b * k + j] = if_rename(f, &sc, on)))
+        return pv_error(PV_ENOMEM, "out of memory");
+    }
+  }
+  q = if_node(f, "If", name, sel, 2 * k + 1, np->output, k, guard);
+  if (!q) return pv_error(PV_ENOMEM, "out of memory");
+  return fn_push(f, q);
+}
+
 static int fn_expand(fn_ctx *f, Onnx__NodeProto *const *nodes, size_t n,
                      const fn_scope *s, int depth) {
   for (size_t i = 0; i < n; i++) {
     Onnx__NodeProto *np = nodes[i];
     if (s && !(np = fn_instance(f, s, np, i)))
       return pv_error(PV_ENOMEM, "out of memory");
+    if (default_domain(np->domain) && str_eq(np->op_type, "If")) {
+      if (s)
+        return pv_error(PV_EUNSUPPORTED, "node '%s' (If) is inside model "
+                        "function '%s', which is not supported", nz(np->name),
+                        nz(s->fn->name));
+      int rc = if_expand(f, np, NULL, NULL, depth);
+      if (rc) return rc;
+      continue;
+    }
     const Onnx__FunctionProto *fn = fn_find(f->m, np);
     if (!fn) {
       int rc = fn_push(f, np);
@@ -1015,7 +1286,10 @@ static int import_graph(onnx_ctx *c, const Onnx__GraphProto *gp) {
   Onnx__NodeProto *const *nodes = gp->node;
   size_t n_nodes = gp->n_node;
   rc = 0;
-  if (c->model->n_functions) {
+  bool has_if = false;
+  for (size_t i = 0; i < gp->n_node && !has_if; i++)
+    has_if = default_domain(gp->node[i]->domain) && str_eq(gp->node[i]->op_type, "If");
+  if (c->model->n_functions || has_if) {
     rc = fn_check_opsets(c->model, g->opset);
     if (!rc) rc = fn_expand(&f, gp->node, gp->n_node, NULL, 0);
     nodes = f.nodes;

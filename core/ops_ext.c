@@ -54,6 +54,8 @@ typedef enum {
   K_NONZERO,  /* output shapes depend on the data: see pv_ext_data_shaped */
   K_NMS,
   K_COMPRESS,
+  K_IF,       /* the select a flattened If leaves (core/onnx.c) */
+  K_ROIALIGN,
 } ext_kind;
 
 /* Which input types an op accepts (the first input's dtype). */
@@ -119,6 +121,8 @@ static const struct ext_op {
     {"NonZero", K_NONZERO, T_ANY},
     {"NonMaxSuppression", K_NMS, T_F32},
     {"Compress", K_COMPRESS, T_ANY},
+    {"If", K_IF, T_ANY},
+    {"RoiAlign", K_ROIALIGN, T_F32},
 };
 
 static const struct ext_op *find_op(const pv_node *n) {
@@ -133,7 +137,12 @@ bool pv_ext_has(const pv_node *n) { return find_op(n) != NULL; }
 
 bool pv_ext_data_shaped(const pv_node *n) {
   const struct ext_op *e = find_op(n);
-  return e && (e->kind == K_NONZERO || e->kind == K_NMS || e->kind == K_COMPRESS);
+  return e && (e->kind == K_NONZERO || e->kind == K_NMS || e->kind == K_COMPRESS ||
+               e->kind == K_IF);
+}
+
+bool pv_node_guarded(const pv_node *n) {
+  return pv_attr_int(n, "pv.guarded", 0) != 0;
 }
 
 static bool is_int(pv_dtype t) { return t == PV_I32 || t == PV_I64; }
@@ -2476,6 +2485,195 @@ static int ref_grids(const pv_node *n, const pv_tensor *vals, pv_tensor *o) {
   return 0;
 }
 
+/* ------------------------------------------------------------ RoiAlign */
+
+/* RoiAlign (10, 16): per region of interest (x1, y1, x2, y2 in input
+ * pixels times spatial_scale) an output_height x output_width grid of
+ * bins, each the average (or maximum) of sampling_ratio^2 bilinear
+ * samples (0: ceil(bin size) per axis), as torchvision's roi_align and
+ * ONNX Runtime: samples more than a pixel outside read 0, others are
+ * clamped to the border; `half_pixel` (16's default) shifts coordinates
+ * by half a pixel, `output_half_pixel` (opset 10) does not and makes a
+ * region at least one pixel wide. */
+typedef struct roi_geom {
+  int64_t R, C, H, W, oh, ow, sr;
+  float scale;
+  bool half, maxm;
+} roi_geom;
+
+static int roi_geometry(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                        roi_geom *q) {
+  const pv_tensor *x = IN(0), *r = IN(1), *bi = IN(2);
+  if (!r || !bi) return ERR(PV_EINVAL, "needs X, rois and batch_indices");
+  if (x->dtype != PV_F32 || r->dtype != PV_F32)
+    return ERR(PV_ETYPE, "X and rois must be FP32");
+  if (bi->dtype != PV_I64 && bi->dtype != PV_I32)
+    return ERR(PV_ETYPE, "batch_indices must be INT64");
+  if (x->ndim != 4 || r->ndim != 2 || r->dims[1] != 4 || bi->ndim != 1 ||
+      bi->dims[0] != r->dims[0]) {
+    char a[64], b[64], c[64];
+    return ERR(PV_ESHAPE, "X %s, rois %s, batch_indices %s (want [N, C, H, W], "
+               "[R, 4], [R])", pv_dims_str(x->dims, x->ndim, a, sizeof a),
+               pv_dims_str(r->dims, r->ndim, b, sizeof b),
+               pv_dims_str(bi->dims, bi->ndim, c, sizeof c));
+  }
+  q->R = r->dims[0], q->C = x->dims[1], q->H = x->dims[2], q->W = x->dims[3];
+  q->oh = pv_attr_int(n, "output_height", 1);
+  q->ow = pv_attr_int(n, "output_width", 1);
+  q->sr = pv_attr_int(n, "sampling_ratio", 0);
+  q->scale = pv_attr_float(n, "spatial_scale", 1.0f);
+  const char *mode = pv_attr_str(n, "mode", "avg");
+  const char *ct = pv_attr_str(n, "coordinate_transformation_mode",
+                               g->opset >= 16 ? "half_pixel" : "output_half_pixel");
+  if (q->oh < 1 || q->ow < 1 || q->oh > (1 << 16) || q->ow > (1 << 16) || q->sr < 0 ||
+      q->sr > (1 << 16))
+    return ERR(PV_EINVAL, "output %lldx%lld, sampling_ratio %lld", (long long)q->oh,
+               (long long)q->ow, (long long)q->sr);
+  if (strcmp(mode, "avg") && strcmp(mode, "max"))
+    return ERR(PV_EINVAL, "unknown mode '%s'", mode);
+  if (strcmp(ct, "half_pixel") && strcmp(ct, "output_half_pixel"))
+    return ERR(PV_EINVAL, "unknown coordinate_transformation_mode '%s'", ct);
+  q->maxm = !strcmp(mode, "max");
+  q->half = !strcmp(ct, "half_pixel");
+  return 0;
+}
+
+static int infer_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                          pv_tensor *o) {
+  roi_geom q;
+  int rc = roi_geometry(g, n, vals, &q);
+  if (rc) return rc;
+  int64_t d[4] = {q.R, q.C, q.oh, q.ow};
+  set_out(o, PV_F32, 4, d);
+  return 0;
+}
+
+static int ref_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
+                        pv_tensor *o) {
+  roi_geom q;
+  int rc = roi_geometry(g, n, vals, &q);
+  if (rc) return rc;
+  const pv_tensor *x = IN(0), *bt = IN(2);
+  const float *X = x->data, *rois = IN(1)->data;
+  float *Y = o->data;
+  const double off = q.half ? 0.5 : 0.0;
+  for (int64_t r = 0; r < q.R; r++) {
+    int64_t b = geti(bt, (size_t)r);
+    if (b < 0 || b >= x->dims[0])
+      return ERR(PV_ERANGE, "batch index %lld of roi %lld is outside [0, %lld)",
+                 (long long)b, (long long)r, (long long)x->dims[0]);
+    const float *ro = rois + r * 4;
+    double x1 = ro[0] * q.scale - off, y1 = ro[1] * q.scale - off;
+    double rw = ro[2] * q.scale - off - x1, rh = ro[3] * q.scale - off - y1;
+    if (!q.half) {
+      if (rw < 1) rw = 1;
+      if (rh < 1) rh = 1;
+    }
+    double bh = rh / (double)q.oh, bw = rw / (double)q.ow;
+    double gh_d = q.sr > 0 ? (double)q.sr : ceil(bh), gw_d = q.sr > 0 ? (double)q.sr : ceil(bw);
+    if (!(gh_d >= 0) || gh_d > 65536) gh_d = gh_d > 65536 ? 65536 : 0; /* NaN rois */
+    if (!(gw_d >= 0) || gw_d > 65536) gw_d = gw_d > 65536 ? 65536 : 0;
+    int64_t gh = (int64_t)gh_d, gw = (int64_t)gw_d;
+    double cnt = gh * gw > 0 ? (double)(gh * gw) : 1.0;
+    for (int64_t c = 0; c < q.C; c++) {
+      const float *xc = X + (b * q.C + c) * q.H * q.W;
+      float *yc = Y + ((r * q.C + c) * q.oh) * q.ow;
+      for (int64_t ph = 0; ph < q.oh; ph++)
+        for (int64_t pw = 0; pw < q.ow; pw++) {
+          double acc = 0, mx = -INFINITY;
+          bool any = false;
+          for (int64_t iy = 0; iy < gh; iy++) {
+            double y = y1 + ph * bh + (iy + 0.5) * bh / (double)gh;
+            for (int64_t ix = 0; ix < gw; ix++) {
+              double xx = x1 + pw * bw + (ix + 0.5) * bw / (double)gw;
+              double v = 0;
+              if (!(y < -1.0 || y > (double)q.H || xx < -1.0 || xx > (double)q.W)) {
+                double yy = y <= 0 ? 0 : y, xv = xx <= 0 ? 0 : xx;
+                int64_t yl = (int64_t)yy, xl = (int64_t)xv, yh, xh;
+                if (yl >= q.H - 1) yh = yl = q.H - 1, yy = (double)yl;
+                else yh = yl + 1;
+                if (xl >= q.W - 1) xh = xl = q.W - 1, xv = (double)xl;
+                else xh = xl + 1;
+                double ly = yy - yl, lx = xv - xl, hy = 1 - ly, hx = 1 - lx;
+                double w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
+                double v1 = xc[yl * q.W + xl], v2 = xc[yl * q.W + xh],
+                       v3 = xc[yh * q.W + xl], v4 = xc[yh * q.W + xh];
+                if (q.maxm) {
+                  /* ONNX Runtime's max: the largest weighted corner. */
+                  v = fmax(fmax(w1 * v1, w2 * v2), fmax(w3 * v3, w4 * v4));
+                } else {
+                  v = w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4;
+                }
+              }
+              acc += v;
+              if (!any || v > mx) mx = v;
+              any = true;
+            }
+          }
+          yc[ph * q.ow + pw] = (float)(q.maxm ? (any ? mx : 0) : acc / cnt);
+        }
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ If */
+
+/* The select of a flattened If: inputs (cond, then outputs..., else
+ * outputs...); the outputs are the taken branch's. Only that branch has
+ * run, so the other's values may be empty: checked here, before the
+ * generic checks that every input be known. Without the condition's data
+ * (shape inference for `pivot inspect`) the then branch's shapes, or the
+ * else branch's where the then branch's are unknown. */
+static int if_branch_taken(const pv_node *n, const pv_tensor *vals, int *b) {
+  int k = (n->n_in - 1) / 2;
+  if (n->n_in < 1 || n->n_in != 2 * k + 1 || n->n_out != k)
+    return ERR(PV_EINVAL, "a select of %d inputs for %d outputs", n->n_in, n->n_out);
+  const pv_tensor *c = IN(0);
+  if (!c || c->dtype != PV_BOOL || pv_tensor_numel(c) != 1)
+    return ERR(PV_ETYPE, "the condition must be one BOOL");
+  if (c->data) {
+    *b = ((const uint8_t *)c->data)[0] ? 0 : 1;
+    return 0;
+  }
+  *b = 0;
+  for (int j = 0; j < k; j++) {
+    const pv_tensor *t = IN(1 + j);
+    if (!t || t->dtype == PV_UNDEFINED) *b = 1;
+  }
+  return 0;
+}
+
+int pv_if_infer(const pv_node *n, pv_tensor *vals) {
+  int b, rc = if_branch_taken(n, vals, &b);
+  if (rc) return rc;
+  int k = n->n_out;
+  for (int j = 0; j < k; j++) {
+    const pv_tensor *t = IN(1 + b * k + j);
+    if (!t || t->dtype == PV_UNDEFINED || t->ndim < 0)
+      return ERR(PV_EINVAL, "output %d of the %s branch is not known", j,
+                 b ? "else" : "then");
+    if (n->out[j] >= 0) set_out(&vals[n->out[j]], t->dtype, t->ndim, t->dims);
+  }
+  return 0;
+}
+
+int pv_if_ref(const pv_node *n, pv_tensor *vals) {
+  int b, rc = if_branch_taken(n, vals, &b);
+  if (rc) return rc;
+  int k = n->n_out;
+  for (int j = 0; j < k; j++) {
+    const pv_tensor *t = IN(1 + b * k + j);
+    pv_tensor *o = n->out[j] >= 0 ? &vals[n->out[j]] : NULL;
+    if (!o) continue;
+    size_t nb = pv_tensor_nbytes(t);
+    if (nb && !t->data) return ERR(PV_EINVAL, "output %d of the branch has no data", j);
+    if (pv_tensor_nbytes(o) != nb) return ERR(PV_ESHAPE, "output %d changed size", j);
+    if (nb) memcpy(o->data, t->data, nb);
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------ data-shaped */
 
 /* NonZero, NonMaxSuppression and Compress: how many elements their
@@ -2819,6 +3017,8 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_NONZERO: rc = infer_nonzero(n, vals, o); break;
   case K_NMS: rc = infer_nms(n, vals, o); break;
   case K_COMPRESS: rc = infer_compress(n, vals, o); break;
+  case K_IF: return pv_if_infer(n, vals);
+  case K_ROIALIGN: rc = infer_roialign(g, n, vals, o); break;
   case K_ROPE: {
     rope_geom r;
     if ((rc = rope_geometry(n, vals, &r))) return rc;
@@ -2836,6 +3036,7 @@ int pv_infer_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
 int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   const struct ext_op *e = find_op(n);
   if (!e) return ERR(PV_EUNSUPPORTED, "not an extended op");
+  if (e->kind == K_IF) return pv_if_ref(n, vals);
   const pv_tensor *x = IN(0);
   if (!x) return ERR(PV_EINVAL, "missing first input");
   if (!type_ok(e->types, x->dtype))
@@ -2850,7 +3051,7 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
                  ? 2
              : e->kind == K_SCATTER_ND || e->kind == K_INORM || e->kind == K_SCATTER_EL ||
                      e->kind == K_ONEHOT || e->kind == K_GNORM || e->kind == K_ATTN ||
-                     e->kind == K_ROPE
+                     e->kind == K_ROPE || e->kind == K_ROIALIGN
                  ? 3
                  : 1;
   for (int k = 0; k < need; k++)
@@ -2909,6 +3110,8 @@ int pv_ref_ext(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   case K_NONZERO: return ref_nonzero(n, vals, o);
   case K_NMS: return ref_nms(n, vals, o);
   case K_COMPRESS: return ref_compress(n, vals, o);
+  case K_IF: return pv_if_ref(n, vals);
+  case K_ROIALIGN: return ref_roialign(g, n, vals, o);
   }
   return ERR(PV_EINTERNAL, "unhandled op");
 }

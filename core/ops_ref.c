@@ -1297,6 +1297,7 @@ int pv_ref_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   if (!known_op(n) && !pv_ext_has(n))
     return ERR(PV_EUNSUPPORTED, "op not implemented (opset %d)", g->opset);
   if (n->n_out < 1 || n->out[0] < 0) return ERR(PV_EINVAL, "no output");
+  if (!strcmp(n->op, "If") && pv_ext_has(n)) return pv_if_ref(n, vals);
   bool dims_only = !strcmp(n->op, "Shape") || !strcmp(n->op, "Size");
   for (int k = 0; k < n->n_in && !dims_only; k++) {
     const pv_tensor *t = IN(k);

@@ -62,6 +62,7 @@ int pv_pass_eliminate_identity(pv_graph *g) {
   for (int i = 0; i < g->n_nodes; i++) {
     pv_node *n = &g->nodes[i];
     if (!op_is(n, "Identity") && !op_is(n, "Dropout")) continue;
+    if (pv_node_guarded(n)) continue; /* its last input is the guard */
     if (n->n_in < 1 || n->in[0] < 0 || n->n_out < 1 || n->out[0] < 0) continue;
     /* A Dropout whose mask is read stays (inference mask is all ones, but
      * its reader needs a producer). */
@@ -92,7 +93,8 @@ static bool static_dims(const pv_value *v) {
 /* Whether n can be evaluated now: all inputs constant (Shape/Size: input
  * dims fully known, batch included). */
 static bool foldable(const pv_graph *g, const pv_node *n) {
-  if (!pv_ref_supports(g, n)) return false;
+  /* A node of an If branch runs only when its guard holds. */
+  if (pv_node_guarded(n) || !pv_ref_supports(g, n)) return false;
   if (n->n_in == 0 && !op_is(n, "Constant")) return false;
   for (int j = 0; j < n->n_out; j++)
     if (n->out[j] >= 0 && is_output(g, n->out[j])) return false;
@@ -148,6 +150,7 @@ fail:
  * a Shape further down (of an activation, not only of a graph input) can
  * fold. Failure only means the shape stays unknown until run time. */
 static void propagate_dims(pv_graph *g, pv_node *n, pv_tensor *vals) {
+  if (pv_node_guarded(n)) return;
   bool need = false;
   for (int j = 0; j < n->n_out; j++)
     if (n->out[j] >= 0 && g->values[n->out[j]].ndim < 0) need = true;
@@ -295,7 +298,8 @@ static int fold_bn_into(pv_graph *g, int bi) {
 int pv_pass_fold_batchnorm(pv_graph *g) {
   pv_graph_link(g);
   for (int i = 0; i < g->n_nodes; i++) {
-    if (!op_is(&g->nodes[i], "BatchNormalization")) continue;
+    if (!op_is(&g->nodes[i], "BatchNormalization") || pv_node_guarded(&g->nodes[i]))
+      continue;
     int rc = fold_bn_into(g, i);
     if (rc < 0) return rc;
   }
@@ -316,6 +320,7 @@ int pv_pass_fuse_activations(pv_graph *g) {
   for (int i = 0; i < g->n_nodes; i++) {
     pv_node *a = &g->nodes[i];
     if (!a->op || a->n_in < 1 || a->n_out != 1 || a->out[0] < 0) continue;
+    if (pv_node_guarded(a)) continue;
     pv_act act;
     float alpha = 0, beta = 0;
     if (op_is(a, "Relu")) act = PV_ACT_RELU;

@@ -17,6 +17,14 @@ bool pv_ext_has(const pv_node *n);
  * NonMaxSuppression, Compress): pv_infer_ext gives the largest possible
  * shape, pv_ref_ext shrinks the output's dims to the actual one. */
 bool pv_ext_data_shaped(const pv_node *n);
+/* Whether n belongs to an If branch (core/onnx.c): its last input is a
+ * BOOL guard, and the engine runs it only when the guard holds, on a
+ * copy of the node without that input. */
+bool pv_node_guarded(const pv_node *n);
+/* The select a flattened If leaves: shape inference and copy of the
+ * taken branch's outputs (the other branch's values may be empty). */
+int pv_if_infer(const pv_node *n, pv_tensor *vals);
+int pv_if_ref(const pv_node *n, pv_tensor *vals);
 /* Whether pv_ref_ext runs n with the input types the graph declares. */
 bool pv_ext_supports(const pv_graph *g, const pv_node *n);
 /* Shape inference: dtype and dims of n's outputs in vals from its inputs

@@ -634,6 +634,7 @@ static int infer_constant(const pv_node *n, pv_tensor *o) {
 int pv_infer_node(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   if (!n->op) return pv_error(PV_EINVAL, "node without op");
   if (pv_rnn_supports(n)) return pv_infer_rnn(g, n, vals);
+  if (!strcmp(n->op, "If") && pv_ext_has(n)) return pv_if_infer(n, vals);
   for (int k = 0; k < n->n_in; k++) {
     int v = n->in[k];
     if (v >= g->n_values) return ERR(PV_EINVAL, "input %d out of range", k);

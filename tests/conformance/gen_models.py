@@ -1175,6 +1175,7 @@ def build_onnx_o22(rng):
              nh.from_array(np.array([8, 10], np.int64), "sz_nl"),
              nh.from_array(np.array([5, 9], np.int64), "sz_ns"),
              nh.from_array(sidx, "sidx"), nh.from_array(upd, "upd"),
+             nh.from_array(np.array([1], np.int64), "ax1"),
              nh.from_array(np.array([-1, 2], np.int64), "ax_hw"),
              nh.from_array(np.array(3, np.float32), "three"),
              nh.from_array(np.array(0, np.int64), "likei"),
@@ -1424,6 +1425,51 @@ def build_detpost(rng):
     return m, {"boxes": boxes, "scores": scores, "labels": labels}, names, ref
 
 
+def build_onnx_if(rng):
+    """If (flattened at load into guarded branches and a select): branches
+    of different output shapes, a branch initializer, names from the
+    enclosing scope, an If nested in a branch (its condition computed in
+    the branch), one taken and one not, and a constant condition."""
+    from onnx import TensorProto as TP, helper as oh, numpy_helper as nh
+    x = rng.standard_normal([3, 4], dtype=np.float32)
+    x[0, 0] = 9.0  # max > 5: the nested If takes its then branch
+    N_ = oh.make_node
+    f32 = lambda name: oh.make_tensor_value_info(name, TP.FLOAT, None)
+    # Nested: inside outer then, cond2 = ReduceMax(x) > 5 computed in the branch.
+    inner = oh.make_graph(
+        [N_("Relu", ["x"], ["in_t"])], "inner_then", [], [f32("in_t")])
+    inner_e = oh.make_graph(
+        [N_("Neg", ["x"], ["in_e"])], "inner_else", [], [f32("in_e")])
+    then_g = oh.make_graph(
+        [N_("Mul", ["x", "two"], ["t0"]), N_("Add", ["t0", "bias"], ["t1"]),
+         N_("ReduceMax", ["x"], ["mx"], keepdims=0), N_("Greater", ["mx", "five"], ["c2"]),
+         N_("If", ["c2"], ["t2"], then_branch=inner, else_branch=inner_e),
+         N_("Add", ["t1", "t2"], ["t_out"])],
+        "then", [], [f32("t_out")],
+        [nh.from_array(np.array(2, np.float32), "two"),
+         nh.from_array(np.arange(4, dtype=np.float32), "bias")])
+    else_g = oh.make_graph([N_("Transpose", ["x"], ["e_out"])], "else", [], [f32("e_out")])
+    nodes = [N_("ReduceSum", ["x"], ["s"], keepdims=0), N_("Greater", ["s", "lo"], ["c_true"]),
+             N_("Greater", ["s", "hi"], ["c_false"]),
+             N_("If", ["c_true"], ["y_true"], then_branch=then_g, else_branch=else_g),
+             N_("If", ["c_false"], ["y_false"], then_branch=then_g, else_branch=else_g),
+             N_("If", ["c_const"], ["y_const"],
+                then_branch=oh.make_graph([N_("Sigmoid", ["x"], ["k_t"])], "kt", [], [f32("k_t")]),
+                else_branch=oh.make_graph([N_("Tanh", ["x"], ["k_e"])], "ke", [], [f32("k_e")]))]
+    s_ = float(x.astype(np.float64).sum())
+    then_ref = x * 2 + np.arange(4, dtype=np.float32) + np.maximum(x, 0)
+    outs, ref, out = _outputs()
+    out("y_true", TP.FLOAT, then_ref.astype(np.float32))
+    out("y_false", TP.FLOAT, x.T.copy())
+    out("y_const", TP.FLOAT, (1 / (1 + np.exp(-x.astype(np.float64)))).astype(np.float32))
+    inits = [nh.from_array(np.array(s_ - 1, np.float32), "lo"),
+             nh.from_array(np.array(s_ + 1, np.float32), "hi"),
+             nh.from_array(np.array(5, np.float32), "five"),
+             nh.from_array(np.array(True), "c_const")]
+    m = _helper_model("onnx_if", nodes, {"x": (TP.FLOAT, x)}, outs, inits, 13, 7)
+    return m, {"x": x}, ["y_true", "y_false", "y_const"], ref
+
+
 def build_onnx_qdq(rng):
     """A QDQ-quantized convolution as ONNX Runtime's quantization tools
     write it (opset 13): uint8 activations per tensor, int8 weights per
@@ -1468,10 +1514,12 @@ def build_onnx_qdq(rng):
 def build_onnx_grid(rng):
     """GridSample at opset 20 (the N-D form and its mode names): 2-D in
     every mode x padding x align_corners, 3-D linear and nearest; grids
-    reach past the borders and hit the corner pixels exactly. PyTorch's
-    grid_sample is the reference (the ONNX rules are PyTorch's; ONNX
-    Runtime checks the graph)."""
+    reach past the borders and hit the corner pixels exactly; and
+    RoiAlign. PyTorch's grid_sample and torchvision's roi_align are the
+    references (the ONNX rules are theirs; ONNX Runtime checks the
+    graph)."""
     from onnx import TensorProto as TP, helper as oh
+    oh_mod = oh
     x = rng.standard_normal([2, 3, 5, 7], dtype=np.float32)
     g = (rng.random([2, 4, 6, 2], dtype=np.float32) * 2.8 - 1.4).astype(np.float32)
     g[0, 0, :4] = [[-1, -1], [1, 1], [-1, 1], [0.5, -0.25]]
@@ -1494,8 +1542,27 @@ def build_onnx_grid(rng):
                                       padding_mode=pad, align_corners=ac))
             out(name, TP.FLOAT, F.grid_sample(tx3, tg3, mode=tmode, padding_mode=pad,
                                               align_corners=bool(ac)).numpy())
+    # RoiAlign (opset 16 semantics): both coordinate modes, a fixed and an
+    # adaptive sampling ratio, regions past the border; torchvision's
+    # roi_align (aligned = half_pixel) is the reference.
+    import torchvision
+    xr = rng.standard_normal([2, 3, 20, 24], dtype=np.float32)
+    xy = rng.random([7, 2], dtype=np.float32) * 40 - 4
+    rois = np.concatenate([xy, xy + rng.random([7, 2], dtype=np.float32) * 25], 1)
+    bidx = rng.integers(0, 2, [7]).astype(np.int64)
+    trois = torch.from_numpy(np.concatenate([bidx[:, None].astype(np.float32), rois], 1))
+    for name, ct, sr, scale, oh, ow in (("roi_half", "half_pixel", 2, 0.5, 5, 4),
+                                        ("roi_out", "output_half_pixel", 0, 1.0, 3, 3)):
+        nodes.append(oh_mod.make_node("RoiAlign", ["xr", "rois", "bidx"], [name],
+                                      coordinate_transformation_mode=ct,
+                                      sampling_ratio=sr, spatial_scale=scale,
+                                      output_height=oh, output_width=ow))
+        out(name, TP.FLOAT, torchvision.ops.roi_align(
+            torch.from_numpy(xr), trois, (oh, ow), scale, sr if sr > 0 else -1,
+            ct == "half_pixel").numpy())
     inputs = {"x": (TP.FLOAT, x), "g": (TP.FLOAT, g), "x3": (TP.FLOAT, x3),
-              "g3": (TP.FLOAT, g3)}
+              "g3": (TP.FLOAT, g3), "xr": (TP.FLOAT, xr), "rois": (TP.FLOAT, rois),
+              "bidx": (TP.INT64, bidx)}
     m = _helper_model("onnx_grid", nodes, inputs, outs, [], 20, 9)
     return m, {k: v[1] for k, v in inputs.items()}, [o.name for o in outs], ref
 
@@ -1651,6 +1718,7 @@ MODELS = {
     "onnx_grid": dict(onnx=build_onnx_grid, check=False),
     "onnx_dyn": dict(onnx=build_onnx_dyn),
     "detpost": dict(onnx=build_detpost),
+    "onnx_if": dict(onnx=build_onnx_if),
     "volnet": dict(build=build_volnet, opset=16, inputs=["x"], outputs=["pool", "up", "warp"],
                    shape=[1, 4, 6, 10, 10]),
     "transformer": dict(build=build_transformer, opset=17, inputs=["tokens"],

@@ -886,7 +886,7 @@ static void test_fused_act_and_unsupported(void) {
   h_new(13);
   int x = h_f32("a", 1, DIMS(3), a);
   o = h_out("o");
-  pv_graph_add_node(H, "weird1", "NonMaxSuppression", &x, 1, &o, 1);
+  pv_graph_add_node(H, "weird1", "Unique", &x, 1, &o, 1);
   CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[0]));
   /* Supported ops answer by the declared input type too. */
   int64_t i3[3] = {1, 2, 3};
@@ -899,7 +899,7 @@ static void test_fused_act_and_unsupported(void) {
   CU_ASSERT_TRUE(pv_ref_supports(H, &H->nodes[add]));
   CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
   CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "weird1"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "NonMaxSuppression"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "Unique"));
 }
 
 /* W = [[1,2],[3,4]] (out x in) as a one-block pivot with its rows
@@ -1270,11 +1270,24 @@ static void test_convtranspose(void) {
   CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
   const float want3[4] = {1, 2, 1, 2};
   CU_ASSERT(h_maxerr(F(&R[o]), want3, 4) == 0);
-  /* 3-D is refused with the node named, not computed wrongly */
-  float x5[1] = {1};
+  /* 3-D: a 1x1x1 input through a 2x1x1 kernel of stride 2 lands on the
+   * first depth of each output pair; 4-D is refused with the node named,
+   * not computed wrongly */
+  float x5[1] = {3}, w5[2] = {2, -1};
   h_new(13);
   in[0] = h_f32("x", 5, DIMS(1, 1, 1, 1, 1), x5);
-  in[1] = h_f32("w", 5, DIMS(1, 1, 1, 1, 1), x5);
+  in[1] = h_f32("w", 5, DIMS(1, 1, 2, 1, 1), w5);
+  o = h_out("y");
+  h_node("ConvTranspose", 2, in, 1, &o);
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_EQUAL(R[o].ndim, 5);
+  CU_ASSERT_EQUAL(R[o].dims[2], 2);
+  const float want5[2] = {6, -3};
+  CU_ASSERT(h_maxerr(F(&R[o]), want5, 2) == 0);
+  float x6[1] = {1};
+  h_new(13);
+  in[0] = h_f32("x", 6, DIMS(1, 1, 1, 1, 1, 1), x6);
+  in[1] = h_f32("w", 6, DIMS(1, 1, 1, 1, 1, 1), x6);
   o = h_out("y");
   h_node("ConvTranspose", 2, in, 1, &o);
   CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
@@ -1502,16 +1515,29 @@ static void test_einsum(void) {
 }
 
 /* Ops still missing are refused at support time and at run time with the
- * node and op named. */
+ * node and op named; NonZero, once refused, runs and sizes its output by
+ * the data. */
 static void test_ext_unsupported(void) {
   float a[2] = {1, 2};
   h_new(13);
   int x = h_f32("a", 1, DIMS(2), a), o = h_out("o");
-  pv_graph_add_node(H, "nz1", "NonZero", &x, 1, &o, 1);
+  pv_graph_add_node(H, "uq1", "Unique", &x, 1, &o, 1);
   CU_ASSERT_FALSE(pv_ref_supports(H, &H->nodes[0]));
   CU_ASSERT_EQUAL(h_run(NULL), PV_EUNSUPPORTED);
-  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "nz1"));
-  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "NonZero"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "uq1"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(pv_errmsg(), "Unique"));
+  float z[6] = {0, 2, -0.0f, 0, NAN, 0};
+  h_new(13);
+  x = h_f32("z", 2, DIMS(2, 3), z);
+  o = h_out("o");
+  pv_graph_add_node(H, "nz1", "NonZero", &x, 1, &o, 1);
+  CU_ASSERT_TRUE(pv_ref_supports(H, &H->nodes[0]));
+  CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+  CU_ASSERT_EQUAL(R[o].dtype, PV_I64);
+  CU_ASSERT_EQUAL(R[o].dims[0], 2);
+  CU_ASSERT_EQUAL(R[o].dims[1], 2); /* 2 at (0, 1) and NaN at (1, 1) */
+  const int64_t *nz = R[o].data;
+  CU_ASSERT(nz[0] == 0 && nz[1] == 1 && nz[2] == 1 && nz[3] == 1);
   /* Float-only ops refuse integer inputs by declared type */
   int64_t i2[2] = {1, 2};
   h_new(13);
