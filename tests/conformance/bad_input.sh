@@ -83,6 +83,8 @@ expect unsupported-op "Unique dedupe_0" "opset 12 unsupported|not~supported|no~s
   "$B/op.onnx" --input "$B/good.npy"
 expect recursive-function "Spiral" "deep|recurs|nest" -- "$B/recurse.onnx" --input "$B/good.npy"
 expect function-opset "Lift" "opset 15" -- "$B/fnopset.onnx" --input "$B/good.npy"
+expect if-outputs "pick_0 If" "else~branch~has~2~outputs" -- "$B/ifbad.onnx" --input "$B/good.npy"
+expect if-deep "deep_" "nest" -- "$B/ifdeep.onnx" --input "$B/good.npy"
 expect grid-shape "warp_0 GridSample \\[1,2,2,3\\]" "does~not~fit" -- "$B/gridbad.onnx" --input "$B/good.npy"
 expect missing-input "right" "missing|not~given|not~provided|not~supplied|required|needs|expects|no~value" -- \
   "$two" --input "left=$B/good.npy"

@@ -76,6 +76,34 @@ def main():
                                             helper.make_opsetid("my.fns", 1)], functions=[fn])
     onnx.save_model(m, os.path.join(d, "fnopset.onnx"))
 
+    # If: a branch with two outputs for a node with one; and Ifs nested 40
+    # deep (the importer stops at 32, it does not recurse without bound).
+    one = helper.make_graph([helper.make_node("Neg", ["left"], ["a"])], "one", [],
+                            [helper.make_tensor_value_info("a", TensorProto.FLOAT, None)])
+    two = helper.make_graph([helper.make_node("Neg", ["left"], ["a"]),
+                             helper.make_node("Abs", ["left"], ["b"])], "two", [],
+                            [helper.make_tensor_value_info("a", TensorProto.FLOAT, None),
+                             helper.make_tensor_value_info("b", TensorProto.FLOAT, None)])
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    g = helper.make_graph(
+        [helper.make_node("If", ["cond"], ["sum"], name="pick_0", then_branch=one,
+                          else_branch=two)], "ifbad",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, None)], [cond])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+                    os.path.join(d, "ifbad.onnx"))
+    body = one
+    for k in range(40):
+        body = helper.make_graph(
+            [helper.make_node("If", ["cond"], ["a"], name="deep_%d" % k, then_branch=body,
+                              else_branch=one)], "lvl%d" % k, [],
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, None)])
+    g = helper.make_graph(body.node, "ifdeep",
+                          [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, None)], [cond])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+                    os.path.join(d, "ifdeep.onnx"))
+
     # GridSample whose grid has 3 coordinates for a 2-D image.
     shp = numpy_helper.from_array(np.array([1, 1, 2, 3], np.int64), "shp")
     grid = numpy_helper.from_array(rng.uniform(-1, 1, (1, 2, 2, 3)).astype(np.float32), "grid")
