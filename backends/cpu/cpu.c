@@ -41,6 +41,7 @@ typedef struct cpu_op {
   int64_t K;         /* FC: input features */
   int64_t cin, group, kh, kw, sh, sw, dh, dw;
   int64_t pads[4];   /* top, left, bottom, right (explicit pads) */
+  bool one_d;        /* a 1-D convolution run with height 1 */
   int auto_pad;      /* 0 NOTSET/VALID-explicit, 1 SAME_UPPER, 2 SAME_LOWER */
   bool ceil_mode;    /* MaxPool */
   bool pool_next;    /* CONV: the next op is a 2x2 pool of its output only */
@@ -190,32 +191,49 @@ static int64_t out_pixels(const pv_graph *g, const pv_node *n) {
   return y->dims[2] * y->dims[3];
 }
 
+/* strides, dilations and pads of a 2-D window, or of a 1-D one (one)
+ * as height 1; false where their lengths do not fit. */
+static bool window_attrs(const pv_node *n, cpu_op *op, bool one) {
+  const int64_t *a;
+  int na;
+  if ((na = pv_attr_ints(n, "strides", &a)) >= 0) {
+    if (na != (one ? 1 : 2)) return false;
+    op->sh = one ? 1 : a[0];
+    op->sw = a[na - 1];
+  }
+  if ((na = pv_attr_ints(n, "dilations", &a)) >= 0) {
+    if (na != (one ? 1 : 2)) return false;
+    op->dh = one ? 1 : a[0];
+    op->dw = a[na - 1];
+  }
+  if ((na = pv_attr_ints(n, "pads", &a)) >= 0) {
+    if (na != (one ? 2 : 4)) return false;
+    if (one) {
+      op->pads[1] = a[0];
+      op->pads[3] = a[1];
+    } else {
+      for (int i = 0; i < 4; i++) op->pads[i] = a[i];
+    }
+  }
+  op->one_d = one;
+  return true;
+}
+
 static int prep_conv(const pv_graph *g, const pv_node *n, cpu_op *op,
                      const cpu_ctx *ctx) {
   const pv_value *w = const_value(g, n, 1);
-  if (!w || w->ndim != 4 || n->n_out < 1) return 0;
-  int64_t M = w->dims[0], cin = w->dims[1], kh = w->dims[2], kw = w->dims[3];
+  /* 1-D convolutions (audio, sequence models) run as 2-D ones of height
+   * 1: the same packing and kernels, weights [M, C, 1, k]. */
+  if (!w || (w->ndim != 4 && w->ndim != 3) || n->n_out < 1) return 0;
+  const bool one = w->ndim == 3;
+  int64_t M = w->dims[0], cin = w->dims[1], kh = one ? 1 : w->dims[2],
+          kw = w->dims[w->ndim - 1];
   int64_t group = pv_attr_int(n, "group", 1);
   if (M <= 0 || cin <= 0 || kh <= 0 || kw <= 0 || group <= 0 ||
       M % group || M > INT32_MAX || cin > INT32_MAX / kh / kw)
     return 0;
-  const int64_t *a;
-  int na;
   op->sh = op->sw = op->dh = op->dw = 1;
-  if ((na = pv_attr_ints(n, "strides", &a)) >= 0) {
-    if (na != 2) return 0;
-    op->sh = a[0];
-    op->sw = a[1];
-  }
-  if ((na = pv_attr_ints(n, "dilations", &a)) >= 0) {
-    if (na != 2) return 0;
-    op->dh = a[0];
-    op->dw = a[1];
-  }
-  if ((na = pv_attr_ints(n, "pads", &a)) >= 0) {
-    if (na != 4) return 0;
-    for (int i = 0; i < 4; i++) op->pads[i] = a[i];
-  }
+  if (!window_attrs(n, op, one)) return 0;
   if (op->sh <= 0 || op->sw <= 0 || op->dh <= 0 || op->dw <= 0) return 0;
   for (int i = 0; i < 4; i++)
     if (op->pads[i] < 0) return 0;
@@ -294,21 +312,7 @@ static int prep_maxpool(const pv_graph *g, const pv_node *n, cpu_op *op) {
   op->kh = a[0];
   op->kw = a[1];
   op->sh = op->sw = op->dh = op->dw = 1;
-  int na;
-  if ((na = pv_attr_ints(n, "strides", &a)) >= 0) {
-    if (na != 2) return 0;
-    op->sh = a[0];
-    op->sw = a[1];
-  }
-  if ((na = pv_attr_ints(n, "dilations", &a)) >= 0) {
-    if (na != 2) return 0;
-    op->dh = a[0];
-    op->dw = a[1];
-  }
-  if ((na = pv_attr_ints(n, "pads", &a)) >= 0) {
-    if (na != 4) return 0;
-    for (int i = 0; i < 4; i++) op->pads[i] = a[i];
-  }
+  if (!window_attrs(n, op, false)) return 0;
   if (op->sh <= 0 || op->sw <= 0 || op->dh <= 0 || op->dw <= 0) return 0;
   for (int i = 0; i < 4; i++)
     if (op->pads[i] < 0 || op->pads[i] >= ((i & 1) ? op->kw : op->kh) * 64)
@@ -501,11 +505,13 @@ static int exec_conv(cpu_ctx *ctx, const cpu_op *op, pv_run_ctx *rc,
   int r;
   if ((r = f32_tensor(x, n, "input")) || (r = f32_tensor(y, n, "output")))
     return r;
-  if (x->ndim != 4 || y->ndim != 4)
-    return pv_error(PV_ESHAPE, "node %s: Conv needs 4-D input and output",
-                    n->name);
-  int64_t N = x->dims[0], C = x->dims[1], H = x->dims[2], W = x->dims[3];
-  int64_t OH = y->dims[2], OW = y->dims[3];
+  const int rank = op->one_d ? 3 : 4;
+  if (x->ndim != rank || y->ndim != rank)
+    return pv_error(PV_ESHAPE, "node %s: Conv needs %d-D input and output",
+                    n->name, rank);
+  int64_t N = x->dims[0], C = x->dims[1], H = op->one_d ? 1 : x->dims[2],
+          W = x->dims[rank - 1];
+  int64_t OH = op->one_d ? 1 : y->dims[2], OW = y->dims[rank - 1];
   if (C != op->cin * op->group || y->dims[0] != N || y->dims[1] != op->M)
     return pv_error(PV_ESHAPE, "node %s: input has %lld channels, weights "
                     "expect %lld", n->name, (long long)C,

@@ -506,8 +506,10 @@ static void conv_naive(const conv_case *c, const int64_t *pads, int OH,
         }
 }
 
+/* one_d: a 1-D convolution (c->H = c->kh = 1), tensors [N, C, W] and
+ * weights [M, C, k]. */
 static void run_conv_case(const pv_backend_iface *b, void *ctx,
-                          const conv_case *c, pv_act act) {
+                          const conv_case *c, pv_act act, bool one_d) {
   int cin = c->C / c->group;
   int64_t pads[4];
   memcpy(pads, c->pads, sizeof pads);
@@ -540,7 +542,8 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   } else {
     w = frand_buf((int64_t)c->M * cin * c->kh * c->kw);
   }
-  int wv = add_const(g, "w", 4, wd, w);
+  if (one_d) wd[2] = c->kw; /* [M, cin, kw] */
+  int wv = add_const(g, "w", one_d ? 3 : 4, wd, w);
   if (pv) g->values[wv].pivot = pv;
   const float *wref = pv ? dense_w : w;
   int bv = add_const(g, "b", 1, bd, frand_buf(c->M));
@@ -548,15 +551,17 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   int in[3] = {xv, wv, bv};
   int node = pv_graph_add_node(g, "conv0", "Conv", in, 3, &yv, 1);
   int64_t st[2] = {c->sh, c->sw}, dl[2] = {c->dh, c->dw}, ks[2] = {c->kh, c->kw};
-  set_ints(g, node, "strides", 2, st);
-  set_ints(g, node, "dilations", 2, dl);
-  set_ints(g, node, "kernel_shape", 2, ks);
+  int sp = one_d ? 1 : 2, o1 = one_d; /* spatial axes; 1-D: the last */
+  int64_t p1[2] = {c->pads[1], c->pads[3]};
+  set_ints(g, node, "strides", sp, st + o1);
+  set_ints(g, node, "dilations", sp, dl + o1);
+  set_ints(g, node, "kernel_shape", sp, ks + o1);
   if (c->auto_pad) {
     pv_attr a = {.name = "auto_pad", .type = PV_ATTR_STRING,
                  .s = (char *)c->auto_pad};
     pv_node_add_attr(g, node, &a);
   } else {
-    set_ints(g, node, "pads", 4, c->pads);
+    set_ints(g, node, "pads", 2 * sp, one_d ? p1 : c->pads);
   }
   pv_attr ga = {.name = "group", .type = PV_ATTR_INT, .i = c->group};
   pv_node_add_attr(g, node, &ga);
@@ -574,6 +579,12 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
   vals[wv] = pv_value_tensor(&g->values[wv]);
   vals[bv] = pv_value_tensor(&g->values[bv]);
   vals[yv] = (pv_tensor){PV_F32, 4, {c->N, c->M, OH, OW}, NULL};
+  if (one_d) { /* the same data as [N, C, W] and [N, M, OW] */
+    vals[xv].ndim = vals[yv].ndim = 3;
+    vals[xv].dims[2] = c->W;
+    vals[yv].dims[2] = OW;
+    vals[xv].dims[3] = vals[yv].dims[3] = 0;
+  }
   pv_tensor_alloc(&vals[yv]);
   int64_t ny = (int64_t)c->N * c->M * OH * OW;
   float *ref = malloc(sizeof(float) * ny);
@@ -604,9 +615,10 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
 
   /* A wrong output or input shape is an error naming the node, not a
    * crash or a write past the output. */
-  vals[yv].dims[3] = OW + 2;
+  int last = vals[yv].ndim - 1;
+  vals[yv].dims[last] = OW + 2;
   CU_ASSERT_EQUAL(b->execute(plan, &rc), PV_ESHAPE);
-  vals[yv].dims[3] = OW;
+  vals[yv].dims[last] = OW;
   vals[xv].dims[1] = c->C + 1;
   CU_ASSERT_EQUAL(b->execute(plan, &rc), PV_ESHAPE);
   CU_ASSERT(strstr(pv_errmsg(), "conv0") != NULL);
@@ -622,19 +634,20 @@ static void run_conv_case(const pv_backend_iface *b, void *ctx,
 typedef struct conv_set {
   const conv_case *c;
   size_t n;
+  bool one_d;
 } conv_set;
 
 static void conv_cases(const pv_backend_iface *b, void *ctx, int i,
                        const void *arg) {
   const conv_set *cs = arg;
   for (size_t j = 0; j < cs->n; j++)
-    run_conv_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6));
+    run_conv_case(b, ctx, &cs->c[j], (pv_act)((i + (int)j) % 6), cs->one_d);
 }
 
 /* Every case on every ISA, with PIVOT_CPU_CONV=conv_env if set. */
 static void conv_each_isa(const conv_case *cases, size_t n,
                           const char *conv_env) {
-  conv_set set = {cases, n};
+  conv_set set = {cases, n, false};
   if (conv_env) setenv("PIVOT_CPU_CONV", conv_env, 1);
   plugin_each_isa(conv_cases, &set);
   if (conv_env) unsetenv("PIVOT_CPU_CONV");
@@ -704,6 +717,24 @@ static void test_plugin_conv_each_isa(void) {
       {2, 400, 17, 19, 21, 1, 1, 1, 1, 1, 1, 1, {0, 0, 0, 0}, NULL, 0, 0},
   };
   conv_each_isa(cases, sizeof cases / sizeof cases[0], NULL);
+}
+
+/* 1-D convolutions run as height 1 on the same kernels: strides,
+ * dilation, asymmetric pads, groups, depthwise, pivoted, SAME, a long
+ * row; tensors [N, C, W], weights [M, C, k]. */
+#define C1(n, c, w, m, k, s, d, g, pl, pr, piv)                               \
+  {.N = n, .C = c, .H = 1, .W = w, .M = m, .kh = 1, .kw = k, .sh = 1, .sw = s, \
+   .dh = 1, .dw = d, .group = g, .pads = {0, pl, 0, pr}, .pivot_n = piv}
+static void test_plugin_conv1d_each_isa(void) {
+  static const conv_case cases[] = {
+      C1(2, 4, 37, 6, 5, 2, 1, 1, 2, 1, 0),   C1(1, 8, 50, 8, 3, 1, 3, 2, 3, 3, 0),
+      C1(1, 12, 33, 12, 7, 1, 1, 12, 3, 3, 0), C1(2, 16, 20, 24, 3, 1, 1, 1, 1, 1, 4),
+      C1(1, 3, 400, 16, 9, 1, 1, 1, 4, 4, 0),  C1(3, 6, 9, 5, 1, 1, 1, 1, 0, 0, 0),
+      {.N = 1, .C = 5, .H = 1, .W = 23, .M = 7, .kh = 1, .kw = 4, .sh = 1, .sw = 3,
+       .dh = 1, .dw = 1, .group = 1, .auto_pad = "SAME_UPPER"},
+  };
+  conv_set set = {cases, sizeof cases / sizeof cases[0], true};
+  plugin_each_isa(conv_cases, &set);
 }
 
 /* Dense 3x3 stride-1 layers as Winograd F(2x2, 3x3) (from 64 channels
@@ -883,7 +914,7 @@ static void test_plugin_conv_pool_each_isa(void) {
       {1, 5, 11, 13, 9, 3, 3, 2, 2, 1, 1, 1, {1, 1, 1, 1}, NULL, 0, 0},
       {1, 4, 12, 15, 7, 3, 3, 1, 1, 2, 2, 1, {2, 2, 2, 2}, NULL, 0, 0},
   };
-  conv_set set = {cases, sizeof cases / sizeof cases[0]};
+  conv_set set = {cases, sizeof cases / sizeof cases[0], false};
   plugin_each_isa(conv_pool_cases, &set);
 }
 
@@ -1449,6 +1480,7 @@ static CU_TestInfo tests[] = {
     {"plugin entry, init, props", test_plugin_entry},
     {"plugin Conv (strides, pads, dilations, groups, dw, pivot), each ISA",
      test_plugin_conv_each_isa},
+    {"plugin Conv 1-D as height 1, each ISA", test_plugin_conv1d_each_isa},
     {"plugin Conv 3x3 as Winograd F(2x2, 3x3), each ISA",
      test_plugin_conv_winograd_each_isa},
     {"plugin Conv with PIVOT_CPU_CONV=direct (no Winograd), each ISA",
