@@ -1549,6 +1549,95 @@ static void test_ext_unsupported(void) {
   CU_ASSERT_TRUE(pv_ref_supports(H, &H->nodes[nd2]));
 }
 
+/* NonMaxSuppression keeps its kept boxes ordered by left edge and
+ * compares a candidate only with those whose x-range can overlap: the
+ * result must be the scan of every kept box's, on clustered, nested,
+ * touching, flipped-corner and zero-area boxes, at thresholds from 0 up,
+ * with centre-encoded boxes, and with a NaN coordinate (plain scan). */
+static bool naive_suppress(const float *a, const float *b, float thr) {
+  float ia = (a[2] - a[0]) * (a[3] - a[1]), ib = (b[2] - b[0]) * (b[3] - b[1]);
+  if (ia <= 0 || ib <= 0) return false;
+  float iy = fminf(a[2], b[2]) - fmaxf(a[0], b[0]);
+  float ix = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+  if (iy <= 0 || ix <= 0) return false;
+  float inter = iy * ix;
+  return inter / (ia + ib - inter) > thr;
+}
+
+static void test_nms_ordered_scan(void) {
+  enum { N = 300 };
+  static float boxes[N * 4], scores[2 * N];
+  for (int round = 0; round < 8; round++) {
+    h_fill(boxes, N * 4, 100 + round);
+    h_fill(scores, 2 * N, 200 + round);
+    int center = round == 5;
+    for (int i = 0; i < N; i++) {
+      float *b = boxes + i * 4;
+      /* clusters of 30 boxes, widths up to 40 (one in ten 400 wide) */
+      float cx = (float)(i % 10) * 50 + b[0] * 8, cy = b[1] * 8;
+      float w = (b[2] + 1.1f) * (i % 10 == 3 ? 200 : 20), h = (b[3] + 1.1f) * 20;
+      if (center) {
+        b[0] = cx, b[1] = cy, b[2] = w, b[3] = h;
+      } else {
+        b[0] = cy - h / 2, b[1] = cx - w / 2, b[2] = cy + h / 2, b[3] = cx + w / 2;
+        if (i % 7 == 0) { float t = b[1]; b[1] = b[3]; b[3] = t; } /* flipped */
+        if (i % 13 == 0) b[3] = b[1];                             /* no area */
+        if (i % 17 == 0) b[1] = boxes[(i - 1 + N) % N * 4 + 3];   /* touching */
+      }
+    }
+    if (round == 7) boxes[11 * 4 + 1] = NAN;
+    float thr = round == 0 ? 0.0f : 0.1f * (float)round;
+    h_new(13);
+    int64_t bd[3] = {1, N, 4}, sd[3] = {1, 2, N};
+    int in[5] = {h_f32("boxes", 3, bd, boxes), h_f32("scores", 3, sd, scores)};
+    int64_t mo = N;
+    in[2] = h_i64("max", 1, &mo);
+    in[3] = h_f32("iou", 1, DIMS(1), &thr);
+    int o = h_out("sel");
+    int nd = h_node("NonMaxSuppression", 4, in, 1, &o);
+    h_ai(nd, "center_point_box", center);
+    CU_ASSERT_EQUAL_FATAL(h_run(NULL), 0);
+    /* the naive scan */
+    float corner[N * 4];
+    for (int i = 0; i < N; i++) {
+      const float *b = boxes + i * 4;
+      float *c = corner + i * 4;
+      if (center) {
+        c[0] = b[1] - b[3] / 2, c[1] = b[0] - b[2] / 2;
+        c[2] = b[1] + b[3] / 2, c[3] = b[0] + b[2] / 2;
+      } else {
+        c[0] = fminf(b[0], b[2]), c[2] = fmaxf(b[0], b[2]);
+        c[1] = fminf(b[1], b[3]), c[3] = fmaxf(b[1], b[3]);
+      }
+    }
+    int64_t want[2 * N * 3], nw = 0;
+    for (int cl = 0; cl < 2; cl++) {
+      int order[N], kept[N], nk = 0;
+      for (int i = 0; i < N; i++) order[i] = i;
+      const float *sc = scores + cl * N;
+      for (int i = 1; i < N; i++) /* insertion sort: score down, index up */
+        for (int j = i; j > 0 && sc[order[j]] > sc[order[j - 1]]; j--) {
+          int t = order[j];
+          order[j] = order[j - 1];
+          order[j - 1] = t;
+        }
+      for (int k = 0; k < N; k++) {
+        bool drop = false;
+        for (int j = 0; j < nk && !drop; j++)
+          drop = naive_suppress(corner + kept[j] * 4, corner + order[k] * 4, thr);
+        if (drop) continue;
+        kept[nk++] = order[k];
+        want[nw * 3] = 0, want[nw * 3 + 1] = cl, want[nw * 3 + 2] = order[k];
+        nw++;
+      }
+    }
+    CU_ASSERT_EQUAL(R[o].dims[0], nw);
+    if (R[o].dims[0] == nw)
+      CU_ASSERT_EQUAL(memcmp(R[o].data, want, sizeof(int64_t) * 3 * (size_t)nw), 0);
+    CU_ASSERT(nw > 2 && nw < 2 * N); /* something kept, something dropped */
+  }
+}
+
 /* Random single nodes of the ops_ext.c ops: succeed or fail naming the op
  * (with --enable-asan: no out-of-bounds access). */
 static void random_ext_node(void) {
@@ -1949,6 +2038,7 @@ static void test_zz_cleanup(void) {
 }
 
 static CU_TestInfo tests[] = {
+    {"nonmaxsuppression: ordered scan = every kept box", test_nms_ordered_scan},
     {"conv: pads strides dilations groups auto_pad", test_conv},
     {"conv 1-D", test_conv1d},
     {"conv channel mismatch names node", test_conv_errors},
