@@ -316,11 +316,12 @@ static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
     return;
   }
   float *tmp = acc + (ntiles - 1) * tl;
-  /* B: the shared im2col, or planes read in place (ld_n = 1) */
+  /* B: the shared im2col, or read in place: planes (ld_n = 1) or a
+   * Gemm's rows (ld_k = 1) */
   const float *bseg = j->bpk ? j->bpk + j->boff[si] + n0 / j->nc * k * ld
-                             : j->b->x + s->col_base * j->b->ld_k + n0;
-  const int64_t ldb = j->bpk ? ld : j->b->ld_k;
-  const int64_t kc = j->bpk ? KB_KC : KB_PLANES_KC;
+                             : j->b->x + s->col_base * j->b->ld_k + n0 * j->b->ld_n;
+  const int64_t ldk = j->bpk ? ld : j->b->ld_k, ldn = j->bpk ? 1 : j->b->ld_n;
+  const int64_t kc = j->bpk || ldk == 1 ? KB_KC : KB_PLANES_KC;
   for (int64_t pc = 0; pc < k; pc += kc) {
     int64_t kb = k - pc < kc ? k - pc : kc;
     bool first = pc == 0, last = pc + kb == k;
@@ -331,7 +332,7 @@ static void kblock_item(gemm_job *j, int si, int64_t u0, int64_t u1,
       for (int64_t q = 0; q < npan; q++) {
         int w = ncols - q * nr < nr ? (int)(ncols - q * nr) : nr;
         float *t = acc + ((u - u0) * npan + q) * tl;
-        isa->ukr(ap, panel_len, np, bseg + pc * ldb + q * nr, ldb, 1, kb, w,
+        isa->ukr(ap, panel_len, np, bseg + pc * ldk + q * nr * ldn, ldk, ldn, kb, w,
                  first ? t : tmp);
         if (!first)
           for (int jj = 0; jj < w; jj++) {
@@ -584,7 +585,17 @@ static int gemm_run(pv_cpu_pool *pool, const pv_cpu_isa *isa,
    * measured without it. */
   bool kplanes = !b->conv && isa != &pv_cpu_isa_avx512 && b->ld_n == 1 &&
                  kmax >= KB_PLANES_MIN_K;
-  for (int s = 0; s < a->n_seg && kplanes; s++) kplanes = !segs[s].col_idx;
+  /* A Gemm over many inputs (Faster R-CNN's box head: 12544 -> 1024 for
+   * 150 regions) read its rows in place per column chunk of
+   * B_CHUNK_FLOATS / K columns (6 there), so its 51 MB of weights
+   * streamed from memory 25 times: 87 ms where the same arithmetic at
+   * K = 1024 runs at full speed. K-blocked, the weights are read once per
+   * 256 columns (44 ms). Only where the chunks would split the columns:
+   * one chunk reads every weight once already. */
+  bool krows = !b->conv && b->ld_k == 1 && kmax >= KB_MIN_K &&
+               n > B_CHUNK_FLOATS / kmax, gathers = false;
+  for (int s = 0; s < a->n_seg; s++) gathers |= segs[s].col_idx != NULL;
+  kplanes = (kplanes || krows) && !gathers;
   j.kplanes = kplanes;
   int64_t nc = (kblock || kplanes ? KB_NC : B_CHUNK_FLOATS / kmax) / isa->nr * isa->nr;
   if (nc < isa->nr) nc = isa->nr;

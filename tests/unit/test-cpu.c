@@ -211,6 +211,10 @@ static void test_dense_gemm_each_isa(void) {
                       (pv_act)(a % 6));
           a++;
         }
+    /* Many inputs and more columns than one chunk holds: K-blocked over
+     * the rows read in place (a detector's box head: 12544 -> 1024). */
+    check_dense(isas[i], pool, 37, 2100, 70, true, PV_ACT_RELU);
+    check_dense(isas[i], pool, 20, 4099, 41, false, PV_ACT_NONE);
   }
   pv_cpu_pool_free(pool);
 }
@@ -266,13 +270,15 @@ static void test_pivot_gemm_batches(void) {
   static const int shapes[][4] = {
       {37, 29, 4, 1},   {9, 5, 5, 1},      {130, 70, 8, 1},
       {200, 150, 3, 2}, {131, 515, 2, 1},  {700, 690, 2, 1},
-      {1000, 1023, 8, 1}};
+      {1000, 1023, 8, 1}, {24, 9000, 2, 1}};
   int a = 0;
   for (int i = 0; i < ni; i++)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
       for (size_t j = 0; j < sizeof Ns / sizeof Ns[0]; j++, a++) {
-        /* The two largest shapes at full batch only: enough to reach
-         * the copy path and the 128-wide blocks, at a tenth of the time. */
+        /* The largest shapes at full batch only: enough to reach the
+         * copy path, the 128-wide blocks and, with 4500-wide blocks at
+         * batch 32 (more columns than a chunk of them holds), the
+         * K-blocked rows, at a tenth of the time. */
         if (s >= 5 && Ns[j] != 32 && Ns[j] != 3) continue;
         check_pivot_act(isas[i], pool, shapes[s][0], shapes[s][1],
                         shapes[s][2], shapes[s][3], Ns[j], (pv_act)(a % 6),
