@@ -2548,6 +2548,29 @@ static int infer_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *
   return 0;
 }
 
+/* One bilinear sample of RoiAlign: four corner offsets into a plane and
+ * their weights (all 0 for a sample outside), the same for every
+ * channel, so computed once per region (as ONNX Runtime's pre_calc). */
+typedef struct roi_tap {
+  int64_t o[4];
+  double w[4];
+} roi_tap;
+
+static void roi_tap_at(const roi_geom *q, double y, double xx, roi_tap *t) {
+  memset(t, 0, sizeof *t);
+  if (y < -1.0 || y > (double)q->H || xx < -1.0 || xx > (double)q->W) return;
+  double yy = y <= 0 ? 0 : y, xv = xx <= 0 ? 0 : xx;
+  int64_t yl = (int64_t)yy, xl = (int64_t)xv, yh, xh;
+  if (yl >= q->H - 1) yh = yl = q->H - 1, yy = (double)yl;
+  else yh = yl + 1;
+  if (xl >= q->W - 1) xh = xl = q->W - 1, xv = (double)xl;
+  else xh = xl + 1;
+  double ly = yy - yl, lx = xv - xl, hy = 1 - ly, hx = 1 - lx;
+  t->o[0] = yl * q->W + xl, t->o[1] = yl * q->W + xh;
+  t->o[2] = yh * q->W + xl, t->o[3] = yh * q->W + xh;
+  t->w[0] = hy * hx, t->w[1] = hy * lx, t->w[2] = ly * hx, t->w[3] = ly * lx;
+}
+
 static int ref_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *vals,
                         pv_tensor *o) {
   roi_geom q;
@@ -2557,11 +2580,15 @@ static int ref_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *va
   const float *X = x->data, *rois = IN(1)->data;
   float *Y = o->data;
   const double off = q.half ? 0.5 : 0.0;
+  roi_tap *taps = NULL;
+  size_t cap = 0;
   for (int64_t r = 0; r < q.R; r++) {
     int64_t b = geti(bt, (size_t)r);
-    if (b < 0 || b >= x->dims[0])
+    if (b < 0 || b >= x->dims[0]) {
+      free(taps);
       return ERR(PV_ERANGE, "batch index %lld of roi %lld is outside [0, %lld)",
                  (long long)b, (long long)r, (long long)x->dims[0]);
+    }
     const float *ro = rois + r * 4;
     double x1 = ro[0] * q.scale - off, y1 = ro[1] * q.scale - off;
     double rw = ro[2] * q.scale - off - x1, rh = ro[3] * q.scale - off - y1;
@@ -2573,47 +2600,50 @@ static int ref_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *va
     double gh_d = q.sr > 0 ? (double)q.sr : ceil(bh), gw_d = q.sr > 0 ? (double)q.sr : ceil(bw);
     if (!(gh_d >= 0) || gh_d > 65536) gh_d = gh_d > 65536 ? 65536 : 0; /* NaN rois */
     if (!(gw_d >= 0) || gw_d > 65536) gw_d = gw_d > 65536 ? 65536 : 0;
-    int64_t gh = (int64_t)gh_d, gw = (int64_t)gw_d;
-    double cnt = gh * gw > 0 ? (double)(gh * gw) : 1.0;
+    int64_t gh = (int64_t)gh_d, gw = (int64_t)gw_d, per = gh * gw;
+    double cnt = per > 0 ? (double)per : 1.0;
+    /* the region's samples, bin by bin */
+    size_t need = (size_t)(q.oh * q.ow) * (size_t)(per ? per : 1);
+    if (need > cap) {
+      roi_tap *t2 = realloc(taps, need * sizeof *taps);
+      if (!t2) {
+        free(taps);
+        return ERR(PV_ENOMEM, "out of memory (%zu samples)", need);
+      }
+      taps = t2;
+      cap = need;
+    }
+    roi_tap *t = taps;
+    for (int64_t ph = 0; ph < q.oh; ph++)
+      for (int64_t pw = 0; pw < q.ow; pw++)
+        for (int64_t iy = 0; iy < gh; iy++) {
+          double y = y1 + ph * bh + (iy + 0.5) * bh / (double)gh;
+          for (int64_t ix = 0; ix < gw; ix++)
+            roi_tap_at(&q, y, x1 + pw * bw + (ix + 0.5) * bw / (double)gw, t++);
+        }
     for (int64_t c = 0; c < q.C; c++) {
       const float *xc = X + (b * q.C + c) * q.H * q.W;
       float *yc = Y + ((r * q.C + c) * q.oh) * q.ow;
-      for (int64_t ph = 0; ph < q.oh; ph++)
-        for (int64_t pw = 0; pw < q.ow; pw++) {
-          double acc = 0, mx = -INFINITY;
-          bool any = false;
-          for (int64_t iy = 0; iy < gh; iy++) {
-            double y = y1 + ph * bh + (iy + 0.5) * bh / (double)gh;
-            for (int64_t ix = 0; ix < gw; ix++) {
-              double xx = x1 + pw * bw + (ix + 0.5) * bw / (double)gw;
-              double v = 0;
-              if (!(y < -1.0 || y > (double)q.H || xx < -1.0 || xx > (double)q.W)) {
-                double yy = y <= 0 ? 0 : y, xv = xx <= 0 ? 0 : xx;
-                int64_t yl = (int64_t)yy, xl = (int64_t)xv, yh, xh;
-                if (yl >= q.H - 1) yh = yl = q.H - 1, yy = (double)yl;
-                else yh = yl + 1;
-                if (xl >= q.W - 1) xh = xl = q.W - 1, xv = (double)xl;
-                else xh = xl + 1;
-                double ly = yy - yl, lx = xv - xl, hy = 1 - ly, hx = 1 - lx;
-                double w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-                double v1 = xc[yl * q.W + xl], v2 = xc[yl * q.W + xh],
-                       v3 = xc[yh * q.W + xl], v4 = xc[yh * q.W + xh];
-                if (q.maxm) {
-                  /* ONNX Runtime's max: the largest weighted corner. */
-                  v = fmax(fmax(w1 * v1, w2 * v2), fmax(w3 * v3, w4 * v4));
-                } else {
-                  v = w1 * v1 + w2 * v2 + w3 * v3 + w4 * v4;
-                }
-              }
-              acc += v;
-              if (!any || v > mx) mx = v;
-              any = true;
-            }
-          }
-          yc[ph * q.ow + pw] = (float)(q.maxm ? (any ? mx : 0) : acc / cnt);
+      const roi_tap *tb = taps;
+      for (int64_t bin = 0; bin < q.oh * q.ow; bin++, tb += per) {
+        double acc = 0, mx = 0;
+        for (int64_t k = 0; k < per; k++) {
+          const roi_tap *s = tb + k;
+          double v;
+          if (q.maxm) /* ONNX Runtime's max: the largest weighted corner */
+            v = fmax(fmax(s->w[0] * xc[s->o[0]], s->w[1] * xc[s->o[1]]),
+                     fmax(s->w[2] * xc[s->o[2]], s->w[3] * xc[s->o[3]]));
+          else
+            v = s->w[0] * xc[s->o[0]] + s->w[1] * xc[s->o[1]] +
+                s->w[2] * xc[s->o[2]] + s->w[3] * xc[s->o[3]];
+          acc += v;
+          if (k == 0 || v > mx) mx = v;
         }
+        yc[bin] = (float)(q.maxm ? mx : acc / cnt);
+      }
     }
   }
+  free(taps);
   return 0;
 }
 

@@ -1511,6 +1511,45 @@ def build_onnx_qdq(rng):
     return m, {"x": x}, [o.name for o in outs], ref
 
 
+def _np_roialign_max(x, rois, bidx, oh, ow, sr, scale):
+    """RoiAlign mode max with half_pixel coordinates, as ONNX Runtime."""
+    N, C, H, W = x.shape
+    y = np.zeros([len(rois), C, oh, ow], np.float64)
+    for r, (ro, b) in enumerate(zip(rois.astype(np.float64), bidx)):
+        x1, y1 = ro[0] * scale - 0.5, ro[1] * scale - 0.5
+        bw, bh = (ro[2] * scale - 0.5 - x1) / ow, (ro[3] * scale - 0.5 - y1) / oh
+        for ph in range(oh):
+            for pw in range(ow):
+                best = None
+                for iy in range(sr):
+                    yy = y1 + ph * bh + (iy + 0.5) * bh / sr
+                    for ix in range(sr):
+                        xx = x1 + pw * bw + (ix + 0.5) * bw / sr
+                        if yy < -1 or yy > H or xx < -1 or xx > W:
+                            v = np.zeros(C)
+                        else:
+                            yv, xv = max(yy, 0.0), max(xx, 0.0)
+                            yl, xl = int(yv), int(xv)
+                            if yl >= H - 1:
+                                yl = yh = H - 1
+                                yv = float(yl)
+                            else:
+                                yh = yl + 1
+                            if xl >= W - 1:
+                                xl = xh = W - 1
+                                xv = float(xl)
+                            else:
+                                xh = xl + 1
+                            ly, lx = yv - yl, xv - xl
+                            v = np.max([(1 - ly) * (1 - lx) * x[b, :, yl, xl],
+                                        (1 - ly) * lx * x[b, :, yl, xh],
+                                        ly * (1 - lx) * x[b, :, yh, xl],
+                                        ly * lx * x[b, :, yh, xh]], axis=0)
+                        best = v if best is None else np.maximum(best, v)
+                y[r, :, ph, pw] = best
+    return y.astype(np.float32)
+
+
 def build_onnx_grid(rng):
     """GridSample at opset 20 (the N-D form and its mode names): 2-D in
     every mode x padding x align_corners, 3-D linear and nearest; grids
@@ -1560,6 +1599,12 @@ def build_onnx_grid(rng):
         out(name, TP.FLOAT, torchvision.ops.roi_align(
             torch.from_numpy(xr), trois, (oh, ow), scale, sr if sr > 0 else -1,
             ct == "half_pixel").numpy())
+    # mode max, as ONNX Runtime defines it (the largest weighted corner of
+    # each sample, the largest sample of each bin): a numpy reference.
+    nodes.append(oh_mod.make_node("RoiAlign", ["xr", "rois", "bidx"], ["roi_max"],
+                                  mode="max", sampling_ratio=2, spatial_scale=0.5,
+                                  output_height=4, output_width=3))
+    out("roi_max", TP.FLOAT, _np_roialign_max(xr, rois, bidx, 4, 3, 2, 0.5))
     inputs = {"x": (TP.FLOAT, x), "g": (TP.FLOAT, g), "x3": (TP.FLOAT, x3),
               "g3": (TP.FLOAT, g3), "xr": (TP.FLOAT, xr), "rois": (TP.FLOAT, rois),
               "bidx": (TP.INT64, bidx)}
