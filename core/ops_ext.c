@@ -1972,16 +1972,25 @@ static int ref_scatter_el(const pv_node *n, const pv_tensor *vals, pv_tensor *o)
     xs[i] = s;
     s *= x->dims[i];
   }
+  /* The offset of the index's position without the axis term, kept as
+   * the position advances (Faster R-CNN scatters 1.9M pooled values:
+   * recomputing it per element took 18 ms). */
+  int64_t base = 0, da = x->dims[a];
+  const int64_t *i64 = ix->dtype == PV_I64 ? ix->data : NULL;
   for (size_t e = 0; e < cnt; e++) {
-    int64_t j = 0, off = 0;
-    if ((rc = fix_index(n, geti(ix, e), x->dims[a], &j))) return rc;
-    for (int i = 0; i < r; i++) off += (i == a ? j : idx[i]) * xs[i];
-    if (red == SR_NONE)
-      memcpy((char *)o->data + (size_t)off * es, (const char *)up->data + e * es, es);
-    else
+    int64_t v = i64 ? i64[e] : geti(ix, e), j = 0;
+    if ((rc = fix_index(n, v, da, &j))) return rc;
+    int64_t off = base + j * xs[a];
+    if (red != SR_NONE)
       scatter_combine(o, (size_t)off, up, e, (scatter_red)red);
+    else if (es == 4)
+      ((uint32_t *)o->data)[off] = ((const uint32_t *)up->data)[e];
+    else
+      memcpy((char *)o->data + (size_t)off * es, (const char *)up->data + e * es, es);
     for (int i = r - 1; i >= 0; i--) {
+      if (i != a) base += xs[i];
       if (++idx[i] < ix->dims[i]) break;
+      if (i != a) base -= xs[i] * ix->dims[i];
       idx[i] = 0;
     }
   }

@@ -280,6 +280,51 @@ static int ref_binary(const pv_node *n, const pv_tensor *a, const void *ad,
 }
 
 /* Broadcast copy of up to three inputs by element size: Expand, Where. */
+/* The casts detection post-processing runs on large index tensors, as
+ * plain loops (the generic element loop goes through double and a
+ * switch per element: 6 ns an element). Same results as wr / wri. */
+static bool cast_fast(const pv_tensor *x, pv_tensor *o, size_t cnt) {
+  pv_dtype a = x->dtype, b = o->dtype;
+  if (a == b) {
+    if (cnt) memcpy(o->data, x->data, cnt * pv_dtype_size(a));
+    return true;
+  }
+  if (a == PV_F32 && b == PV_I64) {
+    const float *s = x->data;
+    int64_t *d = o->data;
+    for (size_t i = 0; i < cnt; i++) {
+      double v = s[i];
+      d[i] = (int64_t)(isnan(v) ? 0 : v > 9.2e18 ? 9.2e18 : v < -9.2e18 ? -9.2e18 : v);
+    }
+    return true;
+  }
+  if (a == PV_I64 && b == PV_F32) {
+    const int64_t *s = x->data;
+    float *d = o->data;
+    for (size_t i = 0; i < cnt; i++) d[i] = (float)(double)s[i];
+    return true;
+  }
+  if ((a == PV_BOOL || a == PV_U8) && b == PV_F32) {
+    const uint8_t *s = x->data;
+    float *d = o->data;
+    for (size_t i = 0; i < cnt; i++) d[i] = (float)s[i];
+    return true;
+  }
+  if (a == PV_F32 && b == PV_BOOL) {
+    const float *s = x->data;
+    uint8_t *d = o->data;
+    for (size_t i = 0; i < cnt; i++) d[i] = s[i] != 0;
+    return true;
+  }
+  if (a == PV_I32 && b == PV_I64) {
+    const int32_t *s = x->data;
+    int64_t *d = o->data;
+    for (size_t i = 0; i < cnt; i++) d[i] = s[i];
+    return true;
+  }
+  return false;
+}
+
 static int ref_where(const pv_node *n, const pv_tensor *vals, pv_tensor *o,
                      bool expand) {
   const pv_tensor *c = IN(0), *x = expand ? IN(0) : IN(1), *y = expand ? IN(0) : IN(2);
@@ -293,6 +338,29 @@ static int ref_where(const pv_node *n, const pv_tensor *vals, pv_tensor *o,
   bstrides(x, r, o->dims, st[1]);
   bstrides(y, r, o->dims, st[2]);
   char *z = o->data;
+  if (expand && r > 0) {
+    /* A row at a time along the last axis: copied where the input runs
+     * along it, one value repeated where it broadcasts. */
+    const int64_t len = o->dims[r - 1], sx = st[1][r - 1];
+    const size_t row = (size_t)len * es;
+    int64_t oidx[PV_MAX_DIMS] = {0}, ooff[3] = {0};
+    do {
+      const char *src = (const char *)x->data + ooff[1] * es;
+      if (sx == 1) {
+        memcpy(z, src, row);
+      } else if (es == 8) {
+        int64_t v;
+        memcpy(&v, src, 8);
+        for (int64_t i = 0; i < len; i++) memcpy(z + i * 8, &v, 8);
+      } else {
+        for (int64_t i = 0; i < len; i++) memcpy(z + i * es, src, es);
+      }
+      z += row;
+    } while (r > 1 && odo_next(r - 1, o->dims, oidx, 3, st, ooff));
+    (void)idx;
+    (void)off;
+    return 0;
+  }
   do {
     const char *src = expand || ((const uint8_t *)c->data)[off[0]]
                           ? (const char *)x->data + off[1] * es
@@ -1271,6 +1339,7 @@ static int dispatch(const pv_graph *g, const pv_node *n, pv_tensor *vals) {
   }
   if (!strcmp(op, "Cast") || !strcmp(op, "CastLike")) {
     size_t cnt = numel(o);
+    if (cast_fast(x, o, cnt)) return 0;
     bool ints = !is_float(x->dtype) && !is_float(o->dtype);
     for (size_t i = 0; i < cnt; i++)
       if (ints) wri(o->data, o->dtype, i, rdi(x->data, x->dtype, i));
