@@ -41,6 +41,7 @@ struct pv_exec {
   int64_t in_dims[16][PV_MAX_DIMS]; /* input dims of the current plan */
   pv_tensor *vals;
   void **owned;   /* per value: plan-time data this exec owns */
+  size_t *owned_cap; /* data-shaped runs: bytes of owned[v], kept across runs */
   char *arena;
   size_t arena_len;
   size_t peak;
@@ -386,13 +387,15 @@ pv_exec *pv_exec_new(pv_model *m) {
   if (!e) goto fail;
   e->vals = calloc(m->g->n_values ? m->g->n_values : 1, sizeof(pv_tensor));
   e->owned = calloc(m->g->n_values ? m->g->n_values : 1, sizeof(void *));
-  if (!e->vals || !e->owned) goto fail;
+  e->owned_cap = calloc(m->g->n_values ? m->g->n_values : 1, sizeof(size_t));
+  if (!e->vals || !e->owned || !e->owned_cap) goto fail;
   e->m = pv_model_retain(m);
   return e;
 fail:
   if (e) {
     free(e->vals);
     free(e->owned);
+    free(e->owned_cap);
     free(e);
   }
   pv_error(PV_ENOMEM, "out of memory");
@@ -403,6 +406,7 @@ static void exec_drop_plan(pv_exec *e) {
   for (int v = 0; v < e->m->g->n_values; v++) {
     pv_free(e->owned[v]);
     e->owned[v] = NULL;
+    e->owned_cap[v] = 0;
   }
   e->planned = false;
 }
@@ -413,6 +417,7 @@ void pv_exec_free(pv_exec *e) {
   pv_free(e->arena);
   pv_free(e->rc.scratch);
   free(e->owned);
+  free(e->owned_cap);
   free(e->vals);
   pv_model_release(e->m);
   free(e);
@@ -623,8 +628,20 @@ static int infer_span(pv_exec *e, int from, int to) {
     for (int j = 0; j < n->n_out; j++) {
       int v = n->out[j];
       if (v < 0) continue;
-      if ((rc = pv_tensor_alloc(&e->vals[v]))) return rc;
-      e->owned[v] = e->vals[v].data;
+      /* Storage kept from run to run, grown when a run needs more: SSDlite
+       * spent 40 ms a run allocating and zeroing its activations. */
+      size_t need = pv_tensor_nbytes(&e->vals[v]);
+      if (need == SIZE_MAX)
+        return pv_error(PV_ERANGE, "value '%s' is too large", g->values[v].name);
+      if (!e->owned[v] || e->owned_cap[v] < need) {
+        pv_free(e->owned[v]);
+        e->owned_cap[v] = 0;
+        if (!(e->owned[v] = pv_aligned_alloc(need)))
+          return pv_error(PV_ENOMEM, "cannot allocate %zu bytes for '%s'", need,
+                          g->values[v].name);
+        e->owned_cap[v] = need;
+      }
+      e->vals[v].data = e->owned[v];
     }
     if (m->node_backend[i] < 0 && (rc = pv_ref_node(g, n, e->vals))) return rc;
   }
@@ -638,7 +655,7 @@ static int infer_span(pv_exec *e, int from, int to) {
 static int run_data_shaped(pv_exec *e, const pv_tensor *inputs, int n_in) {
   pv_model *m = e->m;
   pv_graph *g = m->g;
-  exec_drop_plan(e);
+  e->planned = false; /* the storage in owned[] stays for the next run */
   for (int v = 0; v < g->n_values; v++) {
     const pv_value *val = &g->values[v];
     e->vals[v] = (pv_tensor){0};
