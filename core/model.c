@@ -115,7 +115,9 @@ static int mark_static(pv_model *m) {
   for (int i = 0; i < g->n_inputs; i++) m->static_val[g->inputs[i]] = false;
   for (int i = 0; i < g->n_nodes; i++) {
     const pv_node *n = &g->nodes[i];
-    bool st = is_shape_op(n->op);
+    /* A Shape in an If branch is static only with its guard: its guard
+     * may come from a part that has not run when the plan is made. */
+    bool st = is_shape_op(n->op) && !pv_node_guarded(n);
     if (!st && n->n_in > 0) {
       st = true;
       for (int j = 0; j < n->n_in; j++)
@@ -612,6 +614,30 @@ static int plan(pv_exec *e, const pv_tensor *in) {
 /* Shape inference, storage and the engine's own nodes for nodes [from,
  * to]: plan-time and data-shaped nodes run here (on data computed by the
  * parts before them), part nodes get their outputs allocated. */
+/* Storage of node n's outputs for a data-shaped run, kept from run to
+ * run and grown when a run needs more (SSDlite spent 40 ms a run
+ * allocating and zeroing its activations). */
+static int attach_storage(pv_exec *e, const pv_node *n) {
+  const pv_graph *g = e->m->g;
+  for (int j = 0; j < n->n_out; j++) {
+    int v = n->out[j];
+    if (v < 0) continue;
+    size_t need = pv_tensor_nbytes(&e->vals[v]);
+    if (need == SIZE_MAX)
+      return pv_error(PV_ERANGE, "value '%s' is too large", g->values[v].name);
+    if (!e->owned[v] || e->owned_cap[v] < need) {
+      pv_free(e->owned[v]);
+      e->owned_cap[v] = 0;
+      if (!(e->owned[v] = pv_aligned_alloc(need)))
+        return pv_error(PV_ENOMEM, "cannot allocate %zu bytes for '%s'", need,
+                        g->values[v].name);
+      e->owned_cap[v] = need;
+    }
+    e->vals[v].data = e->owned[v];
+  }
+  return 0;
+}
+
 static int infer_span(pv_exec *e, int from, int to) {
   pv_model *m = e->m;
   pv_graph *g = m->g;
@@ -625,25 +651,18 @@ static int infer_span(pv_exec *e, int from, int to) {
     }
     int rc = pv_infer_node(g, n, e->vals);
     if (rc) return rc;
-    for (int j = 0; j < n->n_out; j++) {
-      int v = n->out[j];
-      if (v < 0) continue;
-      /* Storage kept from run to run, grown when a run needs more: SSDlite
-       * spent 40 ms a run allocating and zeroing its activations. */
-      size_t need = pv_tensor_nbytes(&e->vals[v]);
-      if (need == SIZE_MAX)
-        return pv_error(PV_ERANGE, "value '%s' is too large", g->values[v].name);
-      if (!e->owned[v] || e->owned_cap[v] < need) {
-        pv_free(e->owned[v]);
-        e->owned_cap[v] = 0;
-        if (!(e->owned[v] = pv_aligned_alloc(need)))
-          return pv_error(PV_ENOMEM, "cannot allocate %zu bytes for '%s'", need,
-                          g->values[v].name);
-        e->owned_cap[v] = need;
-      }
-      e->vals[v].data = e->owned[v];
-    }
-    if (m->node_backend[i] < 0 && (rc = pv_ref_node(g, n, e->vals))) return rc;
+    /* A part's outputs get their storage only once the whole span is
+     * inferred: before the part runs they hold no data, so a shape that
+     * needs one of them (TopK's K, a Reshape's shape) is refused as it is
+     * when a plan is made, never read from stale or zeroed memory. */
+    if (m->node_backend[i] >= 0) continue;
+    if ((rc = attach_storage(e, n))) return rc;
+    if ((rc = pv_ref_node(g, n, e->vals))) return rc;
+  }
+  for (int i = from; i <= to; i++) {
+    const pv_node *n = &g->nodes[i];
+    int rc;
+    if (m->node_backend[i] >= 0 && (rc = attach_storage(e, n))) return rc;
   }
   return 0;
 }

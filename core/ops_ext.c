@@ -2610,6 +2610,16 @@ static int ref_roialign(const pv_graph *g, const pv_node *n, const pv_tensor *va
     if (!(gh_d >= 0) || gh_d > 65536) gh_d = gh_d > 65536 ? 65536 : 0; /* NaN rois */
     if (!(gw_d >= 0) || gw_d > 65536) gw_d = gw_d > 65536 ? 65536 : 0;
     int64_t gh = (int64_t)gh_d, gw = (int64_t)gw_d, per = gh * gw;
+    if (!isfinite(x1) || !isfinite(y1) || !isfinite(rw) || !isfinite(rh)) {
+      free(taps);
+      return ERR(PV_EINVAL, "roi %lld has a NaN or infinite coordinate", (long long)r);
+    }
+    /* at most 2^26 samples a region (a 7x7 pool of 2x2 samples is 196) */
+    if (per > (INT64_C(1) << 26) / (q.oh * q.ow)) {
+      free(taps);
+      return ERR(PV_ERANGE, "roi %lld needs %lld x %lld bins of %lld samples", (long long)r,
+                 (long long)q.oh, (long long)q.ow, (long long)per);
+    }
     double cnt = per > 0 ? (double)per : 1.0;
     /* the region's samples, bin by bin */
     size_t need = (size_t)(q.oh * q.ow) * (size_t)(per ? per : 1);

@@ -85,6 +85,8 @@ expect recursive-function "Spiral" "deep|recurs|nest" -- "$B/recurse.onnx" --inp
 expect function-opset "Lift" "opset 15" -- "$B/fnopset.onnx" --input "$B/good.npy"
 expect if-outputs "pick_0 If" "else~branch~has~2~outputs" -- "$B/ifbad.onnx" --input "$B/good.npy"
 expect if-deep "deep_" "nest" -- "$B/ifdeep.onnx" --input "$B/good.npy"
+expect data-shaped-k "topk_0 TopK" "not~known~before~execution" -- "$B/dynk.onnx" --input "$B/good.npy"
+expect roi-huge "roi_0 RoiAlign" "samples" -- "$B/roibig.onnx" --input "$B/good.npy"
 expect grid-shape "warp_0 GridSample \\[1,2,2,3\\]" "does~not~fit" -- "$B/gridbad.onnx" --input "$B/good.npy"
 expect missing-input "right" "missing|not~given|not~provided|not~supplied|required|needs|expects|no~value" -- \
   "$two" --input "left=$B/good.npy"

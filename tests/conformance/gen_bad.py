@@ -104,6 +104,37 @@ def main():
     onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
                     os.path.join(d, "ifdeep.onnx"))
 
+    # A data-shaped model (NonZero) whose TopK takes K from an activation:
+    # refused as an ordinary plan refuses it, not read before it exists.
+    flat = numpy_helper.from_array(np.array([-1], np.int64), "flat_shape")
+    st0 = numpy_helper.from_array(np.array([0], np.int64), "st0")
+    en1 = numpy_helper.from_array(np.array([1], np.int64), "en1")
+    g = helper.make_graph(
+        [helper.make_node("NonZero", ["left"], ["nz"], name="nz_0"),
+         helper.make_node("Reshape", ["left", "flat_shape"], ["flat"], name="flat_0"),
+         helper.make_node("Slice", ["flat", "st0", "en1"], ["kf"], name="kf_0"),
+         helper.make_node("Abs", ["kf"], ["ka"], name="ka_0"),
+         helper.make_node("Cast", ["ka"], ["k"], name="k_0", to=TensorProto.INT64),
+         helper.make_node("TopK", ["flat", "k"], ["sum", "idx"], name="topk_0")], "dynk",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("nz", TensorProto.INT64, None)], [flat, st0, en1])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]),
+                    os.path.join(d, "dynk.onnx"))
+    # RoiAlign asking for 65536 x 65536 bins of 8192^2 samples.
+    g = helper.make_graph(
+        [helper.make_node("RoiAlign", ["img", "rois", "bi"], ["pool"], name="roi_0",
+                          output_height=65536, output_width=65536, sampling_ratio=8192),
+         helper.make_node("Neg", ["left"], ["sum"], name="neg_0")], "roibig",
+        [helper.make_tensor_value_info("left", TensorProto.FLOAT, f23)],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, f23),
+         helper.make_tensor_value_info("pool", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.zeros((1, 0, 4, 4), np.float32), "img"),
+         numpy_helper.from_array(np.array([[0, 0, 2, 2]], np.float32), "rois"),
+         numpy_helper.from_array(np.array([0], np.int64), "bi")])
+    onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 16)]),
+                    os.path.join(d, "roibig.onnx"))
+
     # GridSample whose grid has 3 coordinates for a 2-D image.
     shp = numpy_helper.from_array(np.array([1, 1, 2, 3], np.int64), "shp")
     grid = numpy_helper.from_array(rng.uniform(-1, 1, (1, 2, 2, 3)).astype(np.float32), "grid")
