@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "pv-ops-ext.h"
 
 /* More groups than this are merged (largest first, onto the lightest
  * group): each group costs a few small nodes. */
@@ -344,7 +345,7 @@ int pv_pass_split_gru(pv_graph *g) {
   for (int i = 0; i < n0; i++) {
     const pv_node *n = &g->nodes[i];
     if (!n->op || strcmp(n->op, "GRU") || (n->domain && n->domain[0])) continue;
-    if (pv_attr_int(n, "pv.guarded", 0)) continue; /* an If branch's: its last input is the guard */
+    if (pv_node_guarded(n)) continue; /* an If branch's: its last input is the guard */
     int rc = split_one(g, i);
     if (rc < 0) return rc;
     if (rc == 0) changed = true;

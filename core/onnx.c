@@ -928,15 +928,22 @@ static char *kstrdup(fn_ctx *f, const char *a, const char *b) {
   return r;
 }
 
+/* Append the guard as q's last input and mark it (q's input and
+ * attribute arrays have room for one more). */
+static void add_guard(Onnx__NodeProto *q, const char *guard) {
+  static Onnx__AttributeProto guarded = {
+      PROTOBUF_C_MESSAGE_INIT(&onnx__attribute_proto__descriptor),
+      .name = (char *)"pv.guarded", .has_type = 1,
+      .type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, .has_i = 1, .i = 1};
+  q->input[q->n_input++] = (char *)guard;
+  q->attribute[q->n_attribute++] = &guarded;
+}
+
 /* A new node: op, name, inputs, outputs (copied pointers), optionally
  * guarded. */
 static Onnx__NodeProto *if_node(fn_ctx *f, const char *op, const char *name,
                                 char **in, size_t n_in, char **out,
                                 size_t n_out, const char *guard) {
-  static Onnx__AttributeProto guarded = {
-      PROTOBUF_C_MESSAGE_INIT(&onnx__attribute_proto__descriptor),
-      .name = (char *)"pv.guarded", .has_type = 1,
-      .type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, .has_i = 1, .i = 1};
   Onnx__NodeProto *q = fn_keep(f, malloc(sizeof *q));
   if (!q) return NULL;
   onnx__node_proto__init(q);
@@ -950,10 +957,7 @@ static Onnx__NodeProto *if_node(fn_ctx *f, const char *op, const char *name,
   if (n_out) memcpy(q->output, out, sizeof(char *) * n_out);
   q->n_input = n_in;
   q->n_output = n_out;
-  if (guard) {
-    q->input[q->n_input++] = (char *)guard;
-    q->attribute[q->n_attribute++] = &guarded;
-  }
+  if (guard) add_guard(q, guard);
   return q;
 }
 
@@ -1060,12 +1064,7 @@ static int if_push_branch(fn_ctx *f, const Onnx__GraphProto *g, const if_scope *
     } else if (default_domain(np->domain) && str_eq(np->op_type, "Constant")) {
       rc = fn_push(f, q); /* a value, not a computation: no guard */
     } else {
-      static Onnx__AttributeProto guarded = {
-          PROTOBUF_C_MESSAGE_INIT(&onnx__attribute_proto__descriptor),
-          .name = (char *)"pv.guarded", .has_type = 1,
-          .type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT, .has_i = 1, .i = 1};
-      q->input[q->n_input++] = (char *)guard;
-      q->attribute[q->n_attribute++] = &guarded;
+      add_guard(q, guard);
       rc = fn_push(f, q);
     }
     if (rc) return rc;

@@ -152,6 +152,12 @@ static int64_t rdi(const void *p, pv_dtype t, int64_t i) {
 
 static bool is_float(pv_dtype t) { return t == PV_F32 || t == PV_F64 || t == PV_F16; }
 
+/* Float to integer truncates toward zero; NaN and huge values saturate
+ * to 0 and the edges. */
+static int64_t sat_i64(double v) {
+  return (int64_t)(isnan(v) ? 0 : v > 9.2e18 ? 9.2e18 : v < -9.2e18 ? -9.2e18 : v);
+}
+
 static void wr(void *p, pv_dtype t, int64_t i, double v) {
   switch (t) {
   case PV_F32: ((float *)p)[i] = (float)v; break;
@@ -159,9 +165,7 @@ static void wr(void *p, pv_dtype t, int64_t i, double v) {
   case PV_F16: ((uint16_t *)p)[i] = pv_f32_to_f16((float)v); break;
   case PV_BOOL: ((uint8_t *)p)[i] = v != 0; break;
   default: {
-    /* Float to integer truncates toward zero; saturate NaN/huge to 0/edges. */
-    double c = isnan(v) ? 0 : v > 9.2e18 ? 9.2e18 : v < -9.2e18 ? -9.2e18 : v;
-    int64_t x = (int64_t)c;
+    int64_t x = sat_i64(v);
     switch (t) {
     case PV_I64: ((int64_t *)p)[i] = x; break;
     case PV_U64: ((uint64_t *)p)[i] = (uint64_t)x; break;
@@ -292,10 +296,7 @@ static bool cast_fast(const pv_tensor *x, pv_tensor *o, size_t cnt) {
   if (a == PV_F32 && b == PV_I64) {
     const float *s = x->data;
     int64_t *d = o->data;
-    for (size_t i = 0; i < cnt; i++) {
-      double v = s[i];
-      d[i] = (int64_t)(isnan(v) ? 0 : v > 9.2e18 ? 9.2e18 : v < -9.2e18 ? -9.2e18 : v);
-    }
+    for (size_t i = 0; i < cnt; i++) d[i] = sat_i64(s[i]);
     return true;
   }
   if (a == PV_I64 && b == PV_F32) {
