@@ -40,8 +40,9 @@ struct pv_exec {
   bool planned;
   int64_t in_dims[16][PV_MAX_DIMS]; /* input dims of the current plan */
   pv_tensor *vals;
-  void **owned;   /* per value: plan-time data this exec owns */
-  size_t *owned_cap; /* data-shaped runs: bytes of owned[v], kept across runs */
+  void **owned;   /* per value: data this exec owns (plan-time values; every
+                     value of a data-shaped run) */
+  size_t *owned_cap; /* bytes of owned[v]: data-shaped runs keep it across runs */
   char *arena;
   size_t arena_len;
   size_t peak;
@@ -611,9 +612,6 @@ static int plan(pv_exec *e, const pv_tensor *in) {
   return 0;
 }
 
-/* Shape inference, storage and the engine's own nodes for nodes [from,
- * to]: plan-time and data-shaped nodes run here (on data computed by the
- * parts before them), part nodes get their outputs allocated. */
 /* Storage of node n's outputs for a data-shaped run, kept from run to
  * run and grown when a run needs more (SSDlite spent 40 ms a run
  * allocating and zeroing its activations). */
@@ -638,6 +636,9 @@ static int attach_storage(pv_exec *e, const pv_node *n) {
   return 0;
 }
 
+/* Shape inference, storage and the engine's own nodes for nodes [from,
+ * to]: plan-time and data-shaped nodes run here (on data computed by the
+ * parts before them), part nodes get their outputs' storage. */
 static int infer_span(pv_exec *e, int from, int to) {
   pv_model *m = e->m;
   pv_graph *g = m->g;
